@@ -1,0 +1,26 @@
+# The two quick-start commands: `make run` (main job on the embedded default) and `make test`.
+# Both create or reuse .venv and install the project with CPU torch 2.13.0 pinned in the same
+# pip command, so no dependency can pull a CUDA build.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH := torch==2.13.0
+
+.PHONY: run test install clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)" -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	OMP_NUM_THREADS=2 $(VENV)/bin/acodm-gym run
+
+test: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,240 @@
+"""Configuration as data: nested dataclasses, loaded from YAML, overridden from the command line.
+
+Every option lives in one of six sections (``data``, ``model``, ``train``, ``env``, ``agent``,
+``run``). An unknown key is an error that names the key and the closest valid one, so a typo never
+silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that says how to fix it."""
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "default"  # "default" (built from packages), a directory, or a .jsonl / .jsonl.zst file
+    cache_dir: str | None = None  # None: $ACODM_GYM_CACHE or the user cache dir
+    domains: list[str] | None = None  # keep only these domains (None: all)
+    domain_fields: list[str] = field(
+        default_factory=lambda: ["meta.pile_set_name", "meta.redpajama_set_name", "domain"]
+    )  # JSONL: dotted paths tried in order for a record's domain
+    text_field: str = "text"
+    tokenizer: str | None = None  # path to a tokenizer.json; None: train a byte-level BPE
+    vocab_size: int = 4096
+    max_bytes_per_domain: int = 6_000_000
+    val_fraction: float = 0.02
+    test_fraction: float = 0.02
+    seed: int = 0  # document shuffling before the split
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "gpt_neox"  # gpt_neox | llama
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 2
+    num_kv_heads: int | None = None  # llama only (None: = num_heads)
+    intermediate_size: int = 512
+    seq_len: int = 128
+    probe_module: str | None = None  # FFN output projection; None: the architecture's default
+    dtype: str = "float32"
+
+
+@dataclass
+class TrainConfig:
+    total_steps: int = 700
+    batch_size: int = 16
+    micro_batch_size: int | None = None  # None: whole batch in one forward/backward
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    grad_clip: float = 1.0
+    loss_weighting: str = "alpha"  # alpha: sum_i alpha_i * loss_i (the paper) | mean: plain mean
+    exploration_share: float = 0.1  # share of the batch spread evenly over domains (>= 1 each)
+    exploration_floor: bool = True  # False: batches follow alpha alone (ODM samples this way)
+    max_nonfinite_steps: int = 5  # consecutive skipped non-finite steps before stopping
+    device: str = "cpu"
+    threads: int | None = None  # torch threads (None: leave torch's default)
+
+
+@dataclass
+class EnvConfig:
+    compute_reward: bool = True
+    reward_variant: str = "paper"  # paper: <g_i, sum_j g_j> | authors: off-diagonal, normalised, z-scored
+    reward_depths: list[float] = field(default_factory=lambda: [0.75, 0.875, 1.0])
+    num_norm_probes: int = 4  # L: layers whose weight norms are observed
+    scalarization: str = "alpha_weighted"  # alpha_weighted | sum | mean
+    eval_interval: int = 100  # steps between per-domain validation perplexities (0: off)
+    eval_batches: int = 4  # validation batches per domain
+
+
+@dataclass
+class AgentConfig:
+    name: str = "natural"
+    weights: str | list[float] | dict[str, float] | None = None  # static agent: file or values
+    options: dict[str, Any] = field(default_factory=dict)  # agent-specific hyper-parameters
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs"
+    name: str | None = None  # None: <agent>-<seed>
+    seed: int = 0
+    progress: bool = True
+    tensorboard: bool = True
+    plots: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, *sections: str) -> str:
+        """Short hash of the named sections, to key caches and to check compatibility."""
+        d = self.to_dict()
+        blob = json.dumps({s: d[s] for s in sections}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _merge(section: Any, values: Mapping[str, Any], where: str) -> None:
+    names = {f.name: f for f in fields(section)}
+    for key, value in values.items():
+        if key not in names:
+            hint = difflib.get_close_matches(key, names, n=1)
+            suggestion = f" Did you mean '{where}.{hint[0]}'?" if hint else ""
+            raise ConfigError(
+                f"Unknown config key '{where}.{key}'.{suggestion} Valid keys in '{where}': "
+                f"{', '.join(sorted(names))}."
+            )
+        current = getattr(section, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"Config key '{where}.{key}' is a section; give a mapping.")
+            _merge(current, value, f"{where}.{key}")
+        else:
+            setattr(section, key, value)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"Config file not found: {path}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of sections.")
+    return data
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A path as given, else a name under configs/ (``tiny`` → configs/tiny.yaml)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    for candidate in (CONFIG_DIR / path, CONFIG_DIR / f"{name}.yaml", CONFIG_DIR / "models" / f"{name}.yaml"):
+        if candidate.exists():
+            return candidate
+    raise ConfigError(f"Config '{name}' not found: give a YAML path or a name from {CONFIG_DIR}.")
+
+
+def _expand(data: dict[str, Any]) -> dict[str, Any]:
+    """Apply ``base:`` (a config file this one extends) and ``model: {preset: NAME}``."""
+    data = dict(data)
+    base = data.pop("base", None)
+    if base is not None:
+        merged = _expand(_load_yaml(resolve_config_path(base)))
+        for section, values in data.items():
+            if isinstance(values, Mapping) and isinstance(merged.get(section), Mapping):
+                merged[section] = {**merged[section], **values}
+            else:
+                merged[section] = values
+        data = merged
+    model = data.get("model")
+    if isinstance(model, Mapping) and "preset" in model:
+        model = dict(model)
+        preset = _load_yaml(resolve_config_path(Path("models") / f"{model.pop('preset')}.yaml"))
+        data["model"] = {**preset.get("model", preset), **model}
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.lr=1e-3`` → (["train", "lr"], 0.001); values are parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"Override '{text}' must look like section.key=value (e.g. train.total_steps=200).")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | Config | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+) -> Config:
+    """Build a Config from defaults, a YAML file or mapping, and overrides (strings or nested mapping)."""
+    cfg = Config()
+    if isinstance(source, Config):
+        _merge(cfg, source.to_dict(), "config")
+    elif source is not None:
+        data = _load_yaml(resolve_config_path(source)) if isinstance(source, (str, Path)) else dict(source)
+        _merge(cfg, _expand(data), "config")
+    if overrides:
+        if isinstance(overrides, Mapping):
+            _merge(cfg, _expand(dict(overrides)), "config")
+        else:
+            for item in overrides:
+                keys, value = parse_override(item)
+                nested: dict[str, Any] = {keys[-1]: value}
+                for key in reversed(keys[:-1]):
+                    nested = {key: nested}
+                _merge(cfg, _expand(nested), "config")
+    validate(cfg)
+    return cfg
+
+
+def _choice(value: str, allowed: Sequence[str], key: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}='{value}' is not supported; choose one of {', '.join(allowed)}.")
+
+
+def validate(cfg: Config) -> None:
+    """Check values that a typo or a bad combination would make silently wrong."""
+    _choice(cfg.model.arch, ["gpt_neox", "llama"], "model.arch")
+    _choice(cfg.train.loss_weighting, ["alpha", "mean"], "train.loss_weighting")
+    _choice(cfg.env.reward_variant, ["paper", "authors"], "env.reward_variant")
+    _choice(cfg.env.scalarization, ["alpha_weighted", "sum", "mean"], "env.scalarization")
+    if cfg.train.total_steps < 1:
+        raise ConfigError("train.total_steps must be at least 1.")
+    if cfg.train.batch_size < 1 or (cfg.train.micro_batch_size or 1) < 1:
+        raise ConfigError("train.batch_size and train.micro_batch_size must be positive.")
+    if not 0.0 <= cfg.train.exploration_share < 1.0:
+        raise ConfigError("train.exploration_share must be in [0, 1).")
+    if cfg.env.num_norm_probes < 1:
+        raise ConfigError("env.num_norm_probes must be at least 1.")
+    if any(not 0.0 < d <= 1.0 for d in cfg.env.reward_depths) or not cfg.env.reward_depths:
+        raise ConfigError("env.reward_depths must be relative depths in (0, 1], e.g. [0.75, 0.875, 1.0].")
+    if cfg.data.val_fraction <= 0 or cfg.data.test_fraction <= 0 or cfg.data.val_fraction + cfg.data.test_fraction >= 0.5:
+        raise ConfigError("data.val_fraction and data.test_fraction must be positive and sum to less than 0.5.")

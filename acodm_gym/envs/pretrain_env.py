@@ -1,0 +1,228 @@
+"""PretrainEnv: one LLM pretraining run as a Gymnasium episode.
+
+Each step takes domain weights α (a point on the simplex), draws a batch from P_α with the
+exploration floor, makes one α-reweighted update of the model, and returns AC-ODM's six-part
+state and the per-domain gradient-alignment reward. The environment does not know which agent
+drives it.
+
+Observation (float32, size 4k + 1 + 2L; every part is free of model size so a policy learned on a
+small proxy reads a larger target the same way):
+
+====================  ====  =========================================================
+part                  size  value
+====================  ====  =========================================================
+samples seen          k     n_i / Σ_j n_j (share of all sequences drawn so far)
+step                  1     t / T
+loss                  k     ℓ_i / ln V on this step's batch, before its update
+loss change           k     (ℓ_i(t) − ℓ_i(t−1)) / ℓ_i(t−1), clipped to [−1, 1]
+weight norm           L     ‖ω_l(t)‖ / ‖ω_l(0)‖ of L FFN output layers at even depths
+update norm           L     (log10(‖ω_l(t) − ω_l(t−1)‖ / ‖ω_l(t)‖) + 4) / 2, clipped to [−2, 2]
+====================  ====  =========================================================
+
+A domain absent from a batch keeps its last loss (change 0): nothing is ever NaN.
+
+Action: Box [0, 1]^k, clipped to the box and normalised to sum 1 (all zeros means uniform).
+
+Reward: ``info["vector_reward"]`` is W (k values; ``reward_space``), W_i = ⟨∇ℓ_i, Σ_j ∇ℓ_j⟩ on
+the reward layers. The scalar returned by ``step`` (for stock agents) is, by default, the
+α-weighted sum Σ α_i W_i = ⟨Σ_i α_i ∇ℓ_i, Σ_j ∇ℓ_j⟩: the first-order decrease of the summed
+domain losses under the update this mixture makes (``sum``: ‖Σ g‖², hardly action-dependent;
+``mean``: its 1/k).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from ..config import Config, load_config
+from ..data.corpus import TokenCorpus, open_corpus
+from ..data.sampler import DomainSampler
+from ..lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers
+from ..lm.probes import AlignmentProbe, WeightNormProbe, alignment_reward
+from ..lm.step import NonFiniteLossError, TorchBackend, evaluate_domains, train_step
+
+
+def scalarize(vector: np.ndarray, alpha: np.ndarray, mode: str) -> float:
+    """The scalar reward of a reward vector under the mixture α (see the module docstring)."""
+    if mode == "alpha_weighted":
+        return float(np.dot(alpha, vector))
+    if mode == "sum":
+        return float(vector.sum())
+    return float(vector.mean())
+
+
+def action_to_weights(action: Any, k: int) -> np.ndarray:
+    """Clip an action to [0, 1]^k and normalise it onto the simplex; reject NaN/inf and bad shapes."""
+    a = np.asarray(action, dtype=np.float64)
+    if a.shape != (k,):
+        raise ValueError(f"Action has shape {a.shape}; expected ({k},), one weight per domain.")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"Action {a.tolist()} holds NaN or inf; give finite domain weights.")
+    a = np.clip(a, 0.0, 1.0)
+    total = a.sum()
+    return a / total if total > 0 else np.full(k, 1.0 / k)
+
+
+class PretrainEnv(gym.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        config: str | Mapping[str, Any] | Config | None = None,
+        overrides: Sequence[str] | Mapping[str, Any] | None = None,
+        corpus: TokenCorpus | None = None,
+        log=print,
+    ):
+        self.cfg = load_config(config, overrides)
+        if self.cfg.train.threads:
+            torch.set_num_threads(self.cfg.train.threads)
+        self.corpus = corpus or open_corpus(self.cfg.data, log=log)
+        self.domains = list(self.corpus.domains)
+        self.k = len(self.domains)
+        self.natural_weights = self.corpus.natural_weights()
+        self.L = self.cfg.env.num_norm_probes
+        obs_size = 4 * self.k + 1 + 2 * self.L
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
+        self.action_space = spaces.Box(0.0, 1.0, shape=(self.k,), dtype=np.float32)
+        self.reward_space = spaces.Box(-np.inf, np.inf, shape=(self.k,), dtype=np.float32)
+        seq = self.cfg.model.seq_len
+        limit = self.cfg.env.eval_batches * self.cfg.train.batch_size
+        self._val_blocks = [torch.from_numpy(self.corpus.blocks(d, "validation", seq, limit)) for d in self.domains]
+        if any(len(b) == 0 for b in self._val_blocks):
+            short = [d for d, b in zip(self.domains, self._val_blocks) if len(b) == 0]
+            raise ValueError(f"Domains {short} have fewer than seq_len={seq} validation tokens: add text or raise data.val_fraction.")
+        self.backend: TorchBackend | None = None
+        self._alignment: AlignmentProbe | None = None
+
+    # ------------------------------------------------------------------------------------------
+    def observation_layout(self) -> dict[str, slice]:
+        """Where each part of the state lives in the flat observation."""
+        k, L = self.k, self.L
+        return {
+            "samples_seen": slice(0, k),
+            "step": slice(k, k + 1),
+            "loss": slice(k + 1, 2 * k + 1),
+            "loss_change": slice(2 * k + 1, 3 * k + 1),
+            "weight_norm": slice(3 * k + 1, 3 * k + 1 + L),
+            "update_norm": slice(3 * k + 1 + L, 3 * k + 1 + 2 * L),
+        }
+
+    def make_backend(self, model) -> TorchBackend:
+        """The training backend; the DeepSpeed environment overrides this one method."""
+        return TorchBackend(model, self.cfg.train)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        run_seed = seed if seed is not None else int(self.np_random.integers(2**31))
+        if self._alignment is not None:
+            self._alignment.close()
+        model = build_model(self.cfg.model, self.corpus.vocab_size, run_seed)
+        self.backend = self.make_backend(model)
+        layers = probe_layers(self.backend.model, self.cfg.model)
+        modules = [m for _, m in layers]
+        self._norm_probe = WeightNormProbe([modules[i] for i in evenly_spaced_layers(len(modules), self.L)])
+        self._alignment = (
+            AlignmentProbe([modules[i] for i in layers_at_depths(len(modules), self.cfg.env.reward_depths)], self.k)
+            if self.cfg.env.compute_reward
+            else None
+        )
+        t = self.cfg.train
+        self.sampler = DomainSampler(self.corpus, self.cfg.model.seq_len, t.batch_size, t.exploration_share, t.exploration_floor, run_seed)
+        self.t = 0
+        self.tokens = 0
+        self._nonfinite = 0
+        self._initial_norms = self._norm_probe.norms()
+        self._update_norms = np.zeros(self.L)
+        first_blocks = [b[:1] for b in self._val_blocks]
+        self._losses = evaluate_domains(self.backend, first_blocks, t.batch_size)
+        self._loss_change = np.zeros(self.k)
+        self._alpha = np.full(self.k, 1.0 / self.k)
+        info = {"step": 0, "tokens": 0, "domain_losses": self._losses.copy(), "domain_weights": self._alpha.copy()}
+        return self._observation(), info
+
+    def step(self, action):
+        if self.backend is None:
+            raise RuntimeError("Call reset() before step().")
+        alpha = action_to_weights(action, self.k)
+        t = self.cfg.train
+        batch = self.sampler.sample(alpha)
+        out = train_step(self.backend, batch, alpha, t.loss_weighting, t.micro_batch_size, self._alignment, self._norm_probe)
+        if out.finite:
+            self._nonfinite = 0
+            losses = np.where(np.isnan(out.domain_losses), self._losses, out.domain_losses)
+            self._loss_change = np.clip((losses - self._losses) / self._losses, -1.0, 1.0)
+            self._losses = losses
+            self._update_norms = out.update_norms
+        else:
+            self._nonfinite += 1
+            if self._nonfinite >= t.max_nonfinite_steps:
+                raise NonFiniteLossError(
+                    f"{self._nonfinite} consecutive steps had a non-finite loss or gradient (last at step {self.t}): "
+                    "lower train.lr, check the data, or raise train.max_nonfinite_steps."
+                )
+        if out.gram is not None:
+            vector = alignment_reward(out.gram, self.cfg.env.reward_variant)
+        else:
+            vector = np.zeros(self.k)
+        self._alpha = alpha
+        self.t += 1
+        self.tokens += int(batch.input_ids.numel())
+        info = {
+            "step": self.t,
+            "tokens": self.tokens,
+            "domain_weights": alpha.copy(),
+            "sampling_probs": batch.probs.copy(),
+            "domain_counts": batch.counts.copy(),
+            "domain_losses": self._losses.copy(),
+            "vector_reward": vector.astype(np.float64),
+            "samples_seen": self.sampler.samples_seen.copy(),
+            "epochs": self.sampler.epochs(),
+            "objective": out.objective,
+            "grad_norm": out.grad_norm,
+            "lr": out.lr,
+            "skipped": not out.finite,
+        }
+        truncated = self.t >= t.total_steps
+        interval = self.cfg.env.eval_interval
+        if interval and (self.t % interval == 0 or truncated):
+            val = self.evaluate("validation")
+            info["val_loss"] = val
+            info["val_ppl"] = np.exp(val)
+        reward = scalarize(vector, alpha, self.cfg.env.scalarization)
+        return self._observation(), reward, False, bool(truncated), info
+
+    def evaluate(self, split: str = "validation") -> np.ndarray:
+        """Per-domain mean loss on held-out data (``validation``: the env's fixed blocks; ``test``)."""
+        if split == "validation":
+            blocks = self._val_blocks
+        else:
+            limit = self.cfg.env.eval_batches * self.cfg.train.batch_size
+            blocks = [torch.from_numpy(self.corpus.blocks(d, split, self.cfg.model.seq_len, limit)) for d in self.domains]
+        return evaluate_domains(self.backend, blocks, self.cfg.train.batch_size)
+
+    def _observation(self) -> np.ndarray:
+        seen = self.sampler.samples_seen
+        shares = seen / seen.sum() if seen.sum() else np.full(self.k, 1.0 / self.k)
+        norms = self._norm_probe.norms()
+        rel_update = self._update_norms / np.maximum(norms, 1e-12)
+        update_feature = np.clip((np.log10(np.maximum(rel_update, 1e-12)) + 4.0) / 2.0, -2.0, 2.0)
+        parts = [
+            shares,
+            [self.t / self.cfg.train.total_steps],
+            self._losses / math.log(self.corpus.vocab_size),
+            self._loss_change,
+            norms / self._initial_norms,
+            update_feature,
+        ]
+        return np.concatenate(parts).astype(np.float32)
+
+    def close(self):
+        if self._alignment is not None:
+            self._alignment.close()
+            self._alignment = None
+        self.backend = None
