@@ -1,0 +1,87 @@
+"""Static mixtures: the corpus' natural weights, uniform, or weights from a file (DoReMi, DoGE…)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import yaml
+
+from ..config import AgentConfig, ConfigError
+from .base import Agent, EnvSpec
+
+
+class StaticAgent(Agent):
+    """Always the same weights; needs no reward, so the env skips its probes."""
+
+    name = "static"
+    needs_reward = False
+
+    def __init__(self, spec: EnvSpec, weights: np.ndarray):
+        super().__init__(spec)
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (self.k,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"Static weights {w.tolist()} must be {self.k} finite non-negative numbers with a positive sum.")
+        self.weights = w / w.sum()
+
+    @classmethod
+    def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "StaticAgent":
+        if cfg.weights is None:
+            raise ConfigError("agent 'static' needs agent.weights: a file, a list, or a {domain: weight} mapping.")
+        return cls(spec, read_weights(cfg.weights, spec.domains))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.weights.copy()
+
+    def state_dict(self):
+        return {"weights": self.weights.tolist()}
+
+    def load_state_dict(self, state):
+        self.weights = np.asarray(state["weights"], dtype=np.float64)
+
+
+class NaturalAgent(StaticAgent):
+    """Token-proportional weights: the corpus as it is (The Pile's own weights, "TPW")."""
+
+    name = "natural"
+
+    def __init__(self, spec: EnvSpec):
+        super().__init__(spec, spec.natural_weights)
+
+    @classmethod
+    def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "NaturalAgent":
+        return cls(spec)
+
+
+class UniformAgent(StaticAgent):
+    name = "uniform"
+
+    def __init__(self, spec: EnvSpec):
+        super().__init__(spec, np.ones(len(spec.domains)))
+
+    @classmethod
+    def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "UniformAgent":
+        return cls(spec)
+
+
+def read_weights(source: str | Path | Sequence[float] | Mapping[str, float], domains: list[str]) -> np.ndarray:
+    """Weights from a list, a {domain: weight} mapping, or a JSON/YAML file holding either.
+
+    A file may also be a run's exported mixture (``{"mean_weights": {...}}``).
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"Weights file {path} does not exist.")
+        text = path.read_text()
+        source = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if isinstance(source, Mapping) and "mean_weights" in source:
+            source = source["mean_weights"]
+    if isinstance(source, Mapping):
+        unknown = sorted(set(source) - set(domains))
+        missing = [d for d in domains if d not in source]
+        if unknown or missing:
+            raise ValueError(f"Weights name unknown domains {unknown} / miss domains {missing}; the corpus has {domains}.")
+        return np.array([float(source[d]) for d in domains])
+    return np.asarray(source, dtype=np.float64)

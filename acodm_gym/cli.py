@@ -1,0 +1,86 @@
+"""Command line: ``acodm-gym`` (also ``python train_env.py``).
+
+Every sub-command takes ``--config`` (a YAML path or a name under configs/) and any number of
+``section.key=value`` overrides, e.g. ``acodm-gym train --agent uniform train.total_steps=200``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import ConfigError, load_config
+
+
+def _config(args, extra: dict | None = None):
+    overrides = list(args.overrides)
+    for key, value in (extra or {}).items():
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return load_config(args.config, overrides)
+
+
+def cmd_data(args) -> int:
+    from .data.corpus import open_corpus
+
+    cfg = _config(args)
+    corpus = open_corpus(cfg.data)
+    print(f"corpus: {corpus.root}")
+    print(f"{'domain':<14}{'MB':>8}{'docs':>8}{'train tok':>12}{'val tok':>10}{'test tok':>10}  source (license)")
+    for d in corpus.manifest["domains"]:
+        t = d["tokens"]
+        print(
+            f"{d['name']:<14}{d['bytes'] / 1e6:8.2f}{d['documents']:8d}{t['train']:12d}{t['validation']:10d}{t['test']:10d}"
+            f"  {d.get('source', '')} ({d.get('license', 'unknown')})"
+        )
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .runs.runner import train
+
+    cfg = _config(args, {"agent.name": args.agent, "run.seed": args.seed, "run.name": args.name, "run.out_dir": args.out_dir})
+    result = train(cfg)
+    s = result.summary
+    print(f"final average validation perplexity {s['final_val_ppl_avg']:.2f}, test {s['test_ppl_avg']:.2f}")
+    print(f"outputs: {result.run_dir.resolve()}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    """The main job on the embedded default: one short pretraining run with the natural weights."""
+    args.agent = args.agent or "natural"
+    return cmd_train(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="acodm-gym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--config", default="default", help="YAML config path or name under configs/ (default: default)")
+        p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+        return p
+
+    common(sub.add_parser("data", help="build (first time) and describe the corpus")).set_defaults(func=cmd_data)
+    for name, func, help_ in (("train", cmd_train, "one pretraining run driven by an agent"), ("run", cmd_run, "the main job on the embedded default")):
+        p = common(sub.add_parser(name, help=help_))
+        p.add_argument("--agent", default=None, help="agent name (natural, uniform, static, ...)")
+        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--name", default=None, help="run directory name under run.out_dir")
+        p.add_argument("--out-dir", default=None, help="where run directories go (default: runs/)")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

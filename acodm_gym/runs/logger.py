@@ -1,0 +1,71 @@
+"""Per-step metrics: one CSV row per step (fixed columns) and TensorBoard scalars."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PER_DOMAIN = ("weight", "loss", "reward", "epochs", "val_ppl")
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: Path, domains: list[str], tensorboard: bool = True):
+        self.domains = domains
+        self.columns = ["step", "tokens", "objective", "lr", "grad_norm", "reward", "skipped", "val_ppl_avg"]
+        self.columns += [f"{part}/{d}" for part in PER_DOMAIN for d in domains]
+        self._fh = open(run_dir / "metrics.csv", "w", newline="")
+        self._csv = csv.DictWriter(self._fh, fieldnames=self.columns)
+        self._csv.writeheader()
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log(self, info: dict[str, Any], reward: float, agent_stats: dict[str, float]) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "step": info["step"],
+            "tokens": info["tokens"],
+            "objective": info["objective"],
+            "lr": info["lr"],
+            "grad_norm": info["grad_norm"],
+            "reward": reward,
+            "skipped": int(info["skipped"]),
+            "val_ppl_avg": float(np.mean(info["val_ppl"])) if "val_ppl" in info else "",
+        }
+        sources = {
+            "weight": info["domain_weights"],
+            "loss": info["domain_losses"],
+            "reward": info["vector_reward"],
+            "epochs": info["epochs"],
+            "val_ppl": info.get("val_ppl"),
+        }
+        for part, values in sources.items():
+            for d, v in zip(self.domains, values if values is not None else [""] * len(self.domains)):
+                row[f"{part}/{d}"] = v if v == "" else float(v)
+        self._csv.writerow(row)
+        if self._tb is not None:
+            step = info["step"]
+            for key, value in row.items():
+                if key != "step" and value != "" and math.isfinite(float(value)):
+                    self._tb.add_scalar(key, float(value), step)
+            for key, value in agent_stats.items():
+                self._tb.add_scalar(f"agent/{key}", float(value), step)
+        return row
+
+    def close(self) -> None:
+        self._fh.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: Path) -> dict[str, np.ndarray]:
+    """A metrics CSV as columns of floats (NaN where a value was not logged that step)."""
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return {}
+    return {key: np.array([float(r[key]) if r[key] != "" else np.nan for r in rows]) for key in rows[0]}
