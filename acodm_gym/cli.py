@@ -47,10 +47,43 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    """The main job on the embedded default: one short pretraining run with the natural weights."""
-    args.agent = args.agent or "natural"
+def cmd_proxy(args) -> int:
+    """Proxy stage: learn AC-ODM on the small proxy model and save its actor."""
+    from .runs.compare import proxy_config
+    from .runs.runner import train
+
+    cfg = proxy_config(_config(args, {"run.seed": args.seed, "run.name": args.name, "run.out_dir": args.out_dir}))
+    result = train(cfg)
+    print(f"actor: {(result.run_dir / 'agent.pt').resolve()}")
+    print(f"use it: acodm-gym transfer --actor {result.run_dir / 'agent.pt'}")
+    return 0
+
+
+def cmd_transfer(args) -> int:
+    """Target stage: a frozen actor steers a (larger) target model; no reward computation."""
+    args.agent = "frozen"
+    args.overrides = [*args.overrides, f"agent.options={{path: {json.dumps(str(args.actor))}}}"]
     return cmd_train(args)
+
+
+def cmd_compare(args) -> int:
+    from .runs.compare import METHODS, compare
+
+    cfg = _config(args, {"run.out_dir": args.out_dir})
+    methods = args.methods.split(",") if args.methods else list(METHODS)
+    out = compare(cfg, seeds=args.seeds, methods=methods, out=args.out)
+    print((out / "report.md").read_text())
+    print(f"outputs: {out.resolve()}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .runs.compare import report
+
+    path = report(args.dir)
+    print(path.read_text())
+    print(f"report: {path.resolve()}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,14 +96,36 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     common(sub.add_parser("data", help="build (first time) and describe the corpus")).set_defaults(func=cmd_data)
-    for name, func, help_ in (("train", cmd_train, "one pretraining run driven by an agent"), ("run", cmd_run, "the main job on the embedded default")):
-        p = common(sub.add_parser(name, help=help_))
-        p.add_argument("--agent", default=None, help="agent name (natural, uniform, static, ...)")
+    def run_options(p):
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--name", default=None, help="run directory name under run.out_dir")
         p.add_argument("--out-dir", default=None, help="where run directories go (default: runs/)")
-        p.set_defaults(func=func)
+        return p
+
+    p = run_options(common(sub.add_parser("train", help="one pretraining run driven by an agent")))
+    p.add_argument("--agent", default=None, help="agent name: " + ", ".join(_agent_names()))
+    p.set_defaults(func=cmd_train)
+    run_options(common(sub.add_parser("proxy", help="learn AC-ODM on the proxy model and save the actor"))).set_defaults(func=cmd_proxy)
+    p = run_options(common(sub.add_parser("transfer", help="a frozen actor steers the target model")))
+    p.add_argument("--actor", required=True, help="agent.pt saved by `proxy` (or by an acodm run)")
+    p.set_defaults(func=cmd_transfer)
+    for name, help_ in (("compare", "all methods on one corpus, budget and seeds, then report.md"), ("run", "the main job: compare on the embedded default")):
+        p = common(sub.add_parser(name, help=help_))
+        p.add_argument("--seeds", type=int, nargs="+", default=[0])
+        p.add_argument("--methods", default=None, help="comma-separated subset of natural,uniform,odm,acodm,acodm-proxy")
+        p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/compare)")
+        p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)
+        p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("report", help="rewrite report.md and plots of a compare directory")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_report)
     return parser
+
+
+def _agent_names() -> list[str]:
+    from .agents import AGENTS
+
+    return sorted(AGENTS)
 
 
 def main(argv: list[str] | None = None) -> int:

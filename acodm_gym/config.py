@@ -98,6 +98,7 @@ class RunConfig:
     progress: bool = True
     tensorboard: bool = True
     plots: bool = True
+    proxy_model: str = "tiny-proxy"  # model preset (configs/models/) of the proxy stage
 
 
 @dataclass
