@@ -1,0 +1,124 @@
+"""The runner, the command line and the comparison report, end to end on the small corpus."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from acodm_gym.cli import main
+from acodm_gym.config import load_config
+from acodm_gym.runs.logger import read_metrics
+from acodm_gym.runs.runner import train
+from conftest import small_config
+
+
+@pytest.fixture(scope="module")
+def natural_run(corpus_text_dir, cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    cfg = load_config(small_config(corpus_text_dir, cache_dir, run={"out_dir": str(out)}))
+    return train(cfg, log=lambda _: None)
+
+
+def test_run_directory_holds_every_output(natural_run):
+    names = {p.name for p in natural_run.run_dir.iterdir()}
+    assert {"config.yaml", "metrics.csv", "summary.json", "mixture.json", "model", "agent.pt", "tensorboard"} <= names
+    for png in ("weights.png", "val_ppl.png", "test_ppl.png"):
+        data = (natural_run.run_dir / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
+    assert any((natural_run.run_dir / "tensorboard").iterdir())
+
+
+def test_metrics_csv_has_one_row_per_step_and_no_nan_losses(natural_run):
+    m = read_metrics(natural_run.run_dir / "metrics.csv")
+    assert m["step"].tolist() == list(range(1, 21))
+    domains = natural_run.summary["domains"]
+    losses = np.stack([m[f"loss/{d}"] for d in domains], axis=1)
+    weights = np.stack([m[f"weight/{d}"] for d in domains], axis=1)
+    assert np.isfinite(losses).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-9)
+    evaluated = ~np.isnan(m["val_ppl_avg"])
+    assert m["step"][evaluated].tolist() == [10, 20]
+
+
+def test_summary_matches_metrics_and_training_lowers_perplexity(natural_run):
+    s = natural_run.summary
+    m = read_metrics(natural_run.run_dir / "metrics.csv")
+    assert s["steps"] == 20 and s["tokens"] == 20 * 8 * 32
+    assert s["final_val_ppl_avg"] == pytest.approx(m["val_ppl_avg"][-1])
+    assert s["val_curve"]["avg_ppl"][-1] < s["val_curve"]["avg_ppl"][0]
+    assert s["final_val_ppl_avg"] < 512  # better than uniform guessing over the 512-token vocabulary
+    assert set(s["test_ppl"]) == set(s["domains"])
+
+
+def test_saved_model_and_tokenizer_load_with_transformers(natural_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(natural_run.run_dir / "model")
+    tok = AutoTokenizer.from_pretrained(natural_run.run_dir / "model")
+    ids = tok("def main():\n    return 0", return_tensors="pt").input_ids
+    assert tok.decode(ids[0]) == "def main():\n    return 0"
+    out = model(input_ids=ids)
+    assert out.logits.shape == (1, ids.shape[1], model.config.vocab_size)
+
+
+def test_exported_mixture_is_reusable_as_a_static_agent(natural_run, corpus_text_dir, cache_dir, tmp_path):
+    mixture = json.loads((natural_run.run_dir / "mixture.json").read_text())
+    assert len(mixture["schedule"]["weights"]) == 20
+    cfg = load_config(
+        small_config(
+            corpus_text_dir,
+            cache_dir,
+            agent={"name": "static", "weights": str(natural_run.run_dir / "mixture.json")},
+            train={"total_steps": 3},
+            run={"out_dir": str(tmp_path), "plots": False, "tensorboard": False},
+        )
+    )
+    result = train(cfg, log=lambda _: None)
+    expected = [mixture["mean_weights"][d] for d in result.summary["domains"]]
+    np.testing.assert_allclose(list(result.summary["mean_weights"].values()), expected, atol=1e-12)
+
+
+def _write_config(path, corpus_text_dir, cache_dir, **sections):
+    path.write_text(yaml.safe_dump(small_config(corpus_text_dir, cache_dir, **sections)))
+    return str(path)
+
+
+def test_cli_train_with_overrides(corpus_text_dir, cache_dir, tmp_path, capsys):
+    cfg = _write_config(tmp_path / "c.yaml", corpus_text_dir, cache_dir)
+    code = main(["train", "--config", cfg, "--agent", "uniform", "--out-dir", str(tmp_path / "runs"), "train.total_steps=4", "env.eval_interval=2"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "outputs:" in out
+    summary = json.loads((tmp_path / "runs" / "uniform-seed0" / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["val_curve"]["steps"] == [2, 4]
+    assert list(summary["mean_weights"].values()) == pytest.approx([0.25] * 4)
+
+
+def test_cli_unknown_key_is_a_clear_error(corpus_text_dir, cache_dir, tmp_path, capsys):
+    cfg = _write_config(tmp_path / "c.yaml", corpus_text_dir, cache_dir)
+    assert main(["train", "--config", cfg, "train.total_step=4"]) == 2
+    err = capsys.readouterr().err
+    assert "train.total_step" in err and "total_steps" in err
+
+
+def test_cli_data_describes_the_corpus(corpus_text_dir, cache_dir, tmp_path, capsys):
+    cfg = _write_config(tmp_path / "c.yaml", corpus_text_dir, cache_dir)
+    assert main(["data", "--config", cfg]) == 0
+    out = capsys.readouterr().out
+    for domain in ("code", "docs", "fonts", "legal"):
+        assert domain in out
+
+
+def test_compare_writes_report_table_and_plots(corpus_text_dir, cache_dir, tmp_path, capsys):
+    cfg = _write_config(tmp_path / "c.yaml", corpus_text_dir, cache_dir, run={"tensorboard": False}, train={"total_steps": 6}, env={"eval_interval": 3})
+    out = tmp_path / "cmp"
+    assert main(["compare", "--config", cfg, "--methods", "natural,uniform", "--seeds", "0", "1", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert [r.split("|")[1].strip() for r in rows] == ["natural", "uniform"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"]["natural"]["seeds"] == [0, 1]
+    assert len(results["methods"]["uniform"]["final_val_ppl"]) == 2
+    assert (out / "val_ppl.png").exists() and (out / "test_ppl.png").exists()
