@@ -2,14 +2,29 @@
 from __future__ import annotations
 
 from ..config import AgentConfig, ConfigError
-from .base import Agent, EnvSpec
+from .acodm import ACODMAgent, ACODMTD3Agent, FrozenActorAgent
+from .base import Agent, EnvSpec, read_agent_file
+from .exp3 import EXP3Agent
+from .sb3 import DDPGAgent, PPOAgent, SACAgent, TD3Agent
 from .static import NaturalAgent, StaticAgent, UniformAgent, read_weights
+from .vector_td3 import VectorDDPG, VectorReplayBuffer, VectorTD3, VectorTD3Policy
 
 # CLI name → agent class. Each class says whether it needs the reward probes and the floor.
 AGENTS: dict[str, type[Agent]] = {
-    "natural": NaturalAgent,
-    "uniform": UniformAgent,
-    "static": StaticAgent,
+    cls.name: cls
+    for cls in (
+        NaturalAgent,
+        UniformAgent,
+        StaticAgent,
+        ACODMAgent,
+        ACODMTD3Agent,
+        FrozenActorAgent,
+        EXP3Agent,
+        DDPGAgent,
+        TD3Agent,
+        SACAgent,
+        PPOAgent,
+    )
 }
 
 
@@ -23,4 +38,8 @@ def make_agent(cfg: AgentConfig, spec: EnvSpec) -> Agent:
     return agent_class(cfg.name).from_config(spec, cfg)
 
 
-__all__ = ["Agent", "EnvSpec", "AGENTS", "agent_class", "make_agent", "NaturalAgent", "UniformAgent", "StaticAgent", "read_weights"]
+__all__ = [
+    "Agent", "EnvSpec", "AGENTS", "agent_class", "make_agent", "read_agent_file", "read_weights",
+    "NaturalAgent", "UniformAgent", "StaticAgent", "ACODMAgent", "ACODMTD3Agent", "FrozenActorAgent", "EXP3Agent",
+    "DDPGAgent", "TD3Agent", "SACAgent", "PPOAgent", "VectorTD3", "VectorDDPG", "VectorTD3Policy", "VectorReplayBuffer",
+]

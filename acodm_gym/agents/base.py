@@ -1,19 +1,23 @@
 """The one interface every agent implements, so the runner never special-cases an agent.
 
 An agent sees only spaces and arrays (``EnvSpec``): it acts on an observation, observes the
-transition that followed, updates itself, and saves or loads its state.
+transition that followed, updates itself, and saves or loads its state. A saved agent records
+the domains and observation layout it was built for, and refuses any other environment.
 """
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
-from ..config import AgentConfig
+from ..config import AgentConfig, ConfigError
+from ..envs.pretrain_env import action_to_weights
 
 
 @dataclass
@@ -39,6 +43,40 @@ class EnvSpec:
             env.cfg.train.total_steps,
         )
 
+    def signature(self) -> dict[str, Any]:
+        """What an agent must share with an environment to drive it: domains and observation layout."""
+        return {
+            "domains": list(self.domains),
+            "observation_size": int(self.observation_space.shape[0]),
+            "observation_layout": {name: [s.start, s.stop] for name, s in self.observation_layout.items()},
+        }
+
+    def check(self, signature: dict[str, Any], source: str) -> None:
+        """Raise if ``signature`` (of a saved or built agent) describes another corpus or observation."""
+        for key, value in self.signature().items():
+            if signature.get(key) != value:
+                raise ValueError(
+                    f"{source} was made for {key} {signature.get(key)}, but this environment has {key} {value}: "
+                    "an agent only drives the domains and observation layout it was built for."
+                )
+
+
+def read_agent_file(path: str | Path) -> dict[str, Any]:
+    """A file written by ``Agent.save``, with a clear error for a missing, corrupted or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Saved agent {path} does not exist.")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for a damaged file
+        raise ValueError(
+            f"{path} is not a readable saved agent (corrupted, truncated, or not written by Agent.save): "
+            f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    if not isinstance(blob, dict) or not {"agent", "state", "domains"} <= blob.keys():
+        raise ValueError(f"{path} is a torch file but not a saved agent (no 'agent', 'domains' and 'state' entries).")
+    return blob
+
 
 class Agent(ABC):
     """Chooses domain weights. ``exploration_floor``: whether the env should reserve its floor."""
@@ -50,11 +88,32 @@ class Agent(ABC):
     def __init__(self, spec: EnvSpec):
         self.spec = spec
         self.k = len(spec.domains)
+        a, o = spec.action_space, spec.observation_space
+        if not isinstance(a, spaces.Box) or a.shape != (self.k,) or np.any(a.low != 0) or np.any(a.high != 1):
+            raise ValueError(f"Agent '{self.name}' acts on Box(0, 1, ({self.k},)), one weight per domain; the env's action space is {a}.")
+        if not isinstance(o, spaces.Box) or len(o.shape) != 1:
+            raise ValueError(f"Agent '{self.name}' reads a flat Box observation; the env's observation space is {o}.")
 
     @classmethod
     def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "Agent":
         """Build from the ``agent`` config section (``agent.options`` are keyword arguments)."""
-        return cls(spec, **cfg.options)
+        try:
+            return cls(spec, **cfg.options)
+        except TypeError as exc:
+            if not re.search(r"__init__\(\) (got|missing|takes)", str(exc)):  # a bad option, not a bug inside
+                raise
+            raise ConfigError(f"agent '{cls.name}' got a bad agent.options entry: {exc}. Its options are listed in {cls.__name__}'s docstring.") from None
+
+    def check_env(self, env) -> None:
+        """Raise unless ``env`` has the domains and observation layout this agent was built for."""
+        EnvSpec.from_env(env).check(self.spec.signature(), f"Agent '{self.name}'")
+
+    def _to_weights(self, action: Any) -> np.ndarray:
+        """The env's own mapping of an action onto the simplex, with an error naming this agent."""
+        try:
+            return action_to_weights(action, self.k)
+        except ValueError as exc:
+            raise ValueError(f"Agent '{self.name}' produced an invalid action: {exc}") from None
 
     @abstractmethod
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -68,22 +127,18 @@ class Agent(ABC):
         return {}
 
     def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain Python values only: files are read back with ``weights_only``."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
     def save(self, path: str | Path) -> None:
-        import torch
-
-        torch.save({"agent": self.name, "domains": self.spec.domains, "state": self.state_dict()}, path)
+        torch.save({"agent": self.name, **self.spec.signature(), "state": self.state_dict()}, path)
 
     def load(self, path: str | Path) -> None:
-        import torch
-
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-        if blob.get("agent") != self.name:
-            raise ValueError(f"{path} holds a '{blob.get('agent')}' agent, not '{self.name}'.")
-        if blob.get("domains") != self.spec.domains:
-            raise ValueError(f"{path} was saved for domains {blob.get('domains')}, not {self.spec.domains}.")
+        blob = read_agent_file(path)
+        if blob["agent"] != self.name:
+            raise ValueError(f"{path} holds a '{blob['agent']}' agent, not '{self.name}'.")
+        self.spec.check(blob, str(path))
         self.load_state_dict(blob["state"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from ..agents.rewards import importance_weighted_ema
 from .pretrain_env import scalarize
 
 
@@ -30,8 +31,7 @@ class ImportanceWeightedRewardEMA(gym.Wrapper):
     def step(self, action):
         obs, _, terminated, truncated, info = self.env.step(action)
         raw = info["vector_reward"]
-        corrected = raw / np.maximum(info["sampling_probs"], 1e-12)
-        self.ema = corrected * (1 - self.xi) if self.ema is None else self.xi * self.ema + (1 - self.xi) * corrected
+        self.ema = importance_weighted_ema(self.ema, raw, info["sampling_probs"], self.xi)
         info = {**info, "vector_reward_raw": raw, "vector_reward": self.ema.copy()}
         mode = self.env.unwrapped.cfg.env.scalarization
         return obs, scalarize(self.ema, info["domain_weights"], mode), terminated, truncated, info

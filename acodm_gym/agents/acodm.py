@@ -1,0 +1,200 @@
+"""AC-ODM: an actor–critic that sets the domain weights from the training state, and its transfer.
+
+Warm-up (the paper): for ``warmup_steps`` the behaviour policy is the natural weights plus
+N(0, ``warmup_noise``), clipped and renormalised (or, as in the authors' code, ODM's smoothed-mean
+bandit); each step the actor is fitted to those weights (MSE) and the critic to (1 + γ)·r.
+After warm-up: one actor–critic update per env step on the actor's weights plus exploration
+noise. The default noise is N(0, 0.02) on the weights, clipped and renormalised: the authors'
+a − U(0, 1)/1000 (option ``exploration="authors"``) moves each weight by at most 0.001, far below
+weights of ~1/k, so the replay would hold almost no action variation to learn ∇_a Q from.
+The learning rate decays on a cosine from 0.01 to 0.001 over ``total_steps`` (the paper).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.torch_layers import FlattenExtractor
+
+from ..config import AgentConfig, ConfigError
+from .base import Agent, EnvSpec, read_agent_file
+from .exp3 import EXP3Agent
+from .sb3 import build_sb3_model, drain_logger, load_sb3_state, sb3_state
+from .vector_td3 import SoftmaxActor, VectorDDPG, VectorTD3, cosine_schedule
+
+BEHAVIOURS = ("natural", "odm")
+EXPLORATIONS = ("gaussian", "authors", "none")
+
+
+class ACODMAgent(Agent):
+    """AC-ODM on vector-reward DDPG (``acodm``).
+
+    Options (defaults): ``layers`` (2) × ``width`` (256) of actor and critic (paper: 6 × 1024);
+    ``lr_start`` (0.01) → ``lr_end`` (0.001); ``batch_size`` (256); ``buffer_size`` (10_000);
+    ``gamma`` (0.95); ``tau`` (0.005: τ = 0.001 of the authors leaves the targets half at their
+    initialisation after a 700-step run); ``scalarization`` ("alpha_weighted" | "sum");
+    ``reward_ema`` (0.9: ξ of r̂_i ← ξ r̂_i + (1 − ξ) r_i / p_i; None: the raw reward, e.g. with
+    env.reward_variant=authors, whose code has no average); ``warmup_steps`` (None: 10% of the run);
+    ``warmup_noise`` (0.02); ``warmup_behaviour`` ("natural" | "odm"); ``exploration``
+    ("gaussian" | "authors" | "none"); ``exploration_noise`` (0.02); ``seed`` (0); ``device`` ("cpu").
+    """
+
+    name = "acodm"
+    algorithm: type[VectorTD3] = VectorDDPG
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        *,
+        layers: int = 2,
+        width: int = 256,
+        lr_start: float = 0.01,
+        lr_end: float = 0.001,
+        batch_size: int = 256,
+        buffer_size: int = 10_000,
+        gamma: float = 0.95,
+        tau: float = 0.005,
+        scalarization: str = "alpha_weighted",
+        reward_ema: float | None = 0.9,
+        warmup_steps: int | None = None,
+        warmup_noise: float = 0.02,
+        warmup_behaviour: str = "natural",
+        exploration: str = "gaussian",
+        exploration_noise: float = 0.02,
+        seed: int = 0,
+        device: str = "cpu",
+    ):
+        super().__init__(spec)
+        if warmup_behaviour not in BEHAVIOURS:
+            raise ConfigError(f"{self.name} warmup_behaviour='{warmup_behaviour}'; choose one of {', '.join(BEHAVIOURS)}.")
+        if exploration not in EXPLORATIONS:
+            raise ConfigError(f"{self.name} exploration='{exploration}'; choose one of {', '.join(EXPLORATIONS)}.")
+        self.net_arch = [int(width)] * int(layers)
+        self.batch_size = int(batch_size)
+        self.warmup_steps = max(1, spec.total_steps // 10) if warmup_steps is None else int(warmup_steps)
+        self.warmup_noise = warmup_noise
+        self.exploration, self.exploration_noise = exploration, exploration_noise
+        self.behaviour = EXP3Agent(spec, updater="smoothed_mean") if warmup_behaviour == "odm" else None
+        self.rng = np.random.default_rng(seed)
+        self.t = 0  # transitions observed
+        self.model: VectorTD3 = build_sb3_model(
+            self.algorithm,
+            spec,
+            seed=seed,
+            device=device,
+            learning_rate=cosine_schedule(lr_start, lr_end),
+            buffer_size=buffer_size,
+            batch_size=self.batch_size,
+            learning_starts=0,
+            gamma=gamma,
+            tau=tau,
+            scalarization=scalarization,
+            replay_buffer_kwargs={"reward_ema": reward_ema},
+            policy_kwargs={"net_arch": self.net_arch},
+            **self.algorithm_options(),
+        )
+
+    def algorithm_options(self) -> dict[str, Any]:
+        """Extra keyword arguments for ``algorithm`` (the TD3 variant adds its own)."""
+        return {}
+
+    def act(self, obs):
+        if self.t < self.warmup_steps:
+            if self.behaviour is not None:
+                return self.behaviour.act(obs)
+            return self._to_weights(self.spec.natural_weights + self.rng.normal(0.0, self.warmup_noise, self.k))
+        weights = self.model.predict(obs, deterministic=True)[0].astype(np.float64)
+        if self.exploration == "gaussian":
+            weights = weights + self.rng.normal(0.0, self.exploration_noise, self.k)
+        elif self.exploration == "authors":
+            weights = weights - self.rng.uniform(0.0, 1.0, self.k) / 1000
+        return self._to_weights(weights)
+
+    def observe(self, obs, action, reward, next_obs, info):
+        if self.behaviour is not None and self.t < self.warmup_steps:
+            self.behaviour.observe(obs, action, reward, next_obs, info)
+        scaled = 2 * self._to_weights(action) - 1  # SB3's normalised action space, as the actor emits
+        self.model.replay_buffer.add(obs[None], next_obs[None], scaled[None], np.array([reward]), np.array([False]), [info])
+        self.t += 1
+
+    def update(self):
+        if self.t == 0:
+            return {}
+        self.model._current_progress_remaining = max(0.0, 1.0 - self.t / self.spec.total_steps)
+        if self.t <= self.warmup_steps:
+            self.model.train_warmup(1, self.batch_size)
+        else:
+            self.model.train(1, self.batch_size)
+        return drain_logger(self.model)
+
+    def state_dict(self):
+        return {
+            "sb3": sb3_state(self.model),
+            "net_arch": list(self.net_arch),
+            "t": self.t,
+            "rng": self.rng.bit_generator.state,
+            "behaviour": self.behaviour.state_dict() if self.behaviour is not None else {},
+        }
+
+    def load_state_dict(self, state):
+        if list(state["net_arch"]) != self.net_arch:
+            raise ValueError(f"The saved {self.name} networks have hidden sizes {state['net_arch']}, not {self.net_arch}: set layers/width to match.")
+        load_sb3_state(self.model, state["sb3"])
+        self.t = int(state["t"])
+        self.rng.bit_generator.state = state["rng"]
+        if self.behaviour is not None:
+            self.behaviour.load_state_dict(state["behaviour"])
+
+
+class ACODMTD3Agent(ACODMAgent):
+    """AC-ODM on vector-reward TD3 (``acodm-td3``): two critics (per-component minimum in the
+    target), delayed actor updates, target smoothing. Extra options: ``policy_delay`` (2),
+    ``target_policy_noise`` (0.04) and ``target_noise_clip`` (0.1), in SB3's normalised action
+    space (half that on the weights)."""
+
+    name = "acodm-td3"
+    algorithm = VectorTD3
+
+    def __init__(self, spec: EnvSpec, *, policy_delay: int = 2, target_policy_noise: float = 0.04, target_noise_clip: float = 0.1, **options):
+        self._td3_options = {"policy_delay": policy_delay, "target_policy_noise": target_policy_noise, "target_noise_clip": target_noise_clip}
+        super().__init__(spec, **options)
+
+    def algorithm_options(self):
+        return self._td3_options
+
+
+class FrozenActorAgent(Agent):
+    """Proxy mode's target stage (``frozen``; the CLI's ``transfer``): a saved acodm/acodm-td3 actor.
+
+    Option: ``path``, the file ``Agent.save`` wrote. Needs no reward, so the env skips its probes.
+    Refuses a file made for other domains or another observation layout, and a corrupted file.
+    """
+
+    name = "frozen"
+    needs_reward = False
+    sources = (ACODMAgent.name, ACODMTD3Agent.name)
+
+    def __init__(self, spec: EnvSpec, path: str):
+        super().__init__(spec)
+        blob = read_agent_file(path)
+        if blob["agent"] not in self.sources:
+            raise ValueError(f"{path} holds a '{blob['agent']}' agent; a frozen actor must be saved by {' or '.join(self.sources)}.")
+        spec.check(blob, str(path))
+        obs_space = spec.observation_space
+        try:
+            state = blob["state"]
+            self.actor = SoftmaxActor(obs_space, spec.action_space, list(state["net_arch"]), FlattenExtractor(obs_space), obs_space.shape[0])
+            policy = state["sb3"]["params"]["policy"]
+            self.actor.load_state_dict({k.removeprefix("actor."): v for k, v in policy.items() if k.startswith("actor.")})
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise ValueError(f"{path} does not hold a loadable actor: {type(exc).__name__}: {str(exc)[:300]}") from None
+        self.actor.set_training_mode(False)
+
+    @classmethod
+    def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "FrozenActorAgent":
+        if "path" not in cfg.options:
+            raise ConfigError("agent 'frozen' needs agent.options.path: a file saved by an acodm or acodm-td3 run.")
+        return super().from_config(spec, cfg)
+
+    def act(self, obs):
+        return self._to_weights(self.actor.predict(obs, deterministic=True)[0])

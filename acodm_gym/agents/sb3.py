@@ -1,0 +1,205 @@
+"""Stable-baselines3 models driven one step at a time by the runner's loop, never by ``learn()``.
+
+``build_sb3_model`` makes a model without an env the way SB3's own ``load()`` does: construct
+with ``_init_setup_model=False``, assign the spaces, then ``_setup_model()``. The stock agents
+(``ddpg``, ``td3``, ``sac``, ``ppo``) wrap SB3's algorithms unchanged on the env's scalar reward:
+act = SB3's own exploration (``_sample_action``: uniform random before ``learning_starts``, then
+``predict`` plus action noise), observe = add to its buffer, update = its ``train()``. PPO collects
+its rollout buffer in ``observe`` and trains when the buffer is full.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3 import DDPG, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.save_util import recursive_getattr
+from stable_baselines3.common.utils import obs_as_tensor
+
+from .base import Agent, EnvSpec
+
+_BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def build_sb3_model(algorithm: type[BaseAlgorithm], spec: EnvSpec, *, policy: str = "MlpPolicy", **kwargs) -> BaseAlgorithm:
+    """An SB3 model for ``spec``'s spaces without an env; its logger only collects values."""
+    model = algorithm(policy, env=None, _init_setup_model=False, **kwargs)
+    model.observation_space, model.action_space, model.n_envs = spec.observation_space, spec.action_space, 1
+    model._setup_model()
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
+
+
+def drain_logger(model: BaseAlgorithm) -> dict[str, float]:
+    """What the last ``train()`` recorded ("train/critic_loss" → "critic_loss"), then clear it."""
+    stats = {key.split("/")[-1]: float(value) for key, value in model.logger.name_to_value.items()}
+    model.logger.dump()
+    return stats
+
+
+def buffer_state(buffer: ReplayBuffer) -> dict[str, Any]:
+    filled = buffer.buffer_size if buffer.full else buffer.pos
+    arrays = {n: th.from_numpy(getattr(buffer, n)[:filled].copy()) for n in _BUFFER_ARRAYS if hasattr(buffer, n)}
+    if hasattr(buffer, "ema"):
+        arrays["ema"] = th.from_numpy(buffer.ema.copy())
+    return {"pos": buffer.pos, "full": buffer.full, **arrays}
+
+
+def load_buffer_state(buffer: ReplayBuffer, state: dict[str, Any]) -> None:
+    for name in _BUFFER_ARRAYS:
+        if name in state:
+            getattr(buffer, name)[: len(state[name])] = state[name].numpy()
+    if "ema" in state:
+        buffer.ema = state["ema"].numpy().copy()
+    buffer.pos, buffer.full = state["pos"], state["full"]
+
+
+def sb3_state(model: BaseAlgorithm) -> dict[str, Any]:
+    """Everything SB3 itself saves (networks, optimisers, learned tensors), counters and the replay."""
+    _, variables = model._get_torch_save_params()
+    state = {
+        "params": model.get_parameters(),
+        "variables": {n: recursive_getattr(model, n).detach().clone() for n in variables},
+        "num_timesteps": model.num_timesteps,
+        "n_updates": model._n_updates,
+    }
+    if getattr(model, "replay_buffer", None) is not None:
+        state["replay"] = buffer_state(model.replay_buffer)
+    return state
+
+
+def load_sb3_state(model: BaseAlgorithm, state: dict[str, Any]) -> None:
+    model.set_parameters(state["params"], exact_match=True, device=model.device)
+    with th.no_grad():
+        for name, value in state["variables"].items():
+            recursive_getattr(model, name).copy_(value)
+    model.num_timesteps, model._n_updates = state["num_timesteps"], state["n_updates"]
+    if "replay" in state:
+        load_buffer_state(model.replay_buffer, state["replay"])
+
+
+class SB3Agent(Agent):
+    """A stock SB3 algorithm on the env's scalar reward; ``options`` go to its constructor.
+
+    Options: ``seed`` (0), ``device`` ("cpu"), and any keyword of the SB3 algorithm; defaults
+    sized for CPU runs of a few hundred steps are in ``defaults``.
+    """
+
+    algorithm: type[BaseAlgorithm]
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, spec: EnvSpec, seed: int = 0, device: str = "cpu", **options):
+        super().__init__(spec)
+        self.model = build_sb3_model(self.algorithm, spec, seed=seed, device=device, **{**self.defaults, **options})
+
+    def state_dict(self):
+        return {"sb3": sb3_state(self.model)}
+
+    def load_state_dict(self, state):
+        load_sb3_state(self.model, state["sb3"])
+
+    def _progress(self) -> None:
+        self.model._update_current_progress_remaining(self.model.num_timesteps, self.spec.total_steps)
+
+
+class OffPolicySB3Agent(SB3Agent):
+    """DDPG/TD3/SAC: SB3's own exploration, replay buffer and ``train(gradient_steps, batch_size)``.
+
+    ``action_noise`` (σ of SB3's NormalActionNoise in the normalised action space; 0: none).
+    """
+
+    defaults = {"learning_starts": 50, "buffer_size": 10_000, "batch_size": 64}
+
+    def __init__(self, spec: EnvSpec, action_noise: float = 0.1, **options):
+        k = len(spec.domains)
+        noise = NormalActionNoise(np.zeros(k), np.full(k, action_noise)) if action_noise > 0 else None
+        super().__init__(spec, action_noise=noise, **options)
+        self._buffer_action: np.ndarray | None = None
+
+    def act(self, obs):
+        model = self.model
+        model._last_obs = np.asarray(obs, dtype=np.float32)[None]
+        action, self._buffer_action = model._sample_action(model.learning_starts, model.action_noise, n_envs=1)
+        return self._to_weights(action[0])
+
+    def observe(self, obs, action, reward, next_obs, info):
+        self.model.replay_buffer.add(obs[None], next_obs[None], self._buffer_action, np.array([reward]), np.array([False]), [info])
+        self.model.num_timesteps += 1
+
+    def update(self):
+        model = self.model
+        if model.num_timesteps <= model.learning_starts or model.num_timesteps % model.train_freq.frequency:
+            return {}
+        self._progress()
+        model.train(gradient_steps=model.gradient_steps, batch_size=model.batch_size)
+        return drain_logger(model)
+
+
+class DDPGAgent(OffPolicySB3Agent):
+    name = "ddpg"
+    algorithm = DDPG
+
+
+class TD3Agent(OffPolicySB3Agent):
+    name = "td3"
+    algorithm = TD3
+
+
+class SACAgent(OffPolicySB3Agent):
+    """SAC explores by its own stochastic policy, so no action noise by default."""
+
+    name = "sac"
+    algorithm = SAC
+
+    def __init__(self, spec: EnvSpec, action_noise: float = 0.0, **options):
+        # SAC's "auto" target entropy reads env.action_space; −k is the same value without an env.
+        options.setdefault("target_entropy", -float(len(spec.domains)))
+        super().__init__(spec, action_noise=action_noise, **options)
+
+
+class PPOAgent(SB3Agent):
+    """PPO: ``observe`` fills SB3's rollout buffer; ``update`` trains once it holds ``n_steps``.
+
+    The rollout buffer is not saved: a resumed run starts a fresh rollout.
+    """
+
+    name = "ppo"
+    algorithm = PPO
+    defaults = {"n_steps": 64, "batch_size": 32, "n_epochs": 4}
+
+    def __init__(self, spec: EnvSpec, **options):
+        super().__init__(spec, **options)
+        self._episode_start = np.ones(1, dtype=bool)
+        self._pending: tuple | None = None
+        self._next_obs: np.ndarray | None = None
+
+    def act(self, obs):
+        model = self.model
+        with th.no_grad():
+            actions, values, log_probs = model.policy(obs_as_tensor(np.asarray(obs, dtype=np.float32)[None], model.device))
+        self._pending = (actions.cpu().numpy(), values, log_probs)
+        return self._to_weights(np.clip(self._pending[0][0], model.action_space.low, model.action_space.high))
+
+    def observe(self, obs, action, reward, next_obs, info):
+        actions, values, log_probs = self._pending
+        self.model.rollout_buffer.add(obs[None], actions, np.array([reward]), self._episode_start, values, log_probs)
+        self._episode_start = np.zeros(1, dtype=bool)
+        self._next_obs = next_obs
+        self.model.num_timesteps += 1
+
+    def update(self):
+        model, buffer = self.model, self.model.rollout_buffer
+        if not buffer.full:
+            return {}
+        with th.no_grad():
+            last_values = model.policy.predict_values(obs_as_tensor(self._next_obs[None], model.device))
+        buffer.compute_returns_and_advantage(last_values=last_values, dones=np.zeros(1))
+        self._progress()
+        model.train()
+        buffer.reset()
+        return drain_logger(model)

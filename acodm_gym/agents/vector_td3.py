@@ -1,0 +1,265 @@
+"""Vector-reward TD3 and DDPG on stable-baselines3, built the way SB3 builds itself.
+
+The reward is a vector (one alignment value per domain), so the critic has one output per
+domain and is trained per component on y = r + γ·Q̄(s', μ̄(s')). The actor ascends a scalarisation
+of that vector:
+
+- ``alpha_weighted`` (default): μ(s)·Q(s, μ(s)) = Σ_i α_i Q_i, the same scalarisation as the env's
+  scalar reward (Σ α_i W_i, the first-order loss decrease of the α-weighted update). The gradient
+  flows through both the weights and the critic's action input.
+- ``sum``: Σ_i Q_i.
+
+SB3 rejects a non-scalar reward from ``step()``, so the vector travels in ``info["vector_reward"]``
+and ``VectorReplayBuffer.add`` reads it from there; ``VectorTD3`` therefore also runs under SB3's own
+``learn()``. The actor is a softmax MLP; SB3 maps its TD3 actor's [−1, 1] output onto the Box
+[0, 1]^k, so it emits 2p − 1 and ``predict`` returns p. ``VectorDDPG`` is ``VectorTD3`` with DDPG's
+arguments, as SB3's DDPG is of TD3: the training code exists once.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import TD3
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.policies import ContinuousCritic
+from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.type_aliases import ReplayBufferSamples, Schedule
+from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.td3.policies import Actor, TD3Policy
+from torch import nn
+from torch.nn import functional as F
+
+from ..lm.step import NonFiniteLossError
+from .rewards import importance_weighted_ema
+
+SCALARIZATIONS = ("alpha_weighted", "sum")
+
+
+def mlp(in_dim: int, out_dim: int, hidden: list[int], activation: type[nn.Module] = nn.ReLU) -> list[nn.Module]:
+    """Linear → LayerNorm → activation per hidden layer, then a linear output (the paper's MLPs)."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.LayerNorm(width), activation()]
+        in_dim = width
+    return layers + [nn.Linear(in_dim, out_dim)]
+
+
+def cosine_schedule(start: float, end: float) -> Schedule:
+    """Cosine decay from ``start`` to ``end`` as a function of SB3's progress_remaining (1 → 0)."""
+
+    def rate(progress_remaining: float) -> float:
+        return end + 0.5 * (start - end) * (1 + math.cos(math.pi * (1 - progress_remaining)))
+
+    return rate
+
+
+def weights_of(scaled: th.Tensor) -> th.Tensor:
+    """Domain weights from actions in SB3's normalised space [−1, 1] (the inverse of 2p − 1)."""
+    return (scaled + 1) / 2
+
+
+class SoftmaxActor(Actor):
+    """TD3 actor whose head is a softmax over domains, emitted as 2p − 1 for SB3's action scaling."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Replaces the tanh MLP that Actor.__init__ builds: LayerNorm + ReLU layers, softmax output.
+        hidden = mlp(self.features_dim, get_action_dim(self.action_space), self.net_arch, self.activation_fn)
+        self.mu = nn.Sequential(*hidden, nn.Softmax(dim=-1))
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        return 2 * super().forward(obs) - 1
+
+
+class VectorCritic(ContinuousCritic):
+    """Q(s, a) with one output per reward component (domain) in each of its ``n_critics`` networks."""
+
+    def __init__(self, *, reward_dim: int, net_arch: list[int], features_dim: int, activation_fn: type[nn.Module] = nn.ReLU, **kwargs):
+        super().__init__(net_arch=net_arch, features_dim=features_dim, activation_fn=activation_fn, **kwargs)
+        self.reward_dim = reward_dim
+        in_dim = features_dim + get_action_dim(self.action_space)
+        self.q_networks = []
+        for idx in range(self.n_critics):
+            q_net = nn.Sequential(*mlp(in_dim, reward_dim, net_arch, activation_fn))
+            self.add_module(f"qf{idx}", q_net)  # replaces the scalar network of the same name
+            self.q_networks.append(q_net)
+
+
+class VectorTD3Policy(TD3Policy):
+    """TD3Policy whose ``make_actor`` builds the softmax actor and ``make_critic`` the vector critic."""
+
+    def __init__(self, *args, reward_dim: int | None = None, **kwargs):
+        self.reward_dim = reward_dim  # before super().__init__: its _build() calls make_critic
+        super().__init__(*args, **kwargs)
+
+    def make_actor(self, features_extractor=None) -> SoftmaxActor:
+        return SoftmaxActor(**self._update_features_extractor(self.actor_kwargs, features_extractor)).to(self.device)
+
+    def make_critic(self, features_extractor=None) -> VectorCritic:
+        kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        return VectorCritic(reward_dim=self.reward_dim or get_action_dim(self.action_space), **kwargs).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "reward_dim": self.reward_dim}
+
+
+class VectorReplayBuffer(ReplayBuffer):
+    """Replay buffer with rewards of shape (N, n_envs, reward_dim), read from ``info["vector_reward"]``.
+
+    ``reward_ema`` (ξ, None: off) stores the paper's importance-corrected average
+    r̂_i ← ξ r̂_i + (1 − ξ) r_i / p_i instead of the raw vector (p = ``info["sampling_probs"]``);
+    the average restarts after a done.
+    """
+
+    def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Box, *args,
+                 reward_dim: int | None = None, reward_ema: float | None = None, **kwargs):
+        super().__init__(buffer_size, observation_space, action_space, *args, **kwargs)
+        if reward_ema is not None and not 0.0 <= reward_ema < 1.0:
+            raise ValueError(f"reward_ema={reward_ema} must be in [0, 1) (or None for the raw reward).")
+        self.reward_dim = reward_dim or self.action_dim
+        self.reward_ema = reward_ema
+        self.rewards = np.zeros((self.buffer_size, self.n_envs, self.reward_dim), dtype=np.float32)
+        self.ema = np.zeros((self.n_envs, self.reward_dim))
+
+    def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
+        try:
+            vector = np.stack([np.asarray(info["vector_reward"], dtype=np.float64) for info in infos])
+        except KeyError:
+            raise KeyError("VectorReplayBuffer reads the reward vector from info['vector_reward'], which the env did not give.") from None
+        if vector.shape != (self.n_envs, self.reward_dim) or not np.all(np.isfinite(vector)):
+            raise ValueError(f"info['vector_reward'] must be {self.reward_dim} finite values per env; got {vector.tolist()}.")
+        if self.reward_ema is not None:
+            probs = np.stack([info["sampling_probs"] for info in infos])
+            self.ema = importance_weighted_ema(self.ema, vector, probs, self.reward_ema)
+            vector = self.ema.copy()
+            self.ema[np.asarray(done, dtype=bool).reshape(-1)] = 0.0
+        super().add(obs, next_obs, action, vector, done, infos)
+
+    def _get_samples(self, batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
+        # As ReplayBuffer._get_samples, but the rewards keep their vector (B, reward_dim).
+        env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        if self.optimize_memory_usage:
+            next_obs = self.observations[(batch_inds + 1) % self.buffer_size, env_indices, :]
+        else:
+            next_obs = self.next_observations[batch_inds, env_indices, :]
+        data = (
+            self._normalize_obs(self.observations[batch_inds, env_indices, :], env),
+            self.actions[batch_inds, env_indices, :],
+            self._normalize_obs(next_obs, env),
+            (self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])).reshape(-1, 1),
+            self._normalize_reward(self.rewards[batch_inds, env_indices], env),
+        )
+        return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
+
+
+class VectorTD3(TD3):
+    """TD3 with a vector reward: per-component TD targets, actor on a scalarisation of Q.
+
+    Overrides only ``train`` (split into a target, a critic step and an actor step, each testable)
+    and adds ``train_warmup``: the paper's warm-up that clones the behaviour weights into the actor
+    (MSE on the weights) and regresses the critic to (1 + γ)·r. A non-finite loss raises
+    ``NonFiniteLossError`` before any optimiser step, so NaN never reaches the weights. With
+    several critics, the target takes the per-component minimum (clipped double-Q per domain), and
+    TD3's target smoothing noise is projected back onto the simplex.
+    """
+
+    policy_aliases = {"MlpPolicy": VectorTD3Policy}
+    policy: VectorTD3Policy
+
+    def __init__(self, policy: str | type[VectorTD3Policy] = "MlpPolicy", env=None, *, scalarization: str = "alpha_weighted",
+                 replay_buffer_class: type[ReplayBuffer] = VectorReplayBuffer, _init_setup_model: bool = True, **kwargs):
+        if scalarization not in SCALARIZATIONS:
+            raise ValueError(f"scalarization='{scalarization}' is not supported; choose one of {', '.join(SCALARIZATIONS)}.")
+        super().__init__(policy, env, replay_buffer_class=replay_buffer_class, _init_setup_model=False, **kwargs)
+        self.scalarization = scalarization
+        if _init_setup_model:
+            self._setup_model()
+
+    # -- the pieces of one update ----------------------------------------------------------------
+    def scalarize(self, q: th.Tensor, scaled_actions: th.Tensor) -> th.Tensor:
+        """The scalar the actor ascends, per sample (see the module docstring)."""
+        if self.scalarization == "sum":
+            return q.sum(dim=1)
+        return (weights_of(scaled_actions) * q).sum(dim=1)
+
+    def td_target(self, data: ReplayBufferSamples) -> th.Tensor:
+        """y = r + (1 − done)·γ·Q̄(s', μ̄(s')) per component, shape (B, reward_dim)."""
+        with th.no_grad():
+            next_actions = self.actor_target(data.next_observations)
+            if self.target_policy_noise > 0:
+                noise = th.randn_like(next_actions).mul_(self.target_policy_noise).clamp_(-self.target_noise_clip, self.target_noise_clip)
+                w = weights_of(next_actions + noise).clamp_min(0)
+                next_actions = 2 * w / w.sum(dim=1, keepdim=True).clamp_min(1e-12) - 1
+            next_q = th.stack(self.critic_target(data.next_observations, next_actions)).min(dim=0).values
+            discounts = data.discounts if data.discounts is not None else self.gamma
+            return data.rewards + (1 - data.dones) * discounts * next_q
+
+    def critic_step(self, obs: th.Tensor, actions: th.Tensor, target: th.Tensor) -> float:
+        loss = sum(F.mse_loss(q, target) for q in self.critic(obs, actions))
+        return self._optimize(self.critic.optimizer, loss, "critic")
+
+    def actor_step(self, obs: th.Tensor) -> float:
+        actions = self.actor(obs)
+        loss = -self.scalarize(self.critic.q1_forward(obs, actions), actions).mean()
+        return self._optimize(self.actor.optimizer, loss, "actor")
+
+    def clone_step(self, obs: th.Tensor, actions: th.Tensor) -> float:
+        """Warm-up: fit the actor's weights to the behaviour weights as soft labels."""
+        loss = F.mse_loss(weights_of(self.actor(obs)), weights_of(actions))
+        return self._optimize(self.actor.optimizer, loss, "actor warm-up")
+
+    def _optimize(self, optimizer: th.optim.Optimizer, loss: th.Tensor, what: str) -> float:
+        if not th.isfinite(loss):
+            raise NonFiniteLossError(
+                f"The {what} loss is {loss.item()} at update {self._n_updates}; learning stops before it writes "
+                "non-finite weights. Lower the actor–critic learning rate or check the reward vectors."
+            )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    def soft_update(self) -> None:
+        polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+        polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+        polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
+        polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
+
+    # -- SB3 entry points --------------------------------------------------------------------------
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        self._run_updates(gradient_steps, batch_size, warmup=False)
+
+    def train_warmup(self, gradient_steps: int, batch_size: int = 100) -> None:
+        self._run_updates(gradient_steps, batch_size, warmup=True)
+
+    def _run_updates(self, gradient_steps: int, batch_size: int, warmup: bool) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+        actor_losses, critic_losses = [], []
+        for _ in range(gradient_steps):
+            self._n_updates += 1
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            target = (1 + self.gamma) * data.rewards if warmup else self.td_target(data)
+            critic_losses.append(self.critic_step(data.observations, data.actions, target))
+            if warmup or self._n_updates % self.policy_delay == 0:
+                obs = data.observations
+                actor_losses.append(self.clone_step(obs, data.actions) if warmup else self.actor_step(obs))
+                self.soft_update()
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/critic_loss", np.mean(critic_losses))
+        if actor_losses:
+            self.logger.record("train/clone_loss" if warmup else "train/actor_loss", np.mean(actor_losses))
+
+
+class VectorDDPG(VectorTD3):
+    """DDPG as a special case of VectorTD3: one critic, no policy delay, no target smoothing."""
+
+    def __init__(self, policy: str | type[VectorTD3Policy] = "MlpPolicy", env=None, _init_setup_model: bool = True, **kwargs):
+        super().__init__(policy, env, policy_delay=1, target_policy_noise=0.0, target_noise_clip=0.0, _init_setup_model=False, **kwargs)
+        self.policy_kwargs.setdefault("n_critics", 1)
+        if _init_setup_model:
+            self._setup_model()

@@ -1,0 +1,372 @@
+"""Agents on synthetic transitions: the actor–critic maths, warm-up, EXP3, saving and bad input."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from torch import nn
+
+from acodm_gym.agents import (
+    ACODMAgent,
+    ACODMTD3Agent,
+    EnvSpec,
+    EXP3Agent,
+    FrozenActorAgent,
+    SACAgent,
+    TD3Agent,
+    VectorDDPG,
+    VectorReplayBuffer,
+    VectorTD3,
+    make_agent,
+)
+from acodm_gym.agents.sb3 import build_sb3_model
+from acodm_gym.agents.vector_td3 import cosine_schedule
+from acodm_gym.config import AgentConfig, ConfigError
+from acodm_gym.lm.step import NonFiniteLossError
+
+K, OBS = 3, 11
+NATURAL = np.array([0.5, 0.3, 0.2])
+SMALL = {"layers": 1, "width": 32, "batch_size": 16}
+
+
+def make_spec(domains=("a", "b", "c"), obs_size=OBS, total_steps=200) -> EnvSpec:
+    k = len(domains)
+    return EnvSpec(
+        spaces.Box(-np.inf, np.inf, (obs_size,), np.float32),
+        spaces.Box(0.0, 1.0, (k,), np.float32),
+        list(domains),
+        NATURAL[:k] / NATURAL[:k].sum() if k <= 3 else np.full(k, 1.0 / k),
+        {"all": slice(0, obs_size)},
+        total_steps,
+    )
+
+
+def info_for(rng, reward=None, probs=(0.4, 0.3, 0.3)):
+    return {
+        "vector_reward": rng.normal(size=K) if reward is None else np.asarray(reward, dtype=np.float64),
+        "sampling_probs": np.asarray(probs),
+        "domain_counts": np.array([3, 2, 3]),
+        "domain_losses": np.array([5.0, 6.0, 7.0]),
+    }
+
+
+def vector_model(algorithm=VectorDDPG, n=64, **kwargs):
+    """A vector AC model without an env, its buffer filled with random simplex transitions."""
+    model = build_sb3_model(algorithm, make_spec(), seed=0, device="cpu", learning_starts=0, policy_kwargs={"net_arch": [32]}, **kwargs)
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        w = rng.dirichlet(np.ones(K))
+        obs, nxt = rng.normal(size=(2, 1, OBS)).astype(np.float32)
+        model.replay_buffer.add(obs, nxt, (2 * w - 1)[None], np.zeros(1), np.zeros(1), [info_for(rng)])
+    return model
+
+
+def params(module: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def drive(agent, steps, rng, reward=None):
+    """The runner's loop on random observations."""
+    obs = rng.normal(size=OBS).astype(np.float32)
+    for _ in range(steps):
+        action = agent.act(obs)
+        nxt = rng.normal(size=OBS).astype(np.float32)
+        info = info_for(rng, reward)
+        agent.observe(obs, action, float(action @ info["vector_reward"]), nxt, info)
+        agent.update()
+        obs = nxt
+    return obs
+
+
+# -- vector actor–critic -------------------------------------------------------------------------
+@pytest.mark.parametrize("algorithm", [VectorDDPG, VectorTD3])
+def test_actor_step_moves_the_actor_and_never_the_critic(algorithm):
+    model = vector_model(algorithm)
+    data = model.replay_buffer.sample(16)
+    actor, critic, targets = params(model.actor), params(model.critic), params(model.critic_target) + params(model.actor_target)
+    model.actor_step(data.observations)
+    assert not same(actor, params(model.actor)), "the actor optimiser must step (the authors' code never did)"
+    assert same(critic, params(model.critic)), "the actor loss must not move the critic"
+    assert same(targets, params(model.critic_target) + params(model.actor_target))
+
+
+def test_train_updates_actor_critic_and_soft_targets():
+    model = vector_model(VectorDDPG, tau=0.5)
+    before = {name: params(getattr(model, name)) for name in ("actor", "critic", "actor_target", "critic_target")}
+    model.train(1, 16)
+    for name, old in before.items():
+        assert not same(old, params(getattr(model, name))), f"{name} did not move"
+
+
+def test_td_target_is_per_component_bootstrap_from_target_actor():
+    """y = r + γ(1 − d)·Q̄(s', μ̄(s')) with Q̄(s', a) = 2a + c, so y depends on μ̄(s') per domain."""
+    model = vector_model(VectorDDPG, n=1, gamma=0.9)
+    linear = nn.Linear(OBS + K, K)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.weight[:, OBS:] = 2 * torch.eye(K)
+        linear.bias.copy_(torch.tensor([1.0, -2.0, 0.5]))
+    model.critic_target.q_networks[0] = nn.Sequential(linear)
+    obs, nxt = torch.randn(2, 4, OBS)
+    rewards = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0], [0.5, 0.5, 0.5], [2.0, 0.0, -3.0]])
+    dones = torch.tensor([[0.0], [1.0], [0.0], [0.0]])
+    batch = ReplayBufferSamples(obs, torch.zeros(4, K), nxt, dones, rewards)
+    p = model.actor_target.mu(nxt).detach()  # the target actor's softmax weights μ̄(s')
+    expected = rewards + 0.9 * (1 - dones) * (2 * (2 * p - 1) + torch.tensor([1.0, -2.0, 0.5]))
+    torch.testing.assert_close(model.td_target(batch), expected)
+
+
+def test_td3_target_takes_the_per_component_minimum_of_its_critics():
+    model = vector_model(VectorTD3, n=1, gamma=0.5)
+    for net, bias in zip(model.critic_target.q_networks, ([1.0, 5.0, 2.0], [3.0, 0.0, 4.0])):
+        with torch.no_grad():
+            net[-1].weight.zero_()
+            net[-1].bias.copy_(torch.tensor(bias))
+    rewards = torch.ones(2, K)
+    batch = ReplayBufferSamples(torch.randn(2, OBS), torch.zeros(2, K), torch.randn(2, OBS), torch.zeros(2, 1), rewards)
+    torch.testing.assert_close(model.td_target(batch), rewards + 0.5 * torch.tensor([1.0, 0.0, 2.0]))
+
+
+def test_predict_returns_the_softmax_weights():
+    model = vector_model(VectorDDPG, n=1)
+    obs = np.random.default_rng(1).normal(size=(5, OBS)).astype(np.float32)
+    weights, _ = model.predict(obs, deterministic=True)
+    logits = model.actor.mu[:-1](torch.as_tensor(obs)).detach()
+    np.testing.assert_allclose(weights, torch.softmax(logits, dim=-1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("scalarization", ["alpha_weighted", "sum"])
+def test_scalarization(scalarization):
+    model = vector_model(VectorDDPG, n=1, scalarization=scalarization)
+    q = torch.tensor([[1.0, 2.0, 3.0]])
+    weights = torch.tensor([[0.2, 0.3, 0.5]])
+    expected = 0.2 + 0.6 + 1.5 if scalarization == "alpha_weighted" else 6.0
+    assert model.scalarize(q, 2 * weights - 1).item() == pytest.approx(expected)
+
+
+def test_non_finite_critic_loss_stops_before_writing_weights():
+    model = vector_model(VectorDDPG)
+    with torch.no_grad():
+        for p in model.critic_target.parameters():
+            p.fill_(float("nan"))
+    critic = params(model.critic)
+    with pytest.raises(NonFiniteLossError, match="critic loss"):
+        model.train(1, 16)
+    assert same(critic, params(model.critic))
+
+
+def test_replay_buffer_rejects_a_non_finite_reward_and_averages_with_importance_correction():
+    rng = np.random.default_rng(0)
+    buffer = VectorReplayBuffer(10, spaces.Box(-1, 1, (OBS,)), spaces.Box(0, 1, (K,)), reward_ema=0.5)
+    obs = np.zeros((1, OBS), np.float32)
+    with pytest.raises(ValueError, match="finite"):
+        buffer.add(obs, obs, np.zeros((1, K)), np.zeros(1), np.zeros(1), [info_for(rng, [1.0, float("nan"), 0.0])])
+    r1, p1, r2, p2 = np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.25, 0.25]), np.array([-1.0, 0.0, 1.0]), np.array([0.2, 0.4, 0.4])
+    buffer.add(obs, obs, np.zeros((1, K)), np.zeros(1), np.zeros(1), [info_for(rng, r1, p1)])
+    buffer.add(obs, obs, np.zeros((1, K)), np.zeros(1), np.zeros(1), [info_for(rng, r2, p2)])
+    first = 0.5 * r1 / p1
+    np.testing.assert_allclose(buffer.rewards[:2, 0], [first, 0.5 * first + 0.5 * r2 / p2], rtol=1e-6)
+
+
+def test_cosine_learning_rate():
+    lr = cosine_schedule(0.01, 0.001)
+    assert (lr(1.0), lr(0.5), lr(0.0)) == pytest.approx((0.01, 0.0055, 0.001))
+
+
+# -- AC-ODM agent ------------------------------------------------------------------------------------
+def test_warmup_follows_natural_weights_and_fits_actor_and_critic():
+    rng = np.random.default_rng(0)
+    agent = ACODMAgent(make_spec(), warmup_steps=150, reward_ema=None, gamma=0.5, **SMALL)
+    probe = rng.normal(size=(20, OBS)).astype(np.float32)
+    start_error = np.abs(agent.model.predict(probe, deterministic=True)[0] - NATURAL).mean()
+    reward = np.array([0.1, 0.2, 0.3])
+    obs = rng.normal(size=OBS).astype(np.float32)
+    actions = []
+    for _ in range(150):
+        action = agent.act(obs)
+        actions.append(action)
+        nxt = rng.normal(size=OBS).astype(np.float32)
+        agent.observe(obs, action, 0.0, nxt, info_for(rng, reward))
+        stats = agent.update()
+        obs = nxt
+    actions = np.array(actions)
+    assert np.abs(actions - NATURAL).max() < 0.1 and np.abs(actions.mean(0) - NATURAL).max() < 0.01
+    assert actions.std(0).min() > 0.005, "warm-up adds N(0, 0.02) noise"
+    assert "clone_loss" in stats and "actor_loss" not in stats
+    end_error = np.abs(agent.model.predict(probe, deterministic=True)[0] - NATURAL).mean()
+    assert end_error < 0.02 and end_error < start_error / 5
+    q = agent.model.critic(torch.as_tensor(probe), torch.as_tensor(2 * NATURAL[None].repeat(20, 0) - 1, dtype=torch.float32))[0]
+    np.testing.assert_allclose(q.detach().mean(0).numpy(), 1.5 * reward, atol=0.05)
+    agent.observe(obs, agent.act(obs), 0.0, obs, info_for(rng, reward))
+    assert "actor_loss" in agent.update(), "after warm-up: one actor–critic update per step"
+
+
+def test_odm_behaviour_during_warmup():
+    agent = ACODMAgent(make_spec(), warmup_steps=5, warmup_behaviour="odm", **SMALL)
+    rng = np.random.default_rng(0)
+    drive(agent, 5, rng)
+    assert agent.behaviour.t == 5
+    np.testing.assert_allclose(agent.act(np.zeros(OBS, np.float32)).sum(), 1.0)
+
+
+def test_exploration_noise_after_warmup():
+    obs = np.zeros(OBS, np.float32)
+    agent = ACODMAgent(make_spec(), warmup_steps=0, **SMALL)
+    greedy = agent.model.predict(obs, deterministic=True)[0]
+    actions = np.array([agent.act(obs) for _ in range(50)])
+    assert 0.005 < np.abs(actions - greedy).mean() < 0.05
+    agent = ACODMAgent(make_spec(), warmup_steps=0, exploration="authors", **SMALL)
+    assert np.abs(agent.act(obs) - greedy).max() < 0.002
+
+
+@pytest.mark.parametrize("cls", [ACODMAgent, ACODMTD3Agent])
+def test_save_load_round_trip_gives_identical_actions(cls, tmp_path):
+    rng = np.random.default_rng(0)
+    agent = cls(make_spec(), warmup_steps=5, **SMALL)
+    obs = drive(agent, 12, rng)
+    agent.save(tmp_path / "agent.pt")
+    clone = cls(make_spec(), warmup_steps=5, seed=7, **SMALL)
+    clone.load(tmp_path / "agent.pt")
+    assert clone.t == agent.t and clone.model.replay_buffer.pos == agent.model.replay_buffer.pos
+    for _ in range(3):
+        np.testing.assert_array_equal(agent.act(obs), clone.act(obs))
+    # both keep learning identically from the same transition (same replay and optimiser state)
+    torch.manual_seed(0), np.random.seed(0)
+    agent.observe(obs, agent.act(obs), 0.0, obs, info_for(np.random.default_rng(1)))
+    agent.update()
+    torch.manual_seed(0), np.random.seed(0)
+    clone.observe(obs, clone.act(obs), 0.0, obs, info_for(np.random.default_rng(1)))
+    clone.update()
+    np.testing.assert_array_equal(agent.act(obs), clone.act(obs))
+
+
+@pytest.mark.parametrize("cls", [TD3Agent, SACAgent])
+def test_stock_agent_save_load_round_trip(cls, tmp_path):
+    agent = cls(make_spec(), learning_starts=2, batch_size=8)
+    obs = drive(agent, 6, np.random.default_rng(0))
+    agent.save(tmp_path / "agent.pt")
+    clone = cls(make_spec(), seed=3, learning_starts=2, batch_size=8)
+    clone.load(tmp_path / "agent.pt")
+    np.testing.assert_array_equal(agent.model.predict(obs, deterministic=True)[0], clone.model.predict(obs, deterministic=True)[0])
+    assert clone.model.replay_buffer.pos == 6
+
+
+def test_non_finite_actor_output_is_a_clear_error():
+    agent = ACODMAgent(make_spec(), warmup_steps=0, **SMALL)
+    with torch.no_grad():
+        for p in agent.model.actor.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(ValueError, match="Agent 'acodm' produced an invalid action.*NaN"):
+        agent.act(np.zeros(OBS, np.float32))
+
+
+def test_bad_spaces_and_options_are_refused():
+    spec = make_spec()
+    spec.action_space = spaces.Box(0.0, 1.0, (K + 1,), np.float32)
+    with pytest.raises(ValueError, match="one weight per domain"):
+        ACODMAgent(spec)
+    with pytest.raises(ConfigError, match="widht"):
+        make_agent(AgentConfig(name="acodm", options={"widht": 8}), make_spec())
+    with pytest.raises(ConfigError, match="exploration"):
+        ACODMAgent(make_spec(), exploration="boltzmann")
+    with pytest.raises(ValueError, match="scalarization"):
+        ACODMAgent(make_spec(), scalarization="max")
+    with pytest.raises(ConfigError, match="path"):
+        make_agent(AgentConfig(name="frozen"), make_spec())
+
+
+# -- frozen actor (proxy → target) ------------------------------------------------------------------
+def test_frozen_actor_acts_like_the_saved_actor_and_refuses_other_envs(tmp_path):
+    rng = np.random.default_rng(0)
+    agent = ACODMAgent(make_spec(), warmup_steps=3, **SMALL)
+    obs = drive(agent, 8, rng)
+    path = tmp_path / "acodm.pt"
+    agent.save(path)
+    frozen = FrozenActorAgent(make_spec(), str(path))
+    assert not FrozenActorAgent.needs_reward
+    np.testing.assert_allclose(frozen.act(obs), agent.model.predict(obs, deterministic=True)[0], atol=1e-6)
+
+    with pytest.raises(ValueError, match="domains"):
+        FrozenActorAgent(make_spec(domains=("a", "b", "z")), str(path))
+    with pytest.raises(ValueError, match="observation_size"):
+        FrozenActorAgent(make_spec(obs_size=OBS + 2), str(path))
+    with pytest.raises(ValueError, match="one weight per domain"):
+        spec = make_spec()
+        spec.action_space = spaces.Box(0.0, 1.0, (K + 1,), np.float32)
+        FrozenActorAgent(spec, str(path))
+
+    corrupted = tmp_path / "corrupted.pt"
+    corrupted.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(ValueError, match="corrupted"):
+        FrozenActorAgent(make_spec(), str(corrupted))
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file" * 10)
+    with pytest.raises(ValueError, match="corrupted"):
+        FrozenActorAgent(make_spec(), str(garbage))
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a saved agent"):
+        FrozenActorAgent(make_spec(), str(tmp_path / "foreign.pt"))
+    EXP3Agent(make_spec()).save(tmp_path / "odm.pt")
+    with pytest.raises(ValueError, match="frozen actor must be saved by"):
+        FrozenActorAgent(make_spec(), str(tmp_path / "odm.pt"))
+    with pytest.raises(FileNotFoundError):
+        FrozenActorAgent(make_spec(), str(tmp_path / "missing.pt"))
+    wider = ACODMAgent(make_spec(), layers=1, width=64)
+    with pytest.raises(ValueError, match="hidden sizes"):
+        wider.load(path)
+
+
+# -- EXP3 (ODM) --------------------------------------------------------------------------------------
+def hand_policy(rewards, t, k=K):
+    """π_t = (1 − kε_t)·exp(ε_{t−1}R̂)/Σ + ε_t, written out without any stabilisation."""
+    eps = [1 / k] + [min(1 / k, math.sqrt(math.log(k) / (k * s))) for s in range(1, t + 1)]
+    w = np.exp(eps[t - 1] * np.asarray(rewards))
+    return (1 - k * eps[t]) * w / w.sum() + eps[t]
+
+
+def test_exp3_probabilities_match_a_hand_computation():
+    agent = EXP3Agent(make_spec())
+    assert not agent.needs_reward and not agent.exploration_floor
+    losses = [np.array([5.0, 6.0, 7.0]), np.array([4.0, 9.0, 2.0]), np.array([3.0, 3.0, 8.0]), np.array([6.0, 1.0, 1.0]), np.array([2.0, 7.0, 4.0])]
+    counts = [np.array([2, 0, 3]), np.array([1, 4, 0]), np.array([3, 3, 3]), np.array([0, 5, 1]), np.array([2, 2, 2])]
+    expected_rewards = np.zeros(K)
+    np.testing.assert_allclose(agent.act(None), np.full(K, 1 / K))
+    for t, (loss, count) in enumerate(zip(losses, counts), start=1):
+        pi = agent.act(None)
+        np.testing.assert_allclose(pi, hand_policy(expected_rewards, t), rtol=1e-12)
+        assert pi.sum() == pytest.approx(1.0)
+        agent.observe(None, pi, 0.0, None, {"domain_counts": count, "domain_losses": loss, "sampling_probs": pi})
+        expected_rewards = expected_rewards + np.where(count > 0, loss / 10 / pi, 0.0)
+        np.testing.assert_allclose(agent.rewards, expected_rewards, rtol=1e-12)
+    # t = 6 > K ln K: ε < 1/K, so the rewards now shape π
+    assert agent.epsilon(6) < 1 / K
+    assert not np.allclose(agent.act(None), 1 / K)
+
+
+def test_exp3_is_stable_for_huge_rewards():
+    agent = EXP3Agent(make_spec())
+    agent.t = 100
+    agent.rewards = np.array([1e9, 0.0, -1e9])
+    pi = agent.probabilities()
+    eps = agent.epsilon(101)
+    assert np.all(np.isfinite(pi)) and pi.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(pi, [1 - 2 * eps, eps, eps])
+
+
+def test_exp3_smoothed_mean_and_warmup():
+    agent = EXP3Agent(make_spec(), updater="smoothed_mean", warmup_steps=1)
+    np.testing.assert_allclose(agent.act(None), NATURAL)
+    agent.rewards = np.array([2.0, 4.0, 6.0])
+    info = {"domain_counts": np.array([1, 0, 1]), "domain_losses": np.array([1.0, 2.0, 0.5]), "sampling_probs": NATURAL}
+    agent.observe(None, NATURAL, 0.0, None, info)
+    np.testing.assert_allclose(agent.rewards, [1 + 0.5 * math.e, 4.0, 3 + 0.5 * math.exp(0.5)])
+    assert not np.allclose(agent.act(None), NATURAL)
