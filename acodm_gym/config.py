@@ -10,9 +10,11 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import yaml
 
@@ -70,6 +72,9 @@ class TrainConfig:
     max_nonfinite_steps: int = 5  # consecutive skipped non-finite steps before stopping
     device: str = "cpu"
     threads: int | None = None  # torch threads (None: leave torch's default)
+    backend: str = "torch"  # torch: one process | deepspeed: a DeepSpeed engine, one or more ranks (torchrun / deepspeed launcher)
+    deepspeed_config: str | dict[str, Any] = "zero1"  # DeepSpeed JSON: a path, or zero0 / zero1 / zero2 (configs/deepspeed/)
+    dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before failing (a dead or hung rank)
 
 
 @dataclass
@@ -120,22 +125,81 @@ class Config:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` as the declared type of ``key`` (YAML reads ``1e-3`` as a string); ConfigError if it is not one."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"Config key '{key}' got {value!r}; expected {_type_name(hint)}.")
+    ok: Any = _NOPE
+    if hint is bool:
+        ok = value if isinstance(value, bool) else _NOPE
+    elif hint is int and not isinstance(value, bool):
+        number = _number(value)
+        ok = int(number) if number is not None and float(number).is_integer() else _NOPE
+    elif hint is float and not isinstance(value, bool):
+        number = _number(value)
+        ok = float(number) if number is not None else _NOPE
+    elif hint is str:
+        ok = value if isinstance(value, str) else str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _NOPE
+    elif origin is list and isinstance(value, (list, tuple)):
+        ok = [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    elif origin is dict and isinstance(value, Mapping):
+        ok = {k: _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()} if args else dict(value)
+    if ok is _NOPE:
+        raise ConfigError(f"Config key '{key}' got {value!r}; expected {_type_name(hint)}.")
+    return ok
+
+
+_NOPE = object()
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "") if typing.get_args(hint) else getattr(hint, "__name__", str(hint))
+
+
 def _merge(section: Any, values: Mapping[str, Any], where: str) -> None:
     names = {f.name: f for f in fields(section)}
+    hints = typing.get_type_hints(type(section))
     for key, value in values.items():
+        path = f"{where}.{key}" if where else key  # as written in an override: train.lr
         if key not in names:
             hint = difflib.get_close_matches(key, names, n=1)
-            suggestion = f" Did you mean '{where}.{hint[0]}'?" if hint else ""
+            suggestion = f" Did you mean '{where + '.' if where else ''}{hint[0]}'?" if hint else ""
             raise ConfigError(
-                f"Unknown config key '{where}.{key}'.{suggestion} Valid keys in '{where}': "
+                f"Unknown config key '{path}'.{suggestion} Valid keys in '{where or 'the config'}': "
                 f"{', '.join(sorted(names))}."
             )
         current = getattr(section, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"Config key '{where}.{key}' is a section; give a mapping.")
-            _merge(current, value, f"{where}.{key}")
+                raise ConfigError(f"Config key '{path}' is a section; give a mapping.")
+            _merge(current, value, path)
         else:
+            value = _coerce(value, hints[key], path)
+            if isinstance(current, dict) and isinstance(value, dict):
+                value = {**current, **value}  # agent.options.x=1 adds to the options, not replaces them
             setattr(section, key, value)
 
 
@@ -152,23 +216,27 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def resolve_config_path(name: str | Path) -> Path:
-    """A path as given, else a name under configs/ (``tiny`` → configs/tiny.yaml)."""
-    path = Path(name)
+def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Path:
+    """A path as given (or next to the including file), else a name under configs/ (``tiny`` → configs/tiny.yaml)."""
+    path = Path(name).expanduser()
     if path.exists():
         return path
+    if relative_to is not None and not path.is_absolute() and (relative_to / path).exists():
+        return relative_to / path
     for candidate in (CONFIG_DIR / path, CONFIG_DIR / f"{name}.yaml", CONFIG_DIR / "models" / f"{name}.yaml"):
         if candidate.exists():
             return candidate
     raise ConfigError(f"Config '{name}' not found: give a YAML path or a name from {CONFIG_DIR}.")
 
 
-def _expand(data: dict[str, Any]) -> dict[str, Any]:
-    """Apply ``base:`` (a config file this one extends) and ``model: {preset: NAME}``."""
+def _expand(data: dict[str, Any], origin: Path | None = None) -> dict[str, Any]:
+    """Apply ``base:`` (a config file this one extends; relative to ``origin``, the including
+    file's directory) and ``model: {preset: NAME}``."""
     data = dict(data)
     base = data.pop("base", None)
     if base is not None:
-        merged = _expand(_load_yaml(resolve_config_path(base)))
+        base_path = resolve_config_path(base, origin)
+        merged = _expand(_load_yaml(base_path), base_path.parent)
         for section, values in data.items():
             if isinstance(values, Mapping) and isinstance(merged.get(section), Mapping):
                 merged[section] = {**merged[section], **values}
@@ -198,20 +266,24 @@ def load_config(
     """Build a Config from defaults, a YAML file or mapping, and overrides (strings or nested mapping)."""
     cfg = Config()
     if isinstance(source, Config):
-        _merge(cfg, source.to_dict(), "config")
+        _merge(cfg, source.to_dict(), "")
     elif source is not None:
-        data = _load_yaml(resolve_config_path(source)) if isinstance(source, (str, Path)) else dict(source)
-        _merge(cfg, _expand(data), "config")
+        if isinstance(source, (str, Path)):
+            path = resolve_config_path(source)
+            data, origin = _load_yaml(path), path.parent
+        else:
+            data, origin = dict(source), None
+        _merge(cfg, _expand(data, origin), "")
     if overrides:
         if isinstance(overrides, Mapping):
-            _merge(cfg, _expand(dict(overrides)), "config")
+            _merge(cfg, _expand(dict(overrides)), "")
         else:
             for item in overrides:
                 keys, value = parse_override(item)
                 nested: dict[str, Any] = {keys[-1]: value}
                 for key in reversed(keys[:-1]):
                     nested = {key: nested}
-                _merge(cfg, _expand(nested), "config")
+                _merge(cfg, _expand(nested), "")
     validate(cfg)
     return cfg
 
@@ -224,7 +296,11 @@ def _choice(value: str, allowed: Sequence[str], key: str) -> None:
 def validate(cfg: Config) -> None:
     """Check values that a typo or a bad combination would make silently wrong."""
     _choice(cfg.model.arch, ["gpt_neox", "llama"], "model.arch")
+    _choice(cfg.model.dtype, ["float32", "bfloat16", "float16"], "model.dtype")
     _choice(cfg.train.loss_weighting, ["alpha", "mean"], "train.loss_weighting")
+    _choice(cfg.train.backend, ["torch", "deepspeed"], "train.backend")
+    if cfg.train.dist_timeout <= 0:
+        raise ConfigError("train.dist_timeout must be a positive number of seconds.")
     _choice(cfg.env.reward_variant, ["paper", "authors"], "env.reward_variant")
     _choice(cfg.env.scalarization, ["alpha_weighted", "sum", "mean"], "env.scalarization")
     if cfg.train.total_steps < 1:

@@ -146,6 +146,7 @@ def _domain_sources(cfg: DataConfig, cache: Path, log: Callable[[str], None]) ->
         )
     if path.is_dir():
         names = text_dir_domains(path)
+        _check_selected(cfg, names, path)
         if cfg.domains:
             names = [n for n in names if n in cfg.domains]
         return [
@@ -155,17 +156,38 @@ def _domain_sources(cfg: DataConfig, cache: Path, log: Callable[[str], None]) ->
     # JSONL: group documents by domain in one pass (kept in memory up to the per-domain cap).
     grouped: dict[str, list[str]] = {}
     sizes: dict[str, int] = {}
+    seen: set[str] = set()
     for domain, text in iter_jsonl(path, cfg.domain_fields, cfg.text_field):
+        seen.add(domain)
         if cfg.domains and domain not in cfg.domains:
             continue
         if cfg.max_bytes_per_domain and sizes.get(domain, 0) >= cfg.max_bytes_per_domain:
             continue
         grouped.setdefault(domain, []).append(text)
         sizes[domain] = sizes.get(domain, 0) + len(text.encode("utf-8"))
+    _check_selected(cfg, sorted(seen), path)
     return [
         _DomainSource(d, (lambda docs=docs: iter(docs)), {"source": f"jsonl:{path}"})
         for d, docs in sorted(grouped.items())
     ]
+
+
+def _check_selected(cfg: DataConfig, available: list[str], path: Path) -> None:
+    """``data.domains`` naming a domain the corpus lacks is a typo, not a smaller corpus."""
+    missing = [d for d in cfg.domains or [] if d not in available]
+    if missing:
+        raise CorpusError(
+            f"data.domains names {missing}, not in the corpus {path}: choose from {', '.join(available) or '(none)'}."
+        )
+
+
+def _file_digest(path: str | Path) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None  # reported when the tokenizer is loaded
 
 
 def corpus_dir(cfg: DataConfig) -> Path:
@@ -174,7 +196,7 @@ def corpus_dir(cfg: DataConfig) -> Path:
         {
             "corpus": cfg.corpus if cfg.corpus == "default" else str(Path(cfg.corpus).expanduser().resolve()),
             "domains": cfg.domains,
-            "tokenizer": cfg.tokenizer and str(Path(cfg.tokenizer).resolve()),
+            "tokenizer": cfg.tokenizer and [str(Path(cfg.tokenizer).expanduser().resolve()), _file_digest(cfg.tokenizer)],
             "vocab": cfg.vocab_size,
             "max_bytes": cfg.max_bytes_per_domain,
             "split": [cfg.val_fraction, cfg.test_fraction],
@@ -205,7 +227,11 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
     tmp.mkdir(parents=True)
 
     if cfg.tokenizer:
-        tok = toklib.load_tokenizer(cfg.tokenizer)
+        try:
+            tok = toklib.load_tokenizer(Path(cfg.tokenizer).expanduser())
+        except (FileNotFoundError, ValueError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CorpusError(f"data.tokenizer: {exc}") from None
     else:
         log(f"training a byte-level BPE tokenizer (vocab {cfg.vocab_size}) on {len(sources)} domains")
         sample = (
@@ -216,11 +242,18 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
         tok = toklib.train_bpe(sample, cfg.vocab_size)
     tok.save(str(tmp / "tokenizer.json"))
     vocab = tok.get_vocab_size()
-    eos = toklib.eos_id(tok)
+    try:
+        eos = toklib.eos_id(tok)
+    except ValueError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CorpusError(f"data.tokenizer={cfg.tokenizer}: {exc}") from None
     dtype = np.uint16 if vocab <= np.iinfo(np.uint16).max + 1 else np.uint32
 
     domains = []
     for s in sources:
+        if not s.name or s.name in (".", "..") or "/" in s.name or "\\" in s.name:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CorpusError(f"Domain name {s.name!r} cannot name a directory: rename that domain in {cfg.corpus}.")
         n_bytes, n_docs, chunks = 0, 0, []
         docs = list(_capped(s.documents(), cfg.max_bytes_per_domain))
         for start in range(0, len(docs), 256):
@@ -232,7 +265,8 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
         if n_docs == 0:
             shutil.rmtree(tmp, ignore_errors=True)
             raise CorpusError(
-                f"Domain '{s.name}' has no text ({s.meta.get('source', cfg.corpus)}): add text files or remove it."
+                f"Domain '{s.name}' has no text ({s.meta.get('source', cfg.corpus)}): add text files "
+                "(.txt, .md, .text or no suffix) or remove it."
             )
         stream = np.concatenate(chunks)
         n = len(stream)
@@ -281,14 +315,19 @@ class TokenCorpus:
             self.manifest = json.loads(manifest_path.read_text())
         except json.JSONDecodeError as exc:
             raise CorpusError(f"{manifest_path} is corrupt ({exc.msg}): delete {self.root} to rebuild it.") from None
-        self.domains: list[str] = [d["name"] for d in self.manifest["domains"]]
-        self.vocab_size: int = self.manifest["vocab_size"]
-        self.eos_id: int = self.manifest["eos_id"]
-        self.dtype = np.dtype(self.manifest["dtype"])
+        try:
+            self.domains: list[str] = [d["name"] for d in self.manifest["domains"]]
+            self.vocab_size: int = int(self.manifest["vocab_size"])
+            self.eos_id: int = int(self.manifest["eos_id"])
+            self.dtype = np.dtype(self.manifest["dtype"])
+            expected = {(d["name"], split): int(d["tokens"][split]) for d in self.manifest["domains"] for split in SPLITS}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorpusError(
+                f"{manifest_path} is corrupt (bad or missing field: {exc}): delete {self.root} to rebuild it."
+            ) from None
         self._arrays: dict[tuple[str, str], np.ndarray] = {}
-        for d in self.manifest["domains"]:
-            for split in SPLITS:
-                self._arrays[d["name"], split] = self._open(d["name"], split, d["tokens"][split])
+        for (name, split), n in expected.items():
+            self._arrays[name, split] = self._open(name, split, n)
 
     def _open(self, domain: str, split: str, expected: int) -> np.ndarray:
         path = self.root / domain / f"{split}.bin"
@@ -301,6 +340,8 @@ class TokenCorpus:
                 f"Token file {path} is truncated or corrupt: expected {expected * self.dtype.itemsize} bytes "
                 f"({expected} tokens), found {size}: {fix}."
             )
+        if expected == 0:  # a tiny domain's empty split (np.memmap cannot map an empty file)
+            return np.zeros(0, dtype=self.dtype)
         arr = np.memmap(path, dtype=self.dtype, mode="r")
         if len(arr) and int(arr.max()) >= self.vocab_size:
             raise CorpusError(f"Token file {path} holds ids ≥ the vocabulary size {self.vocab_size}: {fix}.")

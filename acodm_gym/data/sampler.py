@@ -103,6 +103,7 @@ class DomainSampler:
 
     def state_dict(self) -> dict:
         return {
+            "seed": self.seed,
             "rng": self.rng.bit_generator.state,
             "epoch": self.epoch.tolist(),
             "position": self.position.tolist(),
@@ -110,6 +111,7 @@ class DomainSampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        self.seed = state.get("seed", self.seed)  # the per-epoch orders derive from it
         self.rng.bit_generator.state = state["rng"]
         self.epoch = np.array(state["epoch"], dtype=np.int64)
         self.position = np.array(state["position"], dtype=np.int64)

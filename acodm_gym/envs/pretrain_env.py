@@ -5,7 +5,7 @@ exploration floor, makes one α-reweighted update of the model, and returns AC-O
 state and the per-domain gradient-alignment reward. The environment does not know which agent
 drives it.
 
-Observation (float32, size 4k + 1 + 2L; every part is free of model size so a policy learned on a
+Observation (float32, size 3k + 1 + 2L; every part is free of model size so a policy learned on a
 small proxy reads a larger target the same way):
 
 ====================  ====  =========================================================
@@ -19,7 +19,8 @@ weight norm           L     ‖ω_l(t)‖ / ‖ω_l(0)‖ of L FFN output layers
 update norm           L     (log10(‖ω_l(t) − ω_l(t−1)‖ / ‖ω_l(t)‖) + 4) / 2, clipped to [−2, 2]
 ====================  ====  =========================================================
 
-A domain absent from a batch keeps its last loss (change 0): nothing is ever NaN.
+A domain absent from a batch keeps its last loss (change 0); a skipped (non-finite) step keeps the
+last finite losses and norms: nothing is ever NaN.
 
 Action: Box [0, 1]^k, clipped to the box and normalised to sum 1 (all zeros means uniform).
 
@@ -39,9 +40,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from ..config import Config, load_config
+from ..config import Config, ConfigError, load_config
 from ..data.corpus import TokenCorpus, open_corpus
 from ..data.sampler import DomainSampler
+from ..lm import distributed
 from ..lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers
 from ..lm.probes import AlignmentProbe, WeightNormProbe, alignment_reward
 from ..lm.step import NonFiniteLossError, TorchBackend, evaluate_domains, train_step
@@ -81,12 +83,13 @@ class PretrainEnv(gym.Env):
         self.cfg = load_config(config, overrides)
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
+        distributed.setup(self.cfg.train)  # train.backend=deepspeed: the process group of the ranks in lockstep
         self.corpus = corpus or open_corpus(self.cfg.data, log=log)
         self.domains = list(self.corpus.domains)
         self.k = len(self.domains)
         self.natural_weights = self.corpus.natural_weights()
         self.L = self.cfg.env.num_norm_probes
-        obs_size = 4 * self.k + 1 + 2 * self.L
+        obs_size = 3 * self.k + 1 + 2 * self.L  # the six parts of observation_layout()
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
         self.action_space = spaces.Box(0.0, 1.0, shape=(self.k,), dtype=np.float32)
         self.reward_space = spaces.Box(-np.inf, np.inf, shape=(self.k,), dtype=np.float32)
@@ -113,16 +116,22 @@ class PretrainEnv(gym.Env):
         }
 
     def make_backend(self, model) -> TorchBackend:
-        """The training backend; the DeepSpeed environment overrides this one method."""
+        """The training backend named by ``train.backend`` (torch, or deepspeed: lm/deepspeed_backend.py)."""
+        if self.cfg.train.backend == "deepspeed":
+            from ..lm.deepspeed_backend import DeepSpeedBackend
+
+            return DeepSpeedBackend(model, self.cfg.train)
         return TorchBackend(model, self.cfg.train)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         run_seed = seed if seed is not None else int(self.np_random.integers(2**31))
+        run_seed = distributed.broadcast_int(run_seed)  # multi-rank: rank 0's seed (same model, same batches)
         if self._alignment is not None:
             self._alignment.close()
         model = build_model(self.cfg.model, self.corpus.vocab_size, run_seed)
         self.backend = self.make_backend(model)
+        self._check_vocab(self.backend.model)
         layers = probe_layers(self.backend.model, self.cfg.model)
         modules = [m for _, m in layers]
         self._norm_probe = WeightNormProbe([modules[i] for i in evenly_spaced_layers(len(modules), self.L)])
@@ -136,7 +145,9 @@ class PretrainEnv(gym.Env):
         self.t = 0
         self.tokens = 0
         self._nonfinite = 0
+        self.skipped_steps = 0
         self._initial_norms = self._norm_probe.norms()
+        self._weight_norms = self._initial_norms.copy()
         self._update_norms = np.zeros(self.L)
         first_blocks = [b[:1] for b in self._val_blocks]
         self._losses = evaluate_domains(self.backend, first_blocks, t.batch_size)
@@ -148,7 +159,8 @@ class PretrainEnv(gym.Env):
     def step(self, action):
         if self.backend is None:
             raise RuntimeError("Call reset() before step().")
-        alpha = action_to_weights(action, self.k)
+        # Multi-rank: rank 0's action on every rank (the others may pass None); single process: the action.
+        alpha = distributed.from_main(lambda: action_to_weights(action, self.k), (self.k,))
         t = self.cfg.train
         batch = self.sampler.sample(alpha)
         out = train_step(self.backend, batch, alpha, t.loss_weighting, t.micro_batch_size, self._alignment, self._norm_probe)
@@ -157,12 +169,14 @@ class PretrainEnv(gym.Env):
             losses = np.where(np.isnan(out.domain_losses), self._losses, out.domain_losses)
             self._loss_change = np.clip((losses - self._losses) / self._losses, -1.0, 1.0)
             self._losses = losses
-            self._update_norms = out.update_norms
+            if np.all(np.isfinite(out.weight_norms)) and np.all(np.isfinite(out.update_norms)):
+                self._weight_norms, self._update_norms = out.weight_norms, out.update_norms
         else:
             self._nonfinite += 1
+            self.skipped_steps += 1
             if self._nonfinite >= t.max_nonfinite_steps:
                 raise NonFiniteLossError(
-                    f"{self._nonfinite} consecutive steps had a non-finite loss or gradient (last at step {self.t}): "
+                    f"{self._nonfinite} consecutive steps had a non-finite loss or gradient (last at step {self.t + 1}): "
                     "lower train.lr, check the data, or raise train.max_nonfinite_steps."
                 )
         if out.gram is not None:
@@ -186,6 +200,7 @@ class PretrainEnv(gym.Env):
             "grad_norm": out.grad_norm,
             "lr": out.lr,
             "skipped": not out.finite,
+            "skipped_steps": self.skipped_steps,
         }
         truncated = self.t >= t.total_steps
         interval = self.cfg.env.eval_interval
@@ -195,6 +210,17 @@ class PretrainEnv(gym.Env):
             info["val_ppl"] = np.exp(val)
         reward = scalarize(vector, alpha, self.cfg.env.scalarization)
         return self._observation(), reward, False, bool(truncated), info
+
+    def _check_vocab(self, model) -> None:
+        """Every token id of the corpus must index the model's embedding and output layers."""
+        sizes = [m.weight.shape[0] for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None]
+        if min(sizes) < self.corpus.vocab_size:
+            raise ConfigError(
+                f"Vocabulary mismatch: the model has {min(sizes)} token embeddings but the corpus {self.corpus.root} "
+                f"uses {self.corpus.vocab_size} token ids (its tokenizer.json): build the model with "
+                f"vocab_size={self.corpus.vocab_size} (build_model(cfg.model, env.corpus.vocab_size, seed)), or rebuild "
+                f"the corpus with a tokenizer of at most {min(sizes)} tokens (data.tokenizer or data.vocab_size)."
+            )
 
     def evaluate(self, split: str = "validation") -> np.ndarray:
         """Per-domain mean loss on held-out data (``validation``: the env's fixed blocks; ``test``)."""
@@ -208,7 +234,7 @@ class PretrainEnv(gym.Env):
     def _observation(self) -> np.ndarray:
         seen = self.sampler.samples_seen
         shares = seen / seen.sum() if seen.sum() else np.full(self.k, 1.0 / self.k)
-        norms = self._norm_probe.norms()
+        norms = self._weight_norms
         rel_update = self._update_norms / np.maximum(norms, 1e-12)
         update_feature = np.clip((np.log10(np.maximum(rel_update, 1e-12)) + 4.0) / 2.0, -2.0, 2.0)
         parts = [

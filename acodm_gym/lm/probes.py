@@ -82,15 +82,22 @@ def alignment_reward(gram: np.ndarray, variant: str = "paper") -> np.ndarray:
     paper:   W_i = ⟨g_i, Σ_j g_j⟩ (row sums of the Gram matrix).
     authors: the authors' code: W_i = Σ_{j≠i}⟨g_i, g_j⟩ / mean_k ‖g_k‖, z-scored over domains and
              clamped to [−3, 3] (scale-free, so it reads the same early and late in training).
+             A domain absent from the batch (zero gradient) gets 0 and is left out of the mean,
+             norm and z-score, as it is in the paper variant.
     """
     if variant == "paper":
         return gram.sum(axis=1)
     if variant == "authors":
         diag = np.diag(gram)
-        norm = np.sqrt(np.clip(diag, 0, None)).mean()
-        w = (gram.sum(axis=1) - diag) / max(norm, 1e-12)
+        present = diag > 0
+        out = np.zeros(len(diag))
+        if not present.any():
+            return out
+        norm = np.sqrt(diag[present]).mean()
+        w = ((gram.sum(axis=1) - diag) / max(norm, 1e-12))[present]
         std = w.std()
-        return np.clip((w - w.mean()) / (std if std > 0 else 1.0), -3.0, 3.0)
+        out[present] = np.clip((w - w.mean()) / (std if std > 0 else 1.0), -3.0, 3.0)
+        return out
     raise ValueError(f"Unknown reward variant '{variant}': use 'paper' or 'authors'.")
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data.sampler import Batch
+from .distributed import all_reduce_sum_, shard_rows
 from .probes import AlignmentProbe, WeightNormProbe
 
 ALPHA_MIN = 1e-6  # objective weight kept for a domain with α_i = 0, so its gradient stays readable
@@ -72,6 +73,8 @@ def sequence_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tens
 class TorchBackend:
     """Plain single-process PyTorch: the embedded default and the reference for other backends."""
 
+    rank, world_size = 0, 1  # a multi-rank backend (DeepSpeed) trains on its rank's rows and averages gradients
+
     def __init__(self, model: nn.Module, cfg: TrainConfig):
         self.model = model.to(cfg.device)
         self.device = torch.device(cfg.device)
@@ -81,7 +84,8 @@ class TorchBackend:
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids.to(self.device)).logits
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, loss: torch.Tensor, last: bool = True) -> None:
+        """Accumulate gradients; ``last`` marks the step's final micro-batch (where DeepSpeed reduces)."""
         loss.backward()
 
     def grad_norm(self) -> float:
@@ -137,18 +141,26 @@ def train_step(
     row_coef = torch.as_tensor(coef, dtype=torch.float32)[batch.domain_ids].to(backend.device)
     loss_sums = torch.zeros(k, dtype=torch.float64)
     objective = 0.0
-    size = micro_batch_size or len(batch.domain_ids)
+    # Multi-rank (lm/distributed.py): this rank's rows of the global batch; the backend averages gradients
+    # over ranks, so each rank backpropagates world × its share of the global objective.
+    world = backend.world_size
+    first, end = shard_rows(len(batch.domain_ids), backend.rank, world)
+    size = micro_batch_size or (end - first)
     if alignment is not None:
         alignment.reset()
-    for lo in range(0, len(batch.domain_ids), size):
-        ids, dom = batch.input_ids[lo : lo + size], batch.domain_ids[lo : lo + size]
+    for lo in range(first, end, size):
+        hi = min(lo + size, end)
+        ids, dom = batch.input_ids[lo:hi], batch.domain_ids[lo:hi]
         if alignment is not None:
             alignment.set_rows(dom)
         seq = sequence_losses(backend.forward(ids), ids.to(backend.device))
-        loss = (seq * row_coef[lo : lo + size]).sum()
-        backend.backward(loss)
+        loss = (seq * row_coef[lo:hi]).sum()
+        backend.backward(loss * world if world > 1 else loss, last=hi >= end)
         loss_sums.index_add_(0, dom, seq.detach().double().cpu())
         objective += float(loss.detach())
+    if world > 1:  # the global batch's per-domain loss sums and objective, on every rank
+        totals = all_reduce_sum_(torch.cat([loss_sums, torch.tensor([objective], dtype=torch.float64)]))
+        loss_sums, objective = totals[:k], float(totals[k])
 
     present = batch.counts > 0
     domain_losses = np.full(k, np.nan)
@@ -157,16 +169,19 @@ def train_step(
     finite = math.isfinite(objective) and math.isfinite(grad_norm)
     gram = None
     if finite and alignment is not None:
-        scale = np.where(present, 1.0 / (np.maximum(batch.counts, 1) * coef), 0.0)
+        for g in alignment.grads:  # global per-domain gradients before the Gram matrix (cross-rank terms)
+            all_reduce_sum_(g)
+        scale = np.where(present, 1.0 / (np.maximum(batch.counts, 1) * coef * world), 0.0)
         gram = alignment.gram(torch.as_tensor(scale))
     norms.before_update()
+    lr = backend.lr  # the rate this update uses (the schedule advances in optimizer_step)
     backend.optimizer_step(apply=finite)
     return StepOutput(
         domain_losses=domain_losses,
         objective=objective,
         finite=finite,
         grad_norm=grad_norm,
-        lr=backend.lr,
+        lr=lr,
         gram=gram,
         weight_norms=norms.norms(),
         update_norms=norms.update_norms(),

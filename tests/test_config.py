@@ -1,0 +1,152 @@
+"""Configuration: typos are errors that say what to write instead; overrides parse as YAML."""
+from __future__ import annotations
+
+import pytest
+
+from acodm_gym.config import Config, ConfigError, load_config, parse_override
+
+
+def test_defaults_are_valid_and_typed():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    assert cfg.train.loss_weighting == "alpha" and cfg.env.reward_variant == "paper"
+    assert isinstance(cfg.train.lr, float) and isinstance(cfg.train.total_steps, int)
+
+
+def test_unknown_key_names_the_key_and_suggests_the_closest():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["train.learning_rat=0.1"])
+    msg = str(err.value)
+    assert "train.learning_rat" in msg
+    with pytest.raises(ConfigError) as err:
+        load_config({"train": {"totl_steps": 5}})
+    assert "train.totl_steps" in str(err.value) and "Did you mean 'train.total_steps'" in str(err.value)
+    with pytest.raises(ConfigError, match="Did you mean 'env.eval_interval'"):
+        load_config(None, ["env.eval_intervall=3"])
+    with pytest.raises(ConfigError, match="'modle'.*Did you mean 'model'"):
+        load_config({"modle": {"hidden_size": 8}})
+
+
+@pytest.mark.parametrize(
+    "text, keys, value",
+    [
+        ("train.total_steps=200", ["train", "total_steps"], 200),
+        ("train.lr=0.5", ["train", "lr"], 0.5),
+        ("env.compute_reward=false", ["env", "compute_reward"], False),
+        ("data.domains=[code, legal]", ["data", "domains"], ["code", "legal"]),
+        ("train.micro_batch_size=null", ["train", "micro_batch_size"], None),
+        ("run.name=a=b", ["run", "name"], "a=b"),
+    ],
+)
+def test_parse_override_reads_yaml_values(text, keys, value):
+    assert parse_override(text) == (keys, value)
+
+
+def test_overrides_are_applied_with_the_declared_types():
+    cfg = load_config(
+        None,
+        [
+            "train.lr=1e-3",  # YAML 1.1 reads this as a string: it must still become a float
+            "train.total_steps=1e3",
+            "train.betas=[0.8, 0.99]",
+            "data.domains=[code, legal]",
+            "env.compute_reward=false",
+            "run.name=2024",
+            "train.micro_batch_size=4",
+        ],
+    )
+    assert cfg.train.lr == pytest.approx(1e-3) and isinstance(cfg.train.lr, float)
+    assert cfg.train.total_steps == 1000 and isinstance(cfg.train.total_steps, int)
+    assert cfg.train.betas == [0.8, 0.99]
+    assert cfg.data.domains == ["code", "legal"]
+    assert cfg.env.compute_reward is False
+    assert cfg.run.name == "2024"
+    assert cfg.train.micro_batch_size == 4
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.total_steps=abc", "train.total_steps"),
+        ("train.total_steps=2.5", "train.total_steps"),
+        ("env.compute_reward=maybe", "env.compute_reward"),
+        ("train.betas=0.9", "train.betas"),
+        ("train=3", "train"),
+    ],
+)
+def test_badly_typed_values_are_config_errors_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_override_without_equals_sign_explains_the_form():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["train.lr"])
+
+
+def test_dict_options_merge_across_overrides():
+    cfg = load_config({"agent": {"options": {"gamma": 0.9}}}, ["agent.options.tau=0.01"])
+    assert cfg.agent.options == {"gamma": 0.9, "tau": 0.01}
+
+
+@pytest.mark.parametrize(
+    "override, allowed",
+    [
+        ("model.arch=gpt2", "gpt_neox, llama"),
+        ("train.loss_weighting=sum", "alpha, mean"),
+        ("env.reward_variant=doge", "paper, authors"),
+        ("env.scalarization=max", "alpha_weighted, sum, mean"),
+        ("model.dtype=float8", "float32"),
+    ],
+)
+def test_invalid_choices_list_the_allowed_values(override, allowed):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert allowed in str(err.value) and override.split("=")[1] in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.total_steps=0", "total_steps"),
+        ("train.exploration_share=1.0", "exploration_share"),
+        ("env.reward_depths=[0.0, 1.0]", "reward_depths"),
+        ("env.num_norm_probes=0", "num_norm_probes"),
+        ("data.val_fraction=0.49", "val_fraction"),
+    ],
+)
+def test_out_of_range_values_are_rejected(override, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(None, [override])
+
+
+def test_yaml_file_with_base_and_model_preset(tmp_path, monkeypatch):
+    (tmp_path / "base.yaml").write_text("train:\n  total_steps: 50\n  lr: 1e-3\nenv:\n  eval_interval: 7\n")
+    sub = tmp_path / "exp"
+    sub.mkdir()
+    (sub / "run.yaml").write_text("base: ../base.yaml\ntrain:\n  batch_size: 4\nmodel:\n  preset: tiny-proxy\n  seq_len: 64\n")
+    monkeypatch.chdir(tmp_path.parent)  # a relative base is found next to the file, not the working directory
+    cfg = load_config(sub / "run.yaml")
+    assert cfg.train.total_steps == 50 and cfg.train.batch_size == 4  # base merged key by key
+    assert cfg.train.lr == pytest.approx(1e-3)
+    assert cfg.env.eval_interval == 7
+    assert (cfg.model.hidden_size, cfg.model.num_layers) == (64, 2)  # from configs/models/tiny-proxy.yaml
+    assert cfg.model.seq_len == 64  # the file's own keys win over the preset
+
+
+def test_missing_config_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_config_round_trips_and_fingerprint_tracks_sections():
+    cfg = load_config(None, ["train.lr=0.01"])
+    again = load_config(cfg)
+    assert again.to_dict() == cfg.to_dict()
+    other = load_config(None, ["train.lr=0.02"])
+    assert cfg.fingerprint("data", "model") == other.fingerprint("data", "model")
+    assert cfg.fingerprint("train") != other.fingerprint("train")
