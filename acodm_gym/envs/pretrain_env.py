@@ -5,22 +5,7 @@ exploration floor, makes one α-reweighted update of the model, and returns AC-O
 state and the per-domain gradient-alignment reward. The environment does not know which agent
 drives it.
 
-Observation (float32, size 3k + 1 + 2L; every part is free of model size so a policy learned on a
-small proxy reads a larger target the same way):
-
-====================  ====  =========================================================
-part                  size  value
-====================  ====  =========================================================
-samples seen          k     n_i / Σ_j n_j (share of all sequences drawn so far)
-step                  1     t / T
-loss                  k     ℓ_i / ln V on this step's batch, before its update
-loss change           k     (ℓ_i(t) − ℓ_i(t−1)) / ℓ_i(t−1), clipped to [−1, 1]
-weight norm           L     ‖ω_l(t)‖ / ‖ω_l(0)‖ of L FFN output layers at even depths
-update norm           L     (log10(‖ω_l(t) − ω_l(t−1)‖ / ‖ω_l(t)‖) + 4) / 2, clipped to [−2, 2]
-====================  ====  =========================================================
-
-A domain absent from a batch keeps its last loss (change 0); a skipped (non-finite) step keeps the
-last finite losses and norms: nothing is ever NaN.
+Observation: the six-part state of envs/state.py (size 3k + 1 + 2L, free of model size).
 
 Action: Box [0, 1]^k, clipped to the box and normalised to sum 1 (all zeros means uniform).
 
@@ -32,7 +17,6 @@ domain losses under the update this mixture makes (``sum``: ‖Σ g‖², hardly
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
@@ -47,6 +31,7 @@ from ..lm import distributed
 from ..lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers
 from ..lm.probes import AlignmentProbe, WeightNormProbe, alignment_reward
 from ..lm.step import NonFiniteLossError, TorchBackend, evaluate_domains, train_step
+from .state import TrainingState, observation_layout
 
 
 def scalarize(vector: np.ndarray, alpha: np.ndarray, mode: str) -> float:
@@ -105,15 +90,7 @@ class PretrainEnv(gym.Env):
     # ------------------------------------------------------------------------------------------
     def observation_layout(self) -> dict[str, slice]:
         """Where each part of the state lives in the flat observation."""
-        k, L = self.k, self.L
-        return {
-            "samples_seen": slice(0, k),
-            "step": slice(k, k + 1),
-            "loss": slice(k + 1, 2 * k + 1),
-            "loss_change": slice(2 * k + 1, 3 * k + 1),
-            "weight_norm": slice(3 * k + 1, 3 * k + 1 + L),
-            "update_norm": slice(3 * k + 1 + L, 3 * k + 1 + 2 * L),
-        }
+        return observation_layout(self.k, self.L)
 
     def make_backend(self, model) -> TorchBackend:
         """The training backend named by ``train.backend`` (torch, or deepspeed: lm/deepspeed_backend.py)."""
@@ -146,14 +123,10 @@ class PretrainEnv(gym.Env):
         self.tokens = 0
         self._nonfinite = 0
         self.skipped_steps = 0
-        self._initial_norms = self._norm_probe.norms()
-        self._weight_norms = self._initial_norms.copy()
-        self._update_norms = np.zeros(self.L)
         first_blocks = [b[:1] for b in self._val_blocks]
-        self._losses = evaluate_domains(self.backend, first_blocks, t.batch_size)
-        self._loss_change = np.zeros(self.k)
-        self._alpha = np.full(self.k, 1.0 / self.k)
-        info = {"step": 0, "tokens": 0, "domain_losses": self._losses.copy(), "domain_weights": self._alpha.copy()}
+        initial_losses = evaluate_domains(self.backend, first_blocks, t.batch_size)
+        self.state = TrainingState(t.total_steps, self.corpus.vocab_size, initial_losses, self._norm_probe.norms())
+        info = {"step": 0, "tokens": 0, "domain_losses": initial_losses, "domain_weights": np.full(self.k, 1.0 / self.k)}
         return self._observation(), info
 
     def step(self, action):
@@ -166,11 +139,7 @@ class PretrainEnv(gym.Env):
         out = train_step(self.backend, batch, alpha, t.loss_weighting, t.micro_batch_size, self._alignment, self._norm_probe)
         if out.finite:
             self._nonfinite = 0
-            losses = np.where(np.isnan(out.domain_losses), self._losses, out.domain_losses)
-            self._loss_change = np.clip((losses - self._losses) / self._losses, -1.0, 1.0)
-            self._losses = losses
-            if np.all(np.isfinite(out.weight_norms)) and np.all(np.isfinite(out.update_norms)):
-                self._weight_norms, self._update_norms = out.weight_norms, out.update_norms
+            self.state.record(out.domain_losses, out.weight_norms, out.update_norms)
         else:
             self._nonfinite += 1
             self.skipped_steps += 1
@@ -183,7 +152,6 @@ class PretrainEnv(gym.Env):
             vector = alignment_reward(out.gram, self.cfg.env.reward_variant)
         else:
             vector = np.zeros(self.k)
-        self._alpha = alpha
         self.t += 1
         self.tokens += int(batch.input_ids.numel())
         info = {
@@ -192,7 +160,7 @@ class PretrainEnv(gym.Env):
             "domain_weights": alpha.copy(),
             "sampling_probs": batch.probs.copy(),
             "domain_counts": batch.counts.copy(),
-            "domain_losses": self._losses.copy(),
+            "domain_losses": self.state.losses.copy(),
             "vector_reward": vector.astype(np.float64),
             "samples_seen": self.sampler.samples_seen.copy(),
             "epochs": self.sampler.epochs(),
@@ -232,20 +200,7 @@ class PretrainEnv(gym.Env):
         return evaluate_domains(self.backend, blocks, self.cfg.train.batch_size)
 
     def _observation(self) -> np.ndarray:
-        seen = self.sampler.samples_seen
-        shares = seen / seen.sum() if seen.sum() else np.full(self.k, 1.0 / self.k)
-        norms = self._weight_norms
-        rel_update = self._update_norms / np.maximum(norms, 1e-12)
-        update_feature = np.clip((np.log10(np.maximum(rel_update, 1e-12)) + 4.0) / 2.0, -2.0, 2.0)
-        parts = [
-            shares,
-            [self.t / self.cfg.train.total_steps],
-            self._losses / math.log(self.corpus.vocab_size),
-            self._loss_change,
-            norms / self._initial_norms,
-            update_feature,
-        ]
-        return np.concatenate(parts).astype(np.float32)
+        return self.state.observation(self.sampler.samples_seen, self.t)
 
     def close(self):
         if self._alignment is not None:
