@@ -85,3 +85,19 @@ def read_weights(source: str | Path | Sequence[float] | Mapping[str, float], dom
             raise ValueError(f"Weights name unknown domains {unknown} / miss domains {missing}; the corpus has {domains}.")
         return np.array([float(source[d]) for d in domains])
     return np.asarray(source, dtype=np.float64)
+
+
+def write_mixture(path: str | Path, domains: list[str], steps: list[int], weights: np.ndarray) -> Path:
+    """A weight schedule α(t) and its mean, in the file format ``read_weights`` reads back."""
+    path = Path(path)
+    mean = weights.mean(axis=0) if len(weights) else np.full(len(domains), 1.0 / len(domains))
+    path.write_text(
+        json.dumps(
+            {
+                "domains": list(domains),
+                "mean_weights": dict(zip(domains, mean.tolist())),
+                "schedule": {"steps": list(steps), "weights": np.asarray(weights).round(6).tolist()},
+            }
+        )
+    )
+    return path
