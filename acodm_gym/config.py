@@ -57,7 +57,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    total_steps: int = 700
+    total_steps: int = 600
     batch_size: int = 16
     micro_batch_size: int | None = None  # None: whole batch in one forward/backward
     lr: float = 2e-3
@@ -84,8 +84,8 @@ class EnvConfig:
     reward_depths: list[float] = field(default_factory=lambda: [0.75, 0.875, 1.0])
     num_norm_probes: int = 4  # L: layers whose weight norms are observed
     scalarization: str = "alpha_weighted"  # alpha_weighted | sum | mean
-    eval_interval: int = 100  # steps between per-domain validation perplexities (0: off)
-    eval_batches: int = 4  # validation batches per domain
+    eval_interval: int = 50  # steps between per-domain validation perplexities (0: off)
+    eval_batches: int = 2  # validation batches per domain
 
 
 @dataclass
