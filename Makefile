@@ -11,7 +11,7 @@ TORCH := torch==2.13.0
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)" -e ".[test]"
+	$(PY) -m pip install -q "$(TORCH)" -e ".[test,deepspeed]"
 	touch $@
 
 install: $(VENV)/.installed

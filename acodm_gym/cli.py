@@ -41,6 +41,8 @@ def cmd_train(args) -> int:
 
     cfg = _config(args, {"agent.name": args.agent, "run.seed": args.seed, "run.name": args.name, "run.out_dir": args.out_dir})
     result = train(cfg)
+    if not result.summary:  # a rank other than 0 of a multi-rank run: rank 0 reports
+        return 0
     s = result.summary
     print(f"final average validation perplexity {s['final_val_ppl_avg']:.2f}, test {s['test_ppl_avg']:.2f}")
     print(f"outputs: {result.run_dir.resolve()}")
@@ -88,6 +90,8 @@ def cmd_report(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acodm-gym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The deepspeed launcher passes --local_rank=N before the sub-command (LOCAL_RANK in the environment says the same).
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):

@@ -111,7 +111,13 @@ def prepare_environment(cfg: TrainConfig) -> None:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(free_port()))
     if not cfg.threads and "OMP_NUM_THREADS" not in os.environ and local_world_size() > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world_size()))
+        torch.set_num_threads(threads_per_rank())
+
+
+def threads_per_rank() -> int:
+    """The cores this process may use, shared among the ranks on this machine (at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // local_world_size())
 
 
 def setup(cfg: TrainConfig) -> None:
@@ -130,8 +136,9 @@ def init_process_group(cfg: TrainConfig) -> None:
     if dist.is_available() and dist.is_initialized():
         return
     prepare_environment(cfg)
-    import deepspeed
+    from .deepspeed_backend import import_deepspeed
 
+    deepspeed = import_deepspeed(cfg.device)
     disable_shm_comm()
     deepspeed.init_distributed(
         timeout=timedelta(seconds=float(cfg.dist_timeout)), auto_mpi_discovery=False, verbose=False
@@ -171,6 +178,12 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(buf, op=dist.ReduceOp.SUM)
         tensor.copy_(buf)
     return tensor
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if is_distributed():
+        dist.barrier()
 
 
 def broadcast_array(value: np.ndarray | None, shape: tuple[int, ...], src: int = 0) -> np.ndarray:

@@ -2,8 +2,11 @@
 
 ``train_step`` holds the logic (per-domain losses from the step's own forward, the α-reweighted
 objective, probes, non-finite handling); a backend only supplies forward, backward and the
-optimiser step. ``TorchBackend`` is the single-process reference; a DeepSpeed backend implements
-the same four methods over its engine.
+optimiser step. ``TorchBackend`` is the single-process reference; ``DeepSpeedBackend``
+(lm/deepspeed_backend.py) implements the same interface over its engine: ``forward``,
+``backward(loss, last)``, ``grad_norm``, ``optimizer_step(apply)``, ``lr``, ``device``, ``model``,
+``rank`` and ``world_size`` (a multi-rank backend averages gradients over ranks; ``train_step``
+then trains on this rank's rows and sums losses and probe gradients over ranks: lm/distributed.py).
 """
 from __future__ import annotations
 

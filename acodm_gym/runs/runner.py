@@ -26,9 +26,11 @@ import yaml
 from tqdm.auto import tqdm
 
 from ..agents import Agent, EnvSpec, agent_class, make_agent
+from ..agents.static import write_mixture
 from ..config import Config
 from ..data.tokenizer import to_hf_tokenizer
 from ..envs.pretrain_env import PretrainEnv
+from ..lm import distributed
 from . import plots
 from .logger import MetricsLogger
 
@@ -62,25 +64,30 @@ def train(cfg: Config, log: Callable[[str], None] = print, agent: Agent | None =
     """Run one episode of ``cfg.train.total_steps`` steps and write its run directory."""
     cfg = prepare_config(cfg)
     run_dir = run_dir_for(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    # Multi-rank (train.backend=deepspeed under torchrun/deepspeed): every rank steps the env in lockstep;
+    # rank 0 alone runs the agent (the env broadcasts its action) and writes the run directory.
+    main = distributed.is_main_process()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
-    env = PretrainEnv(cfg, log=log)
-    agent = agent or make_agent(cfg.agent, EnvSpec.from_env(env))
-    logger = MetricsLogger(run_dir, env.domains, tensorboard=cfg.run.tensorboard)
+    env = PretrainEnv(cfg, log=log if main else (lambda _: None))
+    agent = (agent or make_agent(cfg.agent, EnvSpec.from_env(env))) if main else None
+    logger = MetricsLogger(run_dir, env.domains, tensorboard=cfg.run.tensorboard) if main else None
     obs, info = env.reset(seed=cfg.run.seed)
     total = cfg.train.total_steps
-    bar = tqdm(total=total, desc=f"{cfg.agent.name}", disable=not cfg.run.progress, dynamic_ncols=True)
+    bar = tqdm(total=total, desc=f"{cfg.agent.name}", disable=not (cfg.run.progress and main), dynamic_ncols=True)
     weights, steps, val_steps, val_ppl = [], [], [], []
     skipped = 0
     started = time.perf_counter()
     try:
         for _ in range(total):
-            action = agent.act(obs)
+            action = agent.act(obs) if main else None
             next_obs, reward, terminated, truncated, info = env.step(action)
-            agent.observe(obs, action, reward, next_obs, info)
-            stats = agent.update()
-            logger.log(info, reward, stats)
+            if main:
+                agent.observe(obs, action, reward, next_obs, info)
+                stats = agent.update()
+                logger.log(info, reward, stats)
             weights.append(info["domain_weights"])
             skipped += int(info["skipped"])
             steps.append(info["step"])
@@ -98,10 +105,15 @@ def train(cfg: Config, log: Callable[[str], None] = print, agent: Agent | None =
                 break
     finally:
         bar.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
     seconds = time.perf_counter() - started
 
     test_ppl = np.exp(env.evaluate("test"))
+    if not main:  # the other ranks' model and numbers are rank 0's
+        env.close()
+        distributed.barrier()  # return once rank 0 has written the run directory
+        return RunResult(run_dir, {})
     model_dir = run_dir / "model"
     env.backend.model.save_pretrained(model_dir)
     to_hf_tokenizer(env.corpus.tokenizer()).save_pretrained(model_dir)
@@ -109,15 +121,7 @@ def train(cfg: Config, log: Callable[[str], None] = print, agent: Agent | None =
 
     weights_arr, steps_arr = np.array(weights), np.array(steps)
     mean_weights = weights_arr.mean(axis=0)
-    (run_dir / "mixture.json").write_text(
-        json.dumps(
-            {
-                "domains": env.domains,
-                "mean_weights": dict(zip(env.domains, mean_weights.tolist())),
-                "schedule": {"steps": steps, "weights": weights_arr.round(6).tolist()},
-            }
-        )
-    )
+    write_mixture(run_dir / "mixture.json", env.domains, steps, weights_arr)
     val_arr = np.array(val_ppl)
     summary = {
         "agent": cfg.agent.name,
@@ -145,4 +149,5 @@ def train(cfg: Config, log: Callable[[str], None] = print, agent: Agent | None =
             plots.plot_val_ppl(curves, run_dir / "val_ppl.png", f"Validation perplexity ({cfg.agent.name})")
         plots.plot_domain_ppl({cfg.agent.name: test_ppl}, env.domains, run_dir / "test_ppl.png")
     env.close()
+    distributed.barrier()
     return RunResult(run_dir, summary)
