@@ -84,6 +84,7 @@ class EnvConfig:
     reward_depths: list[float] = field(default_factory=lambda: [0.75, 0.875, 1.0])
     num_norm_probes: int = 4  # L: layers whose weight norms are observed
     scalarization: str = "alpha_weighted"  # alpha_weighted | sum | mean
+    drop_state: list[str] = field(default_factory=list)  # state parts zeroed in the observation (ablations)
     eval_interval: int = 50  # steps between per-domain validation perplexities (0: off)
     eval_batches: int = 2  # validation batches per domain
 
@@ -309,6 +310,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.batch_size and train.micro_batch_size must be positive.")
     if not 0.0 <= cfg.train.exploration_share < 1.0:
         raise ConfigError("train.exploration_share must be in [0, 1).")
+    parts = ("samples_seen", "step", "loss", "loss_change", "weight_norm", "update_norm")
+    unknown = [p for p in cfg.env.drop_state if p not in parts]
+    if unknown:
+        raise ConfigError(f"env.drop_state names unknown state parts {unknown}; choose from {', '.join(parts)}.")
     if cfg.env.num_norm_probes < 1:
         raise ConfigError("env.num_norm_probes must be at least 1.")
     if any(not 0.0 < d <= 1.0 for d in cfg.env.reward_depths) or not cfg.env.reward_depths:

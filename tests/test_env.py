@@ -432,3 +432,25 @@ def test_vocab_mismatch_between_corpus_and_model(make_env, corpus):
 def test_step_before_reset_is_an_error(make_env):
     with pytest.raises(RuntimeError, match="reset"):
         make_env().step(ALPHA)
+
+
+def test_drop_state_zeroes_exactly_the_named_parts(config):
+    full = PretrainEnv(config, log=lambda _: None)
+    dropped = PretrainEnv(config, ["env.drop_state=[loss_change, weight_norm]"], corpus=full.corpus, log=lambda _: None)
+    for env in (full, dropped):
+        env.reset(seed=3)
+        env.step(env.natural_weights)
+        env.last = env.step(env.natural_weights)[0]
+    lay = full.observation_layout()
+    for part, sl in lay.items():
+        if part in ("loss_change", "weight_norm"):
+            assert not np.any(dropped.last[sl]) and np.any(full.last[sl])
+        else:
+            np.testing.assert_array_equal(dropped.last[sl], full.last[sl])
+
+
+def test_drop_state_rejects_unknown_parts(config):
+    from acodm_gym.config import load_config
+
+    with pytest.raises(ConfigError, match="loss_chnge"):
+        load_config(config, ["env.drop_state=[loss_chnge]"])
