@@ -17,7 +17,7 @@ def _config(args, extra: dict | None = None):
     for key, value in (extra or {}).items():
         if value is not None:
             overrides.append(f"{key}={value}")
-    return load_config(args.config, overrides)
+    return load_config(args.config or "default", overrides)
 
 
 def cmd_data(args) -> int:
@@ -37,10 +37,18 @@ def cmd_data(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .runs.runner import train
+    from .runs.runner import resume, train
 
-    cfg = _config(args, {"agent.name": args.agent, "run.seed": args.seed, "run.name": args.name, "run.out_dir": args.out_dir})
-    result = train(cfg)
+    extra = {"agent.name": args.agent, "run.seed": args.seed, "run.name": args.name, "run.out_dir": args.out_dir}
+    if getattr(args, "resume", None):
+        # The checkpoint's config (or --config) plus the overrides; the run directory is RUN_DIR.
+        overrides = list(args.overrides) + [f"{k}={v}" for k, v in extra.items() if v is not None and k in ("agent.name", "run.seed")]
+        allowed = [key for item in args.allow_change or () for key in item.split(",") if key]
+        result = resume(args.resume, overrides, config=args.config, allow_changes=allowed)
+    else:
+        if getattr(args, "allow_change", None):
+            raise ConfigError("--allow-change only applies with --resume RUN_DIR.")
+        result = train(_config(args, extra))
     if not result.summary:  # a rank other than 0 of a multi-rank run: rank 0 reports
         return 0
     s = result.summary
@@ -95,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("--config", default="default", help="YAML config path or name under configs/ (default: default)")
+        p.add_argument("--config", default=None, help="YAML config path or name under configs/ (default: default)")
         p.add_argument("overrides", nargs="*", help="section.key=value overrides")
         return p
 
@@ -108,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = run_options(common(sub.add_parser("train", help="one pretraining run driven by an agent")))
     p.add_argument("--agent", default=None, help="agent name: " + ", ".join(_agent_names()))
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue this run directory from its latest complete checkpoint (with its saved config plus the overrides)")
+    p.add_argument("--allow-change", metavar="KEY[,KEY]", action="append", default=None,
+                   help="with --resume: accept changed config keys (or sections) that would otherwise be refused, e.g. "
+                        "--allow-change train.lr train.lr=1e-3")
     p.set_defaults(func=cmd_train)
     run_options(common(sub.add_parser("proxy", help="learn AC-ODM on the proxy model and save the actor"))).set_defaults(func=cmd_proxy)
     p = run_options(common(sub.add_parser("transfer", help="a frozen actor steers the target model")))
@@ -136,9 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError) as exc:  # bad input, a refused resume: fix and rerun
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        if not _run_failure(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)  # the run failed; its last checkpoint is usable
+        return 1
+
+
+def _run_failure(exc: BaseException) -> bool:
+    """A run stopped by too many non-finite steps or a failed checkpoint write (modules imported lazily)."""
+    kinds = [getattr(sys.modules.get(m), n, None) for m, n in (("acodm_gym.lm.step", "NonFiniteLossError"), ("acodm_gym.runs.checkpoint", "CheckpointError"))]
+    return any(k is not None and isinstance(exc, k) for k in kinds)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,8 @@ class RunConfig:
     tensorboard: bool = True
     plots: bool = True
     proxy_model: str = "tiny-proxy"  # model preset (configs/models/) of the proxy stage
+    checkpoint_interval: int = 100  # steps between checkpoints under <run>/checkpoints/ (0: none); resume with --resume
+    keep_checkpoints: int = 2  # newest complete checkpoints kept
 
 
 @dataclass
@@ -304,6 +306,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.dist_timeout must be a positive number of seconds.")
     _choice(cfg.env.reward_variant, ["paper", "authors"], "env.reward_variant")
     _choice(cfg.env.scalarization, ["alpha_weighted", "sum", "mean"], "env.scalarization")
+    if cfg.run.checkpoint_interval < 0 or cfg.run.keep_checkpoints < 1:
+        raise ConfigError("run.checkpoint_interval must be >= 0 (0: no checkpoints) and run.keep_checkpoints >= 1.")
     if cfg.train.total_steps < 1:
         raise ConfigError("train.total_steps must be at least 1.")
     if cfg.train.batch_size < 1 or (cfg.train.micro_batch_size or 1) < 1:

@@ -199,8 +199,39 @@ class PretrainEnv(gym.Env):
             blocks = [torch.from_numpy(self.corpus.blocks(d, split, self.cfg.model.seq_len, limit)) for d in self.domains]
         return evaluate_domains(self.backend, blocks, self.cfg.train.batch_size)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The environment's own state, plain values only (the model and optimiser are the backend's:
+        ``backend.save_checkpoint``): step, tokens, the six-part training state, the sampler (its RNG,
+        per-domain positions, epochs and counts), the non-finite counters and ``np_random``."""
+        if self.backend is None:
+            raise RuntimeError("Call reset() before state_dict().")
+        return {
+            "t": self.t,
+            "tokens": self.tokens,
+            "nonfinite": self._nonfinite,
+            "skipped_steps": self.skipped_steps,
+            "training_state": self.state.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "np_random": self.np_random.bit_generator.state,
+            "np_random_seed": self._np_random_seed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()`` into an environment reset with the same config and seed."""
+        if self.backend is None:
+            raise RuntimeError("Call reset() before load_state_dict().")
+        self.t, self.tokens = int(state["t"]), int(state["tokens"])
+        self._nonfinite, self.skipped_steps = int(state["nonfinite"]), int(state["skipped_steps"])
+        self.state.load_state_dict(state["training_state"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.np_random.bit_generator.state = state["np_random"]
+        self._np_random_seed = state["np_random_seed"]
+
     def _observation(self) -> np.ndarray:
-        return self.state.observation(self.sampler.samples_seen, self.t)
+        obs = self.state.observation(self.sampler.samples_seen, self.t)
+        for part in self.cfg.env.drop_state:  # ablations: the agent no longer sees this part
+            obs[self.observation_layout()[part]] = 0.0
+        return obs
 
     def close(self):
         if self._alignment is not None:

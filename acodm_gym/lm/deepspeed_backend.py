@@ -253,6 +253,29 @@ class DeepSpeedBackend:
             self.engine.optimizer.load_state_dict([state["optimizer"]], load_optimizer_states=True)
         self.scheduler.load_state_dict(state["scheduler"])
 
+    # A run's checkpoint (runs/checkpoint.py): every rank calls these with the same directory.
+    checkpoint_files = ()  # DeepSpeed names its own files under deepspeed/
+
+    def save_checkpoint(self, directory: Path) -> None:
+        """DeepSpeed's own format under ``directory/deepspeed/``: the model states (rank 0) and, at
+        ZeRO 1/2, one optimiser partition per rank; the LR schedule travels as client state. A
+        collective: every rank must call it."""
+        self.engine.save_checkpoint(
+            str(Path(directory) / "deepspeed"), tag=CHECKPOINT_TAG, client_state={"scheduler": self.scheduler.state_dict()}, save_latest=False
+        )
+
+    def load_checkpoint(self, directory: Path) -> None:
+        """Load what ``save_checkpoint`` wrote, into the same rank of the same world size and ZeRO stage."""
+        path, client = self.engine.load_checkpoint(
+            str(Path(directory) / "deepspeed"), tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=False
+        )
+        if path is None or "scheduler" not in (client or {}):
+            raise ValueError(f"{Path(directory) / 'deepspeed'} holds no DeepSpeed checkpoint '{CHECKPOINT_TAG}' written by this backend.")
+        self.scheduler.load_state_dict(client["scheduler"])
+
+
+CHECKPOINT_TAG = "state"
+
 
 def _detached(obj: Any) -> Any:
     """``obj`` with every tensor detached (ZeRO hands out its fp32 partitions as non-leaf views)."""

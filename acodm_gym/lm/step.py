@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -115,6 +116,16 @@ class TorchBackend:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+    # A run's checkpoint (runs/checkpoint.py): every rank calls these with the same directory.
+    checkpoint_files = ("model.pt",)
+
+    def save_checkpoint(self, directory: Path) -> None:
+        """Model, optimiser and schedule in ``directory/model.pt``."""
+        torch.save(self.state_dict(), Path(directory) / "model.pt")
+
+    def load_checkpoint(self, directory: Path) -> None:
+        self.load_state_dict(torch.load(Path(directory) / "model.pt", map_location=self.device, weights_only=True))
 
 
 def domain_coefficients(counts: np.ndarray, alpha: np.ndarray, loss_weighting: str) -> np.ndarray:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +13,35 @@ PER_DOMAIN = ("weight", "loss", "reward", "epochs", "val_ppl")
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: Path, domains: list[str], tensorboard: bool = True):
+    def __init__(self, run_dir: Path, domains: list[str], tensorboard: bool = True, resume_from: tuple[int, int] | None = None):
+        """``resume_from`` (bytes, step): continue a resumed run's CSV, cut back to its first ``bytes``
+        (its length at the checkpoint of ``step``), and hide TensorBoard events after ``step``."""
         self.domains = domains
         self.columns = ["step", "tokens", "objective", "lr", "grad_norm", "reward", "skipped", "val_ppl_avg"]
         self.columns += [f"{part}/{d}" for part in PER_DOMAIN for d in domains]
-        self._fh = open(run_dir / "metrics.csv", "w", newline="")
-        self._csv = csv.DictWriter(self._fh, fieldnames=self.columns)
-        self._csv.writeheader()
+        if resume_from is None:
+            self._fh = open(run_dir / "metrics.csv", "w", newline="")
+            self._csv = csv.DictWriter(self._fh, fieldnames=self.columns)
+            self._csv.writeheader()
+        else:
+            with open(run_dir / "metrics.csv", "r+b") as fh:
+                fh.truncate(resume_from[0])
+            self._fh = open(run_dir / "metrics.csv", "a", newline="")
+            self._csv = csv.DictWriter(self._fh, fieldnames=self.columns)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+            purge = resume_from[1] + 1 if resume_from is not None else None
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
+
+    def flush(self) -> int:
+        """Write everything logged so far to disk; returns the CSV's length in bytes."""
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        if self._tb is not None:
+            self._tb.flush()
+        return os.fstat(self._fh.fileno()).st_size
 
     def log(self, info: dict[str, Any], reward: float, agent_stats: dict[str, float]) -> dict[str, Any]:
         row: dict[str, Any] = {

@@ -11,28 +11,84 @@ or actor–critic — is driven the same way, and writes a run directory:
     runs/<name>/model/          the trained model and tokenizer in Hugging Face format
     runs/<name>/agent.pt        the agent (for acodm: the actor a target run can load)
     runs/<name>/*.png           domain weights and validation perplexity over steps, test perplexity
+    runs/<name>/checkpoints/    every run.checkpoint_interval steps, what resuming needs (runs/checkpoint.py)
+
+``train(cfg, resume=RUN_DIR)`` / ``resume(RUN_DIR)`` (``acodm-gym train --resume RUN_DIR``) continue a
+run from its latest complete checkpoint: the metrics and the numbers are those of a run that never
+stopped (metrics.csv is cut back to the checkpoint's step, so no row is lost or repeated).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
+import torch
 import yaml
 from tqdm.auto import tqdm
 
 from ..agents import Agent, EnvSpec, agent_class, make_agent
 from ..agents.static import write_mixture
-from ..config import Config
+from ..config import Config, load_config
 from ..data.tokenizer import to_hf_tokenizer
 from ..envs.pretrain_env import PretrainEnv
 from ..lm import distributed
-from . import plots
+from ..lm.step import NonFiniteLossError
+from . import checkpoint, plots
 from .logger import MetricsLogger
+
+
+@dataclass
+class _Progress:
+    """What the runner has gathered so far (checkpointed, so a resumed run's summary covers every step)."""
+
+    steps: list[int] = field(default_factory=list)
+    weights: list[list[float]] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_ppl: list[list[float]] = field(default_factory=list)
+    skipped: int = 0
+    seconds_before: float = 0.0  # wall-clock seconds of earlier sessions of this run
+    seconds_now: float = 0.0  # of this session, at the last checkpoint
+    resumed_at: list[int] = field(default_factory=list)
+    obs: np.ndarray | None = None  # the observation the next action is taken on
+
+    def record(self, info: dict) -> None:
+        self.weights.append(np.asarray(info["domain_weights"], dtype=np.float64).tolist())
+        self.skipped += int(info["skipped"])
+        self.steps.append(int(info["step"]))
+        if "val_ppl" in info:
+            self.val_steps.append(int(info["step"]))
+            self.val_ppl.append(np.asarray(info["val_ppl"], dtype=np.float64).tolist())
+
+    def state(self, csv_bytes: int) -> dict:
+        return {
+            "steps": self.steps,
+            "weights": self.weights,
+            "val_steps": self.val_steps,
+            "val_ppl": self.val_ppl,
+            "skipped": self.skipped,
+            "seconds": self.seconds_before + self.seconds_now,
+            "resumed_at": self.resumed_at,
+            "obs": torch.from_numpy(np.array(self.obs, dtype=np.float32)),
+            "csv_bytes": int(csv_bytes),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "_Progress":
+        return cls(
+            steps=list(state["steps"]),
+            weights=[list(w) for w in state["weights"]],
+            val_steps=list(state["val_steps"]),
+            val_ppl=[list(v) for v in state["val_ppl"]],
+            skipped=int(state["skipped"]),
+            seconds_before=float(state["seconds"]),
+            resumed_at=list(state["resumed_at"]),
+            obs=state["obs"].numpy().copy(),
+        )
 
 
 @dataclass
@@ -60,54 +116,97 @@ def _short(weights: np.ndarray) -> str:
     return "/".join(f"{w:.2f}" for w in weights)
 
 
-def train(cfg: Config, log: Callable[[str], None] = print, agent: Agent | None = None) -> RunResult:
-    """Run one episode of ``cfg.train.total_steps`` steps and write its run directory."""
+def train(
+    cfg: Config,
+    log: Callable[[str], None] = print,
+    agent: Agent | None = None,
+    resume: str | Path | bool | None = None,
+    allow_changes: Sequence[str] = (),
+) -> RunResult:
+    """Run one episode of ``cfg.train.total_steps`` steps and write its run directory.
+
+    ``resume``: continue the run in this directory (``True``: ``cfg``'s own run directory) from its
+    latest complete checkpoint; ``cfg`` must equal the checkpoint's config except for
+    ``checkpoint.SAFE_KEYS`` and the keys in ``allow_changes`` (see ``resume()`` to take the
+    config from the checkpoint).
+    """
     cfg = prepare_config(cfg)
+    ckpt = None
+    if resume is not None and resume is not False:
+        target = run_dir_for(cfg) if resume is True else Path(resume)
+        cfg.run = dataclasses.replace(cfg.run, out_dir=str(target.parent), name=target.name)
+        ckpt = checkpoint.find(target, warn=log if distributed.is_main_process() else (lambda _: None))
+        checkpoint.check_resumable(ckpt, cfg, allow_changes, target)
     run_dir = run_dir_for(cfg)
     # Multi-rank (train.backend=deepspeed under torchrun/deepspeed): every rank steps the env in lockstep;
     # rank 0 alone runs the agent (the env broadcasts its action) and writes the run directory.
     main = distributed.is_main_process()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None:
+            checkpoint.clear(run_dir, log)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     env = PretrainEnv(cfg, log=log if main else (lambda _: None))
     agent = (agent or make_agent(cfg.agent, EnvSpec.from_env(env))) if main else None
-    logger = MetricsLogger(run_dir, env.domains, tensorboard=cfg.run.tensorboard) if main else None
     obs, info = env.reset(seed=cfg.run.seed)
-    total = cfg.train.total_steps
-    bar = tqdm(total=total, desc=f"{cfg.agent.name}", disable=not (cfg.run.progress and main), dynamic_ncols=True)
-    weights, steps, val_steps, val_ppl = [], [], [], []
-    skipped = 0
-    started = time.perf_counter()
+    progress = _Progress()
+    if ckpt is not None:
+        if distributed.broadcast_int(ckpt.step) != ckpt.step:
+            raise checkpoint.ResumeError(f"The ranks chose different checkpoints of {run_dir}: is checkpoints/ on a shared file system?")
+        if main:
+            checkpoint.check_metrics(run_dir, int(ckpt.meta["csv_bytes"]), ckpt.step)
+        progress = _Progress.from_state(checkpoint.restore(ckpt, env, agent))
+        obs = progress.obs
+        progress.resumed_at.append(ckpt.step)
+        if main:
+            log(f"resuming {run_dir} from {ckpt.path.name} (step {ckpt.step} of {cfg.train.total_steps})")
+    resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
+    logger = MetricsLogger(run_dir, env.domains, tensorboard=cfg.run.tensorboard, resume_from=resume_from) if main else None
+    last_checkpoint = ckpt.step if ckpt is not None else None
+    total, interval = cfg.train.total_steps, cfg.run.checkpoint_interval
+    first = env.t
+    bar = tqdm(total=total, initial=first, desc=f"{cfg.agent.name}", disable=not (cfg.run.progress and main), dynamic_ncols=True)
+    started, tokens_before = time.perf_counter(), env.tokens
     try:
-        for _ in range(total):
+        for _ in range(first, total):
             action = agent.act(obs) if main else None
             next_obs, reward, terminated, truncated, info = env.step(action)
             if main:
                 agent.observe(obs, action, reward, next_obs, info)
                 stats = agent.update()
                 logger.log(info, reward, stats)
-            weights.append(info["domain_weights"])
-            skipped += int(info["skipped"])
-            steps.append(info["step"])
-            if "val_ppl" in info:
-                val_steps.append(info["step"])
-                val_ppl.append(info["val_ppl"])
+            progress.record(info)
             elapsed = time.perf_counter() - started
             bar.update(1)
             bar.set_postfix_str(
-                f"loss={info['objective']:.3f} tok/s={info['tokens'] / elapsed:,.0f} w={_short(info['domain_weights'])}",
+                f"loss={info['objective']:.3f} tok/s={(info['tokens'] - tokens_before) / elapsed:,.0f} w={_short(info['domain_weights'])}",
                 refresh=False,
             )
             obs = next_obs
+            if interval and env.t % interval == 0:
+                progress.obs, progress.seconds_now = obs, elapsed
+                csv_bytes = logger.flush() if main else 0
+                checkpoint.save(run_dir, cfg, env, agent, progress.state(csv_bytes), last_checkpoint, log)
+                last_checkpoint = env.t
             if terminated or truncated:
                 break
+    except NonFiniteLossError as exc:
+        if last_checkpoint is None:
+            hint = "No checkpoint was written before it (run.checkpoint_interval)."
+        else:
+            hint = (
+                f"The checkpoint of step {last_checkpoint} ({checkpoint.checkpoints_dir(run_dir) / checkpoint.step_name(last_checkpoint)}) "
+                f"predates it: continue from there with a lower learning rate: acodm-gym train --resume {run_dir} "
+                f"--allow-change train.lr train.lr=..."
+            )
+        raise NonFiniteLossError(f"{exc} {hint}") from None
     finally:
         bar.close()
         if logger is not None:
             logger.close()
-    seconds = time.perf_counter() - started
+    seconds = progress.seconds_before + (time.perf_counter() - started)
+    steps, weights, val_steps, val_ppl, skipped = progress.steps, progress.weights, progress.val_steps, progress.val_ppl, progress.skipped
 
     test_ppl = np.exp(env.evaluate("test"))
     if not main:  # the other ranks' model and numbers are rank 0's
@@ -127,7 +226,7 @@ def train(cfg: Config, log: Callable[[str], None] = print, agent: Agent | None =
         "agent": cfg.agent.name,
         "seed": cfg.run.seed,
         "steps": len(steps),
-        "tokens": int(info["tokens"]),
+        "tokens": int(env.tokens),
         "seconds": round(seconds, 2),
         "seconds_per_step": seconds / max(1, len(steps)),
         "domains": env.domains,
@@ -138,6 +237,7 @@ def train(cfg: Config, log: Callable[[str], None] = print, agent: Agent | None =
         "test_ppl_avg": float(test_ppl.mean()),
         "mean_weights": dict(zip(env.domains, mean_weights.tolist())),
         "skipped_steps": skipped,
+        "resumed_at": progress.resumed_at,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
@@ -151,3 +251,20 @@ def train(cfg: Config, log: Callable[[str], None] = print, agent: Agent | None =
     env.close()
     distributed.barrier()
     return RunResult(run_dir, summary)
+
+
+def resume(
+    run_dir: str | Path,
+    overrides: Sequence[str] | dict | None = None,
+    config: str | Path | dict | Config | None = None,
+    log: Callable[[str], None] = print,
+    allow_changes: Sequence[str] = (),
+) -> RunResult:
+    """Continue the run in ``run_dir`` from its latest complete checkpoint.
+
+    The config is the checkpoint's own (or ``config``, which must then match it) plus ``overrides``;
+    a change to a key outside ``checkpoint.SAFE_KEYS`` is refused unless listed in ``allow_changes``.
+    """
+    ckpt = checkpoint.find(run_dir, warn=lambda _: None)
+    cfg = load_config(ckpt.meta["config"] if config is None else config, overrides)
+    return train(cfg, log=log, resume=Path(run_dir), allow_changes=allow_changes)

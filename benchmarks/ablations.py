@@ -1,0 +1,76 @@
+"""Ablations of AC-ODM at CPU scale: the paper's Table 5 (drop each state part), Table 3 (which
+layers the reward is computed on) and the two reward variants (the paper's and the authors' code's).
+
+Each variant is an ``acodm`` run with config overrides, on the same corpus, budget and seeds;
+reported as final average validation perplexity and its relative change against the full method.
+
+    python benchmarks/ablations.py                    # 2 seeds, configs/default.yaml (~1.5 h on 2 cores)
+    python benchmarks/ablations.py --quick            # 1 seed, 60 steps, three variants
+    python benchmarks/ablations.py --only full,no-loss_change --seeds 0 1 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from acodm_gym.config import load_config
+from acodm_gym.runs.runner import train
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STATE_PARTS = ("samples_seen", "step", "loss", "loss_change", "weight_norm", "update_norm")
+VARIANTS: dict[str, list[str]] = {
+    "full": [],
+    **{f"no-{part}": [f"env.drop_state=[{part}]"] for part in STATE_PARTS},
+    "reward-last-layer": ["env.reward_depths=[1.0]"],
+    "reward-early-layers": ["env.reward_depths=[0.25, 0.5]"],
+    "reward-authors": ["env.reward_variant=authors", "agent.options.reward_ema=null"],
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="default")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--only", default=None, help="comma-separated variant names: " + ", ".join(VARIANTS))
+    parser.add_argument("--quick", action="store_true", help="1 seed, 60 steps, three variants")
+    parser.add_argument("--out", default="runs/bench-ablations")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else list(VARIANTS)
+    overrides = list(args.overrides) + ["agent.name=acodm", "run.progress=false", "run.tensorboard=false", f"run.out_dir={args.out}"]
+    if args.quick:
+        args.seeds, names = args.seeds[:1], ["full", "no-loss_change", "reward-authors"]
+        overrides += ["train.total_steps=60", "env.eval_interval=20"]
+    started = time.time()
+    results: dict[str, dict] = {}
+    for name in names:
+        finals = []
+        for seed in args.seeds:
+            cfg = load_config(args.config, overrides + VARIANTS[name] + [f"run.seed={seed}", f"run.name={name}-seed{seed}"])
+            finals.append(train(cfg, log=lambda _: None).summary["final_val_ppl_avg"])
+            print(f"{name} seed {seed}: {finals[-1]:.2f}", flush=True)
+        results[name] = {"overrides": VARIANTS[name], "seeds": args.seeds, "final_val_ppl": finals}
+    base = np.mean(results["full"]["final_val_ppl"]) if "full" in results else None
+    rows = ["| variant | final avg val ppl | relative change vs full |", "|---|---|---|"]
+    for name, r in results.items():
+        vals = np.array(r["final_val_ppl"])
+        r["relative_change"] = None if base is None else float(vals.mean() / base - 1)
+        change = "" if base is None else f"{100 * r['relative_change']:+.1f}%"
+        rows.append(f"| {name} | {vals.mean():.2f} ± {vals.std():.2f} | {change} |")
+    meta = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", "benchmarks/ablations.py", *(argv if argv is not None else sys.argv[1:])]), "seconds": round(time.time() - started)}
+    RESULTS.mkdir(exist_ok=True)
+    name = "ablations-quick" if args.quick else "ablations"
+    (RESULTS / f"{name}.json").write_text(json.dumps({"variants": results, **meta}, indent=2))
+    text = [f"# AC-ODM ablations ({meta['date']})", "", f"Command: `{meta['command']}`, {meta['seconds']} s. Mean ± std over seeds {args.seeds}.", "", *rows]
+    (RESULTS / f"{name}.md").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
