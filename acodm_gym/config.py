@@ -107,6 +107,7 @@ class RunConfig:
     proxy_model: str = "tiny-proxy"  # model preset (configs/models/) of the proxy stage
     checkpoint_interval: int = 100  # steps between checkpoints under <run>/checkpoints/ (0: none); resume with --resume
     keep_checkpoints: int = 2  # newest complete checkpoints kept
+    log_transitions: bool = False  # write every (s, a, r, vector r, s') to <run>/transitions.npz (offline RL)
 
 
 @dataclass

@@ -122,3 +122,22 @@ def test_compare_writes_report_table_and_plots(corpus_text_dir, cache_dir, tmp_p
     assert results["methods"]["natural"]["seeds"] == [0, 1]
     assert len(results["methods"]["uniform"]["final_val_ppl"]) == 2
     assert (out / "val_ppl.png").exists() and (out / "test_ppl.png").exists()
+
+
+def test_transitions_are_logged_for_offline_rl(corpus_text_dir, cache_dir, tmp_path):
+    cfg = load_config(
+        small_config(
+            corpus_text_dir, cache_dir,
+            agent={"name": "acodm", "options": {"warmup_steps": 2, "batch_size": 4, "width": 16}},
+            train={"total_steps": 6},
+            run={"out_dir": str(tmp_path), "log_transitions": True, "plots": False, "tensorboard": False, "checkpoint_interval": 3},
+        )
+    )
+    result = train(cfg, log=lambda _: None)
+    t = np.load(result.run_dir / "transitions.npz")
+    k = len(result.summary["domains"])
+    assert t["obs"].shape == t["next_obs"].shape == (6, 3 * k + 1 + 2 * 4)
+    assert t["action"].shape == t["vector_reward"].shape == (6, k) and t["reward"].shape == (6,)
+    np.testing.assert_array_equal(t["next_obs"][:-1], t["obs"][1:])  # consecutive steps chain
+    np.testing.assert_allclose(t["reward"], (t["action"] * t["vector_reward"]).sum(axis=1), rtol=1e-4, atol=1e-9)
+    assert np.abs(t["vector_reward"]).max() > 0

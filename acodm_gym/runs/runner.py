@@ -9,6 +9,7 @@ or actor–critic — is driven the same way, and writes a run directory:
     runs/<name>/summary.json    final per-domain validation and test perplexity, time per step
     runs/<name>/mixture.json    the weight schedule α(t) and its mean (reusable as a static mixture)
     runs/<name>/model/          the trained model and tokenizer in Hugging Face format
+    runs/<name>/transitions.npz with run.log_transitions: obs, action, reward, vector_reward, next_obs per step
     runs/<name>/agent.pt        the agent (for acodm: the actor a target run can load)
     runs/<name>/*.png           domain weights and validation perplexity over steps, test perplexity
     runs/<name>/checkpoints/    every run.checkpoint_interval steps, what resuming needs (runs/checkpoint.py)
@@ -55,6 +56,7 @@ class _Progress:
     seconds_now: float = 0.0  # of this session, at the last checkpoint
     resumed_at: list[int] = field(default_factory=list)
     obs: np.ndarray | None = None  # the observation the next action is taken on
+    transitions: dict[str, list] | None = None  # run.log_transitions: (s, a, r, vector r, s') per step
 
     def record(self, info: dict) -> None:
         self.weights.append(np.asarray(info["domain_weights"], dtype=np.float64).tolist())
@@ -75,6 +77,7 @@ class _Progress:
             "resumed_at": self.resumed_at,
             "obs": torch.from_numpy(np.array(self.obs, dtype=np.float32)),
             "csv_bytes": int(csv_bytes),
+            "transitions": self.transitions,
         }
 
     @classmethod
@@ -88,7 +91,13 @@ class _Progress:
             seconds_before=float(state["seconds"]),
             resumed_at=list(state["resumed_at"]),
             obs=state["obs"].numpy().copy(),
+            transitions=state.get("transitions"),
         )
+
+    def record_transition(self, obs, action, reward: float, info: dict, next_obs) -> None:
+        row = {"obs": obs, "action": info["domain_weights"], "reward": reward, "vector_reward": info["vector_reward"], "next_obs": next_obs}
+        for key, value in row.items():
+            self.transitions.setdefault(key, []).append(np.asarray(value, dtype=np.float32).tolist())
 
 
 @dataclass
@@ -150,7 +159,7 @@ def train(
     env = PretrainEnv(cfg, log=log if main else (lambda _: None))
     agent = (agent or make_agent(cfg.agent, EnvSpec.from_env(env))) if main else None
     obs, info = env.reset(seed=cfg.run.seed)
-    progress = _Progress()
+    progress = _Progress(transitions={} if cfg.run.log_transitions else None)
     if ckpt is not None:
         if distributed.broadcast_int(ckpt.step) != ckpt.step:
             raise checkpoint.ResumeError(f"The ranks chose different checkpoints of {run_dir}: is checkpoints/ on a shared file system?")
@@ -177,6 +186,8 @@ def train(
                 stats = agent.update()
                 logger.log(info, reward, stats)
             progress.record(info)
+            if progress.transitions is not None:
+                progress.record_transition(obs, action, reward, info, next_obs)
             elapsed = time.perf_counter() - started
             bar.update(1)
             bar.set_postfix_str(
@@ -221,6 +232,8 @@ def train(
     weights_arr, steps_arr = np.array(weights), np.array(steps)
     mean_weights = weights_arr.mean(axis=0)
     write_mixture(run_dir / "mixture.json", env.domains, steps, weights_arr)
+    if progress.transitions:
+        np.savez(run_dir / "transitions.npz", **{k: np.array(v, dtype=np.float32) for k, v in progress.transitions.items()})
     val_arr = np.array(val_ppl)
     summary = {
         "agent": cfg.agent.name,
