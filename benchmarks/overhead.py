@@ -69,6 +69,7 @@ from acodm_gym.runs.runner import prepare_config  # noqa: E402
 
 TARGETS = {"static_env": 1.03, "odm": 1.03, "acodm": 1.10, "frozen_actor": 1.03}
 REWARD_TARGET_K22 = 5.0
+NOISE_WARN = 0.02  # the control's ratio further than this from 1: warn that the machine was busy
 AGREE_TOL = 1e-4  # |W_probe − W_naive| ≤ AGREE_TOL · max|W_naive|
 SIZES = ("small", "medium", "large")
 
@@ -510,6 +511,13 @@ def markdown(result: dict) -> str:
         "they disagree, the machine was busy: rerun on a quiet one. `plain_again` is a second, identical",
         "plain loop (a control): its distance from 1.000 is the noise floor of this run.",
         "",
+    ]
+    for size, s in result["sizes"].items():
+        control = s["ratio"].get("plain_again")
+        if control is not None and abs(control - 1) > NOISE_WARN:
+            lines += [f"**Warning ({size}): the control plain_again came out at {control:.3f}, not 1.000: the machine was busy "
+                      "during this run and its ratios cannot be read to a few percent. Rerun on a quiet machine.**", ""]
+    lines += [
         "| size | params (M) | variant | ms/step | ratio | paired (range) | CPU | target |",
         "|---|---:|---|---:|---:|---|---:|---|",
     ]

@@ -63,12 +63,12 @@ class AlignmentProbe:
         ``scale`` undoes the loss weighting: under Σ α_i ℓ_i a domain-i row carries α_i/n_i, so
         ∇ℓ_i = (1/α_i)·Σ δᵀa. A domain absent from the batch has zero gradient.
         """
-        scale = scale.to(self.grads[0].device, torch.float64)
-        total = torch.zeros(self.k, self.k, dtype=torch.float64, device=self.grads[0].device)
-        for g in self.grads:
-            flat = g.reshape(self.k, -1).double() * scale[:, None]
-            total += flat @ flat.t()
-        return total.cpu().numpy()
+        total = torch.zeros(self.k, self.k, dtype=torch.float64)
+        for g in self.grads:  # float32 matmul on the k weight-sized sums; scale the small k × k result
+            flat = g.reshape(self.k, -1)
+            total += (flat @ flat.t()).double().cpu()
+        scale = scale.to(torch.float64).cpu()
+        return (total * scale[:, None] * scale[None, :]).numpy()
 
     def close(self) -> None:
         for h in self._handles:

@@ -70,8 +70,10 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Opt
 def sequence_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy of each row: (B, S, V), (B, S) → (B,)."""
     b, s, v = logits.shape
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, v).float(), input_ids[:, 1:].reshape(-1), reduction="none")
-    return loss.view(b, s - 1).mean(dim=1)
+    # Shift the labels, not the logits: slicing (B, S, V) logits would copy them (and again in backward).
+    labels = F.pad(input_ids[:, 1:], (0, 1), value=-100)
+    loss = F.cross_entropy(logits.reshape(-1, v).float(), labels.reshape(-1), reduction="none", ignore_index=-100)
+    return loss.view(b, s).sum(dim=1) / (s - 1)
 
 
 class TorchBackend:
