@@ -7,6 +7,7 @@ text came from, its license, bytes and tokens, so a run can say exactly what it 
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -182,8 +183,6 @@ def _check_selected(cfg: DataConfig, available: list[str], path: Path) -> None:
 
 
 def _file_digest(path: str | Path) -> str | None:
-    import hashlib
-
     try:
         return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()[:16]
     except OSError:
@@ -206,8 +205,6 @@ def corpus_dir(cfg: DataConfig) -> Path:
         },
         sort_keys=True,
     )
-    import hashlib
-
     name = "default" if cfg.corpus == "default" else Path(cfg.corpus).stem.replace(".jsonl", "")
     return default_cache_dir(cfg) / "corpora" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 

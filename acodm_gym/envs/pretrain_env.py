@@ -229,8 +229,9 @@ class PretrainEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         obs = self.state.observation(self.sampler.samples_seen, self.t)
+        layout = self.observation_layout()
         for part in self.cfg.env.drop_state:  # ablations: the agent no longer sees this part
-            obs[self.observation_layout()[part]] = 0.0
+            obs[layout[part]] = 0.0
         return obs
 
     def close(self):
