@@ -153,6 +153,61 @@ def test_scalarization(scalarization):
     assert model.scalarize(q, 2 * weights - 1).item() == pytest.approx(expected)
 
 
+def flat_critic(model, q):
+    """Make Q(s, a) = q for every state and action (the critic carries no action signal)."""
+    last = model.critic.q_networks[0][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.as_tensor(q, dtype=torch.float32))
+
+
+def prior_optimum(q, prior, coef):
+    """argmax_α Σ α_i q̃_i − λ KL(prior ‖ α) on the simplex: α_i = λ prior_i / (μ − q̃_i), Σ α = 1."""
+    z = np.asarray(q) / np.std(q, ddof=1)
+    lo, hi = z.max() + 1e-12, z.max() + coef + 1.0
+    for _ in range(200):
+        mu = (lo + hi) / 2
+        lo, hi = (mu, hi) if (coef * prior / (mu - z)).sum() > 1 else (lo, mu)
+    return coef * prior / (mu - z)
+
+
+def test_without_the_prior_a_flat_critic_drives_the_actor_to_a_corner():
+    """The collapse the prior term exists for: Σ α_i Q_i is linear in α, so its maximum is a vertex."""
+    model = vector_model(VectorDDPG, learning_rate=0.01, prior=NATURAL, prior_coef=0.0)
+    flat_critic(model, [5.0, 0.0, 0.0])
+    obs = model.replay_buffer.sample(64).observations
+    for _ in range(300):
+        model.actor_step(obs)
+    assert model.predict(obs.numpy(), deterministic=True)[0][:, 0].min() > 0.99
+
+
+@pytest.mark.parametrize("coef", [0.3, 1.0])
+def test_prior_term_holds_the_actor_at_its_interior_optimum(coef):
+    model = vector_model(VectorDDPG, learning_rate=0.01, prior=NATURAL, prior_coef=coef)
+    q = np.array([5.0, 0.0, 0.0])
+    flat_critic(model, q)
+    obs = model.replay_buffer.sample(64).observations
+    for _ in range(300):
+        model.actor_step(obs)
+    weights = model.predict(obs.numpy(), deterministic=True)[0]
+    optimum = prior_optimum(q, NATURAL, coef)
+    np.testing.assert_allclose(weights, np.broadcast_to(optimum, weights.shape), atol=0.02)
+    z = q / np.std(q, ddof=1)
+    assert (weights >= NATURAL * coef / (coef + z.max() - z.min()) - 1e-3).all(), "the documented lower bound"
+
+
+def test_prior_term_pulls_a_saturated_actor_back():
+    """From a one-hot actor (softmax saturated) the KL gradient α − prior still moves the logits."""
+    model = vector_model(VectorDDPG, learning_rate=0.01, prior=NATURAL, prior_coef=1.0)
+    with torch.no_grad():
+        model.actor.mu[-2].bias.copy_(torch.tensor([0.0, 0.0, 40.0]))  # α ≈ (0, 0, 1)
+    flat_critic(model, [0.0, 0.0, 1.0])
+    obs = model.replay_buffer.sample(64).observations
+    for _ in range(300):
+        model.actor_step(obs)
+    assert model.predict(obs.numpy(), deterministic=True)[0][:, :2].min() > 0.05
+
+
 def test_non_finite_critic_loss_stops_before_writing_weights():
     model = vector_model(VectorDDPG)
     with torch.no_grad():
@@ -280,6 +335,10 @@ def test_bad_spaces_and_options_are_refused():
         ACODMAgent(make_spec(), exploration="boltzmann")
     with pytest.raises(ValueError, match="scalarization"):
         ACODMAgent(make_spec(), scalarization="max")
+    with pytest.raises(ValueError, match="prior_coef"):
+        ACODMAgent(make_spec(), prior_coef=-1.0)
+    with pytest.raises(ConfigError, match="prior"):
+        ACODMAgent(make_spec(), prior="doremi")
     with pytest.raises(ConfigError, match="path"):
         make_agent(AgentConfig(name="frozen"), make_spec())
 

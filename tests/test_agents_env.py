@@ -113,3 +113,26 @@ def test_sb3_learn_runs_on_the_env_and_moves_the_weights(name, config):
     weights = np.array(env.weights)
     assert weights.std(axis=0).max() > 1e-3, "the mixture never changed across steps"
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_acodm_keeps_every_weight_off_the_corners_on_the_real_env(config):
+    """After warm-up the greedy actor stays above the prior term's bound (no collapse to a domain).
+
+    At the actor's optimum α_i ≥ prior_i·λ / (λ + range Q̃) and range Q̃ ≤ √(2(k − 1)) for k values
+    scaled by their standard deviation; half that bound leaves room for the actor's lag.
+    """
+    env = make_env(config, ACODMAgent, total_steps=60)
+    spec = EnvSpec.from_env(env)
+    agent = ACODMAgent(spec, layers=1, width=32, batch_size=16, warmup_steps=10)
+    bound = 0.5 * spec.natural_weights / (1 + np.sqrt(2 * (env.k - 1)))
+    obs, _ = env.reset(seed=0)
+    lowest = np.ones(env.k)
+    for t in range(60):
+        action = agent.act(obs)
+        next_obs, reward, _, _, info = env.step(action)
+        agent.observe(obs, action, reward, next_obs, info)
+        agent.update()
+        obs = next_obs
+        if t >= 10:
+            lowest = np.minimum(lowest, agent.model.predict(obs, deterministic=True)[0])
+    assert (lowest >= bound).all(), f"lowest greedy weights {lowest.round(4)} fell below {bound.round(4)}"

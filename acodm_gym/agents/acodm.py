@@ -23,6 +23,7 @@ from .sb3 import build_sb3_model, drain_logger, load_sb3_state, sb3_state
 from .vector_td3 import SoftmaxActor, VectorDDPG, VectorTD3, cosine_schedule
 
 BEHAVIOURS = ("natural", "odm")
+PRIORS = ("natural", "uniform")
 EXPLORATIONS = ("gaussian", "authors", "none")
 
 
@@ -33,6 +34,8 @@ class ACODMAgent(Agent):
     ``lr_start`` (0.01) → ``lr_end`` (0.001); ``batch_size`` (256); ``buffer_size`` (10_000);
     ``gamma`` (0.95); ``tau`` (0.005: τ = 0.001 of the authors leaves the targets half at their
     initialisation after a 700-step run); ``scalarization`` ("alpha_weighted" | "sum");
+    ``prior_coef`` (3.0: λ of the actor's pull λ·KL(prior ‖ α) towards ``prior``, "natural" |
+    "uniform"; it keeps the weights off the simplex's corners, see ``vector_td3``; 0: off);
     ``reward_ema`` (0.9: ξ of r̂_i ← ξ r̂_i + (1 − ξ) r_i / p_i; None: the raw reward, e.g. with
     env.reward_variant=authors, whose code has no average); ``warmup_steps`` (None: 10% of the run);
     ``warmup_noise`` (0.02); ``warmup_behaviour`` ("natural" | "odm"); ``exploration``
@@ -55,6 +58,8 @@ class ACODMAgent(Agent):
         gamma: float = 0.95,
         tau: float = 0.005,
         scalarization: str = "alpha_weighted",
+        prior_coef: float = 3.0,
+        prior: str = "natural",
         reward_ema: float | None = 0.9,
         warmup_steps: int | None = None,
         warmup_noise: float = 0.02,
@@ -67,6 +72,8 @@ class ACODMAgent(Agent):
         super().__init__(spec)
         if warmup_behaviour not in BEHAVIOURS:
             raise ConfigError(f"{self.name} warmup_behaviour='{warmup_behaviour}'; choose one of {', '.join(BEHAVIOURS)}.")
+        if prior not in PRIORS:
+            raise ConfigError(f"{self.name} prior='{prior}'; choose one of {', '.join(PRIORS)}.")
         if exploration not in EXPLORATIONS:
             raise ConfigError(f"{self.name} exploration='{exploration}'; choose one of {', '.join(EXPLORATIONS)}.")
         self.net_arch = [int(width)] * int(layers)
@@ -89,6 +96,8 @@ class ACODMAgent(Agent):
             gamma=gamma,
             tau=tau,
             scalarization=scalarization,
+            prior=spec.natural_weights if prior == "natural" else np.full(self.k, 1.0 / self.k),
+            prior_coef=prior_coef,
             replay_buffer_kwargs={"reward_ema": reward_ema},
             policy_kwargs={"net_arch": self.net_arch},
             **self.algorithm_options(),
