@@ -1,5 +1,6 @@
 """Ablations of AC-ODM at CPU scale: the paper's Table 5 (drop each state part), Table 3 (which
-layers the reward is computed on) and the two reward variants (the paper's and the authors' code's).
+layers the reward is computed on), the two reward variants (the paper's and the authors' code's) and
+the actor without its pull towards the natural mixture (``prior_coef=0``, the paper's objective).
 
 Each variant is an ``acodm`` run with config overrides, on the same corpus, budget and seeds;
 reported as final average validation perplexity and its relative change against the full method.
@@ -29,7 +30,26 @@ VARIANTS: dict[str, list[str]] = {
     "reward-last-layer": ["env.reward_depths=[1.0]"],
     "reward-early-layers": ["env.reward_depths=[0.25, 0.5]"],
     "reward-authors": ["env.reward_variant=authors", "agent.options.reward_ema=null"],
+    "actor-no-prior": ["agent.options.prior_coef=0"],  # the paper's unregularised actor objective
 }
+
+
+def write_results(results: dict[str, dict], name: str, command: str, started: float, seeds: list[int]) -> str:
+    """Write ``<name>.json`` and ``<name>.md`` for the variants done so far (after each one, so a
+    stopped run keeps what it measured); returns the markdown."""
+    base = np.mean(results["full"]["final_val_ppl"]) if "full" in results else None
+    rows = ["| variant | final avg val ppl | relative change vs full |", "|---|---|---|"]
+    for variant, r in results.items():
+        vals = np.array(r["final_val_ppl"])
+        r["relative_change"] = None if base is None else float(vals.mean() / base - 1)
+        change = "" if base is None else f"{100 * r['relative_change']:+.1f}%"
+        rows.append(f"| {variant} | {vals.mean():.2f} ± {vals.std():.2f} | {change} |")
+    meta = {"date": time.strftime("%Y-%m-%d"), "command": command, "seconds": round(time.time() - started)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"variants": results, **meta}, indent=2))
+    text = "\n".join([f"# AC-ODM ablations ({meta['date']})", "", f"Command: `{command}`, {meta['seconds']} s. Mean ± std over seeds {seeds}.", "", *rows])
+    (RESULTS / f"{name}.md").write_text(text + "\n")
+    return text
 
 
 def main(argv=None) -> int:
@@ -42,11 +62,15 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     overrides = list(args.overrides) + ["agent.name=acodm", "run.progress=false", "run.tensorboard=false", f"run.out_dir={args.out}"]
     if args.quick:
         args.seeds, names = args.seeds[:1], ["full", "no-loss_change", "reward-authors"]
         overrides += ["train.total_steps=60", "env.eval_interval=20"]
     started = time.time()
+    command = " ".join(["python", "benchmarks/ablations.py", *(argv if argv is not None else sys.argv[1:])])
     results: dict[str, dict] = {}
     for name in names:
         finals = []
@@ -55,20 +79,8 @@ def main(argv=None) -> int:
             finals.append(train(cfg, log=lambda _: None).summary["final_val_ppl_avg"])
             print(f"{name} seed {seed}: {finals[-1]:.2f}", flush=True)
         results[name] = {"overrides": VARIANTS[name], "seeds": args.seeds, "final_val_ppl": finals}
-    base = np.mean(results["full"]["final_val_ppl"]) if "full" in results else None
-    rows = ["| variant | final avg val ppl | relative change vs full |", "|---|---|---|"]
-    for name, r in results.items():
-        vals = np.array(r["final_val_ppl"])
-        r["relative_change"] = None if base is None else float(vals.mean() / base - 1)
-        change = "" if base is None else f"{100 * r['relative_change']:+.1f}%"
-        rows.append(f"| {name} | {vals.mean():.2f} ± {vals.std():.2f} | {change} |")
-    meta = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(["python", "benchmarks/ablations.py", *(argv if argv is not None else sys.argv[1:])]), "seconds": round(time.time() - started)}
-    RESULTS.mkdir(exist_ok=True)
-    name = "ablations-quick" if args.quick else "ablations"
-    (RESULTS / f"{name}.json").write_text(json.dumps({"variants": results, **meta}, indent=2))
-    text = [f"# AC-ODM ablations ({meta['date']})", "", f"Command: `{meta['command']}`, {meta['seconds']} s. Mean ± std over seeds {args.seeds}.", "", *rows]
-    (RESULTS / f"{name}.md").write_text("\n".join(text) + "\n")
-    print("\n".join(text))
+        text = write_results(results, "ablations-quick" if args.quick else "ablations", command, started, args.seeds)
+    print(text)
     return 0
 
 

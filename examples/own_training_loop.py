@@ -22,7 +22,7 @@ from acodm_gym.mixing import DomainMixer
 def main(argv=None) -> DomainMixer:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="default", help="config whose data section names the corpus")
-    parser.add_argument("--agent", default="natural", help="natural, uniform, odm, static (with --weights)")
+    parser.add_argument("--agent", default="natural", help="natural, uniform or odm")
     parser.add_argument("--actor", default=None, help="agent.pt of an acodm run: steer with the frozen actor")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--export", default="mixture.json", help="where to write the weight schedule")

@@ -19,6 +19,8 @@ single-process torch backend never pays for any of it. Nothing here imports Deep
 """
 from __future__ import annotations
 
+import atexit
+
 import os
 import socket
 from datetime import timedelta
@@ -143,6 +145,18 @@ def init_process_group(cfg: TrainConfig) -> None:
     deepspeed.init_distributed(
         timeout=timedelta(seconds=float(cfg.dist_timeout)), auto_mpi_discovery=False, verbose=False
     )
+    atexit.register(shutdown)
+
+
+def shutdown() -> None:
+    """Tear the process group down before the interpreter exits (registered at ``atexit``).
+
+    Left to the interpreter's teardown, gloo's threads are destroyed in no particular order and a
+    finished rank can abort with "terminate called without an active exception" (SIGABRT), which
+    torchrun reports as a failed run (measured: about one in three two-rank test launches).
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def disable_shm_comm() -> None:
