@@ -7,9 +7,10 @@ as ``acodm-gym compare``. Writes ``benchmarks/results/mixing.json``::
     {"methods": {"<cli name>": {"seeds": [...], "final_val_ppl": [...], "steps_to_odm_best": [...],
                                 "test_ppl": {...}, "seconds_per_step": [...]}}, ...}
 
-and ``mixing.md`` (the report table, the claims checked, the command and the machine).
+``mixing.md`` (the report table, the claims checked, the command and the machine) and compare's
+plots under ``mixing/``.
 
-    python benchmarks/mixing.py                       # 3 seeds, configs/default.yaml (~1 h on 2 cores)
+    python benchmarks/mixing.py                       # 3 seeds, configs/default.yaml (42 min on 2 cores)
     python benchmarks/mixing.py --quick               # 1 seed, 60 steps: checks the pipeline (~5 min)
     python benchmarks/mixing.py --seeds 0 1 --config configs/default.yaml train.total_steps=800
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -90,6 +92,10 @@ def main(argv=None) -> int:
     report = (out / "report.md").read_text()
     text = [f"# Mixing quality ({meta['date']})", "", f"Command: `{meta['command']}` on {meta['machine']}, {meta['seconds']} s.", "", report, "## Claims", "", *claims(results)]
     (RESULTS / f"{name}.md").write_text("\n".join(text) + "\n")
+    plots = RESULTS / name  # compare's plots, kept beside the numbers they show
+    plots.mkdir(exist_ok=True)
+    for png in out.glob("*.png"):
+        shutil.copy(png, plots / png.name)
     print("\n".join(text))
     return 0
 
