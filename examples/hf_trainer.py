@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, TrainingArguments
+from transformers import TrainingArguments
 
 from acodm_gym.config import load_config
 from acodm_gym.data.corpus import open_corpus
 from acodm_gym.hf_trainer import MIXTURE_FILE, MixingTrainer
+from acodm_gym.lm.models import build_model
 from acodm_gym.mixing import DomainMixer
 
 
@@ -36,10 +37,7 @@ def main(argv=None) -> DomainMixer:
     cfg = load_config(args.config, args.overrides)
     corpus = open_corpus(cfg.data)
     m = cfg.model
-    model = GPTNeoXForCausalLM(GPTNeoXConfig(
-        vocab_size=corpus.vocab_size, hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,
-        num_attention_heads=m.num_heads, intermediate_size=m.intermediate_size, max_position_embeddings=m.seq_len,
-    ))
+    model = build_model(m, corpus.vocab_size, seed=0)  # any GPT-NeoX or LLaMA causal LM of yours works here
     agent = {"name": "frozen", "options": {"path": args.actor}} if args.actor else args.agent
     # the mixer draws one optimiser step's rows: per_device_train_batch_size × gradient_accumulation_steps
     mixer = DomainMixer(corpus, model, agent, total_steps=args.steps, batch_size=cfg.train.batch_size, seq_len=m.seq_len)

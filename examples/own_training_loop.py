@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from acodm_gym.config import load_config
 from acodm_gym.data.corpus import open_corpus
+from acodm_gym.lm.models import build_model
 from acodm_gym.lm.step import sequence_losses
 from acodm_gym.mixing import DomainMixer
 
@@ -32,10 +32,7 @@ def main(argv=None) -> DomainMixer:
     cfg = load_config(args.config, args.overrides)
     corpus = open_corpus(cfg.data)
     m = cfg.model
-    model = GPTNeoXForCausalLM(GPTNeoXConfig(
-        vocab_size=corpus.vocab_size, hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,
-        num_attention_heads=m.num_heads, intermediate_size=m.intermediate_size, max_position_embeddings=m.seq_len,
-    ))
+    model = build_model(m, corpus.vocab_size, seed=0)  # any GPT-NeoX or LLaMA causal LM of yours works here
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
     agent = {"name": "frozen", "options": {"path": args.actor}} if args.actor else args.agent
     mixer = DomainMixer(corpus, model, agent, total_steps=args.steps, batch_size=cfg.train.batch_size, seq_len=m.seq_len)
