@@ -369,10 +369,10 @@ def reward_benchmark(cfg: Config, corpus: TokenCorpus, ks: list[int], reps: int,
             plain_model.zero_grad(set_to_none=True)
             seq = sequence_losses(plain_model(input_ids=ids).logits, ids)
             per_domain = [seq[g].mean() for g in groups]
+            index = range(len(weights)) if inputs is weights else [positions[id(w)] for w in weights]  # the probed weights' grads
             flat = []
             for loss_i in per_domain:
                 grads = torch.autograd.grad(loss_i, inputs, retain_graph=True)
-                index = range(len(weights)) if inputs is weights else [positions[id(w)] for w in weights]
                 flat.append(torch.cat([grads[i].reshape(-1) for i in index]))
             G = torch.stack(flat).double()
             w = (G @ G.t()).sum(dim=1).cpu().numpy()

@@ -229,9 +229,10 @@ class PretrainEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         obs = self.state.observation(self.sampler.samples_seen, self.t)
-        layout = self.observation_layout()
-        for part in self.cfg.env.drop_state:  # ablations: the agent no longer sees this part
-            obs[layout[part]] = 0.0
+        if self.cfg.env.drop_state:  # ablations: the agent no longer sees these parts
+            layout = self.observation_layout()
+            for part in self.cfg.env.drop_state:
+                obs[layout[part]] = 0.0
         return obs
 
     def close(self):

@@ -20,7 +20,6 @@ single-process torch backend never pays for any of it. Nothing here imports Deep
 from __future__ import annotations
 
 import atexit
-
 import os
 import socket
 from datetime import timedelta
