@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.resources
 import json
 import types
 import typing
@@ -18,7 +19,8 @@ from typing import Any, Mapping, Sequence, Union
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Shipped as package data (setup.cfg), so an installed wheel finds its configs and presets.
+CONFIG_DIR = Path(str(importlib.resources.files("acodm_gym") / "configs"))
 
 
 class ConfigError(ValueError):

@@ -5,7 +5,7 @@ the actor without its pull towards the natural mixture (``prior_coef=0``, the pa
 Each variant is an ``acodm`` run with config overrides, on the same corpus, budget and seeds;
 reported as final average validation perplexity and its relative change against the full method.
 
-    python benchmarks/ablations.py                    # 2 seeds, configs/default.yaml (~1.5 h on 2 cores)
+    python benchmarks/ablations.py                    # 2 seeds, acodm_gym/configs/default.yaml (~1.5 h on 2 cores)
     python benchmarks/ablations.py --quick            # 1 seed, 60 steps, three variants
     python benchmarks/ablations.py --only full,no-loss_change --seeds 0 1 2
 """

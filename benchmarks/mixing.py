@@ -10,9 +10,9 @@ as ``acodm-gym compare``. Writes ``benchmarks/results/mixing.json``::
 ``mixing.md`` (the report table, the claims checked, the command and the machine) and compare's
 plots under ``mixing/``.
 
-    python benchmarks/mixing.py                       # 3 seeds, configs/default.yaml (42 min on 2 cores)
+    python benchmarks/mixing.py                       # 3 seeds, acodm_gym/configs/default.yaml (42 min on 2 cores)
     python benchmarks/mixing.py --quick               # 1 seed, 60 steps: checks the pipeline (~5 min)
-    python benchmarks/mixing.py --seeds 0 1 --config configs/default.yaml train.total_steps=800
+    python benchmarks/mixing.py --seeds 0 1 --config acodm_gym/configs/default.yaml train.total_steps=800
 """
 from __future__ import annotations
 

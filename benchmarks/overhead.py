@@ -98,7 +98,7 @@ def device_name(device: str, threads: int) -> str:
 
 
 def bench_config(size: str, args) -> Config:
-    """configs/bench-<size>.yaml with the benchmark's settings: no validation, a long schedule."""
+    """acodm_gym/configs/bench-<size>.yaml with the benchmark's settings: no validation, a long schedule."""
     return load_config(
         f"bench-{size}",
         {
@@ -578,7 +578,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default=None, help="comma-separated bench model sizes (configs/bench-<size>.yaml); default small,medium,large")
+    p.add_argument("--sizes", default=None, help="comma-separated bench model sizes (acodm_gym/configs/bench-<size>.yaml); default small,medium,large")
     p.add_argument("--main", default="medium", help="size whose ratios are the top-level results (default medium; else the largest run)")
     p.add_argument("--rounds", type=int, default=None, help="rounds of interleaved variants (default 8; --quick 4)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per variant per round (default 5; --quick 3)")

@@ -181,7 +181,7 @@ def test_deepspeed_config_owns_batch_clip_precision_and_refuses_the_rest(tmp_pat
     assert ds["gradient_clipping"] == cfg.train.grad_clip and ds["bf16"]["enabled"] is False
     assert engine_config(cfg.train, world=1, on_cuda=True)["bf16"]["enabled"] is True
     assert engine_config(load_config({"train": {"deepspeed_config": "zero0"}}).train, 1, False)["gradient_clipping"] == 0.0  # stage 0: the backend clips
-    assert engine_config(load_config({"train": {"deepspeed_config": str(REPO / "configs/deepspeed/zero2.json")}}).train, 1, False)["zero_optimization"]["stage"] == 2
+    assert engine_config(load_config({"train": {"deepspeed_config": str(REPO / "acodm_gym/configs/deepspeed/zero2.json")}}).train, 1, False)["zero_optimization"]["stage"] == 2
 
     for bad, match in [
         ({"zero_optimization": {"stage": 3}}, "stage 3"),

@@ -54,9 +54,9 @@ OWNED_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_ac
 
 
 def resolve_deepspeed_config(name: str | Path) -> Path:
-    """A JSON path as given (or relative to the repository), else a name under configs/deepspeed/."""
+    """A JSON path as given (or relative to the package's configs/), else a name under configs/deepspeed/."""
     path = Path(name).expanduser()
-    candidates = [path, CONFIG_DIR.parent / path, CONFIG_DIR / "deepspeed" / path, CONFIG_DIR / "deepspeed" / f"{name}.json"]
+    candidates = [path, CONFIG_DIR / path, CONFIG_DIR / "deepspeed" / path, CONFIG_DIR / "deepspeed" / f"{name}.json"]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
