@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from .config import ConfigError, load_config
 
@@ -26,6 +27,11 @@ def cmd_data(args) -> int:
     cfg = _config(args)
     corpus = open_corpus(cfg.data)
     print(f"corpus: {corpus.root}")
+    if args.verify:
+        started = time.perf_counter()
+        corpus.verify()
+        size = sum(p.stat().st_size for p in corpus.root.glob("*/*.bin"))
+        print(f"verified: every token file matches its checksum ({size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s)")
     print(f"{'domain':<14}{'MB':>8}{'docs':>8}{'train tok':>12}{'val tok':>10}{'test tok':>10}  source (license)")
     for d in corpus.manifest["domains"]:
         t = d["tokens"]
@@ -107,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", help="section.key=value overrides")
         return p
 
-    common(sub.add_parser("data", help="build (first time) and describe the corpus")).set_defaults(func=cmd_data)
+    p = common(sub.add_parser("data", help="build (first time) and describe the corpus"))
+    p.add_argument("--verify", action="store_true", help="check every token file against its checksum in the manifest")
+    p.set_defaults(func=cmd_data)
+
     def run_options(p):
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--name", default=None, help="run directory name under run.out_dir")

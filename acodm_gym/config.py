@@ -6,6 +6,7 @@ silently falls back to a default.
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import hashlib
@@ -38,10 +39,11 @@ class DataConfig:
     text_field: str = "text"
     tokenizer: str | None = None  # path to a tokenizer.json; None: train a byte-level BPE
     vocab_size: int = 4096
-    max_bytes_per_domain: int = 6_000_000
+    max_bytes_per_domain: int | None = 6_000_000  # None: keep all text
     val_fraction: float = 0.02
     test_fraction: float = 0.02
-    seed: int = 0  # document shuffling before the split
+    seed: int = 0  # hashes documents into train/validation/test and into the even sample under the byte cap
+    encoding: str = "utf-8"  # of text files (JSONL is UTF-8 unless set); "auto": UTF-8, else cp1252, per file
 
 
 @dataclass
@@ -327,3 +329,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("env.reward_depths must be relative depths in (0, 1], e.g. [0.75, 0.875, 1.0].")
     if cfg.data.val_fraction <= 0 or cfg.data.test_fraction <= 0 or cfg.data.val_fraction + cfg.data.test_fraction >= 0.5:
         raise ConfigError("data.val_fraction and data.test_fraction must be positive and sum to less than 0.5.")
+    if cfg.data.encoding != "auto":
+        try:
+            codecs.lookup(cfg.data.encoding)
+        except LookupError:
+            raise ConfigError(f"data.encoding='{cfg.data.encoding}' is not a known encoding: use utf-8, auto, latin-1 or cp1252.") from None

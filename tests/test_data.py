@@ -11,7 +11,7 @@ import pytest
 
 from acodm_gym.config import load_config
 from acodm_gym.data import tokenizer as toklib
-from acodm_gym.data.corpus import CorpusError, TokenCorpus, build_corpus, open_corpus
+from acodm_gym.data.corpus import MAX_PIECE_CHARS, CorpusError, TokenCorpus, build_corpus, open_corpus
 from acodm_gym.data.sampler import DomainSampler
 
 from conftest import small_config
@@ -122,10 +122,12 @@ def test_missing_token_file_is_reported(corpus_copy):
     assert str(path) in str(err.value) and "missing" in str(err.value) and "rebuild" in str(err.value)
 
 
-@pytest.mark.parametrize("content", ["{not json", json.dumps({"format": 1, "domains": [{"name": "code"}]})])
+@pytest.mark.parametrize(
+    "content", [b"{not json", json.dumps({"format": 1, "domains": [{"name": "code"}]}).encode(), Path("/bin/ls").read_bytes()[:4096]]
+)
 def test_corrupt_manifest_is_reported(corpus_copy, content):
     path = corpus_copy / "manifest.json"
-    path.write_text(content)
+    path.write_bytes(content)
     with pytest.raises(CorpusError) as err:
         TokenCorpus(corpus_copy)
     assert str(path) in str(err.value) and "corrupt" in str(err.value) and "rebuild" in str(err.value)
@@ -368,3 +370,226 @@ def test_state_dict_round_trip_continues_the_same_sequence(corpus):
     assert all((x == y).all() for x, y in zip(expected, got))
     assert np.array_equal(restored.samples_seen, s.samples_seen)
     assert np.array_equal(restored.epoch, s.epoch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpora you can trust: splits and cap by hash, fingerprints, checksums, odd files
+
+
+def _many_docs() -> dict[str, list[str]]:
+    """Two domains of ~700 real documents each: the heads of stdlib modules, and pydoc's topics in slices."""
+    import sysconfig
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = [p for p in sorted(stdlib.rglob("*.py")) if not {"test", "tests", "site-packages", "idlelib"} & set(p.parts)]
+    code = list(dict.fromkeys(t for t in (p.read_text(errors="replace")[:1000] for p in files) if len(t.strip()) > 200))
+    topics = (stdlib / "pydoc_data" / "topics.py").read_text()
+    return {"code": code[:700], "docs": [topics[i : i + 1000] for i in range(0, 700_000, 1000)]}
+
+
+def _jsonl(path: Path, records: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"text": t, "domain": d}) + "\n" for d, t in records))
+    return path
+
+
+def _documents(corpus: TokenCorpus, domain: str, split: str) -> list[str]:
+    tok, ids = corpus.tokenizer(), np.asarray(corpus.tokens(domain, split)).tolist()
+    docs, start = [], 0
+    for i, t in enumerate(ids):
+        if t == corpus.eos_id:
+            docs.append(tok.decode(ids[start:i]))
+            start = i + 1
+    return docs
+
+
+def test_jsonl_splits_by_document_hash_whatever_the_file_order(tmp_path, corpus):
+    many = _many_docs()
+    records = [(d, t) for d in many for t in many[d]]  # sorted by domain, then by source: the worst order
+    tok = str(corpus.root / "tokenizer.json")
+    built = {}
+    for name, order in [("sorted", records), ("reversed", records[::-1])]:
+        path = _jsonl(tmp_path / f"{name}.jsonl", order)
+        built[name] = open_corpus(_data_cfg(path, tmp_path / "cache", tokenizer=tok, max_bytes_per_domain=None), log=_quiet)
+    for d in many:
+        entry = next(e for e in built["sorted"].manifest["domains"] if e["name"] == d)
+        assert entry["split"] == "document" and entry["documents"] == len(many[d])
+        split_sets = [{s: sorted(_documents(c, d, s)) for s in ("train", "validation", "test")} for c in built.values()]
+        assert split_sets[0] == split_sets[1]  # the same documents in each split, whatever the file order
+        held_out = set(split_sets[0]["validation"]) | set(split_sets[0]["test"])
+        assert len(held_out) >= 4 and not held_out & set(split_sets[0]["train"])
+        # held-out documents come from all over the file, not from its end
+        positions = sorted(many[d].index(t) for t in held_out if t in many[d])
+        assert positions[0] < len(many[d]) // 2
+        total = sum(entry["tokens"].values())
+        for split in ("validation", "test"):
+            assert 0.005 * total <= entry["tokens"][split] <= 0.05 * total  # ~2 %
+
+
+def test_byte_cap_is_an_even_sample_not_a_prefix(tmp_path, corpus):
+    many = _many_docs()
+    records = [("code", t) for t in many["code"]] + [("docs", t) for t in many["docs"]]
+    path = _jsonl(tmp_path / "x.jsonl", records)
+    size = sum(len(t.encode()) for t in many["code"])
+    cap = size // 3
+    built = open_corpus(_data_cfg(path, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json"), max_bytes_per_domain=cap), log=_quiet)
+    entry = next(e for e in built.manifest["domains"] if e["name"] == "code")
+    assert 0.9 * cap <= entry["bytes"] <= cap and entry["input_bytes"] == size
+    kept = [t for s in ("train", "validation", "test") for t in _documents(built, "code", s)]
+    positions = sorted(many["code"].index(t) for t in kept if t in many["code"])
+    assert len(positions) >= entry["documents"] - 3  # (a domain split by position cuts up to 3 documents)
+    third = len(many["code"]) // 3
+    # a third of the documents, spread over the whole file (a prefix would end at the first third)
+    assert sum(p >= 2 * third for p in positions) > 0.2 * len(positions)
+
+
+def _quick_text(root: Path, corpus_text_dir: Path) -> Path:
+    return _tiny_text_corpus(root, corpus_text_dir, domains=("code", "legal", "docs"))
+
+
+def test_changed_inputs_rebuild_the_corpus_and_say_why(tmp_path, corpus, corpus_text_dir):
+    text = _quick_text(tmp_path / "text", corpus_text_dir)
+    cfg = _data_cfg(text, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json"))
+    first = open_corpus(cfg, log=_quiet)
+    logs: list[str] = []
+    assert open_corpus(cfg, log=logs.append).manifest["built_at"] == first.manifest["built_at"] and logs == []
+
+    (text / "fonts").mkdir()
+    (text / "fonts" / "a.txt").write_text(next(iter(sorted(_source_docs(corpus_text_dir, "fonts"))))[:20_000])
+    again = open_corpus(cfg, log=logs.append)
+    assert "fonts" in again.domains and any("rebuilding" in m and "domain 'fonts' added" in m for m in logs)
+
+    logs.clear()
+    (text / "legal" / "a.txt").write_text("Edited. " * 500)
+    edited = open_corpus(cfg, log=logs.append)
+    assert any("domain 'legal' changed" in m for m in logs)
+    assert _documents(edited, "legal", "train") + _documents(edited, "legal", "validation") + _documents(
+        edited, "legal", "test") != _documents(again, "legal", "train")
+
+    logs.clear()
+    shutil.rmtree(text / "fonts")
+    assert open_corpus(cfg, log=logs.append).domains == ["code", "docs", "legal"]
+    assert any("domain 'fonts' removed" in m for m in logs)
+    assert len(list((tmp_path / "cache" / "corpora").iterdir())) == 1  # rebuilt in place, nothing left over
+
+
+@pytest.mark.parametrize("damage", ["zeros", "shuffled"])
+def test_same_size_damaged_token_file_fails_its_checksum(corpus_copy, damage, monkeypatch):
+    path = corpus_copy / "code" / "train.bin"
+    arr = np.fromfile(path, dtype=np.uint16)
+    arr = np.zeros_like(arr) if damage == "zeros" else np.random.default_rng(0).permutation(arr)
+    arr.tofile(path)
+    with pytest.raises(CorpusError) as err:
+        TokenCorpus(corpus_copy)  # a small corpus is verified whenever it opens
+    assert str(path) in str(err.value) and "checksum" in str(err.value) and "rebuild" in str(err.value)
+    lazy = TokenCorpus(corpus_copy, verify=False)  # what a corpus above VERIFY_ON_OPEN_BYTES does on open
+    with pytest.raises(CorpusError, match="does not match its checksum"):
+        lazy.verify()
+
+
+def test_data_verify_flag_checks_checksums_of_a_large_corpus(tmp_path, corpus, corpus_text_dir, monkeypatch, capsys):
+    from acodm_gym import cli
+    from acodm_gym.data import corpus as corpus_mod
+
+    cache = tmp_path / "cache"
+    args = ["data", f"data.corpus={corpus_text_dir}", f"data.cache_dir={cache}", "data.vocab_size=512"]
+    copy = cache / "corpora" / corpus.root.name
+    shutil.copytree(corpus.root, copy)
+    assert cli.main([*args, "--verify"]) == 0 and "verified: every token file matches" in capsys.readouterr().out
+    np.zeros(corpus.manifest["domains"][0]["tokens"]["test"], dtype=np.uint16).tofile(copy / "code" / "test.bin")
+    monkeypatch.setattr(corpus_mod, "VERIFY_ON_OPEN_BYTES", 0)  # as if the corpus were large: open does not hash
+    assert open_corpus(load_config(small_config(corpus_text_dir, cache)).data, log=_quiet).root == copy
+    assert cli.main([*args, "--verify"]) == 2
+    assert f"{copy / 'code' / 'test.bin'} does not match its checksum" in capsys.readouterr().err
+
+
+def test_binary_file_is_skipped_and_reported(tmp_path, corpus, corpus_text_dir):
+    text = _quick_text(tmp_path / "text", corpus_text_dir)
+    shutil.copy("/bin/ls", text / "code" / "ls")
+    logs: list[str] = []
+    built = open_corpus(_data_cfg(text, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json")), log=logs.append)
+    entry = next(e for e in built.manifest["domains"] if e["name"] == "code")
+    assert entry["binary_files"] == {"count": 1, "files": ["ls"]} and entry["documents"] == 1
+    assert any("code: skipped 1 binary file(s): ls" in m for m in logs)
+    assert all("\ufffd" not in doc for s in ("train", "validation", "test") for doc in _documents(built, "code", s))
+
+
+def test_latin1_file_is_reported_and_decoded_with_data_encoding(tmp_path, corpus, corpus_text_dir):
+    text = _quick_text(tmp_path / "text", corpus_text_dir)
+    latin = ("Café crème, déjà vu, naïve façade. " * 300).encode("latin-1")
+    (text / "legal" / "fr.txt").write_bytes(latin)
+    tok = str(corpus.root / "tokenizer.json")
+    logs: list[str] = []
+    built = open_corpus(_data_cfg(text, tmp_path / "cache", tokenizer=tok), log=logs.append)
+    entry = next(e for e in built.manifest["domains"] if e["name"] == "legal")
+    assert entry["undecodable_bytes"] == 1800 and entry["undecodable_files"] == {"count": 1, "files": {"fr.txt": 1800}}
+    assert any("legal" in m and "fr.txt (1800 bytes)" in m and "data.encoding=latin-1" in m for m in logs)
+    for encoding in ("latin-1", "auto"):
+        fixed = open_corpus(_data_cfg(text, tmp_path / "cache", tokenizer=tok, encoding=encoding), log=_quiet)
+        entry = next(e for e in fixed.manifest["domains"] if e["name"] == "legal")
+        docs = [doc for s in ("train", "validation", "test") for doc in _documents(fixed, "legal", s)]
+        assert entry["undecodable_bytes"] == 0 and any("Café crème" in doc for doc in docs)
+
+
+def test_unknown_encoding_is_a_config_error(tmp_path):
+    from acodm_gym.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.encoding='klingon' is not a known encoding"):
+        _data_cfg(tmp_path, tmp_path / "cache", encoding="klingon")
+
+
+def test_non_utf8_jsonl_names_the_line_and_the_setting(tmp_path, corpus):
+    path = tmp_path / "latin.jsonl"
+    lines = [json.dumps({"text": "plain text " * 50, "domain": d}) for d in ("a", "b")]
+    lines.append(json.dumps({"text": "Café " * 100, "domain": "b"}, ensure_ascii=False))
+    path.write_bytes("\n".join(lines).encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"latin.jsonl:3 is not UTF-8 .*data.encoding=latin-1"):
+        build_corpus(_data_cfg(path, tmp_path / "cache"), log=_quiet)
+    built = open_corpus(_data_cfg(path, tmp_path / "cache", encoding="latin-1", tokenizer=str(corpus.root / "tokenizer.json")), log=_quiet)
+    assert built.domains == ["a", "b"]
+
+
+def test_truncated_jsonl_zst_is_named_as_truncated_zstd(tmp_path, corpus_text_dir):
+    path = tmp_path / "pile.jsonl.zst"
+    _write_jsonl(path, corpus_text_dir)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CorpusError, match=r"pile.jsonl.zst is truncated or corrupt zstd"):
+        build_corpus(_data_cfg(path, tmp_path / "cache"), log=_quiet)
+
+
+def test_huge_single_line_document_respects_the_byte_cap(tmp_path, corpus, corpus_text_dir):
+    text = _quick_text(tmp_path / "text", corpus_text_dir)
+    words = " ".join(sorted(_source_docs(corpus_text_dir, "legal"))).split()
+    line = " ".join(words)
+    (text / "legal" / "huge.txt").write_text((line + " ") * (3_000_000 // len(line) + 1))  # one 3 MB line
+    cap = 1_000_000
+    built = open_corpus(_data_cfg(text, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json"), max_bytes_per_domain=cap), log=_quiet)
+    entry = next(e for e in built.manifest["domains"] if e["name"] == "legal")
+    assert entry["input_bytes"] > 3_000_000 and entry["bytes"] <= cap and entry["cut_documents"] == 1
+    assert all(len(doc) <= MAX_PIECE_CHARS for s in ("train", "validation", "test") for doc in _documents(built, "legal", s))
+
+
+def test_one_domain_corpus_is_refused_for_mixing(tmp_path, corpus, corpus_text_dir):
+    from acodm_gym.envs.pretrain_env import PretrainEnv
+
+    text = _tiny_text_corpus(tmp_path / "text", corpus_text_dir, domains=("code",))
+    cfg = small_config(text, tmp_path / "cache", data={"tokenizer": str(corpus.root / "tokenizer.json")})
+    for agent in ("natural", "uniform"):
+        with pytest.raises(CorpusError, match="has one domain \\(code\\): mixing needs at least two domains"):
+            PretrainEnv({**cfg, "agent": {"name": agent}}, log=_quiet)
+
+
+@pytest.mark.parametrize("content", [b"{ not json at all", None])
+def test_corrupt_tokenizer_is_found_when_the_corpus_opens(corpus_copy, content):
+    path = corpus_copy / "tokenizer.json"
+    if content is None:  # a valid tokenizer, but not the one the token files were made with
+        toklib.train_bpe(["some other text " * 100], 280).save(str(path))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CorpusError) as err:
+        TokenCorpus(corpus_copy)
+    assert "tokenizer.json" in str(err.value) and "rebuild" in str(err.value) and "acodm-gym data" in str(err.value)
+
+
+def test_missing_manifest_names_the_command_that_builds(tmp_path):
+    with pytest.raises(CorpusError, match=r"build the corpus first \(acodm-gym data\)"):
+        TokenCorpus(tmp_path)

@@ -1,22 +1,29 @@
 """Corpus building and reading: text per domain → packed per-domain token files (numpy memmap).
 
-Text is tokenized once. Each domain's documents are concatenated (separated by end-of-text) into
-one token stream, split by position into train / validation / test, and written as flat
-``uint16`` (vocab ≤ 65535) or ``uint32`` files. A ``manifest.json`` records, per domain, where the
-text came from, its license, bytes and tokens, so a run can say exactly what it trained on.
+Text is tokenized once, in two streaming passes over the input (no file or domain is held in
+memory): the first counts each domain's bytes, the second keeps an even, hash-chosen sample of at
+most ``data.max_bytes_per_domain`` bytes and assigns every document to train / validation / test
+by a hash of its text and ``data.seed`` (so neither the cap nor the splits depend on file order).
+Documents longer than ``MAX_PIECE_CHARS`` are first cut into pieces at line (else space)
+boundaries; each piece is a document. Each split of a domain is one token stream, documents
+separated by end-of-text, written as flat ``uint16`` (vocab ≤ 65535) or ``uint32`` files.
+A ``manifest.json`` records, per domain, where the text came from, its license, bytes, tokens,
+skipped binary files, undecodable bytes and a checksum per token file, plus a fingerprint of the
+inputs: a changed input rebuilds the corpus, a changed token file is an error.
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
-import io
+import itertools
 import json
 import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -25,7 +32,13 @@ from . import tokenizer as toklib
 
 SPLITS = ("train", "validation", "test")
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+TEXT_SUFFIXES = (".txt", ".md", ".text", "")
+MAX_PIECE_CHARS = 1_000_000  # longer documents are cut: the byte cap stays even, tokenizing stays small
+HASH_BINS = 1 << 16  # resolution of the hash-chosen sample (bytes per bin are counted in the first pass)
+SNIFF_BYTES = 1024  # a file's head that decides whether it is text
+VERIFY_ON_OPEN_BYTES = 1 << 30  # corpora up to this size are checksummed whenever they open (~1 GB/s)
+_LISTED = 20  # file names listed per domain in the manifest (binary or undecodable files)
 
 
 class CorpusError(ValueError):
@@ -43,7 +56,86 @@ def default_cache_dir(cfg: DataConfig) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# Readers: each yields (domain, document text)
+# Decoding: undecodable bytes are counted, not silently replaced
+
+
+_undecodable = [0]
+
+
+def _count_undecodable(exc: UnicodeDecodeError) -> tuple[str, int]:
+    _undecodable[0] += exc.end - exc.start
+    return "\ufffd", exc.end
+
+
+codecs.register_error("acodm-gym-count", _count_undecodable)
+
+
+def _is_utf8_name(encoding: str) -> bool:
+    return encoding != "auto" and codecs.lookup(encoding).name == "utf-8"
+
+
+def _decoder(encoding: str):
+    return codecs.getincrementaldecoder(encoding)(errors="acodm-gym-count")
+
+
+def _is_utf8(path: Path) -> bool:
+    dec = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                dec.decode(chunk)
+        dec.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _looks_binary(head: bytes) -> bool:
+    """NUL bytes, many control characters or mostly undecodable bytes in a file's first KB."""
+    if not head:
+        return False
+    if b"\0" in head:
+        return True
+    control = sum(1 for b in head if (b < 32 and b not in b"\t\n\r\f\b\x1b") or b == 127)
+    before = _undecodable[0]
+    head.decode("utf-8", errors="acodm-gym-count")
+    bad, _undecodable[0] = _undecodable[0] - before, before
+    return control > 0.1 * len(head) or bad > 0.3 * len(head)
+
+
+def _cut(text: str) -> Iterator[str]:
+    """``text`` in pieces of at most MAX_PIECE_CHARS, cut after a newline (else a space) where there is one."""
+    while len(text) > MAX_PIECE_CHARS:
+        at = text.rfind("\n", 0, MAX_PIECE_CHARS) + 1
+        if at < MAX_PIECE_CHARS // 2:
+            at = text.rfind(" ", 0, MAX_PIECE_CHARS) + 1
+        if at < MAX_PIECE_CHARS // 2:
+            at = MAX_PIECE_CHARS
+        yield text[:at]
+        text = text[at:]
+    yield text
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: each yields (domain, piece of a document), streaming; what they skip goes to a report
+
+
+@dataclass
+class _DomainReport:
+    """What reading a domain found besides text: skipped binary files, undecodable bytes, cut documents."""
+
+    binary_files: list[str] = field(default_factory=list)
+    undecodable_bytes: int = 0
+    undecodable_files: dict[str, int] = field(default_factory=dict)
+    cut_documents: int = 0
+
+    def as_manifest(self) -> dict:
+        return {
+            "binary_files": {"count": len(self.binary_files), "files": self.binary_files[:_LISTED]},
+            "undecodable_bytes": self.undecodable_bytes,
+            "undecodable_files": {"count": len(self.undecodable_files), "files": dict(list(self.undecodable_files.items())[:_LISTED])},
+            "cut_documents": self.cut_documents,
+        }
 
 
 def _dig(record: dict, dotted: str):
@@ -54,91 +146,181 @@ def _dig(record: dict, dotted: str):
     return record
 
 
-def iter_jsonl(path: Path, domain_fields: list[str], text_field: str) -> Iterator[tuple[str, str]]:
-    """Records of a JSONL or JSONL.zst file (The Pile, SlimPajama, or any ``{"text", domain}`` lines)."""
-    if path.suffix == ".zst":
-        import zstandard
+def _zstd_chunks(path: Path) -> Iterator[bytes]:
+    """Decompressed chunks of a (multi-frame) .zst file; a truncated or damaged file is an error naming it."""
+    import zstandard
 
-        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"))
-        lines: Iterable[str] = io.TextIOWrapper(raw, encoding="utf-8")
-    else:
-        lines = open(path, encoding="utf-8")
-    with lines as fh:  # type: ignore[union-attr]
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path}:{lineno} is not valid JSON ({exc.msg}): fix or drop that line.") from None
-            domain = next((d for d in (_dig(record, f) for f in domain_fields) if d is not None), None)
-            if domain is None:
+    fix = f"{path} is truncated or corrupt zstd"
+    dctx = zstandard.ZstdDecompressor()
+    obj, pending = dctx.decompressobj(), False
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            while chunk:
+                try:
+                    out = obj.decompress(chunk)
+                except zstandard.ZstdError as exc:
+                    raise CorpusError(f"{fix} ({exc}): download or compress it again.") from None
+                pending = True
+                if out:
+                    yield out
+                if not obj.eof:
+                    break
+                chunk, obj, pending = obj.unused_data, dctx.decompressobj(), False
+    if pending:
+        raise CorpusError(f"{fix}: it ends inside a zstd frame (an interrupted download or copy?): download or compress it again.")
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    parts: list[bytes] = []
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            yield b"".join([*parts, chunk[start : end + 1]])
+            parts, start = [], end + 1
+        if start < len(chunk):
+            parts.append(chunk[start:])
+    if parts:
+        yield b"".join(parts)
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            yield chunk
+
+
+def iter_jsonl(
+    path: Path, domain_fields: list[str], text_field: str, encoding: str = "utf-8", reports: dict | None = None
+) -> Iterator[tuple[str, str]]:
+    """Records of a JSONL or JSONL.zst file (The Pile, SlimPajama, or any ``{"text", domain}`` lines).
+
+    JSON is UTF-8: a line that is not is an error naming it, unless ``encoding`` is another codec
+    (that line is decoded with it, undecodable bytes counted) or ``auto`` (UTF-8, else cp1252).
+    """
+    chunks = _zstd_chunks(path) if path.suffix == ".zst" else _file_chunks(path)
+    for lineno, raw in enumerate(_lines(chunks), 1):
+        if not raw.strip():
+            continue
+        before = _undecodable[0]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if _is_utf8_name(encoding):
                 raise CorpusError(
-                    f"{path}:{lineno} has none of the domain fields {domain_fields}: set data.domain_fields "
-                    "to the dotted path of the domain name in your records."
-                )
-            text = record.get(text_field)
-            if not isinstance(text, str):
-                raise CorpusError(f"{path}:{lineno} has no string field '{text_field}': set data.text_field.")
-            yield str(domain), text
+                    f"{path}:{lineno} is not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}): if the file is "
+                    "Latin-1, set data.encoding=latin-1 (or data.encoding=auto: UTF-8, else cp1252, per line); "
+                    "or re-encode the file as UTF-8."
+                ) from None
+            line = raw.decode("cp1252" if encoding == "auto" else encoding, errors="acodm-gym-count")
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(f"{path}:{lineno} is not valid JSON ({exc.msg}): fix or drop that line.") from None
+        domain = next((d for d in (_dig(record, f) for f in domain_fields) if d is not None), None)
+        if domain is None:
+            raise CorpusError(
+                f"{path}:{lineno} has none of the domain fields {domain_fields}: set data.domain_fields "
+                "to the dotted path of the domain name in your records."
+            )
+        text = record.get(text_field) if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            raise CorpusError(f"{path}:{lineno} has no string field '{text_field}': set data.text_field.")
+        if reports is not None and _undecodable[0] > before:
+            report = reports.setdefault(str(domain), _DomainReport())
+            report.undecodable_bytes += _undecodable[0] - before
+            report.undecodable_files[f"{path.name}:{lineno}"] = _undecodable[0] - before
+        yield str(domain), text
 
 
 def text_dir_domains(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 
 
-def iter_text_dir(root: Path, domain: str, seed: int) -> Iterator[str]:
-    """A domain directory's text files (any depth), in a seeded shuffled order so splits mix sources."""
-    files = sorted(p for p in (root / domain).rglob("*") if p.is_file() and p.suffix in (".txt", ".md", ".text", ""))
-    files = [p for p in files if p.name != "SOURCE.json"]
+def _text_files(root: Path, domain: str) -> list[Path]:
+    files = (p for p in (root / domain).rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+    return sorted(p for p in files if p.name != "SOURCE.json")
+
+
+def iter_text_dir(
+    root: Path, domain: str, encoding: str = "utf-8", report: _DomainReport | None = None, seed: int = 0
+) -> Iterator[str]:
+    """A domain directory's text files (any depth), streamed in pieces of at most MAX_PIECE_CHARS.
+
+    Files that look binary are skipped; bytes that do not decode are counted (``report``). The
+    order is a seeded shuffle, which matters only to a domain split by position (too few documents).
+    """
+    files = _text_files(root, domain)
     random.Random(f"{seed}:{domain}").shuffle(files)
     for path in files:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if text.strip():
-            yield text
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+        name = str(path.relative_to(root / domain))
+        if _looks_binary(head):
+            if report is not None:
+                report.binary_files.append(name)
+            continue
+        enc = encoding if encoding != "auto" else ("utf-8" if _is_utf8(path) else "cp1252")
+        dec, bad, buf, pieces = _decoder(enc), 0, "", 0
+        for chunk in itertools.chain(_file_chunks(path), [b""]):
+            before = _undecodable[0]
+            buf += dec.decode(chunk, final=not chunk)
+            bad += _undecodable[0] - before
+            if chunk and len(buf) <= MAX_PIECE_CHARS:
+                continue
+            *done, buf = _cut(buf)
+            if not chunk:
+                done, buf = [*done, buf], ""
+            for piece in done:
+                if piece.strip():
+                    pieces += 1
+                    yield piece
+        if report is not None:
+            report.cut_documents += pieces > 1
+            if bad:
+                report.undecodable_bytes += bad
+                report.undecodable_files[name] = bad
 
 
 # ---------------------------------------------------------------------------------------------
-# Building
+# Sources and their fingerprints
 
 
 @dataclass
-class _DomainSource:
-    name: str
-    documents: Callable[[], Iterator[str]]
-    meta: dict
+class _Source:
+    """A corpus' input: a text directory (one sub-directory per domain) or a JSONL file."""
 
+    kind: str  # "dir" | "jsonl"
+    path: Path
+    domains: list[str]  # dir: known up front; JSONL: filled by the first pass
+    meta: dict[str, dict] = field(default_factory=dict)  # per domain: source, version, license
+    seen: set[str] = field(default_factory=set)  # JSONL: every domain value met, selected or not
 
-def _capped(docs: Iterable[str], max_bytes: int | None) -> Iterator[str]:
-    used = 0
-    for doc in docs:
-        if max_bytes is not None and used >= max_bytes:
+    def pieces(self, cfg: DataConfig, reports: dict[str, _DomainReport] | None = None) -> Iterator[tuple[str, str]]:
+        """(domain, piece) for every piece of every selected document, in input order."""
+        if self.kind == "dir":
+            for d in self.domains:
+                report = None if reports is None else reports.setdefault(d, _DomainReport())
+                for piece in iter_text_dir(self.path, d, cfg.encoding, report, cfg.seed):
+                    yield d, piece
             return
-        yield doc
-        used += len(doc.encode("utf-8"))
+        for d, text in iter_jsonl(self.path, cfg.domain_fields, cfg.text_field, cfg.encoding, reports):
+            self.seen.add(d)
+            if cfg.domains and d not in cfg.domains:
+                continue
+            pieces = [p for p in _cut(text) if p.strip()]
+            if reports is not None and len(pieces) > 1:
+                reports.setdefault(d, _DomainReport()).cut_documents += 1
+            for piece in pieces:
+                yield d, piece
 
 
-def _domain_sources(cfg: DataConfig, cache: Path, log: Callable[[str], None]) -> list[_DomainSource]:
+def _resolve(cfg: DataConfig, cache: Path) -> _Source:
+    """What ``data.corpus`` names, checked before any work; the default corpus is not fetched here."""
     spec = cfg.corpus
     if spec == "default":
-        from .sources import fetch_default_corpus
+        from .sources import DEFAULT_DOMAINS
 
-        raw = cache / "raw"
-        results = fetch_default_corpus(raw, domains=cfg.domains, max_bytes_per_domain=cfg.max_bytes_per_domain, log=log)
-        failed = [r for r in results if not r.ok]
-        for r in failed:
-            log(f"domain '{r.domain}' skipped: {r.error}")
-        ok = [r for r in results if r.ok]
-        if len(ok) < 2:
-            raise CorpusError("Fewer than two default domains could be fetched; see the messages above.")
-        return [
-            _DomainSource(
-                r.domain,
-                (lambda d=r.domain: iter_text_dir(raw, d, cfg.seed)),
-                {"source": r.source, "version": r.version, "license": r.license},
-            )
-            for r in ok
-        ]
+        return _Source("dir", cache / "raw", list(cfg.domains or DEFAULT_DOMAINS))
     path = Path(spec).expanduser()
     if not path.exists():
         raise CorpusError(
@@ -148,29 +330,58 @@ def _domain_sources(cfg: DataConfig, cache: Path, log: Callable[[str], None]) ->
     if path.is_dir():
         names = text_dir_domains(path)
         _check_selected(cfg, names, path)
-        if cfg.domains:
-            names = [n for n in names if n in cfg.domains]
-        return [
-            _DomainSource(n, (lambda d=n: iter_text_dir(path, d, cfg.seed)), {"source": f"dir:{path / n}"})
-            for n in names
-        ]
-    # JSONL: group documents by domain in one pass (kept in memory up to the per-domain cap).
-    grouped: dict[str, list[str]] = {}
-    sizes: dict[str, int] = {}
-    seen: set[str] = set()
-    for domain, text in iter_jsonl(path, cfg.domain_fields, cfg.text_field):
-        seen.add(domain)
-        if cfg.domains and domain not in cfg.domains:
-            continue
-        if cfg.max_bytes_per_domain and sizes.get(domain, 0) >= cfg.max_bytes_per_domain:
-            continue
-        grouped.setdefault(domain, []).append(text)
-        sizes[domain] = sizes.get(domain, 0) + len(text.encode("utf-8"))
-    _check_selected(cfg, sorted(seen), path)
-    return [
-        _DomainSource(d, (lambda docs=docs: iter(docs)), {"source": f"jsonl:{path}"})
-        for d, docs in sorted(grouped.items())
+        names = [n for n in names if not cfg.domains or n in cfg.domains]
+        return _Source("dir", path, names, {n: {"source": f"dir:{path / n}"} for n in names})
+    return _Source("jsonl", path, [])
+
+
+def _fetch_default(cfg: DataConfig, source: _Source, log: Callable[[str], None]) -> _Source:
+    from .sources import fetch_default_corpus
+
+    cap = cfg.max_bytes_per_domain if cfg.max_bytes_per_domain is not None else 1 << 62
+    results = fetch_default_corpus(source.path, domains=cfg.domains, max_bytes_per_domain=cap, log=log)
+    for r in results:
+        if not r.ok:
+            log(f"domain '{r.domain}' skipped: {r.error}")
+    ok = [r for r in results if r.ok]
+    if len(ok) < 2:
+        raise CorpusError("Fewer than two default domains could be fetched; see the messages above.")
+    meta = {r.domain: {"source": r.source, "version": r.version, "license": r.license} for r in ok}
+    return _Source("dir", source.path, [r.domain for r in ok], meta)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def _input_fingerprint(source: _Source, requested: list[str]) -> dict:
+    """Sizes and mtimes of every input file (cheap: no file is read), per domain for a directory."""
+    if source.kind == "jsonl":
+        st = source.path.stat()
+        entry = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return {"fingerprint": _digest(json.dumps(entry).encode()), "file": entry}
+    domains = {}
+    for d in requested:
+        files = [p for p in _text_files(source.path, d)] if (source.path / d).is_dir() else []
+        stats = [(str(p.relative_to(source.path / d)), (st := p.stat()).st_size, st.st_mtime_ns) for p in files]
+        domains[d] = {"files": len(stats), "bytes": sum(s[1] for s in stats), "digest": _digest(json.dumps(stats).encode())}
+    return {"fingerprint": _digest(json.dumps(domains, sort_keys=True).encode()), "domains": domains}
+
+
+def _what_changed(old: dict | None, new: dict) -> str:
+    if not old or "fingerprint" not in old:
+        return "its manifest records no input fingerprint"
+    if "file" in new:
+        o, n = old.get("file", {}), new["file"]
+        return f"the input file changed ({o.get('bytes')} → {n['bytes']} bytes, or its modification time)"
+    o, n = old.get("domains", {}), new["domains"]
+    parts = [f"domain '{d}' added" for d in n if d not in o] + [f"domain '{d}' removed" for d in o if d not in n]
+    parts += [
+        f"domain '{d}' changed ({o[d]['files']} → {n[d]['files']} files, {o[d]['bytes']} → {n[d]['bytes']} bytes)"
+        for d in n
+        if d in o and o[d]["digest"] != n[d]["digest"]
     ]
+    return "; ".join(parts) or "its inputs changed"
 
 
 def _check_selected(cfg: DataConfig, available: list[str], path: Path) -> None:
@@ -190,7 +401,7 @@ def _file_digest(path: str | Path) -> str | None:
 
 
 def corpus_dir(cfg: DataConfig) -> Path:
-    """Where the built corpus for this data config lives in the cache."""
+    """Where the built corpus for this data config lives in the cache (its inputs are checked by fingerprint)."""
     key = json.dumps(
         {
             "corpus": cfg.corpus if cfg.corpus == "default" else str(Path(cfg.corpus).expanduser().resolve()),
@@ -201,6 +412,7 @@ def corpus_dir(cfg: DataConfig) -> Path:
             "split": [cfg.val_fraction, cfg.test_fraction],
             "seed": cfg.seed,
             "fields": [cfg.domain_fields, cfg.text_field],
+            "encoding": cfg.encoding,
             "format": FORMAT_VERSION,
         },
         sort_keys=True,
@@ -209,89 +421,242 @@ def corpus_dir(cfg: DataConfig) -> Path:
     return default_cache_dir(cfg) / "corpora" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
-    """Build (once) the token corpus for ``cfg`` and return its directory; reuse it if already built."""
-    out = corpus_dir(cfg)
-    if (out / MANIFEST).exists():
-        return out
-    cache = default_cache_dir(cfg)
-    started = time.time()
-    sources = _domain_sources(cfg, cache, log)
-    if not sources:
-        raise CorpusError(f"Corpus '{cfg.corpus}' has no domains: add one sub-directory (or domain value) per domain.")
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+# ---------------------------------------------------------------------------------------------
+# Building
 
-    if cfg.tokenizer:
-        try:
-            tok = toklib.load_tokenizer(Path(cfg.tokenizer).expanduser())
-        except (FileNotFoundError, ValueError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CorpusError(f"data.tokenizer: {exc}") from None
-    else:
-        log(f"training a byte-level BPE tokenizer (vocab {cfg.vocab_size}) on {len(sources)} domains")
-        sample = (
-            piece
-            for s in sources
-            for piece in toklib.sample_for_training(_capped(s.documents(), cfg.max_bytes_per_domain))
-        )
-        tok = toklib.train_bpe(sample, cfg.vocab_size)
-    tok.save(str(tmp / "tokenizer.json"))
-    vocab = tok.get_vocab_size()
-    try:
-        eos = toklib.eos_id(tok)
-    except ValueError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CorpusError(f"data.tokenizer={cfg.tokenizer}: {exc}") from None
-    dtype = np.uint16 if vocab <= np.iinfo(np.uint16).max + 1 else np.uint32
 
-    domains = []
-    for s in sources:
-        if not s.name or s.name in (".", "..") or "/" in s.name or "\\" in s.name:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CorpusError(f"Domain name {s.name!r} cannot name a directory: rename that domain in {cfg.corpus}.")
-        n_bytes, n_docs, chunks = 0, 0, []
-        docs = list(_capped(s.documents(), cfg.max_bytes_per_domain))
-        for start in range(0, len(docs), 256):
-            batch = docs[start : start + 256]
-            for enc in tok.encode_batch(batch, add_special_tokens=False):
-                chunks.append(np.asarray(enc.ids + [eos], dtype=dtype))
-            n_bytes += sum(len(d.encode("utf-8")) for d in batch)
-            n_docs += len(batch)
-        if n_docs == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise CorpusError(
-                f"Domain '{s.name}' has no text ({s.meta.get('source', cfg.corpus)}): add text files "
-                "(.txt, .md, .text or no suffix) or remove it."
+def _piece_hash(data: bytes, seed: int) -> tuple[int, float]:
+    """(sampling bin, split draw in [0, 1)) of a piece: a function of its text and the seed only."""
+    h = hashlib.blake2b(data, digest_size=16, key=f"acodm-gym:{seed}".encode()).digest()
+    return int.from_bytes(h[:2], "big"), int.from_bytes(h[8:], "big") / 2.0**64
+
+
+def _bin_limit(hist: np.ndarray, budget: int | None) -> int:
+    """The sample is the pieces in bins below this: at most ``budget`` bytes (at least one bin)."""
+    if budget is None or int(hist.sum()) <= budget:
+        return HASH_BINS
+    limit = int(np.searchsorted(np.cumsum(hist), budget, side="right"))
+    return max(limit, int(np.flatnonzero(hist)[0]) + 1)
+
+
+def _split_of(u: float, cfg: DataConfig) -> str:
+    return "test" if u < cfg.test_fraction else "validation" if u < cfg.test_fraction + cfg.val_fraction else "train"
+
+
+def _split_by_document_ok(tokens: dict[str, int], cfg: DataConfig) -> bool:
+    """Validation and test each hold between a quarter and four times their share of the tokens."""
+    n = sum(tokens.values())
+    shares = ((tokens["validation"], cfg.val_fraction), (tokens["test"], cfg.test_fraction))
+    return all(k > 0 and frac / 4 * n <= k <= 4 * frac * n for k, frac in shares)
+
+
+def _split_by_position(folder: Path, dtype, cfg: DataConfig) -> dict[str, int]:
+    """The fallback for a domain with too few documents: its stream cut by position, as before."""
+    stream = np.concatenate([np.fromfile(folder / f"{s}.bin", dtype=dtype) for s in SPLITS])
+    n = len(stream)
+    n_test, n_val = max(1, int(n * cfg.test_fraction)), max(1, int(n * cfg.val_fraction))
+    parts = {"train": stream[: n - n_val - n_test], "validation": stream[n - n_val - n_test : n - n_test], "test": stream[n - n_test :]}
+    for split, arr in parts.items():
+        arr.tofile(folder / f"{split}.bin")
+    return {k: int(len(v)) for k, v in parts.items()}
+
+
+def _checksum(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class _DomainStats:
+    input_bytes: int = 0
+    hist: np.ndarray = field(default_factory=lambda: np.zeros(HASH_BINS, dtype=np.int64))
+    keep: int = HASH_BINS  # bins below this are kept
+    bytes: int = 0
+    documents: int = 0
+
+
+def _survey(source: _Source, cfg: DataConfig, log: Callable[[str], None]) -> tuple[dict[str, _DomainStats], dict]:
+    """First pass: bytes per domain and per hash bin, and what reading skipped (logged)."""
+    stats: dict[str, _DomainStats] = {}
+    reports: dict[str, _DomainReport] = {}
+    for d, piece in source.pieces(cfg, reports):
+        data = piece.encode("utf-8")
+        s = stats.setdefault(d, _DomainStats())
+        s.input_bytes += len(data)
+        s.hist[_piece_hash(data, cfg.seed)[0]] += len(data)
+    for d, r in sorted(reports.items()):
+        if r.binary_files:
+            log(f"  {d}: skipped {len(r.binary_files)} binary file(s): {', '.join(r.binary_files[:5])}"
+                + (" ..." if len(r.binary_files) > 5 else ""))
+        if r.undecodable_bytes:
+            hint = (
+                "set data.encoding=latin-1 (or data.encoding=auto: UTF-8, else cp1252, per file)"
+                if _is_utf8_name(cfg.encoding) else f"they are not {cfg.encoding} either"
             )
-        stream = np.concatenate(chunks)
-        n = len(stream)
-        n_test, n_val = max(1, int(n * cfg.test_fraction)), max(1, int(n * cfg.val_fraction))
-        parts = {"train": stream[: n - n_val - n_test], "validation": stream[n - n_val - n_test : n - n_test], "test": stream[n - n_test :]}
-        (tmp / s.name).mkdir()
-        for split, arr in parts.items():
-            arr.tofile(tmp / s.name / f"{split}.bin")
-        domains.append({"name": s.name, **s.meta, "bytes": n_bytes, "documents": n_docs, "tokens": {k: int(len(v)) for k, v in parts.items()}})
-        log(f"  {s.name:<12} {n_bytes / 1e6:6.2f} MB  {n_docs:6d} docs  {n / 1e6:6.2f} M tokens")
+            files = ", ".join(f"{f} ({n} bytes)" for f, n in list(r.undecodable_files.items())[:5])
+            log(f"  warning: {d}: {r.undecodable_bytes} bytes in {len(r.undecodable_files)} file(s) are not {cfg.encoding} "
+                f"and became U+FFFD: {files}{' ...' if len(r.undecodable_files) > 5 else ''}. If they are Latin-1, {hint}.")
+    return stats, reports
 
-    manifest = {
-        "format": FORMAT_VERSION,
-        "corpus": cfg.corpus,
-        "vocab_size": vocab,
-        "eos_id": eos,
-        "dtype": np.dtype(dtype).name,
-        "tokenizer": "tokenizer.json",
-        "domains": domains,
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "build_seconds": round(time.time() - started, 1),
-    }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+def _train_tokenizer(source: _Source, cfg: DataConfig, stats: dict[str, _DomainStats], log: Callable[[str], None]):
+    """A BPE trained on the same hash-chosen sample of every domain (at most TRAIN_BYTES_PER_DOMAIN each)."""
+    log(f"training a byte-level BPE tokenizer (vocab {cfg.vocab_size}) on {len(stats)} domains")
+    limit = {d: min(s.keep, _bin_limit(s.hist, toklib.TRAIN_BYTES_PER_DOMAIN)) for d, s in stats.items()}
+    sample = (
+        piece for d, piece in source.pieces(cfg) if _piece_hash(piece.encode("utf-8"), cfg.seed)[0] < limit[d]
+    )
+    return toklib.train_bpe(sample, cfg.vocab_size)
+
+
+def _write_splits(source: _Source, cfg: DataConfig, stats: dict[str, _DomainStats], tok, eos: int, dtype, tmp: Path) -> None:
+    """Second pass: tokenize the kept pieces, each appended to its domain's hash-chosen split."""
+    files = {}
+    for d in stats:
+        (tmp / d).mkdir()
+        files.update({(d, split): open(tmp / d / f"{split}.bin", "wb") for split in SPLITS})
+    pending: list[tuple[str, str, str]] = []
+    size = 0
+
+    def flush():
+        for (d, split, _), enc in zip(pending, tok.encode_batch([p for *_, p in pending], add_special_tokens=False)):
+            np.asarray(enc.ids + [eos], dtype=dtype).tofile(files[d, split])
+        pending.clear()
+
+    try:
+        for d, piece in source.pieces(cfg):
+            data = piece.encode("utf-8")
+            b, u = _piece_hash(data, cfg.seed)
+            s = stats[d]
+            if b >= s.keep:
+                continue
+            s.bytes += len(data)
+            s.documents += 1
+            pending.append((d, _split_of(u, cfg), piece))
+            size += len(piece)
+            if len(pending) >= 256 or size >= 4 * MAX_PIECE_CHARS:
+                flush()
+                size = 0
+        flush()
+    finally:
+        for fh in files.values():
+            fh.close()
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move a finished build into place, replacing an outdated one (open memmaps of it stay valid)."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.with_name(f"{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
     try:
         os.replace(tmp, out)
     except OSError:  # another process built it first
         shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
+    """Build (once) the token corpus for ``cfg`` and return its directory.
+
+    A build is reused while the fingerprint of its inputs (file sizes and mtimes) is unchanged;
+    otherwise it is rebuilt, and the log says what changed.
+    """
+    out = corpus_dir(cfg)
+    cache = default_cache_dir(cfg)
+    source = _resolve(cfg, cache)
+    requested = source.domains
+    if (out / MANIFEST).exists():
+        built = _read_manifest(out / MANIFEST).get("inputs")
+        now = _input_fingerprint(source, requested)
+        if built and built.get("fingerprint") == now["fingerprint"]:
+            return out
+        log(f"rebuilding {out}: {_what_changed(built, now)}")
+    started = time.time()
+    tok = None
+    if cfg.tokenizer:
+        try:
+            tok = toklib.load_tokenizer(Path(cfg.tokenizer).expanduser())
+            eos = toklib.eos_id(tok)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CorpusError(f"data.tokenizer={cfg.tokenizer}: {exc}") from None
+    if cfg.corpus == "default":
+        source = _fetch_default(cfg, source, log)
+    inputs = _input_fingerprint(source, requested)
+    stats, reports = _survey(source, cfg, log)
+    if source.kind == "jsonl":
+        _check_selected(cfg, sorted(source.seen), source.path)
+        source.domains = sorted(stats)
+        source.meta = {d: {"source": f"jsonl:{source.path}"} for d in source.domains}
+    if not source.domains:
+        raise CorpusError(f"Corpus '{cfg.corpus}' has no domains: add one sub-directory (or domain value) per domain.")
+    for d in source.domains:
+        if not d or d in (".", "..") or "/" in d or "\\" in d:
+            raise CorpusError(f"Domain name {d!r} cannot name a directory: rename that domain in {cfg.corpus}.")
+        if d not in stats:
+            skipped = reports.get(d, _DomainReport()).binary_files
+            raise CorpusError(
+                f"Domain '{d}' has no text ({source.meta.get(d, {}).get('source', cfg.corpus)}"
+                + (f"; {len(skipped)} binary file(s) skipped: {', '.join(skipped[:5])}" if skipped else "")
+                + "): add text files (.txt, .md, .text or no suffix) or remove it."
+            )
+    stats = {d: stats[d] for d in source.domains}
+    for s in stats.values():
+        s.keep = _bin_limit(s.hist, cfg.max_bytes_per_domain)
+    if tok is None:
+        tok = _train_tokenizer(source, cfg, stats, log)
+        eos = toklib.eos_id(tok)
+    vocab = tok.get_vocab_size()
+    dtype = np.uint16 if vocab <= np.iinfo(np.uint16).max + 1 else np.uint32
+
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        tok.save(str(tmp / "tokenizer.json"))
+        _write_splits(source, cfg, stats, tok, eos, dtype, tmp)
+        domains = []
+        for d, s in stats.items():
+            tokens = {split: (tmp / d / f"{split}.bin").stat().st_size // np.dtype(dtype).itemsize for split in SPLITS}
+            split = "document"
+            if not _split_by_document_ok(tokens, cfg):
+                tokens, split = _split_by_position(tmp / d, dtype, cfg), "position"
+            n = sum(tokens.values())
+            sampled = f", an even sample of {s.input_bytes / 1e6:.2f} MB" if s.bytes < s.input_bytes else ""
+            by = "" if split == "document" else ", split by position (too few documents to split by document)"
+            log(f"  {d:<12} {s.bytes / 1e6:6.2f} MB  {s.documents:6d} docs  {n / 1e6:6.2f} M tokens{sampled}{by}")
+            domains.append({
+                "name": d,
+                **source.meta.get(d, {}),
+                "bytes": s.bytes,
+                "input_bytes": s.input_bytes,
+                "documents": s.documents,
+                "tokens": tokens,
+                "split": split,
+                "checksums": {k: _checksum(tmp / d / f"{k}.bin") for k in SPLITS},
+                **reports.get(d, _DomainReport()).as_manifest(),
+            })
+        manifest = {
+            "format": FORMAT_VERSION,
+            "corpus": cfg.corpus,
+            "vocab_size": vocab,
+            "eos_id": eos,
+            "dtype": np.dtype(dtype).name,
+            "tokenizer": "tokenizer.json",
+            "encoding": cfg.encoding,
+            "inputs": inputs,
+            "domains": domains,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(time.time() - started, 1),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _install(tmp, out)
     log(f"corpus ready in {out} ({manifest['build_seconds']} s)")
     return out
 
@@ -300,24 +665,42 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
 # Reading
 
 
-class TokenCorpus:
-    """A built corpus: per-domain, per-split token arrays (memory-mapped), checked on open."""
+def _read_manifest(path: Path) -> dict:
+    fix = f"delete {path.parent} to rebuild it (acodm-gym data)"
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CorpusError(f"{path} is corrupt (not text: binary or damaged): {fix}.") from None
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"{path} is corrupt ({exc.msg}): {fix}.") from None
+    if not isinstance(manifest, dict):
+        raise CorpusError(f"{path} is corrupt (not a JSON object): {fix}.")
+    return manifest
 
-    def __init__(self, root: str | Path):
+
+class TokenCorpus:
+    """A built corpus: per-domain, per-split token arrays (memory-mapped), checked on open.
+
+    :param root: the corpus directory (``build_corpus``'s result)
+    :param verify: check every token file's checksum now (reads the whole corpus); ``None``: only
+        if the token files total at most ``VERIFY_ON_OPEN_BYTES`` (a resumed run and
+        ``acodm-gym data --verify`` call ``verify()`` whatever the size)
+    """
+
+    def __init__(self, root: str | Path, verify: bool | None = None):
         self.root = Path(root)
         manifest_path = self.root / MANIFEST
         if not manifest_path.exists():
-            raise CorpusError(f"No {MANIFEST} in {self.root}: build the corpus first (acodm-gym data build).")
-        try:
-            self.manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{manifest_path} is corrupt ({exc.msg}): delete {self.root} to rebuild it.") from None
+            raise CorpusError(f"No {MANIFEST} in {self.root}: build the corpus first (acodm-gym data).")
+        self.manifest = _read_manifest(manifest_path)
         try:
             self.domains: list[str] = [d["name"] for d in self.manifest["domains"]]
             self.vocab_size: int = int(self.manifest["vocab_size"])
             self.eos_id: int = int(self.manifest["eos_id"])
             self.dtype = np.dtype(self.manifest["dtype"])
+            tokenizer_path = self.root / self.manifest["tokenizer"]
             expected = {(d["name"], split): int(d["tokens"][split]) for d in self.manifest["domains"] for split in SPLITS}
+            self._checksums = {(d["name"], split): str(d["checksums"][split]) for d in self.manifest["domains"] for split in SPLITS}
         except (KeyError, TypeError, ValueError) as exc:
             raise CorpusError(
                 f"{manifest_path} is corrupt (bad or missing field: {exc}): delete {self.root} to rebuild it."
@@ -325,6 +708,22 @@ class TokenCorpus:
         self._arrays: dict[tuple[str, str], np.ndarray] = {}
         for (name, split), n in expected.items():
             self._arrays[name, split] = self._open(name, split, n)
+        if verify or (verify is None and sum(n for n in expected.values()) * self.dtype.itemsize <= VERIFY_ON_OPEN_BYTES):
+            self.verify()
+        self._check_tokenizer(tokenizer_path)
+
+    def _check_tokenizer(self, path: Path) -> None:
+        """A damaged tokenizer.json fails here, not at export time after training."""
+        fix = f"delete {self.root} to rebuild the corpus (acodm-gym data)"
+        try:
+            n = toklib.load_tokenizer(path).get_vocab_size()
+        except (FileNotFoundError, ValueError) as exc:
+            raise CorpusError(f"The corpus tokenizer is unusable: {exc} Restore it, or {fix}.") from None
+        if n != self.vocab_size:
+            raise CorpusError(
+                f"{path} has {n} tokens but {self.root / MANIFEST} records {self.vocab_size}: the tokenizer was "
+                f"replaced or damaged after the build. Restore it, or {fix}."
+            )
 
     def _open(self, domain: str, split: str, expected: int) -> np.ndarray:
         path = self.root / domain / f"{split}.bin"
@@ -343,6 +742,16 @@ class TokenCorpus:
         if len(arr) and int(arr.max()) >= self.vocab_size:
             raise CorpusError(f"Token file {path} holds ids ≥ the vocabulary size {self.vocab_size}: {fix}.")
         return arr
+
+    def verify(self) -> None:
+        """Check every token file against its checksum in the manifest (reads the whole corpus)."""
+        for (name, split), want in self._checksums.items():
+            path = self.root / name / f"{split}.bin"
+            if _checksum(path) != want:
+                raise CorpusError(
+                    f"Token file {path} does not match its checksum in {self.root / MANIFEST}: it changed after the "
+                    f"build (overwritten, zeroed or shuffled?). Delete {self.root} to rebuild the corpus."
+                )
 
     def tokens(self, domain: str, split: str = "train") -> np.ndarray:
         return self._arrays[domain, split]
@@ -363,5 +772,5 @@ class TokenCorpus:
 
 
 def open_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> TokenCorpus:
-    """The token corpus for a data config, built on first use."""
+    """The token corpus for a data config, built on first use (rebuilt when its inputs changed)."""
     return TokenCorpus(build_corpus(cfg, log))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -43,17 +43,6 @@ def eos_id(tok: Tokenizer) -> int:
         if idx is not None:
             return idx
     raise ValueError("The tokenizer has no end-of-text token (<|endoftext|>, </s>, <eos>): add one.")
-
-
-def sample_for_training(docs: Iterable[str], budget: int = TRAIN_BYTES_PER_DOMAIN) -> Iterator[str]:
-    """The first ``budget`` characters of a domain's documents, so every domain shapes the vocabulary."""
-    used = 0
-    for doc in docs:
-        if used >= budget:
-            return
-        piece = doc[: budget - used]
-        used += len(piece)
-        yield piece
 
 
 def to_hf_tokenizer(tok: Tokenizer):

@@ -25,7 +25,7 @@ import torch
 from gymnasium import spaces
 
 from ..config import Config, ConfigError, load_config
-from ..data.corpus import TokenCorpus, open_corpus
+from ..data.corpus import CorpusError, TokenCorpus, open_corpus
 from ..data.sampler import DomainSampler
 from ..lm import distributed
 from ..lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers
@@ -71,6 +71,12 @@ class PretrainEnv(gym.Env):
         distributed.setup(self.cfg.train)  # train.backend=deepspeed: the process group of the ranks in lockstep
         self.corpus = corpus or open_corpus(self.cfg.data, log=log)
         self.domains = list(self.corpus.domains)
+        if len(self.domains) < 2:  # every agent mixes: natural, uniform and static weights are all 1.0 here
+            raise CorpusError(
+                f"The corpus {self.corpus.root} has one domain ({', '.join(self.domains)}): mixing needs at least two "
+                f"domains. Add a domain to {self.cfg.data.corpus} (a sub-directory, or another domain value), or list "
+                "more in data.domains."
+            )
         self.k = len(self.domains)
         self.natural_weights = self.corpus.natural_weights()
         self.L = self.cfg.env.num_norm_probes

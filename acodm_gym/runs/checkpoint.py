@@ -113,13 +113,16 @@ def corpus_fingerprint(corpus) -> dict[str, Any]:
         "vocab_size": manifest.get("vocab_size"),
         "dtype": manifest.get("dtype"),
         "eos_id": manifest.get("eos_id"),
-        "domains": [{k: d.get(k) for k in ("name", "tokens", "documents", "bytes")} for d in manifest.get("domains", [])],
+        "domains": [
+            {k: d.get(k) for k in ("name", "tokens", "documents", "bytes", "checksums")} for d in manifest.get("domains", [])
+        ],
     }
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode())
     tokenizer = Path(corpus.root) / manifest.get("tokenizer", "tokenizer.json")
     if tokenizer.is_file():
         digest.update(tokenizer.read_bytes())
-    return {"root": str(corpus.root), "domains": list(corpus.domains), "fingerprint": digest.hexdigest()[:16]}
+    inputs = (manifest.get("inputs") or {}).get("fingerprint")
+    return {"root": str(corpus.root), "domains": list(corpus.domains), "fingerprint": digest.hexdigest()[:16], "inputs": inputs}
 
 
 def model_signature(model: torch.nn.Module) -> dict[str, Any]:
@@ -444,11 +447,14 @@ def restore(ckpt: Checkpoint, env, agent) -> dict[str, Any]:
     corpus = corpus_fingerprint(env.corpus)
     saved = ckpt.meta["corpus"]
     if corpus["fingerprint"] != saved["fingerprint"]:
+        changed = saved.get("inputs") and corpus["inputs"] and saved["inputs"] != corpus["inputs"]
         raise ResumeError(
             f"{ckpt.path} was written for another corpus ({saved['root']}: domains {saved['domains']}, fingerprint "
             f"{saved['fingerprint']}); this run reads {corpus['root']} (domains {corpus['domains']}, fingerprint "
-            f"{corpus['fingerprint']}). A checkpoint only continues on the corpus it was trained on."
+            f"{corpus['fingerprint']})" + (": the corpus' input files changed since, so it was rebuilt" if changed else "")
+            + ". A checkpoint only continues on the corpus it was trained on: restore its input files."
         )
+    env.corpus.verify()  # every token file against its checksum, whatever the corpus' size
     model = model_signature(env.backend.model)
     if model != ckpt.meta["model"]:
         raise ResumeError(
