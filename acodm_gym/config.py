@@ -333,4 +333,6 @@ def validate(cfg: Config) -> None:
         try:
             codecs.lookup(cfg.data.encoding)
         except LookupError:
-            raise ConfigError(f"data.encoding='{cfg.data.encoding}' is not a known encoding: use utf-8, auto, latin-1 or cp1252.") from None
+            raise ConfigError(
+                f"data.encoding='{cfg.data.encoding}' is not a known encoding: use utf-8, auto, latin-1 or cp1252."
+            ) from None

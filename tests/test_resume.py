@@ -369,3 +369,30 @@ def test_truncated_token_file_is_a_clear_error_with_exit_code_2(acodm_runs, corp
     shutil.copytree(acodm_runs[1], run_dir)
     assert main(["train", "--resume", str(run_dir), f"data.cache_dir={tmp_path / 'cache'}"]) == 2
     assert "is truncated or corrupt" in capsys.readouterr().err
+
+
+def test_resume_verifies_token_checksums_and_refuses_a_corpus_whose_inputs_changed(corpus_text_dir, tmp_path, monkeypatch, capsys):
+    from acodm_gym.data import corpus as corpus_mod
+
+    text = tmp_path / "text"
+    shutil.copytree(corpus_text_dir, text)
+    cfg = load_config(_quick_config(text, tmp_path / "cache", tmp_path, train={"total_steps": 10}))
+    train(cfg, log=lambda _: None)
+    run_dir = tmp_path / "run"
+
+    # Same-size zeros in a token file, in a corpus too large to be hashed on open: resume checks every checksum.
+    monkeypatch.setattr(corpus_mod, "VERIFY_ON_OPEN_BYTES", 0)
+    token_file = corpus_dir(cfg.data) / "legal" / "train.bin"
+    saved = token_file.read_bytes()
+    token_file.write_bytes(bytes(len(saved)))
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert f"Token file {token_file} does not match its checksum" in capsys.readouterr().err
+    token_file.write_bytes(saved)
+
+    # An input file edited since: the corpus is rebuilt (the log says why) and the resume refused, with the reason.
+    doc = sorted((text / "docs").iterdir())[0]
+    doc.write_text(doc.read_text()[: len(doc.read_text()) // 2])
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    captured = capsys.readouterr()
+    assert "domain 'docs' changed" in captured.out
+    assert "written for another corpus" in captured.err and "input files changed since" in captured.err

@@ -90,7 +90,7 @@ def _is_utf8(path: Path) -> bool:
     return True
 
 
-def _looks_binary(head: bytes) -> bool:
+def _looks_binary(head: bytes, encoding: str) -> bool:
     """NUL bytes, many control characters or mostly undecodable bytes in a file's first KB."""
     if not head:
         return False
@@ -98,7 +98,7 @@ def _looks_binary(head: bytes) -> bool:
         return True
     control = sum(1 for b in head if (b < 32 and b not in b"\t\n\r\f\b\x1b") or b == 127)
     before = _undecodable[0]
-    head.decode("utf-8", errors="acodm-gym-count")
+    head.decode("cp1252" if encoding == "auto" else encoding, errors="acodm-gym-count")
     bad, _undecodable[0] = _undecodable[0] - before, before
     return control > 0.1 * len(head) or bad > 0.3 * len(head)
 
@@ -133,7 +133,9 @@ class _DomainReport:
         return {
             "binary_files": {"count": len(self.binary_files), "files": self.binary_files[:_LISTED]},
             "undecodable_bytes": self.undecodable_bytes,
-            "undecodable_files": {"count": len(self.undecodable_files), "files": dict(list(self.undecodable_files.items())[:_LISTED])},
+            "undecodable_files": {
+                "count": len(self.undecodable_files), "files": dict(list(self.undecodable_files.items())[:_LISTED])
+            },
             "cut_documents": self.cut_documents,
         }
 
@@ -167,7 +169,9 @@ def _zstd_chunks(path: Path) -> Iterator[bytes]:
                     break
                 chunk, obj, pending = obj.unused_data, dctx.decompressobj(), False
     if pending:
-        raise CorpusError(f"{fix}: it ends inside a zstd frame (an interrupted download or copy?): download or compress it again.")
+        raise CorpusError(
+            f"{fix}: it ends inside a zstd frame (an interrupted download or copy?): download or compress it again."
+        )
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -242,7 +246,7 @@ def _text_files(root: Path, domain: str) -> list[Path]:
 
 
 def iter_text_dir(
-    root: Path, domain: str, encoding: str = "utf-8", report: _DomainReport | None = None, seed: int = 0
+    root: Path, domain: str, seed: int = 0, encoding: str = "utf-8", report: _DomainReport | None = None
 ) -> Iterator[str]:
     """A domain directory's text files (any depth), streamed in pieces of at most MAX_PIECE_CHARS.
 
@@ -255,7 +259,7 @@ def iter_text_dir(
         with open(path, "rb") as fh:
             head = fh.read(SNIFF_BYTES)
         name = str(path.relative_to(root / domain))
-        if _looks_binary(head):
+        if _looks_binary(head, encoding):
             if report is not None:
                 report.binary_files.append(name)
             continue
@@ -300,7 +304,7 @@ class _Source:
         if self.kind == "dir":
             for d in self.domains:
                 report = None if reports is None else reports.setdefault(d, _DomainReport())
-                for piece in iter_text_dir(self.path, d, cfg.encoding, report, cfg.seed):
+                for piece in iter_text_dir(self.path, d, cfg.seed, cfg.encoding, report):
                     yield d, piece
             return
         for d, text in iter_jsonl(self.path, cfg.domain_fields, cfg.text_field, cfg.encoding, reports):
@@ -490,7 +494,8 @@ def _survey(source: _Source, cfg: DataConfig, log: Callable[[str], None]) -> tup
     for d, r in sorted(reports.items()):
         if r.binary_files:
             log(f"  {d}: skipped {len(r.binary_files)} binary file(s): {', '.join(r.binary_files[:5])}"
-                + (" ..." if len(r.binary_files) > 5 else ""))
+                + (" ..." if len(r.binary_files) > 5 else "")
+                + f" (if they are text in another encoding than {cfg.encoding}, set data.encoding)")
         if r.undecodable_bytes:
             hint = (
                 "set data.encoding=latin-1 (or data.encoding=auto: UTF-8, else cp1252, per file)"
@@ -550,6 +555,7 @@ def _install(tmp: Path, out: Path) -> None:
     """Move a finished build into place, replacing an outdated one (open memmaps of it stay valid)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     old = out.with_name(f"{out.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
     if out.exists():
         os.replace(out, old)
     try:
@@ -589,7 +595,7 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
     stats, reports = _survey(source, cfg, log)
     if source.kind == "jsonl":
         _check_selected(cfg, sorted(source.seen), source.path)
-        source.domains = sorted(stats)
+        source.domains = sorted(set(stats) | set(cfg.domains or ()))
         source.meta = {d: {"source": f"jsonl:{source.path}"} for d in source.domains}
     if not source.domains:
         raise CorpusError(f"Corpus '{cfg.corpus}' has no domains: add one sub-directory (or domain value) per domain.")
@@ -700,7 +706,9 @@ class TokenCorpus:
             self.dtype = np.dtype(self.manifest["dtype"])
             tokenizer_path = self.root / self.manifest["tokenizer"]
             expected = {(d["name"], split): int(d["tokens"][split]) for d in self.manifest["domains"] for split in SPLITS}
-            self._checksums = {(d["name"], split): str(d["checksums"][split]) for d in self.manifest["domains"] for split in SPLITS}
+            self._checksums = {
+                (d["name"], split): str(d["checksums"][split]) for d in self.manifest["domains"] for split in SPLITS
+            }
         except (KeyError, TypeError, ValueError) as exc:
             raise CorpusError(
                 f"{manifest_path} is corrupt (bad or missing field: {exc}): delete {self.root} to rebuild it."
