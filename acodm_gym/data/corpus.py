@@ -1,9 +1,10 @@
 """Corpus building and reading: text per domain → packed per-domain token files (numpy memmap).
 
-Text is tokenized once, in two streaming passes over the input (no file or domain is held in
-memory): the first counts each domain's bytes, the second keeps an even, hash-chosen sample of at
-most ``data.max_bytes_per_domain`` bytes and assigns every document to train / validation / test
-by a hash of its text and ``data.seed`` (so neither the cap nor the splits depend on file order).
+Text is tokenized once, in streaming passes over the input (no file or domain is held in
+memory): the first counts each domain's bytes per hash bucket of its documents, the last keeps an
+even, hash-chosen sample of at most ``data.max_bytes_per_domain`` bytes and assigns every document
+to train / validation / test by a hash of its text and ``data.seed`` (so neither the cap nor the
+splits depend on file order); in between, a trained BPE reads a sample chosen the same way.
 Documents longer than ``MAX_PIECE_CHARS`` are first cut into pieces at line (else space)
 boundaries; each piece is a document. Each split of a domain is one token stream, documents
 separated by end-of-text, written as flat ``uint16`` (vocab ≤ 65535) or ``uint32`` files.
@@ -126,16 +127,21 @@ class _DomainReport:
 
     binary_files: list[str] = field(default_factory=list)
     undecodable_bytes: int = 0
-    undecodable_files: dict[str, int] = field(default_factory=dict)
+    undecodable_files: dict[str, int] = field(default_factory=dict)  # the first _LISTED of them
+    undecodable_count: int = 0  # files (JSONL: lines) with undecodable bytes
     cut_documents: int = 0
+
+    def undecodable(self, name: str, n: int) -> None:
+        self.undecodable_bytes += n
+        self.undecodable_count += 1
+        if len(self.undecodable_files) < _LISTED:
+            self.undecodable_files[name] = n
 
     def as_manifest(self) -> dict:
         return {
             "binary_files": {"count": len(self.binary_files), "files": self.binary_files[:_LISTED]},
             "undecodable_bytes": self.undecodable_bytes,
-            "undecodable_files": {
-                "count": len(self.undecodable_files), "files": dict(list(self.undecodable_files.items())[:_LISTED])
-            },
+            "undecodable_files": {"count": self.undecodable_count, "files": self.undecodable_files},
             "cut_documents": self.cut_documents,
         }
 
@@ -230,9 +236,7 @@ def iter_jsonl(
         if not isinstance(text, str):
             raise CorpusError(f"{path}:{lineno} has no string field '{text_field}': set data.text_field.")
         if reports is not None and _undecodable[0] > before:
-            report = reports.setdefault(str(domain), _DomainReport())
-            report.undecodable_bytes += _undecodable[0] - before
-            report.undecodable_files[f"{path.name}:{lineno}"] = _undecodable[0] - before
+            reports.setdefault(str(domain), _DomainReport()).undecodable(f"{path.name}:{lineno}", _undecodable[0] - before)
         yield str(domain), text
 
 
@@ -281,8 +285,7 @@ def iter_text_dir(
         if report is not None:
             report.cut_documents += pieces > 1
             if bad:
-                report.undecodable_bytes += bad
-                report.undecodable_files[name] = bad
+                report.undecodable(name, bad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,7 +369,7 @@ def _input_fingerprint(source: _Source, requested: list[str]) -> dict:
         return {"fingerprint": _digest(json.dumps(entry).encode()), "file": entry}
     domains = {}
     for d in requested:
-        files = [p for p in _text_files(source.path, d)] if (source.path / d).is_dir() else []
+        files = _text_files(source.path, d) if (source.path / d).is_dir() else []
         stats = [(str(p.relative_to(source.path / d)), (st := p.stat()).st_size, st.st_mtime_ns) for p in files]
         domains[d] = {"files": len(stats), "bytes": sum(s[1] for s in stats), "digest": _digest(json.dumps(stats).encode())}
     return {"fingerprint": _digest(json.dumps(domains, sort_keys=True).encode()), "domains": domains}
@@ -502,8 +505,8 @@ def _survey(source: _Source, cfg: DataConfig, log: Callable[[str], None]) -> tup
                 if _is_utf8_name(cfg.encoding) else f"they are not {cfg.encoding} either"
             )
             files = ", ".join(f"{f} ({n} bytes)" for f, n in list(r.undecodable_files.items())[:5])
-            log(f"  warning: {d}: {r.undecodable_bytes} bytes in {len(r.undecodable_files)} file(s) are not {cfg.encoding} "
-                f"and became U+FFFD: {files}{' ...' if len(r.undecodable_files) > 5 else ''}. If they are Latin-1, {hint}.")
+            log(f"  warning: {d}: {r.undecodable_bytes} bytes in {r.undecodable_count} file(s) are not {cfg.encoding} "
+                f"and became U+FFFD: {files}{' ...' if r.undecodable_count > 5 else ''}. If they are Latin-1, {hint}.")
     return stats, reports
 
 
@@ -518,7 +521,7 @@ def _train_tokenizer(source: _Source, cfg: DataConfig, stats: dict[str, _DomainS
 
 
 def _write_splits(source: _Source, cfg: DataConfig, stats: dict[str, _DomainStats], tok, eos: int, dtype, tmp: Path) -> None:
-    """Second pass: tokenize the kept pieces, each appended to its domain's hash-chosen split."""
+    """Last pass: tokenize the kept pieces, each appended to its domain's hash-chosen split."""
     files = {}
     for d in stats:
         (tmp / d).mkdir()

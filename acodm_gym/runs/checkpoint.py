@@ -107,7 +107,7 @@ def _steps(root: Path) -> list[tuple[int, Path]]:
 
 # -- fingerprints ---------------------------------------------------------------------------------
 def corpus_fingerprint(corpus) -> dict[str, Any]:
-    """What identifies a built corpus, free of where it lives: domains, token counts, tokenizer."""
+    """What identifies a built corpus, free of where it lives: domains, token counts and checksums, tokenizer."""
     manifest = corpus.manifest
     content = {
         "vocab_size": manifest.get("vocab_size"),
@@ -447,12 +447,13 @@ def restore(ckpt: Checkpoint, env, agent) -> dict[str, Any]:
     corpus = corpus_fingerprint(env.corpus)
     saved = ckpt.meta["corpus"]
     if corpus["fingerprint"] != saved["fingerprint"]:
-        changed = saved.get("inputs") and corpus["inputs"] and saved["inputs"] != corpus["inputs"]
+        rebuilt = saved["root"] == corpus["root"] and saved.get("inputs") not in (None, corpus["inputs"])
         raise ResumeError(
             f"{ckpt.path} was written for another corpus ({saved['root']}: domains {saved['domains']}, fingerprint "
             f"{saved['fingerprint']}); this run reads {corpus['root']} (domains {corpus['domains']}, fingerprint "
-            f"{corpus['fingerprint']})" + (": the corpus' input files changed since, so it was rebuilt" if changed else "")
-            + ". A checkpoint only continues on the corpus it was trained on: restore its input files."
+            f"{corpus['fingerprint']})" + (": the corpus' input files changed since, so it was rebuilt" if rebuilt else "")
+            + ". A checkpoint only continues on the corpus it was trained on"
+            + (": restore its input files." if rebuilt else ".")
         )
     env.corpus.verify()  # every token file against its checksum, whatever the corpus' size
     model = model_signature(env.backend.model)
