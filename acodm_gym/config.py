@@ -1,7 +1,7 @@
 """Configuration as data: nested dataclasses, loaded from YAML, overridden from the command line.
 
-Every option lives in one of six sections (``data``, ``model``, ``train``, ``env``, ``agent``,
-``run``). An unknown key is an error that names the key and the closest valid one, so a typo never
+Every option lives in one of seven sections (``data``, ``model``, ``train``, ``env``, ``agent``,
+``task``, ``run``). An unknown key is an error that names the key and the closest valid one, so a typo never
 silently falls back to a default.
 """
 from __future__ import annotations
@@ -28,6 +28,20 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class RecipeConfig:
+    """A corpus recipe (benchmark tasks): the base corpus's domains resampled to given training shares,
+    plus planted low-quality domains generated from the clean text (data/recipes.py). Empty ``shares``:
+    no recipe, the corpus as it is."""
+
+    shares: dict[str, float] = field(default_factory=dict)  # domain -> relative share of the training text (real and planted)
+    train_bytes: int = 8_000_000  # bytes of training text the shares divide
+    heldout_bytes: int = 60_000  # per domain and held-out split (validation, test), drawn before the training sample
+    planted: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {generator: word_salad | boilerplate, ...}
+    chunk_bytes: int = 4_000  # documents are cut into pieces of about this size before sampling
+    seed: int = 0
+
+
+@dataclass
 class DataConfig:
     corpus: str = "default"  # "default" (built from packages), a directory, or a .jsonl / .jsonl.zst file
     cache_dir: str | None = None  # None: $ACODM_GYM_CACHE or the user cache dir
@@ -42,6 +56,7 @@ class DataConfig:
     val_fraction: float = 0.02
     test_fraction: float = 0.02
     seed: int = 0  # document shuffling before the split
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
 
 
 @dataclass
@@ -99,6 +114,16 @@ class AgentConfig:
 
 
 @dataclass
+class TaskConfig:
+    """What a run is scored on (configs/tasks/): the metric is the geometric mean of the per-domain
+    perplexities over ``eval_domains`` (exp of their mean loss); references give the normalised score."""
+
+    name: str | None = None  # a task under configs/tasks/ (set by --task NAME or the task's config)
+    eval_domains: list[str] | None = None  # None: every domain
+    references: str | None = None  # reference scores (JSON); None: the task's shipped configs/tasks/<name>.references.json; "none": no score
+
+
+@dataclass
 class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # None: <agent>-<seed>
@@ -119,6 +144,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -235,6 +261,24 @@ def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Pa
     raise ConfigError(f"Config '{name}' not found: give a YAML path or a name from {CONFIG_DIR}.")
 
 
+TASK_DIR = CONFIG_DIR / "tasks"
+
+
+def task_names() -> list[str]:
+    """The benchmark tasks shipped under configs/tasks/ (``default`` is today's Pretrain-v0)."""
+    return sorted(p.stem for p in TASK_DIR.glob("*.yaml") if not p.name.startswith("_"))
+
+
+def task_config_path(name: str) -> Path:
+    """configs/tasks/<name>.yaml, or a task file of your own (a .yaml path); an unknown name lists the known ones."""
+    path = Path(name).expanduser() if str(name).endswith((".yaml", ".yml")) else TASK_DIR / f"{name}.yaml"
+    if not path.is_file():
+        hint = difflib.get_close_matches(name, task_names(), n=1)
+        suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+        raise ConfigError(f"Unknown task '{name}'.{suggestion} Known tasks: {', '.join(task_names())}.")
+    return path
+
+
 def _expand(data: dict[str, Any], origin: Path | None = None) -> dict[str, Any]:
     """Apply ``base:`` (a config file this one extends; relative to ``origin``, the including
     file's directory) and ``model: {preset: NAME}``."""
@@ -268,9 +312,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def load_config(
     source: str | Path | Mapping[str, Any] | Config | None = None,
     overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    task: str | None = None,
 ) -> Config:
-    """Build a Config from defaults, a YAML file or mapping, and overrides (strings or nested mapping)."""
+    """Build a Config from defaults, a task (configs/tasks/<task>.yaml), a YAML file or mapping on top,
+    and overrides (strings or nested mapping)."""
     cfg = Config()
+    if task is not None:
+        path = task_config_path(task)
+        _merge(cfg, _expand(_load_yaml(path), path.parent), "")
+        cfg.task.name = cfg.task.name or path.stem
     if isinstance(source, Config):
         _merge(cfg, source.to_dict(), "")
     elif source is not None:
@@ -294,6 +344,29 @@ def load_config(
     return cfg
 
 
+PLANTED_GENERATORS = ("word_salad", "boilerplate")  # data/recipes.py: PLANTERS
+
+
+def check_recipe(recipe: RecipeConfig, where: str = "data.recipe") -> None:
+    """Recipe checks that need no corpus: shares, generators, sizes (the domains are checked when it is built)."""
+    if not recipe.shares:
+        if recipe.planted:
+            raise ConfigError(f"{where}.planted needs {where}.shares: give every domain, real and planted, a share.")
+        return
+    if any(not v >= 0 for v in recipe.shares.values()) or sum(recipe.shares.values()) <= 0:
+        raise ConfigError(f"{where}.shares must be non-negative and sum to a positive value; got {dict(recipe.shares)}.")
+    for name, spec in recipe.planted.items():
+        generator = spec.get("generator")
+        if generator not in PLANTED_GENERATORS:
+            raise ConfigError(
+                f"{where}.planted.{name}: unknown generator {generator!r}; choose one of {', '.join(PLANTED_GENERATORS)}."
+            )
+        if name not in recipe.shares:
+            raise ConfigError(f"{where}.planted.{name} has no share: add {where}.shares.{name}.")
+    if min(recipe.train_bytes, recipe.heldout_bytes, recipe.chunk_bytes) < 1:
+        raise ConfigError(f"{where}.train_bytes, heldout_bytes and chunk_bytes must be positive.")
+
+
 def _choice(value: str, allowed: Sequence[str], key: str) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}='{value}' is not supported; choose one of {', '.join(allowed)}.")
@@ -309,6 +382,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.dist_timeout must be a positive number of seconds.")
     _choice(cfg.env.reward_variant, ["paper", "authors"], "env.reward_variant")
     _choice(cfg.env.scalarization, ["alpha_weighted", "sum", "mean"], "env.scalarization")
+    check_recipe(cfg.data.recipe)
     if cfg.run.checkpoint_interval < 0 or cfg.run.keep_checkpoints < 1:
         raise ConfigError("run.checkpoint_interval must be >= 0 (0: no checkpoints) and run.keep_checkpoints >= 1.")
     if cfg.train.total_steps < 1:

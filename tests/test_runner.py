@@ -116,8 +116,10 @@ def test_compare_writes_report_table_and_plots(corpus_text_dir, cache_dir, tmp_p
     out = tmp_path / "cmp"
     assert main(["compare", "--config", cfg, "--methods", "natural,uniform", "--seeds", "0", "1", "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
-    rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| method")]
-    assert [r.split("|")[1].strip() for r in rows] == ["natural", "uniform"]
+    main_table, per_domain = report.split("Per-domain test perplexity")
+    for table in (main_table, per_domain):
+        rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+        assert [r.split("|")[1].strip() for r in rows] == ["natural", "uniform"]
     results = json.loads((out / "results.json").read_text())
     assert results["methods"]["natural"]["seeds"] == [0, 1]
     assert len(results["methods"]["uniform"]["final_val_ppl"]) == 2

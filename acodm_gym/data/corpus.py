@@ -1,12 +1,14 @@
 """Corpus building and reading: text per domain → packed per-domain token files (numpy memmap).
 
 Text is tokenized once. Each domain's documents are concatenated (separated by end-of-text) into
-one token stream, split by position into train / validation / test, and written as flat
+one token stream, split by position into train / validation / test (a recipe, data/recipes.py, chooses
+the held-out documents itself), and written as flat
 ``uint16`` (vocab ≤ 65535) or ``uint32`` files. A ``manifest.json`` records, per domain, where the
 text came from, its license, bytes and tokens, so a run can say exactly what it trained on.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -22,6 +24,7 @@ import numpy as np
 
 from ..config import DataConfig
 from . import tokenizer as toklib
+from .recipes import RecipeError, apply_recipe
 
 SPLITS = ("train", "validation", "test")
 MANIFEST = "manifest.json"
@@ -107,6 +110,7 @@ class _DomainSource:
     name: str
     documents: Callable[[], Iterator[str]]
     meta: dict
+    splits: dict[str, list[str]] | None = None  # a recipe's documents per split (data/recipes.py); None: split by position
 
 
 def _capped(docs: Iterable[str], max_bytes: int | None) -> Iterator[str]:
@@ -119,6 +123,25 @@ def _capped(docs: Iterable[str], max_bytes: int | None) -> Iterator[str]:
 
 
 def _domain_sources(cfg: DataConfig, cache: Path, log: Callable[[str], None]) -> list[_DomainSource]:
+    sources = _base_sources(cfg, cache, log)
+    if not cfg.recipe.shares:
+        return sources
+    base = {s.name: list(s.documents()) for s in sources}
+    meta = {s.name: s.meta for s in sources}
+    try:
+        built = apply_recipe(cfg.recipe, base)
+    except RecipeError as exc:
+        raise CorpusError(str(exc)) from None
+    out = []
+    for name, splits in built.items():
+        planted = cfg.recipe.planted.get(name)
+        info = {**meta[name], "recipe_share": cfg.recipe.shares[name]} if planted is None else {
+            "source": f"planted:{planted['generator']}", "license": "derived from the clean domains", "planted": dict(planted)}
+        out.append(_DomainSource(name, (lambda d=splits: iter(d["train"])), info, splits))
+    return out
+
+
+def _base_sources(cfg: DataConfig, cache: Path, log: Callable[[str], None]) -> list[_DomainSource]:
     spec = cfg.corpus
     if spec == "default":
         from .sources import fetch_default_corpus
@@ -202,10 +225,12 @@ def corpus_dir(cfg: DataConfig) -> Path:
             "seed": cfg.seed,
             "fields": [cfg.domain_fields, cfg.text_field],
             "format": FORMAT_VERSION,
+            **({"recipe": dataclasses.asdict(cfg.recipe)} if cfg.recipe.shares else {}),
         },
         sort_keys=True,
     )
     name = "default" if cfg.corpus == "default" else Path(cfg.corpus).stem.replace(".jsonl", "")
+    name += "-recipe" if cfg.recipe.shares else ""
     return default_cache_dir(cfg) / "corpora" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
@@ -251,24 +276,29 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
         if not s.name or s.name in (".", "..") or "/" in s.name or "\\" in s.name:
             shutil.rmtree(tmp, ignore_errors=True)
             raise CorpusError(f"Domain name {s.name!r} cannot name a directory: rename that domain in {cfg.corpus}.")
-        n_bytes, n_docs, chunks = 0, 0, []
-        docs = list(_capped(s.documents(), cfg.max_bytes_per_domain))
-        for start in range(0, len(docs), 256):
-            batch = docs[start : start + 256]
-            for enc in tok.encode_batch(batch, add_special_tokens=False):
-                chunks.append(np.asarray(enc.ids + [eos], dtype=dtype))
-            n_bytes += sum(len(d.encode("utf-8")) for d in batch)
-            n_docs += len(batch)
+        def tokenize(docs: list[str]) -> np.ndarray:
+            chunks = [np.zeros(0, dtype=dtype)]
+            for start in range(0, len(docs), 256):
+                for enc in tok.encode_batch(docs[start : start + 256], add_special_tokens=False):
+                    chunks.append(np.asarray(enc.ids + [eos], dtype=dtype))
+            return np.concatenate(chunks)
+
+        docs = list(_capped(s.documents(), cfg.max_bytes_per_domain)) if s.splits is None else s.splits["train"]
+        n_bytes, n_docs = sum(len(d.encode("utf-8")) for d in docs), len(docs)
         if n_docs == 0:
             shutil.rmtree(tmp, ignore_errors=True)
             raise CorpusError(
                 f"Domain '{s.name}' has no text ({s.meta.get('source', cfg.corpus)}): add text files "
                 "(.txt, .md, .text or no suffix) or remove it."
             )
-        stream = np.concatenate(chunks)
-        n = len(stream)
-        n_test, n_val = max(1, int(n * cfg.test_fraction)), max(1, int(n * cfg.val_fraction))
-        parts = {"train": stream[: n - n_val - n_test], "validation": stream[n - n_val - n_test : n - n_test], "test": stream[n - n_test :]}
+        if s.splits is not None:  # a recipe chose the held-out documents
+            parts = {split: tokenize(s.splits[split]) for split in SPLITS}
+            n = sum(len(v) for v in parts.values())
+        else:
+            stream = tokenize(docs)
+            n = len(stream)
+            n_test, n_val = max(1, int(n * cfg.test_fraction)), max(1, int(n * cfg.val_fraction))
+            parts = {"train": stream[: n - n_val - n_test], "validation": stream[n - n_val - n_test : n - n_test], "test": stream[n - n_test :]}
         (tmp / s.name).mkdir()
         for split, arr in parts.items():
             arr.tofile(tmp / s.name / f"{split}.bin")

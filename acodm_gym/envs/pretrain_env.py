@@ -32,6 +32,7 @@ from ..lm.models import build_model, evenly_spaced_layers, layers_at_depths, pro
 from ..lm.probes import AlignmentProbe, WeightNormProbe, alignment_reward
 from ..lm.step import NonFiniteLossError, TorchBackend, evaluate_domains, train_step
 from .state import TrainingState, observation_layout
+from .task import TaskMetric, load_references, normalised_score
 
 
 def scalarize(vector: np.ndarray, alpha: np.ndarray, mode: str) -> float:
@@ -64,8 +65,9 @@ class PretrainEnv(gym.Env):
         overrides: Sequence[str] | Mapping[str, Any] | None = None,
         corpus: TokenCorpus | None = None,
         log=print,
+        task: str | None = None,
     ):
-        self.cfg = load_config(config, overrides)
+        self.cfg = load_config(config, overrides, task=task)
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
         distributed.setup(self.cfg.train)  # train.backend=deepspeed: the process group of the ranks in lockstep
@@ -73,6 +75,8 @@ class PretrainEnv(gym.Env):
         self.domains = list(self.corpus.domains)
         self.k = len(self.domains)
         self.natural_weights = self.corpus.natural_weights()
+        self.metric = TaskMetric(self.domains, self.cfg.task.eval_domains)
+        self.references = load_references(self.cfg.task, self.corpus)
         self.L = self.cfg.env.num_norm_probes
         obs_size = 3 * self.k + 1 + 2 * self.L  # the six parts of observation_layout()
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
@@ -174,8 +178,9 @@ class PretrainEnv(gym.Env):
         interval = self.cfg.env.eval_interval
         if interval and (self.t % interval == 0 or truncated):
             val = self.evaluate("validation")
-            info["val_loss"] = val
-            info["val_ppl"] = np.exp(val)
+            info.update(val_loss=val, val_ppl=np.exp(val), val_metric=self.metric.value(val))
+        if truncated:
+            info.update(self.episode_result())
         reward = scalarize(vector, alpha, self.cfg.env.scalarization)
         return self._observation(), reward, False, bool(truncated), info
 
@@ -198,6 +203,19 @@ class PretrainEnv(gym.Env):
             limit = self.cfg.env.eval_batches * self.cfg.train.batch_size
             blocks = [torch.from_numpy(self.corpus.blocks(d, split, self.cfg.model.seq_len, limit)) for d in self.domains]
         return evaluate_domains(self.backend, blocks, self.cfg.train.batch_size)
+
+    def episode_result(self) -> dict[str, Any]:
+        """The episode's result: the task metric on the test split, the paper's arithmetic mean beside it,
+        and the normalised score (None while the task has no references)."""
+        test = self.evaluate("test")
+        test_metric = self.metric.value(test)
+        return {
+            "test_loss": test,
+            "test_ppl": np.exp(test),
+            "test_metric": test_metric,
+            "test_metric_arith": self.metric.arithmetic(test),
+            "score": normalised_score(test_metric, self.references),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """The environment's own state, plain values only (the model and optimiser are the backend's:

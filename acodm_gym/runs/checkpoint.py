@@ -105,6 +105,11 @@ def _steps(root: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint directory (complete or not: ``find`` picks the one to use)."""
+    return bool(_steps(checkpoints_dir(run_dir)))
+
+
 # -- fingerprints ---------------------------------------------------------------------------------
 def corpus_fingerprint(corpus) -> dict[str, Any]:
     """What identifies a built corpus, free of where it lives: domains, token counts, tokenizer."""

@@ -219,7 +219,8 @@ def train(
     seconds = progress.seconds_before + (time.perf_counter() - started)
     steps, weights, val_steps, val_ppl, skipped = progress.steps, progress.weights, progress.val_steps, progress.val_ppl, progress.skipped
 
-    test_ppl = np.exp(env.evaluate("test"))
+    result = {k: info[k] for k in ("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score")} if "test_loss" in info else env.episode_result()
+    test_ppl = result["test_ppl"]
     if not main:  # the other ranks' model and numbers are rank 0's
         env.close()
         distributed.barrier()  # return once rank 0 has written the run directory
@@ -245,9 +246,22 @@ def train(
         "domains": env.domains,
         "final_val_ppl": dict(zip(env.domains, val_arr[-1].tolist())) if len(val_arr) else {},
         "final_val_ppl_avg": float(val_arr[-1].mean()) if len(val_arr) else None,
-        "val_curve": {"steps": val_steps, "avg_ppl": val_arr.mean(axis=1).tolist() if len(val_arr) else []},
+        "val_curve": {
+            "steps": val_steps,
+            "avg_ppl": val_arr.mean(axis=1).tolist() if len(val_arr) else [],
+            "metric": [env.metric.value(np.log(v)) for v in val_arr],
+        },
         "test_ppl": dict(zip(env.domains, test_ppl.tolist())),
         "test_ppl_avg": float(test_ppl.mean()),
+        # The task's metric (geometric mean perplexity over task.eval_domains), the arithmetic mean beside it,
+        # and the normalised score on the test split (None while the task has no references).
+        "task": cfg.task.name,
+        "eval_domains": env.metric.eval_domains,
+        "val_metric": float(env.metric.value(np.log(val_arr[-1]))) if len(val_arr) else None,
+        "val_metric_arith": float(env.metric.arithmetic(np.log(val_arr[-1]))) if len(val_arr) else None,
+        "test_metric": result["test_metric"],
+        "test_metric_arith": result["test_metric_arith"],
+        "score": result["score"],
         "mean_weights": dict(zip(env.domains, mean_weights.tolist())),
         "skipped_steps": skipped,
         "resumed_at": progress.resumed_at,
