@@ -229,6 +229,8 @@ def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_
     for ref in result["references"].values():
         assert ref["seeds"] == [0, 1] and len(ref["test_metric"]) == 2 and all(v > 1 for v in ref["val_metric"])
     assert set(result["discrimination"]) == {"val", "test"}
+    noise = result["evaluation"]
+    assert noise["sequences_per_domain"] > 1 and 0 < noise["metric_rel_se"] < 1
     saved = json.loads((tmp_path / "ref" / "references.json").read_text())
     assert set(saved["corpus"]["domains"]) == {*CLEAN, "salad", "boiler"}
     # the file is a valid reference file for the task: natural scores 0 on its own mean

@@ -91,6 +91,42 @@ def _discrimination(natural: list[float], best: list[float]) -> dict:
     return {"gap": gap, "pooled_std": pooled, "gap_over_std": ratio, "discriminates": bool(ratio is not None and ratio >= DISCRIMINATION)}
 
 
+def evaluation_noise(cfg: Config, corpus, run_dir: Path, seed_values: Sequence[float]) -> dict:
+    """How much of the metric's spread is the evaluation set: the standard error of the log task metric
+    from the per-sequence losses of a trained model on the validation blocks, against the seeds' spread.
+
+    log metric = mean over eval domains of the domain's mean loss, so its standard error is
+    sqrt(Σ_d s_d² / n_d) / D for per-sequence standard deviations s_d over n_d sequences.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..lm.step import sequence_losses
+
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "model").eval()
+    eval_domains = cfg.task.eval_domains or list(corpus.domains)
+    limit = cfg.env.eval_batches * cfg.train.batch_size
+    variances, n = [], 0
+    with torch.no_grad():
+        for d in eval_domains:
+            blocks = torch.from_numpy(corpus.blocks(d, "validation", cfg.model.seq_len, limit))
+            losses = torch.cat([sequence_losses(model(b).logits, b) for b in blocks.split(cfg.train.batch_size)])
+            variances.append(float(losses.var()) / len(losses))
+            n = len(losses)
+    se = float(np.sqrt(np.sum(variances)) / len(eval_domains))
+    seed_std = float(np.std(np.log(seed_values), ddof=1)) if len(seed_values) > 1 else None
+    # tokens per domain for the evaluation error to be a third of the seed spread (it shrinks as 1/sqrt(n))
+    needed = int(np.ceil(n * (se / (seed_std / 3)) ** 2)) * cfg.model.seq_len if seed_std else None
+    return {
+        "sequences_per_domain": n,
+        "tokens_per_domain": n * cfg.model.seq_len,
+        "metric_rel_se": se,
+        "seed_rel_std": seed_std,
+        "tokens_per_domain_for_se_third_of_seed_std": needed,
+        "run": str(run_dir),
+    }
+
+
 def references(
     task: str,
     overrides: Sequence[str] = (),
@@ -157,6 +193,7 @@ def references(
             split: _discrimination([s[f"{split}_metric"] for s in finals["natural"]], [s[f"{split}_metric"] for s in finals["best_static"]])
             for split in ("val", "test")
         },
+        "evaluation": evaluation_noise(cfg, corpus, out / f"natural-seed{seeds[0]}", [s["val_metric"] for s in finals["natural"]]),
         "budget": {
             "search_runs": len(search),
             "search_steps": search_steps,

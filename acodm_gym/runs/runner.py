@@ -271,7 +271,7 @@ def train(
     if cfg.run.plots:
         plots.plot_weights(steps_arr, weights_arr, env.domains, run_dir / "weights.png", f"Domain weights ({cfg.agent.name})")
         if len(val_arr):
-            curves = {"average": (np.array(val_steps), val_arr.mean(axis=1))}
+            curves = {"task metric (geometric mean)": (np.array(val_steps), np.array(summary["val_curve"]["metric"]))}
             curves.update({d: (np.array(val_steps), val_arr[:, i]) for i, d in enumerate(env.domains)})
             plots.plot_val_ppl(curves, run_dir / "val_ppl.png", f"Validation perplexity ({cfg.agent.name})")
         plots.plot_domain_ppl({cfg.agent.name: test_ppl}, env.domains, run_dir / "test_ppl.png")
