@@ -185,6 +185,11 @@ class VectorSAC(VectorObjective, SAC):
         """−scalarised Q / spread(Q) + λ·KL(prior ‖ α) + c·ln p(α), averaged over the batch."""
         return (self.scalarized_objective(obs, logits) + coef * log_prob).mean()
 
+    def actor_step(self, obs: th.Tensor, coef: th.Tensor, sample: tuple[th.Tensor, th.Tensor] | None = None) -> float:
+        """One actor step on ``actor_objective`` at ``sample`` (padded logits, ln p) of π(obs), or a fresh one."""
+        logits, log_prob = self.actor.sample_logits(obs) if sample is None else sample
+        return self._optimize(self.actor.optimizer, self.actor_objective(obs, logits, log_prob, coef), "actor")
+
     def clone_step(self, obs: th.Tensor, actions: th.Tensor) -> float:
         """Warm-up: maximum likelihood of the behaviour weights, −ln p(α_behaviour)."""
         return self._optimize(self.actor.optimizer, -self.actor.log_prob_of(obs, actions).mean(), "actor warm-up")
@@ -213,7 +218,7 @@ class VectorSAC(VectorObjective, SAC):
                 coef = self.entropy_coef(log_prob)
                 coefs.append(coef.item())
                 critic_losses.append(self.critic_step(obs, data.actions, self.td_target(data)))
-                actor_losses.append(self._optimize(self.actor.optimizer, self.actor_objective(obs, logits, log_prob, coef), "actor"))
+                actor_losses.append(self.actor_step(obs, coef, (logits, log_prob)))
             if self._n_updates % self.target_update_interval == 0:
                 polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
