@@ -523,6 +523,14 @@ def test_vector_sac_agent_clones_the_behaviour_then_learns_towards_the_rewarded_
     assert learned[:, 0].mean() > warm[:, 0].mean() + 0.05, (warm[:, 0].mean(), learned[:, 0].mean())
 
 
+def test_frozen_vector_sac_actor_acts_like_its_greedy_policy(tmp_path):
+    agent = VectorSACAgent(make_spec(), warmup_steps=3, **SMALL)
+    obs = drive(agent, 8, np.random.default_rng(0))
+    agent.save(tmp_path / "sac.pt")
+    frozen = FrozenActorAgent(make_spec(), str(tmp_path / "sac.pt"))
+    np.testing.assert_allclose(frozen.act(obs), agent.model.predict(obs, deterministic=True)[0], atol=1e-6)
+
+
 def test_vector_sac_explores_by_sampling_its_policy():
     agent = VectorSACAgent(make_spec(), warmup_steps=0, **SMALL)
     obs = np.zeros(OBS, np.float32)

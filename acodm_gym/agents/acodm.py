@@ -22,7 +22,7 @@ from .base import Agent, EnvSpec, read_agent_file
 from .diagnostics import Diagnostics
 from .exp3 import EXP3Agent
 from .sb3 import build_sb3_model, drain_logger, load_sb3_state, sb3_state
-from .vector_sac import VectorSAC, entropy_target
+from .vector_sac import LogisticNormalActor, VectorSAC, entropy_target
 from .vector_td3 import SoftmaxActor, VectorDDPG, VectorTD3, cosine_schedule
 
 BEHAVIOURS = ("natural", "odm")
@@ -209,11 +209,15 @@ class ACODMTD3Agent(ACODMAgent):
 
 class VectorSACAgent(ACODMAgent):
     """AC-ODM's loop on vector-reward SAC with a logistic-normal policy on the simplex (``vector-sac``,
-    ``vector_sac.py``): after warm-up it explores by sampling its own policy (``exploration`` "policy";
-    the others as for ``acodm``). Extra options: ``ent_coef`` ("auto_0.05": SB3's automatic temperature
-    from 0.05, or a fixed float) and ``target_entropy`` (None: (k − 1)·½·ln(2πe·0.02²), the entropy on the
-    simplex of std 0.02 on each free weight, AC-ODM's exploration noise). Two critics (per-component
-    minimum in the target); its warm-up fits the policy to the behaviour weights by maximum likelihood."""
+    ``vector_sac.py``). Two critics (per-component minimum in the target); its warm-up fits the policy
+    to the behaviour weights by maximum likelihood. Options as ``acodm``, and:
+
+    :param ent_coef: SAC's temperature: "auto_0.05" (SB3's automatic tuning from 0.05), "auto" (from 1)
+        or a fixed float; not tuned
+    :param target_entropy: the entropy the automatic temperature aims at (None: (k − 1)·½·ln(2πe·0.02²),
+        the entropy on the simplex of std 0.02 on each free weight, AC-ODM's exploration noise)
+    :param exploration: "policy" (sample the policy after warm-up) or one of ``acodm``'s
+    """
 
     name = "vector-sac"
     algorithm = VectorSAC
@@ -230,7 +234,8 @@ class VectorSACAgent(ACODMAgent):
 
 
 class FrozenActorAgent(Agent):
-    """Proxy mode's target stage (``frozen``; the CLI's ``transfer``): a saved acodm/acodm-td3 actor.
+    """Proxy mode's target stage (``frozen``; the CLI's ``transfer``): a saved acodm/acodm-td3/vector-sac
+    actor, acting greedily (vector-sac: softmax of its Gaussian's mean).
 
     Option: ``path``, the file ``Agent.save`` wrote. Needs no reward, so the env skips its probes.
     Refuses a file made for other domains or another observation layout, and a corrupted file.
@@ -238,7 +243,7 @@ class FrozenActorAgent(Agent):
 
     name = "frozen"
     needs_reward = False
-    sources = (ACODMAgent.name, ACODMTD3Agent.name)
+    sources = {ACODMAgent.name: SoftmaxActor, ACODMTD3Agent.name: SoftmaxActor, VectorSACAgent.name: LogisticNormalActor}
 
     def __init__(self, spec: EnvSpec, path: str):
         super().__init__(spec)
@@ -249,7 +254,7 @@ class FrozenActorAgent(Agent):
         obs_space = spec.observation_space
         try:
             state = blob["state"]
-            self.actor = SoftmaxActor(obs_space, spec.action_space, list(state["net_arch"]), FlattenExtractor(obs_space), obs_space.shape[0])
+            self.actor = self.sources[blob["agent"]](obs_space, spec.action_space, list(state["net_arch"]), FlattenExtractor(obs_space), obs_space.shape[0])
             policy = state["sb3"]["params"]["policy"]
             self.actor.load_state_dict({k.removeprefix("actor."): v for k, v in policy.items() if k.startswith("actor.")})
         except (KeyError, TypeError, RuntimeError) as exc:
@@ -259,7 +264,7 @@ class FrozenActorAgent(Agent):
     @classmethod
     def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "FrozenActorAgent":
         if "path" not in cfg.options:
-            raise ConfigError("agent 'frozen' needs agent.options.path: a file saved by an acodm or acodm-td3 run.")
+            raise ConfigError("agent 'frozen' needs agent.options.path: a file saved by an acodm, acodm-td3 or vector-sac run.")
         return super().from_config(spec, cfg)
 
     def act(self, obs):
