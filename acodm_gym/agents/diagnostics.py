@@ -154,17 +154,23 @@ class Diagnostics:
         return {k: v for k, v in out.items() if math.isfinite(v)}
 
     def state_dict(self) -> dict[str, Any]:
-        pack = lambda items: [{"obs": i["obs"].tolist(), "action": i["action"].tolist(), "ret": i["ret"].tolist(), "age": i["age"]}
-                              for i in items]  # noqa: E731
-        return {"rewards": [r.tolist() for r in self.rewards], "pending": pack(self.pending), "heldout": pack(self.heldout),
-                "seen": self.seen}
+        return {"rewards": [r.tolist() for r in self.rewards], "pending": [_pack(i) for i in self.pending],
+                "heldout": [_pack(i) for i in self.heldout], "seen": self.seen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        unpack = lambda i: {"obs": np.asarray(i["obs"], np.float32), "action": np.asarray(i["action"], np.float32),
-                            "ret": np.asarray(i["ret"], np.float64), "age": int(i["age"])}  # noqa: E731
         self.rewards.clear()
         self.rewards.extend(np.asarray(r, np.float64) for r in state["rewards"])
-        self.pending = [unpack(i) for i in state["pending"]]
+        self.pending = [_unpack(i) for i in state["pending"]]
         self.heldout.clear()
-        self.heldout.extend(unpack(i) for i in state["heldout"])
+        self.heldout.extend(_unpack(i) for i in state["heldout"])
         self.seen = int(state["seen"])
+
+
+def _pack(item: dict[str, Any]) -> dict[str, Any]:
+    """A held-out transition as plain Python values (saved agents are read back with ``weights_only``)."""
+    return {"obs": item["obs"].tolist(), "action": item["action"].tolist(), "ret": item["ret"].tolist(), "age": item["age"]}
+
+
+def _unpack(item: dict[str, Any]) -> dict[str, Any]:
+    return {"obs": np.asarray(item["obs"], np.float32), "action": np.asarray(item["action"], np.float32),
+            "ret": np.asarray(item["ret"], np.float64), "age": int(item["age"])}
