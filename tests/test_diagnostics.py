@@ -113,3 +113,13 @@ def test_bad_diagnostics_options_are_refused():
         ACODMAgent(make_spec(), diagnostics_window=1, **SMALL)
     with pytest.raises(ValueError, match="target_weights"):
         ACODMAgent(make_spec(), target_weights=[0.5, -0.5, 1.0], **SMALL)
+    with pytest.raises(ValueError, match="unknown domains"):
+        ACODMAgent(make_spec(), target_weights={"a": 1.0, "b": 1.0, "z": 1.0}, **SMALL)
+
+
+def test_target_weights_from_a_mapping_or_a_mixture_file(tmp_path):
+    from acodm_gym.agents.static import write_mixture
+
+    path = write_mixture(tmp_path / "mixture.json", ["a", "b", "c"], [1], np.array([[0.6, 0.2, 0.2]]))
+    for target in ({"c": 2.0, "a": 6.0, "b": 2.0}, str(path)):
+        np.testing.assert_allclose(ACODMAgent(make_spec(), target_weights=target, **SMALL).diagnostics.target, [0.6, 0.2, 0.2])

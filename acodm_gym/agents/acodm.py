@@ -22,6 +22,7 @@ from .base import Agent, EnvSpec, read_agent_file
 from .diagnostics import Diagnostics
 from .exp3 import EXP3Agent
 from .sb3 import build_sb3_model, drain_logger, load_sb3_state, sb3_state
+from .static import read_weights
 from .vector_sac import LogisticNormalActor, VectorSAC, entropy_target
 from .vector_td3 import SoftmaxActor, VectorDDPG, VectorTD3, cosine_schedule
 
@@ -44,7 +45,8 @@ class ACODMAgent(Agent):
     ``warmup_noise`` (0.02); ``warmup_behaviour`` ("natural" | "odm"); ``exploration``
     ("gaussian" | "authors" | "none"); ``exploration_noise`` (0.02); ``seed`` (0); ``device`` ("cpu").
     Diagnostics (``agents/diagnostics.py``): ``target_weights`` (None: the mixture ``target_cosine``
-    measures the actor's steps against, e.g. the task's best static mixture); ``holdout_every`` (10:
+    measures the actor's steps against, e.g. the task's best static mixture: a list, a {domain: weight}
+    mapping or a weights file such as a run's mixture.json, as ``agent.weights``); ``holdout_every`` (10:
     every 10th transition is kept out of the replay buffer for ``q_return_spearman``; 0: none);
     ``diagnostics_window`` (50: steps of the reward signal-to-noise window).
     """
@@ -74,7 +76,7 @@ class ACODMAgent(Agent):
         warmup_behaviour: str = "natural",
         exploration: str = "gaussian",
         exploration_noise: float = 0.02,
-        target_weights: list[float] | None = None,
+        target_weights: list[float] | dict[str, float] | str | None = None,
         holdout_every: int = 10,
         diagnostics_window: int = 50,
         seed: int = 0,
@@ -87,7 +89,8 @@ class ACODMAgent(Agent):
             raise ConfigError(f"{self.name} prior='{prior}'; choose one of {', '.join(PRIORS)}.")
         if exploration not in self.explorations:
             raise ConfigError(f"{self.name} exploration='{exploration}'; choose one of {', '.join(self.explorations)}.")
-        self.diagnostics = Diagnostics(self.k, gamma, target_weights, diagnostics_window, holdout_every)
+        target = None if target_weights is None else read_weights(target_weights, spec.domains)
+        self.diagnostics = Diagnostics(self.k, gamma, target, diagnostics_window, holdout_every)
         self.net_arch = [int(width)] * int(layers)
         self.batch_size = int(batch_size)
         self.warmup_steps = max(1, spec.total_steps // 10) if warmup_steps is None else int(warmup_steps)

@@ -24,6 +24,7 @@ from ..config import ConfigError
 from .base import Agent, EnvSpec
 from .diagnostics import Diagnostics
 from .rewards import importance_weighted_ema
+from .static import read_weights
 
 NORMALIZATIONS = ("std", "none")
 INITS = ("natural", "uniform")
@@ -41,7 +42,8 @@ class DoGEAgent(Agent):
     :param reward_ema: ξ of the importance-corrected average (0.9; None: ``info["vector_reward"]`` as
         given, e.g. under the ``ImportanceWeightedRewardEMA`` wrapper)
     :param init: the first weights, "natural" or "uniform"
-    :param target_weights: the mixture ``target_cosine`` measures the steps against (None: not logged)
+    :param target_weights: the mixture ``target_cosine`` measures the steps against: a list, a {domain:
+        weight} mapping or a weights file, as ``agent.weights`` (None: not logged)
     :param diagnostics_window: steps of the reward signal-to-noise window
     """
 
@@ -49,7 +51,7 @@ class DoGEAgent(Agent):
     needs_reward = True
 
     def __init__(self, spec: EnvSpec, eta: float = 0.005, normalize: str = "std", floor: float = 0.0,
-                 reward_ema: float | None = 0.9, init: str = "natural", target_weights: list[float] | None = None,
+                 reward_ema: float | None = 0.9, init: str = "natural", target_weights: list[float] | dict[str, float] | str | None = None,
                  diagnostics_window: int = 50):
         super().__init__(spec)
         if not (eta > 0 and math.isfinite(eta)):
@@ -67,7 +69,8 @@ class DoGEAgent(Agent):
         self.ema: np.ndarray | None = None  # r̂ (None before the first step)
         self.t = 0  # transitions observed
         self.n_updates = 0
-        self.diagnostics = Diagnostics(self.k, None, target_weights, diagnostics_window)
+        target = None if target_weights is None else read_weights(target_weights, spec.domains)
+        self.diagnostics = Diagnostics(self.k, None, target, diagnostics_window)
 
     def act(self, obs):
         return self.weights.copy()
