@@ -44,8 +44,8 @@ def make_agent(cfg: AgentConfig, spec: EnvSpec) -> Agent:
 
 __all__ = [
     "Agent", "EnvSpec", "AGENTS", "agent_class", "make_agent", "read_agent_file", "read_weights",
-    "NaturalAgent", "UniformAgent", "StaticAgent", "ACODMAgent", "ACODMTD3Agent", "VectorSACAgent", "FrozenActorAgent", "EXP3Agent",
-    "DoGEAgent",
+    "NaturalAgent", "UniformAgent", "StaticAgent", "ACODMAgent", "ACODMTD3Agent", "FrozenActorAgent", "EXP3Agent",
+    "VectorSACAgent", "DoGEAgent",
     "DDPGAgent", "TD3Agent", "SACAgent", "PPOAgent", "VectorTD3", "VectorDDPG", "VectorTD3Policy", "VectorReplayBuffer",
     "VectorSAC", "VectorSACPolicy", "LogisticNormalActor", "LogisticNormalDistribution",
 ]

@@ -229,7 +229,8 @@ class VectorSACAgent(ACODMAgent):
     def __init__(self, spec: EnvSpec, *, ent_coef: str | float = "auto_0.05", target_entropy: float | None = None,
                  exploration: str = "policy", **options):
         k = len(spec.domains)
-        self._sac_options = {"ent_coef": ent_coef, "target_entropy": entropy_target(k) if target_entropy is None else float(target_entropy)}
+        target = entropy_target(k) if target_entropy is None else float(target_entropy)
+        self._sac_options = {"ent_coef": ent_coef, "target_entropy": target}
         super().__init__(spec, exploration=exploration, **options)
 
     def algorithm_options(self):
@@ -267,7 +268,9 @@ class FrozenActorAgent(Agent):
     @classmethod
     def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "FrozenActorAgent":
         if "path" not in cfg.options:
-            raise ConfigError("agent 'frozen' needs agent.options.path: a file saved by an acodm, acodm-td3 or vector-sac run.")
+            raise ConfigError(
+                "agent 'frozen' needs agent.options.path: a file saved by an acodm, acodm-td3 or vector-sac run."
+            )
         return super().from_config(spec, cfg)
 
     def act(self, obs):

@@ -36,6 +36,7 @@ DIAGNOSTICS = (
     "td_error", "q_return_spearman", "reward_signal", "reward_noise", "reward_snr", "target_cosine", "weight_entropy",
 )
 MIN_HELDOUT = 5
+QAndReturn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def ranks(x: np.ndarray) -> np.ndarray:
@@ -134,7 +135,7 @@ class Diagnostics:
             self.heldout.append(self.pending.pop(0))
 
     def stats(self, before: np.ndarray | None = None, after: np.ndarray | None = None,
-              q_and_return: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, float]:
+              q_and_return: QAndReturn | None = None) -> dict[str, float]:
         """The diagnostics available now. ``before``/``after``: greedy weights around the update;
         ``q_and_return(obs, actions, returns)``: scalarised Q and scalarised returns of held-out transitions."""
         out: dict[str, float] = {}

@@ -51,8 +51,8 @@ class DoGEAgent(Agent):
     needs_reward = True
 
     def __init__(self, spec: EnvSpec, eta: float = 0.005, normalize: str = "std", floor: float = 0.0,
-                 reward_ema: float | None = 0.9, init: str = "natural", target_weights: list[float] | dict[str, float] | str | None = None,
-                 diagnostics_window: int = 50):
+                 reward_ema: float | None = 0.9, init: str = "natural",
+                 target_weights: list[float] | dict[str, float] | str | None = None, diagnostics_window: int = 50):
         super().__init__(spec)
         if not (eta > 0 and math.isfinite(eta)):
             raise ConfigError(f"doge eta={eta} must be a finite number > 0 (the exponentiated-gradient step size).")

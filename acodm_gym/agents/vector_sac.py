@@ -110,7 +110,8 @@ class LogisticNormalActor(Actor):
         if self.use_sde:
             raise ValueError("vector-sac does not support gSDE (use_sde): its policy is a logistic-normal on the simplex.")
         k = get_action_dim(self.action_space)
-        self.latent_pi = nn.Sequential(*mlp(self.features_dim, 1, self.net_arch, self.activation_fn)[:-1])  # hidden layers only
+        hidden = mlp(self.features_dim, 1, self.net_arch, self.activation_fn)[:-1]  # the hidden layers only
+        self.latent_pi = nn.Sequential(*hidden)
         last = self.net_arch[-1] if self.net_arch else self.features_dim
         self.action_dist = LogisticNormalDistribution(k)
         self.mu, self.log_std = nn.Linear(last, k - 1), nn.Linear(last, k - 1)
