@@ -5,8 +5,8 @@
   resumed with ``train --resume``, and must equal an uninterrupted run with the same seed bit for
   bit: metrics.csv byte for byte (every loss, weight, reward, learning rate, validation perplexity,
   steps exactly 1..T), the final model and the agent (networks, optimisers, replay buffer). For
-  ``acodm`` (actor–critic with a replay buffer, warm-up shorter than the checkpoint step), ``odm``
-  and ``acodm`` on the DeepSpeed backend at world size 1.
+  ``acodm`` (actor–critic with a replay buffer, warm-up shorter than the checkpoint step), ``odm``,
+  ``vector-sac`` with every diagnostic, and ``acodm`` on the DeepSpeed backend at world size 1.
 * Faults: a truncated checkpoint (fall back to the previous one), a changed config / another model /
   another corpus / another world size (refused, naming what differs), non-finite losses (skipped
   and counted; a burst stops the run, the checkpoint before it resumes), a full disk while
@@ -181,7 +181,8 @@ def test_acodm_killed_and_resumed_equals_uninterrupted_run(acodm_runs):
     run_dir, ref_dir = acodm_runs
     _assert_same_run(run_dir, ref_dir)
     state = torch.load(run_dir / "agent.pt", weights_only=True)["state"]
-    assert state["t"] == TOTAL and len(state["sb3"]["replay"]["rewards"]) == TOTAL  # every transition, once
+    held_out = TOTAL // 10  # every 10th transition is kept out of the replay for the diagnostics
+    assert state["t"] == TOTAL and len(state["sb3"]["replay"]["rewards"]) == TOTAL - held_out  # every other one, once
     assert np.any(state["sb3"]["replay"]["ema"].numpy() != 0)  # the reward EMA travelled with the replay buffer
 
 
@@ -190,6 +191,19 @@ def test_odm_killed_and_resumed_equals_uninterrupted_run(corpus_text_dir, cache_
     run_dir, ref_dir = _kill_and_resume(tmp_path, cfg)
     _assert_same_run(run_dir, ref_dir)
     assert any((run_dir / "tensorboard").iterdir())
+
+
+def test_vector_sac_killed_and_resumed_equals_uninterrupted_run_with_its_diagnostics(corpus_text_dir, cache_dir, tmp_path):
+    """The logistic-normal SAC (entropy temperature and its optimiser, policy sampling from the global
+    RNG) and every diagnostic (held-out transitions, reward window) resume bit for bit."""
+    options = {**ACODM["options"], "gamma": 0.5, "holdout_every": 2, "target_weights": [1, 1, 1, 1]}
+    cfg = _config_file(tmp_path, corpus_text_dir, cache_dir, {"name": "vector-sac", "options": options}, run={"plots": True})
+    run_dir, ref_dir = _kill_and_resume(tmp_path, cfg)
+    _assert_same_run(run_dir, ref_dir)
+    m = read_metrics(run_dir / "metrics.csv")
+    for name in ("td_error", "q_return_spearman", "reward_snr", "target_cosine", "weight_entropy"):
+        assert np.isfinite(m[f"diag/{name}"]).sum() >= 10, name
+    assert (run_dir / "diagnostics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""Per-step metrics: one CSV row per step (fixed columns) and TensorBoard scalars."""
+"""Per-step metrics: one CSV row per step (fixed columns) and TensorBoard scalars.
+
+The agent's diagnostics (``agents/diagnostics.py``) are columns ``diag/<name>``, empty where the
+agent gave none that step; every other statistic of ``update()`` goes to TensorBoard only."""
 from __future__ import annotations
 
 import csv
@@ -8,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..agents.diagnostics import DIAGNOSTICS
 
 PER_DOMAIN = ("weight", "loss", "reward", "epochs", "val_ppl")
 
@@ -19,6 +24,7 @@ class MetricsLogger:
         self.domains = domains
         self.columns = ["step", "tokens", "objective", "lr", "grad_norm", "reward", "skipped", "val_ppl_avg"]
         self.columns += [f"{part}/{d}" for part in PER_DOMAIN for d in domains]
+        self.columns += [f"diag/{name}" for name in DIAGNOSTICS]
         if resume_from is None:
             self._fh = open(run_dir / "metrics.csv", "w", newline="")
             self._csv = csv.DictWriter(self._fh, fieldnames=self.columns)
@@ -64,11 +70,13 @@ class MetricsLogger:
         for part, values in sources.items():
             for d, v in zip(self.domains, values if values is not None else [""] * len(self.domains)):
                 row[f"{part}/{d}"] = v if v == "" else float(v)
+        for name in DIAGNOSTICS:
+            row[f"diag/{name}"] = float(agent_stats[name]) if name in agent_stats else ""
         self._csv.writerow(row)
         if self._tb is not None:
             step = info["step"]
             for key, value in row.items():
-                if key != "step" and value != "" and math.isfinite(float(value)):
+                if key != "step" and not key.startswith("diag/") and value != "" and math.isfinite(float(value)):
                     self._tb.add_scalar(key, float(value), step)
             for key, value in agent_stats.items():
                 self._tb.add_scalar(f"agent/{key}", float(value), step)

@@ -4,14 +4,14 @@ The runner owns the loop (act → env.step → observe → update), so every age
 or actor–critic — is driven the same way, and writes a run directory:
 
     runs/<name>/config.yaml     the full config used
-    runs/<name>/metrics.csv     one row per step: losses, weights, rewards, validation perplexity
+    runs/<name>/metrics.csv     one row per step: losses, weights, rewards, validation perplexity, agent diagnostics
     runs/<name>/tensorboard/    the same as TensorBoard events, plus the agent's own statistics
     runs/<name>/summary.json    final per-domain validation and test perplexity, time per step
     runs/<name>/mixture.json    the weight schedule α(t) and its mean (reusable as a static mixture)
     runs/<name>/model/          the trained model and tokenizer in Hugging Face format
     runs/<name>/transitions.npz with run.log_transitions: obs, action, reward, vector_reward, next_obs per step
     runs/<name>/agent.pt        the agent (for acodm: the actor a target run can load)
-    runs/<name>/*.png           domain weights and validation perplexity over steps, test perplexity
+    runs/<name>/*.png           domain weights and validation perplexity over steps, test perplexity, diagnostics
     runs/<name>/checkpoints/    every run.checkpoint_interval steps, what resuming needs (runs/checkpoint.py)
 
 ``train(cfg, resume=RUN_DIR)`` / ``resume(RUN_DIR)`` (``acodm-gym train --resume RUN_DIR``) continue a
@@ -40,7 +40,7 @@ from ..envs.pretrain_env import PretrainEnv
 from ..lm import distributed
 from ..lm.step import NonFiniteLossError
 from . import checkpoint, plots
-from .logger import MetricsLogger
+from .logger import MetricsLogger, read_metrics
 
 
 @dataclass
@@ -275,6 +275,8 @@ def train(
             curves.update({d: (np.array(val_steps), val_arr[:, i]) for i, d in enumerate(env.domains)})
             plots.plot_val_ppl(curves, run_dir / "val_ppl.png", f"Validation perplexity ({cfg.agent.name})")
         plots.plot_domain_ppl({cfg.agent.name: test_ppl}, env.domains, run_dir / "test_ppl.png")
+        metrics = read_metrics(run_dir / "metrics.csv")
+        plots.plot_diagnostics(metrics, run_dir / "diagnostics.png", f"Diagnostics ({cfg.agent.name})")
     env.close()
     distributed.barrier()
     return RunResult(run_dir, summary)
