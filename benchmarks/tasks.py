@@ -13,7 +13,7 @@ task, metric_domains, references, methods; plus the references' discrimination a
 figures, the command, date and machine), ``<task>.md`` and the plots in ``<task>/``. Every run is a
 run directory under ``--out``: rerunning the same command continues where it stopped.
 
-    python benchmarks/tasks.py                                  # 3 tasks, 3 seeds, 5 methods
+    python benchmarks/tasks.py                                  # 3 tasks, 3 seeds, 8 methods
     python benchmarks/tasks.py --tasks noisy --methods natural,uniform,odm
     python benchmarks/tasks.py --references-only                # only step 1
 """
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from acodm_gym.config import TASK_DIR, load_config
-from acodm_gym.runs.compare import METHODS, compare
+from acodm_gym.runs.compare import ALL_METHODS, compare
 from acodm_gym.runs.reference import references
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tasks"
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="skewed,noisy,target")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument("--out", default="runs/tasks", help="where the run directories go (one folder per task)")
     parser.add_argument("--references-only", action="store_true")
     args = parser.parse_args(argv)

@@ -237,3 +237,14 @@ def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_
     cfg = load_config(None, [f"task.references={tmp_path / 'ref' / 'references.json'}"], task=str(small_task))
     refs = load_references(cfg.task, open_corpus(cfg.data, log=lambda _: None))
     assert normalised_score(float(np.mean(refs["references"]["natural"]["test_metric"])), refs) == pytest.approx(0.0)
+
+
+def test_learning_agents_get_the_best_static_mixture_as_their_diagnostic_target(small_task, tmp_path):
+    from acodm_gym.runs.runner import prepare_config
+
+    path = tmp_path / "refs.json"
+    path.write_text(json.dumps({"domains": ["code", "docs"], "references": {"best_static": {"weights": [0.7, 0.3]}}}))
+    acodm = prepare_config(load_config(None, [f"task.references={path}", "agent.name=acodm"], task=str(small_task)))
+    assert acodm.agent.options["target_weights"] == {"code": 0.7, "docs": 0.3}
+    odm = prepare_config(load_config(None, [f"task.references={path}", "agent.name=odm"], task=str(small_task)))
+    assert "target_weights" not in odm.agent.options  # EXP3 has no actor to diagnose

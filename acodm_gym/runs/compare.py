@@ -22,6 +22,8 @@ from . import checkpoint, plots
 from .runner import prepare_config, run_dir_for, train
 
 METHODS = ("natural", "uniform", "odm", "acodm", "acodm-proxy")
+# Every learned agent as well: what the benchmark tasks compare (benchmarks/tasks.py).
+ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")
 # Keys a finished run may differ in and still be reused by a sweep: what resuming accepts, plus the reference
 # file (report() recomputes every score from the task's references).
 REUSE_SAFE_KEYS = (*checkpoint.SAFE_KEYS, "task.references")

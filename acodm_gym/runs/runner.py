@@ -21,6 +21,7 @@ stopped (metrics.csv is cut back to the checkpoint's step, so no row is lost or 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from ..agents.static import write_mixture
 from ..config import Config, load_config
 from ..data.tokenizer import to_hf_tokenizer
 from ..envs.pretrain_env import PretrainEnv
+from ..envs.task import references_path
 from ..lm import distributed
 from ..lm.step import NonFiniteLossError
 from . import checkpoint, plots
@@ -114,7 +116,20 @@ def prepare_config(cfg: Config) -> Config:
         cfg.env.compute_reward = False
     if not cls.exploration_floor:
         cfg.train.exploration_floor = False
+    target = _best_static(cfg)
+    if target is not None and "target_weights" in inspect.signature(cls.__init__).parameters:
+        # the diagnostics' target_cosine: does the actor move towards the task's best static mixture?
+        cfg.agent = dataclasses.replace(cfg.agent, options={"target_weights": target, **cfg.agent.options})
     return cfg
+
+
+def _best_static(cfg: Config) -> dict[str, float] | None:
+    """The task's best static mixture from its reference file, as {domain: weight} (None without one)."""
+    path = references_path(cfg.task) if cfg.task.references != "none" else None
+    if path is None or not path.exists():
+        return None
+    refs = json.loads(path.read_text())
+    return dict(zip(refs["domains"], refs["references"]["best_static"]["weights"]))
 
 
 def run_dir_for(cfg: Config) -> Path:
