@@ -283,6 +283,22 @@ def test_exploration_noise_after_warmup():
     assert np.abs(agent.act(obs) - greedy).max() < 0.002
 
 
+@pytest.mark.parametrize("phase", ["warmup", "gaussian"])
+def test_noise_that_leaves_no_weight_positive_falls_back_to_the_noise_free_weights(phase):
+    """A huge noise (σ = 10) often makes every weight negative: the env would refuse that action."""
+    obs = np.zeros(OBS, np.float32)
+    if phase == "warmup":
+        agent = ACODMAgent(make_spec(), warmup_steps=1000, warmup_noise=10.0, **SMALL)
+        clean = NATURAL
+    else:
+        agent = ACODMAgent(make_spec(), warmup_steps=0, exploration_noise=10.0, **SMALL)
+        clean = agent.model.predict(obs, deterministic=True)[0]
+    actions = np.array([agent.act(obs) for _ in range(100)])
+    np.testing.assert_allclose(actions.sum(axis=1), 1.0)
+    fell_back = np.all(np.isclose(actions, clean, atol=1e-6), axis=1)
+    assert 0 < fell_back.sum() < 100  # about 1/8 of the draws: all three weights + N(0, 100) below 0
+
+
 @pytest.mark.parametrize("cls", [ACODMAgent, ACODMTD3Agent])
 def test_save_load_round_trip_gives_identical_actions(cls, tmp_path):
     rng = np.random.default_rng(0)
