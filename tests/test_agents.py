@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -357,6 +358,29 @@ def test_bad_spaces_and_options_are_refused():
         ACODMAgent(make_spec(), prior="doremi")
     with pytest.raises(ConfigError, match="path"):
         make_agent(AgentConfig(name="frozen"), make_spec())
+
+
+@pytest.mark.parametrize(
+    "name, content, fragment",
+    [
+        ("w.json", b'{"a": 0.5, "b": ', "is not valid UTF-8 JSON"),
+        ("w.json", b"", "is not valid UTF-8 JSON"),
+        ("w.yaml", b"a: [0.5\nb: 0.3\n", "is not valid UTF-8 YAML"),
+        ("w.yaml", b"a: 0.5\nb: caf\xe9\n", "is not valid UTF-8 YAML"),
+        ("w.yaml", b"just some text\n", "holds 'just some text': give a list of weights or a {domain: weight} mapping"),
+        ("w.yaml", b"", "holds nothing"),
+        ("w.json", b'["x", 1, 2]', "are not all numbers"),
+        ("w.json", b'{"a": "lots", "b": 1, "c": 2}', "are not all numbers"),
+        ("w.json", b'{"a": 1, "b": 1}', r"miss domains \['c'\]"),
+    ],
+)
+def test_static_weights_file_errors_name_the_file(tmp_path, name, content, fragment):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as err:
+        make_agent(AgentConfig(name="static", weights=str(path)), make_spec())
+    assert f"Weights file {path}" in str(err.value)
+    assert re.search(fragment, str(err.value)), str(err.value)
 
 
 # -- frozen actor (proxy → target) ------------------------------------------------------------------
