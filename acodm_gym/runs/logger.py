@@ -1,4 +1,8 @@
-"""Per-step metrics: one CSV row per step (fixed columns) and TensorBoard scalars."""
+"""Per-step metrics: one CSV row per step (fixed columns) and TensorBoard scalars.
+
+Without reward computation (``env.compute_reward: false``: static agents, frozen actors, ODM) the
+reward columns are left out rather than logged as a constant 0.
+"""
 from __future__ import annotations
 
 import csv
@@ -13,12 +17,21 @@ PER_DOMAIN = ("weight", "loss", "reward", "epochs", "val_ppl")
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: Path, domains: list[str], tensorboard: bool = True, resume_from: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        domains: list[str],
+        tensorboard: bool = True,
+        resume_from: tuple[int, int] | None = None,
+        rewards: bool = True,
+    ):
         """``resume_from`` (bytes, step): continue a resumed run's CSV, cut back to its first ``bytes``
-        (its length at the checkpoint of ``step``), and hide TensorBoard events after ``step``."""
+        (its length at the checkpoint of ``step``), and hide TensorBoard events after ``step``.
+        ``rewards``: whether the env computes rewards (else no ``reward`` columns)."""
         self.domains = domains
-        self.columns = ["step", "tokens", "objective", "lr", "grad_norm", "reward", "skipped", "val_ppl_avg"]
-        self.columns += [f"{part}/{d}" for part in PER_DOMAIN for d in domains]
+        self.rewards = rewards
+        self.columns = ["step", "tokens", "objective", "lr", "grad_norm", *(["reward"] if rewards else []), "skipped", "val_ppl_avg"]
+        self.columns += [f"{part}/{d}" for part in PER_DOMAIN if rewards or part != "reward" for d in domains]
         if resume_from is None:
             self._fh = open(run_dir / "metrics.csv", "w", newline="")
             self._csv = csv.DictWriter(self._fh, fieldnames=self.columns)
@@ -61,6 +74,8 @@ class MetricsLogger:
             "epochs": info["epochs"],
             "val_ppl": info.get("val_ppl"),
         }
+        if not self.rewards:
+            del row["reward"], sources["reward"]
         for part, values in sources.items():
             for d, v in zip(self.domains, values if values is not None else [""] * len(self.domains)):
                 row[f"{part}/{d}"] = v if v == "" else float(v)
