@@ -352,10 +352,14 @@ def check_model(model: ModelConfig) -> None:
     if small:
         raise ConfigError(f"{', '.join(small)}: model sizes must be >= 1.")
     if model.hidden_size % model.num_heads:
-        raise ConfigError(f"model.hidden_size={model.hidden_size} must be divisible by model.num_heads={model.num_heads}.")
+        raise ConfigError(
+            f"model.hidden_size={model.hidden_size} must be divisible by model.num_heads={model.num_heads}."
+        )
     kv = model.num_kv_heads
     if kv is not None and (kv < 1 or model.num_heads % kv):
-        raise ConfigError(f"model.num_kv_heads={kv} must be >= 1 and divide model.num_heads={model.num_heads} (null: = num_heads).")
+        raise ConfigError(
+            f"model.num_kv_heads={kv} must be >= 1 and divide model.num_heads={model.num_heads} (null: = num_heads)."
+        )
 
 
 def _check_train(t: TrainConfig) -> None:
@@ -369,11 +373,11 @@ def _check_train(t: TrainConfig) -> None:
     if not (math.isfinite(t.lr) and t.lr > 0):
         raise ConfigError(f"train.lr={t.lr}: set a positive learning rate, e.g. train.lr=2e-3.")
     if not 0.0 <= t.min_lr_ratio <= 1.0:
-        raise ConfigError(f"train.min_lr_ratio={t.min_lr_ratio} must be in [0, 1] (the final LR as a share of train.lr).")
+        raise ConfigError(f"train.min_lr_ratio={t.min_lr_ratio} must be in [0, 1] (the final LR as a share of lr).")
     if not t.weight_decay >= 0.0:
         raise ConfigError(f"train.weight_decay={t.weight_decay} must be >= 0.")
     if len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas):
-        raise ConfigError(f"train.betas={t.betas}: give AdamW's two betas, each in [0, 1), e.g. train.betas=[0.9, 0.95].")
+        raise ConfigError(f"train.betas={t.betas}: give AdamW's two betas, each in [0, 1), e.g. [0.9, 0.95].")
     if not t.grad_clip >= 0.0:
         raise ConfigError(f"train.grad_clip={t.grad_clip} must be >= 0 (0: no clipping).")
     if t.threads is not None and t.threads < 1:

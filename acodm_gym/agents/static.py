@@ -83,7 +83,9 @@ def read_weights(source: str | Path | Sequence[float] | Mapping[str, float], dom
         unknown = sorted(set(source) - set(domains))
         missing = [d for d in domains if d not in source]
         if unknown or missing:
-            raise ValueError(f"{where} name unknown domains {unknown} / miss domains {missing}; the corpus has {domains}.")
+            raise ValueError(
+                f"{where} name unknown domains {unknown} / miss domains {missing}; the corpus has {domains}."
+            )
         source = [source[d] for d in domains]
     try:
         return np.asarray(source, dtype=np.float64)
@@ -101,8 +103,8 @@ def _read_weights_file(path: Path):
     except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         kind = "JSON" if path.suffix == ".json" else "YAML"
         raise ValueError(
-            f"Weights file {path} is not valid UTF-8 {kind} ({type(exc).__name__}: {str(exc)[:200]}): give a list of weights "
-            "or a {domain: weight} mapping (a run's mixture.json works too)."
+            f"Weights file {path} is not valid UTF-8 {kind} ({type(exc).__name__}: {str(exc)[:200]}): give a list "
+            "of weights or a {domain: weight} mapping (a run's mixture.json works too)."
         ) from None
 
 

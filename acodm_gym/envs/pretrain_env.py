@@ -54,7 +54,9 @@ def action_to_weights(action: Any, k: int) -> np.ndarray:
     """
     a = np.asarray(action)
     if a.dtype.kind not in "biuf":
-        raise ValueError(f"Action {_short_repr(action)} is not numeric: give {k} float domain weights, shape ({k},), in [0, 1].")
+        raise ValueError(
+            f"Action {_short_repr(action)} is not numeric: give {k} float domain weights, shape ({k},), in [0, 1]."
+        )
     a = a.astype(np.float64)
     if a.shape != (k,):
         raise ValueError(f"Action has shape {a.shape}; expected ({k},), one weight per domain.")
@@ -65,7 +67,9 @@ def action_to_weights(action: Any, k: int) -> np.ndarray:
         positive /= positive.max()  # first, so that huge weights cannot overflow the sum
         return positive / positive.sum()
     if np.any(a < 0):
-        raise ValueError(f"Action {a.tolist()} has no positive weight: give at least one weight > 0 (all zeros means uniform).")
+        raise ValueError(
+            f"Action {a.tolist()} has no positive weight: give at least one weight > 0 (all zeros means uniform)."
+        )
     return np.full(k, 1.0 / k)
 
 
@@ -213,9 +217,9 @@ class PretrainEnv(gym.Env):
         if not self._warned_box and (np.any(a < 0) or np.any(a > 1)):
             self._warned_box = True
             warnings.warn(
-                f"PretrainEnv got action {a.tolist()} outside its action space [0, 1]^{self.k}: negative weights count as 0 "
-                f"and the rest are divided by their sum ({alpha.round(4).tolist()}). Warned once per env.",
-                stacklevel=3,
+                f"PretrainEnv got action {a.tolist()} outside its action space [0, 1]^{self.k}: negative weights "
+                f"count as 0 and the rest are divided by their sum ({alpha.round(4).tolist()}). Warned once per env.",
+                stacklevel=5,  # the caller of step() (through from_main and its lambda)
             )
         return alpha
 

@@ -427,7 +427,7 @@ def check_resumable(ckpt: Checkpoint, cfg: Config, allow_changes: Sequence[str] 
 
 
 def _why(exc: BaseException) -> str:
-    """A load error in a few words; torch's advice to retry with ``weights_only=False`` would not help a damaged file."""
+    """A load error in a few words (torch's advice to retry with ``weights_only=False`` cannot mend a damaged file)."""
     text = str(exc)
     return type(exc).__name__ if "weights_only" in text else f"{type(exc).__name__}: {text[:300]}"
 
@@ -466,7 +466,7 @@ def restore(ckpt: Checkpoint, env, agent) -> dict[str, Any]:
     env.load_state_dict(state["env"])
     try:
         env.backend.load_checkpoint(ckpt.path)
-    except Exception as exc:  # noqa: BLE001 - torch raises several unrelated types (UnpicklingError…) for a damaged file
+    except Exception as exc:  # noqa: BLE001 - torch raises several unrelated types for a damaged file
         files = ", ".join(str(ckpt.path / f) for f in env.backend.checkpoint_files) or str(ckpt.path / "deepspeed")
         raise ResumeError(
             f"The model/optimiser state {files} does not load although its size is right ({_why(exc)}). "

@@ -30,7 +30,8 @@ class MetricsLogger:
         ``rewards``: whether the env computes rewards (else no ``reward`` columns)."""
         self.domains = domains
         self.rewards = rewards
-        self.columns = ["step", "tokens", "objective", "lr", "grad_norm", *(["reward"] if rewards else []), "skipped", "val_ppl_avg"]
+        reward = ["reward"] if rewards else []
+        self.columns = ["step", "tokens", "objective", "lr", "grad_norm", *reward, "skipped", "val_ppl_avg"]
         self.columns += [f"{part}/{d}" for part in PER_DOMAIN if rewards or part != "reward" for d in domains]
         if resume_from is None:
             self._fh = open(run_dir / "metrics.csv", "w", newline="")
