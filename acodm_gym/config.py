@@ -345,7 +345,7 @@ _DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
 
 def check_model(model: ModelConfig) -> None:
     """Model sizes that build a working transformer (a 0 would fail later with a misleading error)."""
-    sizes = {k: getattr(model, k) for k in ("seq_len", "num_layers", "hidden_size", "num_heads", "intermediate_size")}
+    sizes = {k: getattr(model, k) for k in ("num_layers", "hidden_size", "num_heads", "intermediate_size")}
     if model.seq_len < 2:
         raise ConfigError(f"model.seq_len={model.seq_len}: set model.seq_len >= 2 (a block predicts its next tokens).")
     small = [f"model.{k}={v}" for k, v in sizes.items() if v < 1]
@@ -363,6 +363,7 @@ def check_model(model: ModelConfig) -> None:
 
 
 def _check_train(t: TrainConfig) -> None:
+    """Training settings in range: each error says what to set."""
     if t.total_steps < 1:
         raise ConfigError("train.total_steps must be at least 1.")
     if not 0 <= t.warmup_steps < t.total_steps:

@@ -63,9 +63,13 @@ def action_to_weights(action: Any, k: int) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise ValueError(f"Action {a.tolist()} holds NaN or inf; give finite domain weights.")
     positive = np.maximum(a, 0.0)
-    if positive.max() > 0:
-        positive /= positive.max()  # first, so that huge weights cannot overflow the sum
-        return positive / positive.sum()
+    with np.errstate(over="ignore"):
+        total = positive.sum()
+    if not np.isfinite(total):  # huge weights overflow the sum: scale them down first
+        positive = positive / positive.max()
+        total = positive.sum()
+    if total > 0:
+        return positive / total
     if np.any(a < 0):
         raise ValueError(
             f"Action {a.tolist()} has no positive weight: give at least one weight > 0 (all zeros means uniform)."
