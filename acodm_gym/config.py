@@ -11,8 +11,11 @@ import difflib
 import hashlib
 import importlib.resources
 import json
+import math
+import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
@@ -82,7 +85,7 @@ class TrainConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max gradient norm (0: no clipping)
     loss_weighting: str = "alpha"  # alpha: sum_i alpha_i * loss_i (the paper) | mean: plain mean
     exploration_share: float = 0.1  # share of the batch spread evenly over domains (>= 1 each)
     exploration_floor: bool = True  # False: batches follow alpha alone (ODM samples this way)
@@ -238,11 +241,14 @@ def _merge(section: Any, values: Mapping[str, Any], where: str) -> None:
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
         with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
+            data = yaml.safe_load(fh)
     except FileNotFoundError:
         raise ConfigError(f"Config file not found: {path}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
+    if data is None:  # a file that is empty, or holds only comments: say so rather than run on defaults silently
+        warnings.warn(f"Config file {path} is empty: every key keeps its default.", stacklevel=2)
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of sections.")
     return data
@@ -385,8 +391,13 @@ def validate(cfg: Config) -> None:
     check_recipe(cfg.data.recipe)
     if cfg.run.checkpoint_interval < 0 or cfg.run.keep_checkpoints < 1:
         raise ConfigError("run.checkpoint_interval must be >= 0 (0: no checkpoints) and run.keep_checkpoints >= 1.")
-    if cfg.train.total_steps < 1:
-        raise ConfigError("train.total_steps must be at least 1.")
+    check_model(cfg.model)
+    _check_train(cfg.train)
+    if cfg.env.eval_batches < 1 or cfg.env.eval_interval < 0:
+        raise ConfigError(
+            f"env.eval_batches={cfg.env.eval_batches} must be >= 1 and env.eval_interval={cfg.env.eval_interval} >= 0 "
+            "(0: no periodic validation)."
+        )
     if cfg.train.batch_size < 1 or (cfg.train.micro_batch_size or 1) < 1:
         raise ConfigError("train.batch_size and train.micro_batch_size must be positive.")
     if not 0.0 <= cfg.train.exploration_share < 1.0:
@@ -401,3 +412,50 @@ def validate(cfg: Config) -> None:
         raise ConfigError("env.reward_depths must be relative depths in (0, 1], e.g. [0.75, 0.875, 1.0].")
     if cfg.data.val_fraction <= 0 or cfg.data.test_fraction <= 0 or cfg.data.val_fraction + cfg.data.test_fraction >= 0.5:
         raise ConfigError("data.val_fraction and data.test_fraction must be positive and sum to less than 0.5.")
+
+
+_DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
+
+
+def check_model(model: ModelConfig) -> None:
+    """Model sizes that build a working transformer (a 0 would fail later with a misleading error)."""
+    sizes = {k: getattr(model, k) for k in ("num_layers", "hidden_size", "num_heads", "intermediate_size")}
+    if model.seq_len < 2:
+        raise ConfigError(f"model.seq_len={model.seq_len}: set model.seq_len >= 2 (a block predicts its next tokens).")
+    small = [f"model.{k}={v}" for k, v in sizes.items() if v < 1]
+    if small:
+        raise ConfigError(f"{', '.join(small)}: model sizes must be >= 1.")
+    if model.hidden_size % model.num_heads:
+        raise ConfigError(
+            f"model.hidden_size={model.hidden_size} must be divisible by model.num_heads={model.num_heads}."
+        )
+    kv = model.num_kv_heads
+    if kv is not None and (kv < 1 or model.num_heads % kv):
+        raise ConfigError(
+            f"model.num_kv_heads={kv} must be >= 1 and divide model.num_heads={model.num_heads} (null: = num_heads)."
+        )
+
+
+def _check_train(t: TrainConfig) -> None:
+    """Training settings in range: each error says what to set."""
+    if t.total_steps < 1:
+        raise ConfigError("train.total_steps must be at least 1.")
+    if not 0 <= t.warmup_steps < t.total_steps:
+        raise ConfigError(
+            f"train.warmup_steps={t.warmup_steps} must be >= 0 and less than train.total_steps={t.total_steps}: "
+            f"set e.g. train.warmup_steps={t.total_steps // 10}."
+        )
+    if not (math.isfinite(t.lr) and t.lr > 0):
+        raise ConfigError(f"train.lr={t.lr}: set a positive learning rate, e.g. train.lr=2e-3.")
+    if not 0.0 <= t.min_lr_ratio <= 1.0:
+        raise ConfigError(f"train.min_lr_ratio={t.min_lr_ratio} must be in [0, 1] (the final LR as a share of lr).")
+    if not t.weight_decay >= 0.0:
+        raise ConfigError(f"train.weight_decay={t.weight_decay} must be >= 0.")
+    if len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas):
+        raise ConfigError(f"train.betas={t.betas}: give AdamW's two betas, each in [0, 1), e.g. [0.9, 0.95].")
+    if not t.grad_clip >= 0.0:
+        raise ConfigError(f"train.grad_clip={t.grad_clip} must be >= 0 (0: no clipping).")
+    if t.threads is not None and t.threads < 1:
+        raise ConfigError(f"train.threads={t.threads} must be >= 1 (null: torch's default).")
+    if not _DEVICE.fullmatch(t.device):
+        raise ConfigError(f"train.device='{t.device}' is not a device: use cpu, cuda, cuda:N (e.g. cuda:0) or mps.")

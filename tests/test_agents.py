@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -287,6 +288,22 @@ def test_exploration_noise_after_warmup():
     assert np.abs(agent.act(obs) - greedy).max() < 0.002
 
 
+@pytest.mark.parametrize("phase", ["warmup", "gaussian"])
+def test_noise_that_leaves_no_weight_positive_falls_back_to_the_noise_free_weights(phase):
+    """A huge noise (σ = 10) often makes every weight negative: the env would refuse that action."""
+    obs = np.zeros(OBS, np.float32)
+    if phase == "warmup":
+        agent = ACODMAgent(make_spec(), warmup_steps=1000, warmup_noise=10.0, **SMALL)
+        clean = NATURAL
+    else:
+        agent = ACODMAgent(make_spec(), warmup_steps=0, exploration_noise=10.0, **SMALL)
+        clean = agent.model.predict(obs, deterministic=True)[0]
+    actions = np.array([agent.act(obs) for _ in range(100)])
+    np.testing.assert_allclose(actions.sum(axis=1), 1.0)
+    fell_back = np.all(np.isclose(actions, clean, atol=1e-6), axis=1)
+    assert 0 < fell_back.sum() < 100  # about 1/8 of the draws: all three weights + N(0, 100) below 0
+
+
 @pytest.mark.parametrize("cls", [ACODMAgent, ACODMTD3Agent])
 def test_save_load_round_trip_gives_identical_actions(cls, tmp_path):
     rng = np.random.default_rng(0)
@@ -345,6 +362,29 @@ def test_bad_spaces_and_options_are_refused():
         ACODMAgent(make_spec(), prior="doremi")
     with pytest.raises(ConfigError, match="path"):
         make_agent(AgentConfig(name="frozen"), make_spec())
+
+
+@pytest.mark.parametrize(
+    "name, content, fragment",
+    [
+        ("w.json", b'{"a": 0.5, "b": ', "is not valid UTF-8 JSON"),
+        ("w.json", b"", "is not valid UTF-8 JSON"),
+        ("w.yaml", b"a: [0.5\nb: 0.3\n", "is not valid UTF-8 YAML"),
+        ("w.yaml", b"a: 0.5\nb: caf\xe9\n", "is not valid UTF-8 YAML"),
+        ("w.yaml", b"just some text\n", "holds 'just some text': give a list of weights or a {domain: weight} mapping"),
+        ("w.yaml", b"", "holds nothing"),
+        ("w.json", b'["x", 1, 2]', "are not all numbers"),
+        ("w.json", b'{"a": "lots", "b": 1, "c": 2}', "are not all numbers"),
+        ("w.json", b'{"a": 1, "b": 1}', r"miss domains \['c'\]"),
+    ],
+)
+def test_static_weights_file_errors_name_the_file(tmp_path, name, content, fragment):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as err:
+        make_agent(AgentConfig(name="static", weights=str(path)), make_spec())
+    assert f"Weights file {path}" in str(err.value)
+    assert re.search(fragment, str(err.value)), str(err.value)
 
 
 # -- frozen actor (proxy → target) ------------------------------------------------------------------

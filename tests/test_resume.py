@@ -262,6 +262,26 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(acodm_runs, 
         resume(run_dir, log=lambda _: None)
 
 
+@pytest.mark.parametrize("name", ["model.pt", "agent.pt", "state.pt"])
+def test_same_size_garbage_in_a_checkpoint_is_an_error_naming_the_file(acodm_runs, tmp_path, capsys, name):
+    """The size check passes, so only loading finds it: an error naming the file and the way back, before any change."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(acodm_runs[1], run_dir)
+    (run_dir / "summary.json").unlink()
+    ckpt = run_dir / "checkpoints" / "step-000030"
+    bad = ckpt / name
+    bad.write_bytes(np.random.default_rng(0).bytes(bad.stat().st_size))
+    checkpoint.verify(ckpt)  # every size is right
+    metrics = (run_dir / "metrics.csv").read_bytes()
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and f"Delete {ckpt} to resume from the checkpoint before it." in err, err
+    assert "weights_only" not in err and "Traceback" not in err
+    assert (run_dir / "metrics.csv").read_bytes() == metrics  # nothing was cut back or rewritten
+    shutil.rmtree(ckpt)  # as the error says: the previous checkpoint is then the one resumed from
+    assert checkpoint.find(run_dir, warn=lambda _: None).step == 20
+
+
 def test_resume_refuses_changed_config_other_model_and_other_corpus(acodm_runs, corpus_text_dir, cache_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
     shutil.copytree(acodm_runs[1], run_dir)
@@ -375,7 +395,7 @@ def test_truncated_token_file_is_a_clear_error_with_exit_code_2(acodm_runs, corp
     token_file = copy / "legal" / "train.bin"
     token_file.write_bytes(token_file.read_bytes()[:-7])
     assert main(["train", "--agent", "uniform", f"data.corpus={corpus_text_dir}", f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=512",
-                 "train.total_steps=2", f"run.out_dir={tmp_path / 'runs'}", "run.progress=false"]) == 2
+                 "train.total_steps=2", "train.warmup_steps=1", f"run.out_dir={tmp_path / 'runs'}", "run.progress=false"]) == 2
     err = capsys.readouterr().err
     assert f"Token file {token_file} is truncated or corrupt" in err
     # The same on resume (data.cache_dir may change on resume: the corpus is checked by its fingerprint).

@@ -1,10 +1,11 @@
 """AC-ODM: an actor–critic that sets the domain weights from the training state, and its transfer.
 
 Warm-up (the paper): for ``warmup_steps`` the behaviour policy is the natural weights plus
-N(0, ``warmup_noise``), clipped and renormalised (or, as in the authors' code, ODM's smoothed-mean
-bandit); each step the actor is fitted to those weights (MSE) and the critic to (1 + γ)·r.
-After warm-up: one actor–critic update per env step on the actor's weights plus exploration
-noise. The default noise is N(0, 0.02) on the weights, clipped and renormalised: the authors'
+N(0, ``warmup_noise``), negatives cut to 0 and renormalised (or, as in the authors' code, ODM's
+smoothed-mean bandit); each step the actor is fitted to those weights (MSE) and the critic to
+(1 + γ)·r. After warm-up: one actor–critic update per env step on the actor's weights plus
+exploration noise. The default noise is N(0, 0.02) on the weights, negatives cut to 0 and
+renormalised (noise that leaves no weight positive is dropped for that step): the authors'
 a − U(0, 1)/1000 (option ``exploration="authors"``) moves each weight by at most 0.001, far below
 weights of ~1/k, so the replay would hold almost no action variation to learn ∇_a Q from.
 The learning rate decays on a cosine from 0.01 to 0.001 over ``total_steps`` (the paper).
@@ -126,13 +127,18 @@ class ACODMAgent(Agent):
         if self.t < self.warmup_steps:
             if self.behaviour is not None:
                 return self.behaviour.act(obs)
-            return self._to_weights(self.spec.natural_weights + self.rng.normal(0.0, self.warmup_noise, self.k))
+            return self._perturbed(self.spec.natural_weights, self.rng.normal(0.0, self.warmup_noise, self.k))
         weights = self.model.predict(obs, deterministic=self.exploration != "policy")[0].astype(np.float64)
         if self.exploration == "gaussian":
-            weights = weights + self.rng.normal(0.0, self.exploration_noise, self.k)
-        elif self.exploration == "authors":
-            weights = weights - self.rng.uniform(0.0, 1.0, self.k) / 1000
+            return self._perturbed(weights, self.rng.normal(0.0, self.exploration_noise, self.k))
+        if self.exploration == "authors":
+            return self._perturbed(weights, -self.rng.uniform(0.0, 1.0, self.k) / 1000)
         return self._to_weights(weights)
+
+    def _perturbed(self, weights: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """``weights + noise`` on the simplex (negatives cut to 0); ``weights`` if the noise left none positive."""
+        noisy = weights + noise
+        return self._to_weights(noisy if np.any(noisy > 0) else weights)
 
     def observe(self, obs, action, reward, next_obs, info):
         if self.behaviour is not None and self.t < self.warmup_steps:

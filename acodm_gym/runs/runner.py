@@ -186,7 +186,7 @@ def train(
         if main:
             log(f"resuming {run_dir} from {ckpt.path.name} (step {ckpt.step} of {cfg.train.total_steps})")
     resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
-    logger = MetricsLogger(run_dir, env.domains, tensorboard=cfg.run.tensorboard, resume_from=resume_from) if main else None
+    logger = MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward) if main else None
     last_checkpoint = ckpt.step if ckpt is not None else None
     total, interval = cfg.train.total_steps, cfg.run.checkpoint_interval
     first = env.t
