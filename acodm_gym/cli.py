@@ -18,7 +18,8 @@ def _config(args, extra: dict | None = None):
     for key, value in (extra or {}).items():
         if value is not None:
             overrides.append(f"{key}={value}")
-    return load_config(args.config or "default", overrides)
+    task = getattr(args, "task", None)
+    return load_config(args.config or (None if task else "default"), overrides, task=task)
 
 
 def cmd_data(args) -> int:
@@ -87,9 +88,32 @@ def cmd_compare(args) -> int:
 
     cfg = _config(args, {"run.out_dir": args.out_dir})
     methods = args.methods.split(",") if args.methods else list(METHODS)
-    out = compare(cfg, seeds=args.seeds, methods=methods, out=args.out)
+    # A task's sweep goes beside its references, so their natural and uniform runs are reused.
+    out = args.out or (f"{cfg.run.out_dir}/tasks/{cfg.task.name}" if cfg.task.name else None)
+    out = compare(cfg, seeds=args.seeds, methods=methods, out=out)
     print((out / "report.md").read_text())
     print(f"outputs: {out.resolve()}")
+    return 0
+
+
+def cmd_reference(args) -> int:
+    """Reference scores of a task: natural, uniform and the best static mixture of a budgeted search."""
+    import numpy as np
+
+    from .runs.reference import references
+
+    result = references(
+        args.task, args.overrides, out=args.out, seeds=args.seeds, random_runs=args.random_runs,
+        refine_runs=args.refine_runs, search_steps=args.search_steps, ship=args.ship,
+        command="acodm-gym " + " ".join(sys.argv[1:]),
+    )
+    for kind, ref in result["references"].items():
+        print(f"{kind:<12} val {np.mean(ref['val_metric']):8.2f}  test {np.mean(ref['test_metric']):8.2f} ± "
+              f"{np.std(ref['test_metric'], ddof=1) if len(ref['test_metric']) > 1 else 0:.2f}  weights "
+              + "/".join(f"{w:.2f}" for w in ref["weights"]))
+    d = result["discrimination"]["test"]
+    verdict = "discriminates" if d["discriminates"] else "does NOT discriminate"
+    print(f"best static beats natural by {d['gap']:.2f} = {d['gap_over_std'] or float('nan'):.1f} pooled seed std on test: {verdict}")
     return 0
 
 
@@ -110,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p):
         p.add_argument("--config", default=None, help="YAML config path or name under configs/ (default: default)")
+        p.add_argument("--task", default=None, help="benchmark task (configs/tasks/): default, skewed, noisy, target")
         p.add_argument("overrides", nargs="*", help="section.key=value overrides")
         return p
 
@@ -142,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/compare)")
         p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)
         p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("reference", help="reference scores of a task: natural, uniform, best static mixture of a search")
+    p.add_argument("--task", required=True, help="benchmark task (configs/tasks/)")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the final reference runs")
+    p.add_argument("--random-runs", type=int, default=12, help="Dirichlet mixtures in the random search")
+    p.add_argument("--refine-runs", type=int, default=4, help="mixtures proposed by the regression stage")
+    p.add_argument("--search-steps", type=int, default=200, help="steps of each search run")
+    p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/tasks/<task>)")
+    p.add_argument("--ship", action="store_true", help="also write the task's configs/tasks/<task>.references.json")
+    p.set_defaults(func=cmd_reference)
     p = sub.add_parser("report", help="rewrite report.md and plots of a compare directory")
     p.add_argument("dir")
     p.set_defaults(func=cmd_report)

@@ -1,7 +1,7 @@
 """Configuration as data: nested dataclasses, loaded from YAML, overridden from the command line.
 
-Every option lives in one of six sections (``data``, ``model``, ``train``, ``env``, ``agent``,
-``run``). An unknown key is an error that names the key and the closest valid one, so a typo never
+Every option lives in one of seven sections (``data``, ``model``, ``train``, ``env``, ``agent``,
+``task``, ``run``). An unknown key is an error that names the key and the closest valid one, so a typo never
 silently falls back to a default.
 """
 from __future__ import annotations
@@ -12,8 +12,11 @@ import difflib
 import hashlib
 import importlib.resources
 import json
+import math
+import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
@@ -26,6 +29,20 @@ CONFIG_DIR = Path(str(importlib.resources.files("acodm_gym") / "configs"))
 
 class ConfigError(ValueError):
     """A configuration problem, with a message that says how to fix it."""
+
+
+@dataclass
+class RecipeConfig:
+    """A corpus recipe (benchmark tasks): the base corpus's domains resampled to given training shares,
+    plus planted low-quality domains generated from the clean text (data/recipes.py). Empty ``shares``:
+    no recipe, the corpus as it is."""
+
+    shares: dict[str, float] = field(default_factory=dict)  # domain -> relative share of the training text (real and planted)
+    train_bytes: int = 8_000_000  # bytes of training text the shares divide
+    heldout_bytes: int = 60_000  # per domain and held-out split (validation, test), drawn before the training sample
+    planted: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {generator: word_salad | boilerplate, ...}
+    chunk_bytes: int = 4_000  # documents are cut into pieces of about this size before sampling
+    seed: int = 0
 
 
 @dataclass
@@ -44,6 +61,7 @@ class DataConfig:
     test_fraction: float = 0.02
     seed: int = 0  # hashes documents into train/validation/test and into the even sample under the byte cap
     encoding: str = "utf-8"  # of text files (JSONL is UTF-8 unless set); "auto": UTF-8, else cp1252, per file
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
 
 
 @dataclass
@@ -69,7 +87,7 @@ class TrainConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max gradient norm (0: no clipping)
     loss_weighting: str = "alpha"  # alpha: sum_i alpha_i * loss_i (the paper) | mean: plain mean
     exploration_share: float = 0.1  # share of the batch spread evenly over domains (>= 1 each)
     exploration_floor: bool = True  # False: batches follow alpha alone (ODM samples this way)
@@ -101,6 +119,16 @@ class AgentConfig:
 
 
 @dataclass
+class TaskConfig:
+    """What a run is scored on (configs/tasks/): the metric is the geometric mean of the per-domain
+    perplexities over ``eval_domains`` (exp of their mean loss); references give the normalised score."""
+
+    name: str | None = None  # a task under configs/tasks/ (set by --task NAME or the task's config)
+    eval_domains: list[str] | None = None  # None: every domain
+    references: str | None = None  # reference scores (JSON); None: the task's shipped configs/tasks/<name>.references.json; "none": no score
+
+
+@dataclass
 class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # None: <agent>-<seed>
@@ -121,6 +149,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,11 +243,14 @@ def _merge(section: Any, values: Mapping[str, Any], where: str) -> None:
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
         with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
+            data = yaml.safe_load(fh)
     except FileNotFoundError:
         raise ConfigError(f"Config file not found: {path}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
+    if data is None:  # a file that is empty, or holds only comments: say so rather than run on defaults silently
+        warnings.warn(f"Config file {path} is empty: every key keeps its default.", stacklevel=2)
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of sections.")
     return data
@@ -235,6 +267,24 @@ def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Pa
         if candidate.exists():
             return candidate
     raise ConfigError(f"Config '{name}' not found: give a YAML path or a name from {CONFIG_DIR}.")
+
+
+TASK_DIR = CONFIG_DIR / "tasks"
+
+
+def task_names() -> list[str]:
+    """The benchmark tasks shipped under configs/tasks/ (``default`` is today's Pretrain-v0)."""
+    return sorted(p.stem for p in TASK_DIR.glob("*.yaml") if not p.name.startswith("_"))
+
+
+def task_config_path(name: str) -> Path:
+    """configs/tasks/<name>.yaml, or a task file of your own (a .yaml path); an unknown name lists the known ones."""
+    path = Path(name).expanduser() if str(name).endswith((".yaml", ".yml")) else TASK_DIR / f"{name}.yaml"
+    if not path.is_file():
+        hint = difflib.get_close_matches(name, task_names(), n=1)
+        suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+        raise ConfigError(f"Unknown task '{name}'.{suggestion} Known tasks: {', '.join(task_names())}.")
+    return path
 
 
 def _expand(data: dict[str, Any], origin: Path | None = None) -> dict[str, Any]:
@@ -270,9 +320,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def load_config(
     source: str | Path | Mapping[str, Any] | Config | None = None,
     overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    task: str | None = None,
 ) -> Config:
-    """Build a Config from defaults, a YAML file or mapping, and overrides (strings or nested mapping)."""
+    """Build a Config from defaults, a task (configs/tasks/<task>.yaml), a YAML file or mapping on top,
+    and overrides (strings or nested mapping)."""
     cfg = Config()
+    if task is not None:
+        path = task_config_path(task)
+        _merge(cfg, _expand(_load_yaml(path), path.parent), "")
+        cfg.task.name = cfg.task.name or path.stem
     if isinstance(source, Config):
         _merge(cfg, source.to_dict(), "")
     elif source is not None:
@@ -296,6 +352,29 @@ def load_config(
     return cfg
 
 
+PLANTED_GENERATORS = ("word_salad", "boilerplate")  # data/recipes.py: PLANTERS
+
+
+def check_recipe(recipe: RecipeConfig, where: str = "data.recipe") -> None:
+    """Recipe checks that need no corpus: shares, generators, sizes (the domains are checked when it is built)."""
+    if not recipe.shares:
+        if recipe.planted:
+            raise ConfigError(f"{where}.planted needs {where}.shares: give every domain, real and planted, a share.")
+        return
+    if any(not v >= 0 for v in recipe.shares.values()) or sum(recipe.shares.values()) <= 0:
+        raise ConfigError(f"{where}.shares must be non-negative and sum to a positive value; got {dict(recipe.shares)}.")
+    for name, spec in recipe.planted.items():
+        generator = spec.get("generator")
+        if generator not in PLANTED_GENERATORS:
+            raise ConfigError(
+                f"{where}.planted.{name}: unknown generator {generator!r}; choose one of {', '.join(PLANTED_GENERATORS)}."
+            )
+        if name not in recipe.shares:
+            raise ConfigError(f"{where}.planted.{name} has no share: add {where}.shares.{name}.")
+    if min(recipe.train_bytes, recipe.heldout_bytes, recipe.chunk_bytes) < 1:
+        raise ConfigError(f"{where}.train_bytes, heldout_bytes and chunk_bytes must be positive.")
+
+
 def _choice(value: str, allowed: Sequence[str], key: str) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}='{value}' is not supported; choose one of {', '.join(allowed)}.")
@@ -311,10 +390,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.dist_timeout must be a positive number of seconds.")
     _choice(cfg.env.reward_variant, ["paper", "authors"], "env.reward_variant")
     _choice(cfg.env.scalarization, ["alpha_weighted", "sum", "mean"], "env.scalarization")
+    check_recipe(cfg.data.recipe)
     if cfg.run.checkpoint_interval < 0 or cfg.run.keep_checkpoints < 1:
         raise ConfigError("run.checkpoint_interval must be >= 0 (0: no checkpoints) and run.keep_checkpoints >= 1.")
-    if cfg.train.total_steps < 1:
-        raise ConfigError("train.total_steps must be at least 1.")
+    check_model(cfg.model)
+    _check_train(cfg.train)
+    if cfg.env.eval_batches < 1 or cfg.env.eval_interval < 0:
+        raise ConfigError(
+            f"env.eval_batches={cfg.env.eval_batches} must be >= 1 and env.eval_interval={cfg.env.eval_interval} >= 0 "
+            "(0: no periodic validation)."
+        )
     if cfg.train.batch_size < 1 or (cfg.train.micro_batch_size or 1) < 1:
         raise ConfigError("train.batch_size and train.micro_batch_size must be positive.")
     if not 0.0 <= cfg.train.exploration_share < 1.0:
@@ -336,3 +421,50 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"data.encoding='{cfg.data.encoding}' is not a known encoding: use utf-8, auto, latin-1 or cp1252."
             ) from None
+
+
+_DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
+
+
+def check_model(model: ModelConfig) -> None:
+    """Model sizes that build a working transformer (a 0 would fail later with a misleading error)."""
+    sizes = {k: getattr(model, k) for k in ("num_layers", "hidden_size", "num_heads", "intermediate_size")}
+    if model.seq_len < 2:
+        raise ConfigError(f"model.seq_len={model.seq_len}: set model.seq_len >= 2 (a block predicts its next tokens).")
+    small = [f"model.{k}={v}" for k, v in sizes.items() if v < 1]
+    if small:
+        raise ConfigError(f"{', '.join(small)}: model sizes must be >= 1.")
+    if model.hidden_size % model.num_heads:
+        raise ConfigError(
+            f"model.hidden_size={model.hidden_size} must be divisible by model.num_heads={model.num_heads}."
+        )
+    kv = model.num_kv_heads
+    if kv is not None and (kv < 1 or model.num_heads % kv):
+        raise ConfigError(
+            f"model.num_kv_heads={kv} must be >= 1 and divide model.num_heads={model.num_heads} (null: = num_heads)."
+        )
+
+
+def _check_train(t: TrainConfig) -> None:
+    """Training settings in range: each error says what to set."""
+    if t.total_steps < 1:
+        raise ConfigError("train.total_steps must be at least 1.")
+    if not 0 <= t.warmup_steps < t.total_steps:
+        raise ConfigError(
+            f"train.warmup_steps={t.warmup_steps} must be >= 0 and less than train.total_steps={t.total_steps}: "
+            f"set e.g. train.warmup_steps={t.total_steps // 10}."
+        )
+    if not (math.isfinite(t.lr) and t.lr > 0):
+        raise ConfigError(f"train.lr={t.lr}: set a positive learning rate, e.g. train.lr=2e-3.")
+    if not 0.0 <= t.min_lr_ratio <= 1.0:
+        raise ConfigError(f"train.min_lr_ratio={t.min_lr_ratio} must be in [0, 1] (the final LR as a share of lr).")
+    if not t.weight_decay >= 0.0:
+        raise ConfigError(f"train.weight_decay={t.weight_decay} must be >= 0.")
+    if len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas):
+        raise ConfigError(f"train.betas={t.betas}: give AdamW's two betas, each in [0, 1), e.g. [0.9, 0.95].")
+    if not t.grad_clip >= 0.0:
+        raise ConfigError(f"train.grad_clip={t.grad_clip} must be >= 0 (0: no clipping).")
+    if t.threads is not None and t.threads < 1:
+        raise ConfigError(f"train.threads={t.threads} must be >= 1 (null: torch's default).")
+    if not _DEVICE.fullmatch(t.device):
+        raise ConfigError(f"train.device='{t.device}' is not a device: use cpu, cuda, cuda:N (e.g. cuda:0) or mps.")

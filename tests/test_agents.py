@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -13,13 +14,17 @@ from torch import nn
 from acodm_gym.agents import (
     ACODMAgent,
     ACODMTD3Agent,
+    DoGEAgent,
     EnvSpec,
     EXP3Agent,
     FrozenActorAgent,
+    LogisticNormalDistribution,
     SACAgent,
     TD3Agent,
     VectorDDPG,
     VectorReplayBuffer,
+    VectorSAC,
+    VectorSACAgent,
     VectorTD3,
     make_agent,
 )
@@ -283,6 +288,22 @@ def test_exploration_noise_after_warmup():
     assert np.abs(agent.act(obs) - greedy).max() < 0.002
 
 
+@pytest.mark.parametrize("phase", ["warmup", "gaussian"])
+def test_noise_that_leaves_no_weight_positive_falls_back_to_the_noise_free_weights(phase):
+    """A huge noise (σ = 10) often makes every weight negative: the env would refuse that action."""
+    obs = np.zeros(OBS, np.float32)
+    if phase == "warmup":
+        agent = ACODMAgent(make_spec(), warmup_steps=1000, warmup_noise=10.0, **SMALL)
+        clean = NATURAL
+    else:
+        agent = ACODMAgent(make_spec(), warmup_steps=0, exploration_noise=10.0, **SMALL)
+        clean = agent.model.predict(obs, deterministic=True)[0]
+    actions = np.array([agent.act(obs) for _ in range(100)])
+    np.testing.assert_allclose(actions.sum(axis=1), 1.0)
+    fell_back = np.all(np.isclose(actions, clean, atol=1e-6), axis=1)
+    assert 0 < fell_back.sum() < 100  # about 1/8 of the draws: all three weights + N(0, 100) below 0
+
+
 @pytest.mark.parametrize("cls", [ACODMAgent, ACODMTD3Agent])
 def test_save_load_round_trip_gives_identical_actions(cls, tmp_path):
     rng = np.random.default_rng(0)
@@ -341,6 +362,29 @@ def test_bad_spaces_and_options_are_refused():
         ACODMAgent(make_spec(), prior="doremi")
     with pytest.raises(ConfigError, match="path"):
         make_agent(AgentConfig(name="frozen"), make_spec())
+
+
+@pytest.mark.parametrize(
+    "name, content, fragment",
+    [
+        ("w.json", b'{"a": 0.5, "b": ', "is not valid UTF-8 JSON"),
+        ("w.json", b"", "is not valid UTF-8 JSON"),
+        ("w.yaml", b"a: [0.5\nb: 0.3\n", "is not valid UTF-8 YAML"),
+        ("w.yaml", b"a: 0.5\nb: caf\xe9\n", "is not valid UTF-8 YAML"),
+        ("w.yaml", b"just some text\n", "holds 'just some text': give a list of weights or a {domain: weight} mapping"),
+        ("w.yaml", b"", "holds nothing"),
+        ("w.json", b'["x", 1, 2]', "are not all numbers"),
+        ("w.json", b'{"a": "lots", "b": 1, "c": 2}', "are not all numbers"),
+        ("w.json", b'{"a": 1, "b": 1}', r"miss domains \['c'\]"),
+    ],
+)
+def test_static_weights_file_errors_name_the_file(tmp_path, name, content, fragment):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as err:
+        make_agent(AgentConfig(name="static", weights=str(path)), make_spec())
+    assert f"Weights file {path}" in str(err.value)
+    assert re.search(fragment, str(err.value)), str(err.value)
 
 
 # -- frozen actor (proxy → target) ------------------------------------------------------------------
@@ -429,3 +473,200 @@ def test_exp3_smoothed_mean_and_warmup():
     agent.observe(None, NATURAL, 0.0, None, info)
     np.testing.assert_allclose(agent.rewards, [1 + 0.5 * math.e, 4.0, 3 + 0.5 * math.exp(0.5)])
     assert not np.allclose(agent.act(None), NATURAL)
+
+
+# -- vector SAC on the simplex -----------------------------------------------------------------------
+def simplex_grid(n):
+    """Midpoints of an n × n grid over (α_1, α_2) inside the open 2-simplex, and the cell area."""
+    centres = (np.arange(n) + 0.5) / n
+    a1, a2 = np.meshgrid(centres, centres, indexing="ij")
+    inside = a1 + a2 < 1
+    w = np.stack([a1[inside], a2[inside], 1 - a1[inside] - a2[inside]], axis=1)
+    return torch.as_tensor(w), 1.0 / n**2
+
+
+@pytest.mark.parametrize("mean, std", [([0.3, -0.5], [0.8, 1.2]), ([1.0, 0.5], [0.4, 0.6])])
+def test_logistic_normal_density_integrates_to_one_on_the_simplex(mean, std):
+    dist = LogisticNormalDistribution(3).proba_distribution(torch.tensor([mean], dtype=torch.float64),
+                                                           torch.log(torch.tensor([std], dtype=torch.float64)))
+    weights, cell = simplex_grid(1500)
+    log_p = dist.log_prob(2 * weights - 1)
+    assert torch.exp(log_p).sum().item() * cell == pytest.approx(1.0, abs=1e-2)
+    # without the −Σ ln α_i correction the Gaussian's density in logit space is not a density on the simplex
+    uncorrected = log_p + torch.log(weights).sum(dim=1)
+    assert abs(torch.exp(uncorrected).sum().item() * cell - 1.0) > 0.1
+
+
+def test_logistic_normal_samples_lie_on_the_simplex_with_the_log_density_of_their_logits():
+    dist = LogisticNormalDistribution(4).proba_distribution(torch.zeros(1000, 3), torch.zeros(1000, 3))
+    actions = dist.sample()
+    weights = (actions + 1) / 2
+    assert (weights > 0).all() and torch.allclose(weights.sum(dim=1), torch.ones(1000))
+    torch.testing.assert_close(dist.log_prob(actions), dist.log_prob(actions, dist.logits), atol=1e-3, rtol=1e-4)
+    # the mode is the image of the Gaussian's mean: softmax(0, 0, 0, 0)
+    torch.testing.assert_close((dist.mode() + 1) / 2, torch.full((1000, 4), 0.25))
+
+
+def sac_model(**kwargs):
+    return vector_model(VectorSAC, target_entropy=-2.0, **kwargs)
+
+
+def test_vector_sac_actor_step_moves_the_mean_towards_the_domain_the_critic_favours():
+    model = sac_model(learning_rate=0.01, prior=NATURAL, prior_coef=0.3, ent_coef=0.01)
+    flat_critic(model, [5.0, 0.0, 0.0])
+    obs = model.replay_buffer.sample(64).observations
+    before, critic = model.predict(obs.numpy(), deterministic=True)[0][:, 0].mean(), params(model.critic)
+    for _ in range(100):
+        model.actor_step(obs, model.ent_coef_tensor)
+    after = model.predict(obs.numpy(), deterministic=True)[0]
+    assert after[:, 0].mean() > before + 0.2, (before, after[:, 0].mean())
+    assert same(critic, params(model.critic)), "the actor loss must not move the critic"
+
+
+@pytest.mark.parametrize("target, direction", [(5.0, 1), (-50.0, -1)])
+def test_vector_sac_temperature_rises_below_the_target_entropy_and_falls_above(target, direction):
+    model = vector_model(VectorSAC, target_entropy=target, ent_coef="auto_0.1")
+    before = model.log_ent_coef.item()
+    model.train(1, 16)
+    assert direction * (model.log_ent_coef.item() - before) > 0
+
+
+def test_vector_sac_td_target_is_per_component_min_over_critics_at_policy_samples():
+    model = sac_model(n=1, gamma=0.5)
+    for net, bias in zip(model.critic_target.q_networks, ([1.0, 5.0, 2.0], [3.0, 0.0, 4.0])):
+        with torch.no_grad():
+            net[-1].weight.zero_()
+            net[-1].bias.copy_(torch.tensor(bias))
+    rewards = torch.ones(2, K)
+    dones = torch.tensor([[0.0], [1.0]])
+    batch = ReplayBufferSamples(torch.randn(2, OBS), torch.zeros(2, K), torch.randn(2, OBS), dones, rewards)
+    torch.testing.assert_close(model.td_target(batch), rewards + 0.5 * (1 - dones) * torch.tensor([1.0, 0.0, 2.0]))
+
+
+def test_vector_sac_agent_clones_the_behaviour_then_learns_towards_the_rewarded_domain():
+    """Warm-up fits the policy's mean to the natural weights (maximum likelihood); then a reward that
+    favours domain 0 raises the greedy weight on it."""
+    rng = np.random.default_rng(0)
+    agent = VectorSACAgent(make_spec(), warmup_steps=60, reward_ema=None, prior_coef=0.3, gamma=0.5, **SMALL)
+    probe = rng.normal(size=(20, OBS)).astype(np.float32)
+    drive(agent, 60, rng, reward=[1.0, 0.0, 0.0])
+    warm = agent.model.predict(probe, deterministic=True)[0]
+    assert np.abs(warm - NATURAL).max() < 0.05, warm.mean(0)
+    stats = {}
+    for _ in range(60):
+        obs = rng.normal(size=OBS).astype(np.float32)
+        action = agent.act(obs)
+        agent.observe(obs, action, float(action[0]), rng.normal(size=OBS).astype(np.float32), info_for(rng, [1.0, 0.0, 0.0]))
+        stats = agent.update()
+    assert {"actor_loss", "ent_coef", "td_error", "weight_entropy"} <= stats.keys()
+    learned = agent.model.predict(probe, deterministic=True)[0]
+    assert learned[:, 0].mean() > warm[:, 0].mean() + 0.05, (warm[:, 0].mean(), learned[:, 0].mean())
+
+
+def test_frozen_vector_sac_actor_acts_like_its_greedy_policy(tmp_path):
+    agent = VectorSACAgent(make_spec(), warmup_steps=3, **SMALL)
+    obs = drive(agent, 8, np.random.default_rng(0))
+    agent.save(tmp_path / "sac.pt")
+    frozen = FrozenActorAgent(make_spec(), str(tmp_path / "sac.pt"))
+    np.testing.assert_allclose(frozen.act(obs), agent.model.predict(obs, deterministic=True)[0], atol=1e-6)
+
+
+def test_vector_sac_explores_by_sampling_its_policy():
+    agent = VectorSACAgent(make_spec(), warmup_steps=0, **SMALL)
+    obs = np.zeros(OBS, np.float32)
+    actions = np.array([agent.act(obs) for _ in range(20)])
+    np.testing.assert_allclose(actions.sum(axis=1), 1.0)
+    assert actions.std(axis=0).min() > 1e-3
+    with pytest.raises(ConfigError, match="exploration"):
+        ACODMAgent(make_spec(), exploration="policy")  # deterministic actors have no policy to sample
+
+
+# -- save, load, resume bit for bit -------------------------------------------------------------------
+def _tree_equal(a, b):
+    if torch.is_tensor(a):
+        return torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_tree_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_tree_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _steps(agent, obs, rng_seed, n):
+    """n runner steps with the global RNGs seeded per step, so two agents see the same randomness."""
+    rng, stats = np.random.default_rng(rng_seed), []
+    for t in range(n):
+        torch.manual_seed(t), np.random.seed(t)
+        action = agent.act(obs)
+        nxt = rng.normal(size=OBS).astype(np.float32)
+        info = info_for(rng)
+        agent.observe(obs, action, float(action @ info["vector_reward"]), nxt, info)
+        stats.append(agent.update())
+        obs = nxt
+    return stats
+
+
+RESUMABLE = {
+    VectorSACAgent: dict(warmup_steps=5, gamma=0.5, holdout_every=2, target_weights=[0.2, 0.3, 0.5], **SMALL),
+    DoGEAgent: dict(target_weights=[0.2, 0.3, 0.5], floor=0.1),
+    ACODMTD3Agent: dict(warmup_steps=5, gamma=0.5, holdout_every=2, target_weights=[0.2, 0.3, 0.5], **SMALL),
+}
+
+
+@pytest.mark.parametrize("cls", list(RESUMABLE), ids=lambda c: c.name)
+def test_saved_agent_resumes_bit_for_bit(cls, tmp_path):
+    """Save after 20 steps, load into a fresh agent: the next 10 steps give the same stats and state."""
+    agent = cls(make_spec(), **RESUMABLE[cls])
+    obs = drive(agent, 20, np.random.default_rng(0))
+    agent.save(tmp_path / "agent.pt")
+    clone = cls(make_spec(), **RESUMABLE[cls], **({} if cls is DoGEAgent else {"seed": 7}))
+    clone.load(tmp_path / "agent.pt")
+    assert _tree_equal(agent.state_dict(), clone.state_dict())
+    ours, theirs = _steps(agent, obs, 1, 10), _steps(clone, obs, 1, 10)
+    assert ours == theirs and any("target_cosine" in s for s in ours)
+    if cls is not DoGEAgent:
+        assert any("q_return_spearman" in s for s in ours), "the held-out transitions' returns became known"
+    assert _tree_equal(agent.state_dict(), clone.state_dict())
+
+
+# -- online DoGE ------------------------------------------------------------------------------------
+def test_doge_moves_weight_towards_the_domain_with_the_larger_reward():
+    """Three steps against a hand computation of r̂ ← ξ r̂ + (1 − ξ) W / p, r̃ = (r̂ − mean) / std,
+    α ← normalise(α ⊙ exp(η r̃))."""
+    agent = DoGEAgent(make_spec(), eta=0.1, reward_ema=0.5)
+    assert agent.needs_reward
+    probs = np.array([0.4, 0.3, 0.3])
+    rewards = [np.array([3.0, 1.0, 2.0]), np.array([2.0, 0.5, 1.0]), np.array([4.0, 1.0, 0.0])]
+    alpha, ema = NATURAL.copy(), np.zeros(K)
+    for w in rewards:
+        np.testing.assert_allclose(agent.act(None), alpha, rtol=1e-12)
+        agent.observe(None, alpha, 0.0, None, {"vector_reward": w, "sampling_probs": probs})
+        agent.update()
+        ema = 0.5 * ema + 0.5 * w / probs
+        step = np.exp(0.1 * (ema - ema.mean()) / ema.std())
+        alpha = alpha * step / (alpha * step).sum()
+        np.testing.assert_allclose(agent.weights, alpha, rtol=1e-12)
+    assert agent.weights[0] > NATURAL[0] + 0.05 and agent.weights[1] < NATURAL[1]
+    assert agent.update() == {}, "no new reward, no step"
+
+
+def test_doge_step_is_scale_free_and_its_floor_holds():
+    infos = [{"vector_reward": np.array([1.0, -1.0, 0.0]) * 1e-6, "sampling_probs": np.full(K, 1 / 3)}] * 300
+    small, large = DoGEAgent(make_spec()), DoGEAgent(make_spec())
+    floored = DoGEAgent(make_spec(), eta=0.5, floor=0.06)
+    for info in infos:
+        for agent, scale in ((small, 1.0), (large, 1e9), (floored, 1.0)):
+            agent.observe(None, agent.act(None), 0.0, None, {**info, "vector_reward": info["vector_reward"] * scale})
+            agent.update()
+    np.testing.assert_allclose(small.weights, large.weights, rtol=1e-9)
+    assert small.weights[0] > 0.9 > NATURAL[0]
+    assert floored.weights.min() >= 0.06 / K - 1e-12 and floored.weights[1] < 0.03
+
+
+def test_doge_refuses_bad_options():
+    for bad, match in (({"eta": 0}, "eta"), ({"normalize": "max"}, "normalize"), ({"floor": 1.0}, "floor"),
+                       ({"init": "doremi"}, "init"), ({"target_weights": [1, 2]}, "target_weights")):
+        with pytest.raises((ConfigError, ValueError), match=match):
+            DoGEAgent(make_spec(), **bad)
+    with pytest.raises(ConfigError, match="etta"):
+        make_agent(AgentConfig(name="doge", options={"etta": 1.0}), make_spec())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from stable_baselines3 import DDPG, PPO, SAC, TD3
 
-from acodm_gym.agents import AGENTS, ACODMAgent, EnvSpec, VectorDDPG, VectorTD3, make_agent
+from acodm_gym.agents import AGENTS, ACODMAgent, EnvSpec, VectorDDPG, VectorSAC, VectorTD3, make_agent
 from acodm_gym.config import AgentConfig
 from acodm_gym.envs import PretrainEnv
 
@@ -16,6 +16,8 @@ TINY_AC = {"layers": 1, "width": 32, "batch_size": 16, "warmup_steps": 3}
 OPTIONS = {
     "acodm": TINY_AC,
     "acodm-td3": TINY_AC,
+    "vector-sac": TINY_AC,
+    "doge": {},
     "odm": {"warmup_steps": 2},
     "ddpg": {"learning_starts": 3, "batch_size": 16, "policy_kwargs": {"net_arch": [32]}},
     "td3": {"learning_starts": 3, "batch_size": 16, "policy_kwargs": {"net_arch": [32]}},
@@ -95,6 +97,7 @@ STOCK = {
     "ppo": (PPO, {"n_steps": 8, "batch_size": 8, "n_epochs": 2}),
     "vector-ddpg": (VectorDDPG, {"learning_starts": 5}),
     "vector-td3": (VectorTD3, {"learning_starts": 5, "policy_delay": 1}),
+    "vector-sac": (VectorSAC, {"learning_starts": 5}),
 }
 
 

@@ -113,6 +113,29 @@ def test_invalid_choices_list_the_allowed_values(override, allowed):
         ("env.reward_depths=[0.0, 1.0]", "reward_depths"),
         ("env.num_norm_probes=0", "num_norm_probes"),
         ("data.val_fraction=0.49", "val_fraction"),
+        ("model.seq_len=0", r"model.seq_len=0: set model.seq_len >= 2"),
+        ("model.seq_len=1", r"model.seq_len >= 2"),
+        ("model.num_layers=0", r"model.num_layers=0: model sizes must be >= 1"),
+        ("model.hidden_size=0", r"model.hidden_size=0"),
+        ("model.num_heads=0", r"model.num_heads=0"),
+        ("model.intermediate_size=0", r"model.intermediate_size=0"),
+        ("model.num_heads=3", r"divisible by model.num_heads=3"),
+        ("model.num_kv_heads=3", r"num_kv_heads=3 must be >= 1 and divide"),
+        ("train.lr=0", r"train.lr=0.0: set a positive learning rate"),
+        ("train.lr=-1e-3", r"positive learning rate"),
+        ("train.warmup_steps=600", r"warmup_steps=600 must be >= 0 and less than train.total_steps=600"),
+        ("train.warmup_steps=-1", r"warmup_steps=-1"),
+        ("train.grad_clip=-1", r"train.grad_clip=-1.0 must be >= 0 \(0: no clipping\)"),
+        ("train.threads=0", r"train.threads=0 must be >= 1"),
+        ("train.betas=[0.9]", r"give AdamW's two betas"),
+        ("train.betas=[0.9, 0.95, 0.99]", r"two betas"),
+        ("train.betas=[0.9, 1.0]", r"each in \[0, 1\)"),
+        ("train.device=gpu", r"train.device='gpu' is not a device: use cpu, cuda, cuda:N"),
+        ("train.device=cuda0", r"not a device"),
+        ("train.min_lr_ratio=1.5", r"min_lr_ratio=1.5 must be in \[0, 1\]"),
+        ("train.weight_decay=-0.1", r"weight_decay=-0.1 must be >= 0"),
+        ("env.eval_batches=0", r"env.eval_batches=0 must be >= 1"),
+        ("env.eval_interval=-1", r"env.eval_interval=-1 >= 0"),
     ],
 )
 def test_out_of_range_values_are_rejected(override, fragment):
@@ -120,8 +143,27 @@ def test_out_of_range_values_are_rejected(override, fragment):
         load_config(None, [override])
 
 
+@pytest.mark.parametrize(
+    "override",
+    ["train.device=cuda", "train.device=cuda:1", "train.device=mps", "train.grad_clip=0", "train.threads=null",
+     "train.warmup_steps=0", "train.min_lr_ratio=1", "env.eval_interval=0", "model.seq_len=2"],
+)
+def test_edge_values_in_range_are_accepted(override):
+    load_config(None, [override])
+
+
+def test_config_module_does_not_import_torch():
+    """The CLI validates configs before torch is touched, so a config error is reported in well under 2 s."""
+    import subprocess
+    import sys
+
+    code = "import sys, acodm_gym.config as c; c.load_config(None, ['train.device=cuda:0']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_yaml_file_with_base_and_model_preset(tmp_path, monkeypatch):
-    (tmp_path / "base.yaml").write_text("train:\n  total_steps: 50\n  lr: 1e-3\nenv:\n  eval_interval: 7\n")
+    (tmp_path / "base.yaml").write_text("train:\n  total_steps: 50\n  warmup_steps: 5\n  lr: 1e-3\nenv:\n  eval_interval: 7\n")
     sub = tmp_path / "exp"
     sub.mkdir()
     (sub / "run.yaml").write_text("base: ../base.yaml\ntrain:\n  batch_size: 4\nmodel:\n  preset: tiny-proxy\n  seq_len: 64\n")
@@ -141,6 +183,15 @@ def test_missing_config_file_and_bad_yaml(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("content", ["", "\n", "# only a comment\n"])
+def test_empty_config_file_warns_naming_it(tmp_path, content):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(content)
+    with pytest.warns(UserWarning, match=f"Config file {empty} is empty: every key keeps its default"):
+        cfg = load_config(empty)
+    assert cfg.to_dict() == load_config().to_dict()
 
 
 def test_config_round_trips_and_fingerprint_tracks_sections():

@@ -193,6 +193,11 @@ def test_observation_size_is_free_of_model_size_and_architecture(make_env):
         (np.array([0.5, np.nan, 0.2, 0.1]), "NaN"),
         (np.array([0.5, np.inf, 0.2, 0.1]), "inf"),
         (np.array([-np.inf, 0.1, 0.2, 0.1]), "inf"),
+        ("0.25,0.25,0.25,0.25", r"not numeric: give 4 float domain weights, shape \(4,\)"),
+        (["a", "b", "c", "d"], "not numeric"),
+        ([0.1, None, 0.2, 0.3], "not numeric"),
+        (np.array([-1.0, -2.0, -0.5, -3.0]), "no positive weight"),
+        (np.array([-1.0, 0.0, 0.0, 0.0]), "no positive weight"),
     ],
 )
 def test_invalid_actions_are_rejected(make_env, action, fragment):
@@ -205,14 +210,27 @@ def test_invalid_actions_are_rejected(make_env, action, fragment):
 
 
 def test_action_normalisation(make_env):
-    assert np.allclose(action_to_weights(np.zeros(K), K), 0.25)
-    assert np.allclose(action_to_weights([2.0, -1.0, 0.5, 0.5], K), [0.5, 0.0, 0.25, 0.25])
+    """Negatives count as 0, then divide by the sum: the ranking the agent meant survives."""
+    assert np.allclose(action_to_weights(np.zeros(K), K), 0.25)  # a corner of the box: uniform
+    assert np.allclose(action_to_weights([2.0, -1.0, 0.5, 0.5], K), [2 / 3, 0.0, 1 / 6, 1 / 6])
+    assert np.allclose(action_to_weights([10.0, 1.0, 1.0, 0.0], K), [10 / 12, 1 / 12, 1 / 12, 0.0])
+    assert np.allclose(action_to_weights([1e308, 1e308, 0.0, 0.0], K), [0.5, 0.5, 0.0, 0.0])  # no overflow
+    assert np.allclose(action_to_weights(torch.tensor([1.0, 1.0, 2.0, 0.0]), K), [0.25, 0.25, 0.5, 0.0])
     env = make_env()
     env.reset(seed=0)
-    _, _, _, _, info = env.step(np.zeros(K, dtype=np.float32))
-    assert np.allclose(info["domain_weights"], 0.25)
-    _, _, _, _, info = env.step(np.array([3.0, -2.0, 1.0, 0.0]))
-    assert np.allclose(info["domain_weights"], [0.5, 0.0, 0.5, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an action inside the box is never warned about
+        _, _, _, _, info = env.step(np.zeros(K, dtype=np.float32))
+        assert np.allclose(info["domain_weights"], 0.25)
+        _, _, _, _, info = env.step(np.array([1.0, 0.0, 1.0, 0.5], dtype=np.float32))
+        assert np.allclose(info["domain_weights"], [0.4, 0.0, 0.4, 0.2])
+    with pytest.warns(UserWarning, match=r"outside its action space \[0, 1\]\^4: negative weights count as 0.*once per env"):
+        _, _, _, _, info = env.step(np.array([3.0, -2.0, 1.0, 0.0]))
+    assert np.allclose(info["domain_weights"], [0.75, 0.0, 0.25, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per env, not on every step
+        _, _, _, _, info = env.step(np.array([10.0, 1.0, 1.0, 0.0]))
+    assert np.allclose(info["domain_weights"], [10 / 12, 1 / 12, 1 / 12, 0.0])
     assert info["domain_weights"].sum() == pytest.approx(1.0)
 
 
@@ -221,6 +239,10 @@ def test_truncation_at_total_steps(make_env):
     env.reset(seed=0)
     flags = [env.step(ALPHA)[2:4] for _ in range(5)]
     assert flags == [(False, False)] * 4 + [(False, True)]
+    for _ in range(2):  # a truncated episode takes no more steps until reset()
+        with pytest.raises(RuntimeError, match=r"truncated at step 5 \(train.total_steps=5\): call reset\(\)"):
+            env.step(ALPHA)
+    assert env.t == 5 and env._observation()[env.observation_layout()["step"]][0] == 1.0  # the step feature stays t/T = 1
     _, info = env.reset(seed=0)  # a new episode starts from step 0
     assert info["step"] == 0 and env.step(ALPHA)[4]["step"] == 1
 

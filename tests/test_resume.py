@@ -5,8 +5,8 @@
   resumed with ``train --resume``, and must equal an uninterrupted run with the same seed bit for
   bit: metrics.csv byte for byte (every loss, weight, reward, learning rate, validation perplexity,
   steps exactly 1..T), the final model and the agent (networks, optimisers, replay buffer). For
-  ``acodm`` (actor–critic with a replay buffer, warm-up shorter than the checkpoint step), ``odm``
-  and ``acodm`` on the DeepSpeed backend at world size 1.
+  ``acodm`` (actor–critic with a replay buffer, warm-up shorter than the checkpoint step), ``odm``,
+  ``vector-sac`` with every diagnostic, and ``acodm`` on the DeepSpeed backend at world size 1.
 * Faults: a truncated checkpoint (fall back to the previous one), a changed config / another model /
   another corpus / another world size (refused, naming what differs), non-finite losses (skipped
   and counted; a burst stops the run, the checkpoint before it resumes), a full disk while
@@ -181,7 +181,8 @@ def test_acodm_killed_and_resumed_equals_uninterrupted_run(acodm_runs):
     run_dir, ref_dir = acodm_runs
     _assert_same_run(run_dir, ref_dir)
     state = torch.load(run_dir / "agent.pt", weights_only=True)["state"]
-    assert state["t"] == TOTAL and len(state["sb3"]["replay"]["rewards"]) == TOTAL  # every transition, once
+    held_out = TOTAL // 10  # every 10th transition is kept out of the replay for the diagnostics
+    assert state["t"] == TOTAL and len(state["sb3"]["replay"]["rewards"]) == TOTAL - held_out  # every other one, once
     assert np.any(state["sb3"]["replay"]["ema"].numpy() != 0)  # the reward EMA travelled with the replay buffer
 
 
@@ -190,6 +191,19 @@ def test_odm_killed_and_resumed_equals_uninterrupted_run(corpus_text_dir, cache_
     run_dir, ref_dir = _kill_and_resume(tmp_path, cfg)
     _assert_same_run(run_dir, ref_dir)
     assert any((run_dir / "tensorboard").iterdir())
+
+
+def test_vector_sac_killed_and_resumed_equals_uninterrupted_run_with_its_diagnostics(corpus_text_dir, cache_dir, tmp_path):
+    """The logistic-normal SAC (entropy temperature and its optimiser, policy sampling from the global
+    RNG) and every diagnostic (held-out transitions, reward window) resume bit for bit."""
+    options = {**ACODM["options"], "gamma": 0.5, "holdout_every": 2, "target_weights": [1, 1, 1, 1]}
+    cfg = _config_file(tmp_path, corpus_text_dir, cache_dir, {"name": "vector-sac", "options": options}, run={"plots": True})
+    run_dir, ref_dir = _kill_and_resume(tmp_path, cfg)
+    _assert_same_run(run_dir, ref_dir)
+    m = read_metrics(run_dir / "metrics.csv")
+    for name in ("td_error", "q_return_spearman", "reward_snr", "target_cosine", "weight_entropy"):
+        assert np.isfinite(m[f"diag/{name}"]).sum() >= 10, name
+    assert (run_dir / "diagnostics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +260,26 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(acodm_runs, 
         (root / name / "meta.json").unlink()
     with pytest.raises(checkpoint.ResumeError, match="none of its checkpoints"):
         resume(run_dir, log=lambda _: None)
+
+
+@pytest.mark.parametrize("name", ["model.pt", "agent.pt", "state.pt"])
+def test_same_size_garbage_in_a_checkpoint_is_an_error_naming_the_file(acodm_runs, tmp_path, capsys, name):
+    """The size check passes, so only loading finds it: an error naming the file and the way back, before any change."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(acodm_runs[1], run_dir)
+    (run_dir / "summary.json").unlink()
+    ckpt = run_dir / "checkpoints" / "step-000030"
+    bad = ckpt / name
+    bad.write_bytes(np.random.default_rng(0).bytes(bad.stat().st_size))
+    checkpoint.verify(ckpt)  # every size is right
+    metrics = (run_dir / "metrics.csv").read_bytes()
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and f"Delete {ckpt} to resume from the checkpoint before it." in err, err
+    assert "weights_only" not in err and "Traceback" not in err
+    assert (run_dir / "metrics.csv").read_bytes() == metrics  # nothing was cut back or rewritten
+    shutil.rmtree(ckpt)  # as the error says: the previous checkpoint is then the one resumed from
+    assert checkpoint.find(run_dir, warn=lambda _: None).step == 20
 
 
 def test_resume_refuses_changed_config_other_model_and_other_corpus(acodm_runs, corpus_text_dir, cache_dir, tmp_path, capsys):
@@ -361,7 +395,7 @@ def test_truncated_token_file_is_a_clear_error_with_exit_code_2(acodm_runs, corp
     token_file = copy / "legal" / "train.bin"
     token_file.write_bytes(token_file.read_bytes()[:-7])
     assert main(["train", "--agent", "uniform", f"data.corpus={corpus_text_dir}", f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=512",
-                 "train.total_steps=2", f"run.out_dir={tmp_path / 'runs'}", "run.progress=false"]) == 2
+                 "train.total_steps=2", "train.warmup_steps=1", f"run.out_dir={tmp_path / 'runs'}", "run.progress=false"]) == 2
     err = capsys.readouterr().err
     assert f"Token file {token_file} is truncated or corrupt" in err
     # The same on resume (data.cache_dir may change on resume: the corpus is checked by its fingerprint).

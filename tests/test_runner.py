@@ -42,6 +42,18 @@ def test_metrics_csv_has_one_row_per_step_and_no_nan_losses(natural_run):
     assert m["step"][evaluated].tolist() == [10, 20]
 
 
+def test_an_agent_without_reward_logs_no_reward_columns_or_scalars(natural_run):
+    """The natural agent computes no reward (env.compute_reward false): a constant 0 curve would mean nothing."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    columns = read_metrics(natural_run.run_dir / "metrics.csv").keys()
+    assert "reward" not in columns and not [c for c in columns if c.startswith("reward/")]
+    assert {"objective", "loss/code", "weight/code"} <= set(columns)
+    events = EventAccumulator(str(natural_run.run_dir / "tensorboard"))
+    tags = events.Reload().Tags()["scalars"]
+    assert "objective" in tags and not [t for t in tags if t.startswith("reward")]
+
+
 def test_summary_matches_metrics_and_training_lowers_perplexity(natural_run):
     s = natural_run.summary
     m = read_metrics(natural_run.run_dir / "metrics.csv")
@@ -116,8 +128,10 @@ def test_compare_writes_report_table_and_plots(corpus_text_dir, cache_dir, tmp_p
     out = tmp_path / "cmp"
     assert main(["compare", "--config", cfg, "--methods", "natural,uniform", "--seeds", "0", "1", "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
-    rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| method")]
-    assert [r.split("|")[1].strip() for r in rows] == ["natural", "uniform"]
+    main_table, per_domain = report.split("Per-domain test perplexity")
+    for table in (main_table, per_domain):
+        rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+        assert [r.split("|")[1].strip() for r in rows] == ["natural", "uniform"]
     results = json.loads((out / "results.json").read_text())
     assert results["methods"]["natural"]["seeds"] == [0, 1]
     assert len(results["methods"]["uniform"]["final_val_ppl"]) == 2
@@ -141,3 +155,6 @@ def test_transitions_are_logged_for_offline_rl(corpus_text_dir, cache_dir, tmp_p
     np.testing.assert_array_equal(t["next_obs"][:-1], t["obs"][1:])  # consecutive steps chain
     np.testing.assert_allclose(t["reward"], (t["action"] * t["vector_reward"]).sum(axis=1), rtol=1e-4, atol=1e-9)
     assert np.abs(t["vector_reward"]).max() > 0
+    m = read_metrics(result.run_dir / "metrics.csv")  # an agent that learns from the reward logs it
+    np.testing.assert_allclose(m["reward"], t["reward"], rtol=1e-6)
+    np.testing.assert_allclose(np.stack([m[f"reward/{d}"] for d in result.summary["domains"]], axis=1), t["vector_reward"], rtol=1e-5)

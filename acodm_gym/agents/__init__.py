@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from ..config import AgentConfig, ConfigError
-from .acodm import ACODMAgent, ACODMTD3Agent, FrozenActorAgent
+from .acodm import ACODMAgent, ACODMTD3Agent, FrozenActorAgent, VectorSACAgent
 from .base import Agent, EnvSpec, read_agent_file
+from .doge import DoGEAgent
 from .exp3 import EXP3Agent
 from .sb3 import DDPGAgent, PPOAgent, SACAgent, TD3Agent
 from .static import NaturalAgent, StaticAgent, UniformAgent, read_weights
+from .vector_sac import LogisticNormalActor, LogisticNormalDistribution, VectorSAC, VectorSACPolicy
 from .vector_td3 import VectorDDPG, VectorReplayBuffer, VectorTD3, VectorTD3Policy
 
 # CLI name → agent class. Each class says whether it needs the reward probes and the floor.
@@ -18,8 +20,10 @@ AGENTS: dict[str, type[Agent]] = {
         StaticAgent,
         ACODMAgent,
         ACODMTD3Agent,
+        VectorSACAgent,
         FrozenActorAgent,
         EXP3Agent,
+        DoGEAgent,
         DDPGAgent,
         TD3Agent,
         SACAgent,
@@ -41,5 +45,7 @@ def make_agent(cfg: AgentConfig, spec: EnvSpec) -> Agent:
 __all__ = [
     "Agent", "EnvSpec", "AGENTS", "agent_class", "make_agent", "read_agent_file", "read_weights",
     "NaturalAgent", "UniformAgent", "StaticAgent", "ACODMAgent", "ACODMTD3Agent", "FrozenActorAgent", "EXP3Agent",
+    "VectorSACAgent", "DoGEAgent",
     "DDPGAgent", "TD3Agent", "SACAgent", "PPOAgent", "VectorTD3", "VectorDDPG", "VectorTD3Policy", "VectorReplayBuffer",
+    "VectorSAC", "VectorSACPolicy", "LogisticNormalActor", "LogisticNormalDistribution",
 ]

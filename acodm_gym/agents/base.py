@@ -70,8 +70,8 @@ def read_agent_file(path: str | Path) -> dict[str, Any]:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a damaged file
         raise ValueError(
-            f"{path} is not a readable saved agent (corrupted, truncated, or not written by Agent.save): "
-            f"{type(exc).__name__}: {str(exc)[:200]}"
+            f"{path} is not a readable saved agent (corrupted, truncated, or not written by Agent.save; "
+            f"{type(exc).__name__})."
         ) from None
     if not isinstance(blob, dict) or not {"agent", "state", "domains"} <= blob.keys():
         raise ValueError(f"{path} is a torch file but not a saved agent (no 'agent', 'domains' and 'state' entries).")

@@ -70,21 +70,42 @@ def read_weights(source: str | Path | Sequence[float] | Mapping[str, float], dom
 
     A file may also be a run's exported mixture (``{"mean_weights": {...}}``).
     """
+    where = "Weights"
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"Weights file {path} does not exist.")
-        text = path.read_text()
-        source = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        source, where = _read_weights_file(path), f"Weights file {path}"
         if isinstance(source, Mapping) and "mean_weights" in source:
             source = source["mean_weights"]
+        if not isinstance(source, (list, Mapping)):
+            held = "nothing" if source is None else repr(str(source)[:80])
+            raise ValueError(f"{where} holds {held}: give a list of weights or a {{domain: weight}} mapping.")
     if isinstance(source, Mapping):
         unknown = sorted(set(source) - set(domains))
         missing = [d for d in domains if d not in source]
         if unknown or missing:
-            raise ValueError(f"Weights name unknown domains {unknown} / miss domains {missing}; the corpus has {domains}.")
-        return np.array([float(source[d]) for d in domains])
-    return np.asarray(source, dtype=np.float64)
+            raise ValueError(
+                f"{where} name unknown domains {unknown} / miss domains {missing}; the corpus has {domains}."
+            )
+        source = [source[d] for d in domains]
+    try:
+        return np.asarray(source, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} {str(source)[:80]} are not all numbers: give one number per domain.") from None
+
+
+def _read_weights_file(path: Path):
+    """The parsed content of a JSON or YAML weights file, with errors that name it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"Weights file {path} does not exist.")
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise ValueError(
+            f"Weights file {path} is not valid UTF-8 {kind} ({type(exc).__name__}: {str(exc)[:200]}): give a list "
+            "of weights or a {domain: weight} mapping (a run's mixture.json works too)."
+        ) from None
 
 
 def write_mixture(path: str | Path, domains: list[str], steps: list[int], weights: np.ndarray) -> Path:

@@ -145,6 +145,17 @@ class VectorReplayBuffer(ReplayBuffer):
         self.ema = np.zeros((self.n_envs, self.reward_dim))
 
     def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
+        self.store(obs, next_obs, action, self.reward_vector(infos, done), done, infos)
+
+    def store(self, obs, next_obs, action, vector: np.ndarray, done, infos: list[dict[str, Any]]) -> None:
+        """Add a transition whose reward vector ``reward_vector`` already made."""
+        super().add(obs, next_obs, action, vector, done, infos)
+
+    def reward_vector(self, infos: list[dict[str, Any]], done) -> np.ndarray:
+        """The (n_envs, reward_dim) vector a transition stores, read from ``infos``; advances the average.
+
+        Called for every transition, also one kept out of the buffer, so the average sees every step.
+        """
         try:
             vector = np.stack([np.asarray(info["vector_reward"], dtype=np.float64) for info in infos])
         except KeyError:
@@ -156,7 +167,7 @@ class VectorReplayBuffer(ReplayBuffer):
             self.ema = importance_weighted_ema(self.ema, vector, probs, self.reward_ema)
             vector = self.ema.copy()
             self.ema[np.asarray(done, dtype=bool).reshape(-1)] = 0.0
-        super().add(obs, next_obs, action, vector, done, infos)
+        return vector
 
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
         # As ReplayBuffer._get_samples, but the rewards keep their vector (B, reward_dim).
@@ -175,7 +186,60 @@ class VectorReplayBuffer(ReplayBuffer):
         return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
 
 
-class VectorTD3(TD3):
+class VectorObjective:
+    """What every vector-reward actor–critic here shares (mixed into SB3's TD3 and SAC): the checks of
+    the scalarisation and prior options, the scalarisation, the per-component critic step with its TD
+    error, the actor's spread-normalised objective with the prior pull, and the finite-loss guard."""
+
+    _n_updates: int
+
+    def _init_objective(self, scalarization: str, prior: np.ndarray | None, prior_coef: float) -> None:
+        if scalarization not in SCALARIZATIONS:
+            raise ValueError(f"scalarization='{scalarization}' is not supported; choose one of {', '.join(SCALARIZATIONS)}.")
+        if not (prior_coef >= 0 and math.isfinite(prior_coef)):
+            raise ValueError(f"prior_coef={prior_coef} must be a finite number >= 0 (0: no pull towards the prior mixture).")
+        if prior_coef > 0 and prior is None:
+            raise ValueError("prior_coef > 0 needs prior: the mixture the actor is pulled towards (e.g. the natural weights).")
+        self.scalarization = scalarization
+        self.prior = None if prior is None else th.as_tensor(np.asarray(prior, dtype=np.float32) / np.sum(prior))
+        self.prior_coef = float(prior_coef)
+
+    def scalarize(self, q: th.Tensor, scaled_actions: th.Tensor) -> th.Tensor:
+        """The scalar the actor ascends, per sample (see the module docstring)."""
+        if self.scalarization == "sum":
+            return q.sum(dim=1)
+        return (weights_of(scaled_actions) * q).sum(dim=1)
+
+    def critic_step(self, obs: th.Tensor, actions: th.Tensor, target: th.Tensor) -> float:
+        """One step on Σ_critics MSE(Q, y); records the batch's mean |δ| of the first critic (``td_error``)."""
+        qs = self.critic(obs, actions)
+        self.td_error = (qs[0] - target).abs().mean().item()
+        return self._optimize(self.critic.optimizer, sum(F.mse_loss(q, target) for q in qs), "critic")
+
+    def scalarized_objective(self, obs: th.Tensor, logits: th.Tensor) -> th.Tensor:
+        """−scalarised Q / spread(Q) + λ·KL(prior ‖ softmax(logits)) per sample, at the actions the logits give."""
+        actions = 2 * F.softmax(logits, dim=-1) - 1
+        q = self.critic.q1_forward(obs, actions)
+        spread = (q.std(dim=1) if q.shape[1] > 1 else q.abs()).mean().detach().clamp_min(1e-8)
+        loss = -self.scalarize(q, actions) / spread
+        if self.prior_coef > 0:
+            prior = self.prior.to(logits.device)
+            loss = loss + self.prior_coef * (th.xlogy(prior, prior) - prior * F.log_softmax(logits, dim=-1)).sum(dim=1)
+        return loss
+
+    def _optimize(self, optimizer: th.optim.Optimizer, loss: th.Tensor, what: str) -> float:
+        if not th.isfinite(loss):
+            raise NonFiniteLossError(
+                f"The {what} loss is {loss.item()} at update {self._n_updates}; learning stops before it writes "
+                "non-finite weights. Lower the actor–critic learning rate or check the reward vectors."
+            )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+
+class VectorTD3(VectorObjective, TD3):
     """TD3 with a vector reward: per-component TD targets, actor on a scalarisation of Q.
 
     Overrides only ``train`` (split into a target, a critic step and an actor step, each testable)
@@ -192,26 +256,12 @@ class VectorTD3(TD3):
     def __init__(self, policy: str | type[VectorTD3Policy] = "MlpPolicy", env=None, *, scalarization: str = "alpha_weighted",
                  prior: np.ndarray | None = None, prior_coef: float = 0.0,
                  replay_buffer_class: type[ReplayBuffer] = VectorReplayBuffer, _init_setup_model: bool = True, **kwargs):
-        if scalarization not in SCALARIZATIONS:
-            raise ValueError(f"scalarization='{scalarization}' is not supported; choose one of {', '.join(SCALARIZATIONS)}.")
-        if not (prior_coef >= 0 and math.isfinite(prior_coef)):
-            raise ValueError(f"prior_coef={prior_coef} must be a finite number >= 0 (0: no pull towards the prior mixture).")
-        if prior_coef > 0 and prior is None:
-            raise ValueError("prior_coef > 0 needs prior: the mixture the actor is pulled towards (e.g. the natural weights).")
+        self._init_objective(scalarization, prior, prior_coef)
         super().__init__(policy, env, replay_buffer_class=replay_buffer_class, _init_setup_model=False, **kwargs)
-        self.scalarization = scalarization
-        self.prior = None if prior is None else th.as_tensor(np.asarray(prior, dtype=np.float32) / np.sum(prior))
-        self.prior_coef = float(prior_coef)
         if _init_setup_model:
             self._setup_model()
 
     # -- the pieces of one update ----------------------------------------------------------------
-    def scalarize(self, q: th.Tensor, scaled_actions: th.Tensor) -> th.Tensor:
-        """The scalar the actor ascends, per sample (see the module docstring)."""
-        if self.scalarization == "sum":
-            return q.sum(dim=1)
-        return (weights_of(scaled_actions) * q).sum(dim=1)
-
     def td_target(self, data: ReplayBufferSamples) -> th.Tensor:
         """y = r + (1 − done)·γ·Q̄(s', μ̄(s')) per component, shape (B, reward_dim)."""
         with th.no_grad():
@@ -224,22 +274,9 @@ class VectorTD3(TD3):
             discounts = data.discounts if data.discounts is not None else self.gamma
             return data.rewards + (1 - data.dones) * discounts * next_q
 
-    def critic_step(self, obs: th.Tensor, actions: th.Tensor, target: th.Tensor) -> float:
-        loss = sum(F.mse_loss(q, target) for q in self.critic(obs, actions))
-        return self._optimize(self.critic.optimizer, loss, "critic")
-
     def actor_objective(self, obs: th.Tensor) -> th.Tensor:
         """The loss the actor descends: −scalarised Q / spread(Q) + λ·KL(prior ‖ α) (module docstring)."""
-        logits = self.actor.logits(obs)
-        actions = 2 * F.softmax(logits, dim=-1) - 1
-        q = self.critic.q1_forward(obs, actions)
-        spread = (q.std(dim=1) if q.shape[1] > 1 else q.abs()).mean().detach().clamp_min(1e-8)
-        loss = -self.scalarize(q, actions).mean() / spread
-        if self.prior_coef > 0:
-            prior = self.prior.to(logits.device)
-            kl = (th.xlogy(prior, prior) - prior * F.log_softmax(logits, dim=-1)).sum(dim=1)
-            loss = loss + self.prior_coef * kl.mean()
-        return loss
+        return self.scalarized_objective(obs, self.actor.logits(obs)).mean()
 
     def actor_step(self, obs: th.Tensor) -> float:
         return self._optimize(self.actor.optimizer, self.actor_objective(obs), "actor")
@@ -248,17 +285,6 @@ class VectorTD3(TD3):
         """Warm-up: fit the actor's weights to the behaviour weights as soft labels."""
         loss = F.mse_loss(weights_of(self.actor(obs)), weights_of(actions))
         return self._optimize(self.actor.optimizer, loss, "actor warm-up")
-
-    def _optimize(self, optimizer: th.optim.Optimizer, loss: th.Tensor, what: str) -> float:
-        if not th.isfinite(loss):
-            raise NonFiniteLossError(
-                f"The {what} loss is {loss.item()} at update {self._n_updates}; learning stops before it writes "
-                "non-finite weights. Lower the actor–critic learning rate or check the reward vectors."
-            )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()
 
     def soft_update(self) -> None:
         polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
@@ -288,6 +314,7 @@ class VectorTD3(TD3):
                 self.soft_update()
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/critic_loss", np.mean(critic_losses))
+        self.logger.record("train/td_error", self.td_error)
         if actor_losses:
             self.logger.record("train/clone_loss" if warmup else "train/actor_loss", np.mean(actor_losses))
 

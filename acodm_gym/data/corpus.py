@@ -4,7 +4,8 @@ Text is tokenized once, in streaming passes over the input (no file or domain is
 memory): the first counts each domain's bytes per hash bucket of its documents, the last keeps an
 even, hash-chosen sample of at most ``data.max_bytes_per_domain`` bytes and assigns every document
 to train / validation / test by a hash of its text and ``data.seed`` (so neither the cap nor the
-splits depend on file order); in between, a trained BPE reads a sample chosen the same way.
+splits depend on file order); in between, a trained BPE reads a sample chosen the same way. A
+recipe (``data.recipe``, data/recipes.py) resamples the domains and chooses the held-out documents itself.
 Documents longer than ``MAX_PIECE_CHARS`` are first cut into pieces at line (else space)
 boundaries; each piece is a document. Each split of a domain is one token stream, documents
 separated by end-of-text, written as flat ``uint16`` (vocab ≤ 65535) or ``uint32`` files.
@@ -15,6 +16,7 @@ inputs: a changed input rebuilds the corpus, a changed token file is an error.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -30,6 +32,7 @@ import numpy as np
 
 from ..config import DataConfig
 from . import tokenizer as toklib
+from .recipes import RecipeError, apply_recipe
 
 SPLITS = ("train", "validation", "test")
 MANIFEST = "manifest.json"
@@ -301,14 +304,26 @@ class _Source:
     domains: list[str]  # dir: known up front; JSONL: filled by the first pass
     meta: dict[str, dict] = field(default_factory=dict)  # per domain: source, version, license
     seen: set[str] = field(default_factory=set)  # JSONL: every domain value met, selected or not
+    splits: dict[str, dict[str, list[str]]] | None = None  # a recipe's documents per domain and split
 
-    def pieces(self, cfg: DataConfig, reports: dict[str, _DomainReport] | None = None) -> Iterator[tuple[str, str]]:
-        """(domain, piece) for every piece of every selected document, in input order."""
+    def pieces(
+        self, cfg: DataConfig, reports: dict[str, _DomainReport] | None = None
+    ) -> Iterator[tuple[str, str, str | None]]:
+        """(domain, piece, split) for every piece of every selected document, in input order.
+
+        The split is a recipe's choice, or None: the piece's hash decides.
+        """
+        if self.splits is not None:
+            for d in self.domains:
+                for split in SPLITS:
+                    for piece in self.splits[d][split]:
+                        yield d, piece, split
+            return
         if self.kind == "dir":
             for d in self.domains:
                 report = None if reports is None else reports.setdefault(d, _DomainReport())
                 for piece in iter_text_dir(self.path, d, cfg.seed, cfg.encoding, report):
-                    yield d, piece
+                    yield d, piece, None
             return
         for d, text in iter_jsonl(self.path, cfg.domain_fields, cfg.text_field, cfg.encoding, reports):
             self.seen.add(d)
@@ -318,7 +333,7 @@ class _Source:
             if reports is not None and len(pieces) > 1:
                 reports.setdefault(d, _DomainReport()).cut_documents += 1
             for piece in pieces:
-                yield d, piece
+                yield d, piece, None
 
 
 def _resolve(cfg: DataConfig, cache: Path) -> _Source:
@@ -355,6 +370,23 @@ def _fetch_default(cfg: DataConfig, source: _Source, log: Callable[[str], None])
         raise CorpusError("Fewer than two default domains could be fetched; see the messages above.")
     meta = {r.domain: {"source": r.source, "version": r.version, "license": r.license} for r in ok}
     return _Source("dir", source.path, [r.domain for r in ok], meta)
+
+
+def _apply_recipe(cfg: DataConfig, source: _Source, reports: dict[str, _DomainReport]) -> _Source:
+    """The base corpus resampled by ``data.recipe`` (in memory: recipes are built from small base corpora)."""
+    base: dict[str, list[str]] = {d: [] for d in source.domains}
+    for d, piece, _ in source.pieces(cfg, reports):
+        base.setdefault(d, []).append(piece)
+    try:
+        built = apply_recipe(cfg.recipe, base)
+    except RecipeError as exc:
+        raise CorpusError(str(exc)) from None
+    meta = {}
+    for name in built:
+        planted = cfg.recipe.planted.get(name)
+        meta[name] = {**source.meta.get(name, {}), "recipe_share": cfg.recipe.shares[name]} if planted is None else {
+            "source": f"planted:{planted['generator']}", "license": "derived from the clean domains", "planted": dict(planted)}
+    return _Source("recipe", source.path, list(built), meta, splits=built)
 
 
 def _digest(data: bytes) -> str:
@@ -421,10 +453,12 @@ def corpus_dir(cfg: DataConfig) -> Path:
             "fields": [cfg.domain_fields, cfg.text_field],
             "encoding": cfg.encoding,
             "format": FORMAT_VERSION,
+            **({"recipe": dataclasses.asdict(cfg.recipe)} if cfg.recipe.shares else {}),
         },
         sort_keys=True,
     )
     name = "default" if cfg.corpus == "default" else Path(cfg.corpus).stem.replace(".jsonl", "")
+    name += "-recipe" if cfg.recipe.shares else ""
     return default_cache_dir(cfg) / "corpora" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
@@ -485,11 +519,12 @@ class _DomainStats:
     documents: int = 0
 
 
-def _survey(source: _Source, cfg: DataConfig, log: Callable[[str], None]) -> tuple[dict[str, _DomainStats], dict]:
-    """First pass: bytes per domain and per hash bin, and what reading skipped (logged)."""
+def _survey(
+    source: _Source, cfg: DataConfig, reports: dict[str, _DomainReport], log: Callable[[str], None]
+) -> dict[str, _DomainStats]:
+    """First pass: bytes per domain and per hash bin, and what reading skipped (``reports``, logged)."""
     stats: dict[str, _DomainStats] = {}
-    reports: dict[str, _DomainReport] = {}
-    for d, piece in source.pieces(cfg, reports):
+    for d, piece, _ in source.pieces(cfg, reports):
         data = piece.encode("utf-8")
         s = stats.setdefault(d, _DomainStats())
         s.input_bytes += len(data)
@@ -507,21 +542,26 @@ def _survey(source: _Source, cfg: DataConfig, log: Callable[[str], None]) -> tup
             files = ", ".join(f"{f} ({n} bytes)" for f, n in list(r.undecodable_files.items())[:5])
             log(f"  warning: {d}: {r.undecodable_bytes} bytes in {r.undecodable_count} file(s) are not {cfg.encoding} "
                 f"and became U+FFFD: {files}{' ...' if r.undecodable_count > 5 else ''}. If they are Latin-1, {hint}.")
-    return stats, reports
+    return stats
 
 
 def _train_tokenizer(source: _Source, cfg: DataConfig, stats: dict[str, _DomainStats], log: Callable[[str], None]):
-    """A BPE trained on the same hash-chosen sample of every domain (at most TRAIN_BYTES_PER_DOMAIN each)."""
+    """A BPE trained on the same hash-chosen sample of every domain (at most TRAIN_BYTES_PER_DOMAIN each).
+
+    A recipe's held-out documents stay out of it.
+    """
     log(f"training a byte-level BPE tokenizer (vocab {cfg.vocab_size}) on {len(stats)} domains")
     limit = {d: min(s.keep, _bin_limit(s.hist, toklib.TRAIN_BYTES_PER_DOMAIN)) for d, s in stats.items()}
     sample = (
-        piece for d, piece in source.pieces(cfg) if _piece_hash(piece.encode("utf-8"), cfg.seed)[0] < limit[d]
+        piece
+        for d, piece, split in source.pieces(cfg)
+        if split in (None, "train") and _piece_hash(piece.encode("utf-8"), cfg.seed)[0] < limit[d]
     )
     return toklib.train_bpe(sample, cfg.vocab_size)
 
 
 def _write_splits(source: _Source, cfg: DataConfig, stats: dict[str, _DomainStats], tok, eos: int, dtype, tmp: Path) -> None:
-    """Last pass: tokenize the kept pieces, each appended to its domain's hash-chosen split."""
+    """Last pass: tokenize the kept pieces, each appended to its domain's split (hash-chosen, or the recipe's)."""
     files = {}
     for d in stats:
         (tmp / d).mkdir()
@@ -535,7 +575,7 @@ def _write_splits(source: _Source, cfg: DataConfig, stats: dict[str, _DomainStat
         pending.clear()
 
     try:
-        for d, piece in source.pieces(cfg):
+        for d, piece, split in source.pieces(cfg):
             data = piece.encode("utf-8")
             b, u = _piece_hash(data, cfg.seed)
             s = stats[d]
@@ -543,7 +583,7 @@ def _write_splits(source: _Source, cfg: DataConfig, stats: dict[str, _DomainStat
                 continue
             s.bytes += len(data)
             s.documents += 1
-            pending.append((d, _split_of(u, cfg), piece))
+            pending.append((d, split or _split_of(u, cfg), piece))
             size += len(piece)
             if len(pending) >= 256 or size >= 4 * MAX_PIECE_CHARS:
                 flush()
@@ -595,7 +635,10 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
     if cfg.corpus == "default":
         source = _fetch_default(cfg, source, log)
     inputs = _input_fingerprint(source, requested)
-    stats, reports = _survey(source, cfg, log)
+    reports: dict[str, _DomainReport] = {}
+    if cfg.recipe.shares:
+        source = _apply_recipe(cfg, source, reports)
+    stats = _survey(source, cfg, reports, log)
     if source.kind == "jsonl":
         _check_selected(cfg, sorted(source.seen), source.path)
         source.domains = sorted(set(stats) | set(cfg.domains or ()))
@@ -614,7 +657,7 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
             )
     stats = {d: stats[d] for d in source.domains}
     for s in stats.values():
-        s.keep = _bin_limit(s.hist, cfg.max_bytes_per_domain)
+        s.keep = HASH_BINS if source.splits is not None else _bin_limit(s.hist, cfg.max_bytes_per_domain)
     if tok is None:
         tok = _train_tokenizer(source, cfg, stats, log)
         eos = toklib.eos_id(tok)
@@ -630,12 +673,12 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
         domains = []
         for d, s in stats.items():
             tokens = {split: (tmp / d / f"{split}.bin").stat().st_size // np.dtype(dtype).itemsize for split in SPLITS}
-            split = "document"
-            if not _split_by_document_ok(tokens, cfg):
+            split = "recipe" if source.splits is not None else "document"
+            if split == "document" and not _split_by_document_ok(tokens, cfg):
                 tokens, split = _split_by_position(tmp / d, dtype, cfg), "position"
             n = sum(tokens.values())
             sampled = f", an even sample of {s.input_bytes / 1e6:.2f} MB" if s.bytes < s.input_bytes else ""
-            by = "" if split == "document" else ", split by position (too few documents to split by document)"
+            by = ", split by position (too few documents to split by document)" if split == "position" else ""
             log(f"  {d:<12} {s.bytes / 1e6:6.2f} MB  {s.documents:6d} docs  {n / 1e6:6.2f} M tokens{sampled}{by}")
             domains.append({
                 "name": d,

@@ -7,7 +7,9 @@ drives it.
 
 Observation: the six-part state of envs/state.py (size 3k + 1 + 2L, free of model size).
 
-Action: Box [0, 1]^k, clipped to the box and normalised to sum 1 (all zeros means uniform).
+Action: Box [0, 1]^k, mapped onto the simplex by ``action_to_weights`` (negative entries count as
+0, then divide by the sum, which keeps the ranking; all zeros means uniform). An action outside
+the box is warned about once per env.
 
 Reward: ``info["vector_reward"]`` is W (k values; ``reward_space``), W_i = ⟨∇ℓ_i, Σ_j ∇ℓ_j⟩ on
 the reward layers. The scalar returned by ``step`` (for stock agents) is, by default, the
@@ -17,6 +19,7 @@ domain losses under the update this mixture makes (``sum``: ‖Σ g‖², hardly
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
@@ -32,6 +35,7 @@ from ..lm.models import build_model, evenly_spaced_layers, layers_at_depths, pro
 from ..lm.probes import AlignmentProbe, WeightNormProbe, alignment_reward
 from ..lm.step import NonFiniteLossError, TorchBackend, evaluate_domains, train_step
 from .state import TrainingState, observation_layout
+from .task import TaskMetric, load_references, normalised_score
 
 
 def scalarize(vector: np.ndarray, alpha: np.ndarray, mode: str) -> float:
@@ -44,15 +48,39 @@ def scalarize(vector: np.ndarray, alpha: np.ndarray, mode: str) -> float:
 
 
 def action_to_weights(action: Any, k: int) -> np.ndarray:
-    """Clip an action to [0, 1]^k and normalise it onto the simplex; reject NaN/inf and bad shapes."""
-    a = np.asarray(action, dtype=np.float64)
+    """Domain weights from an action: negatives count as 0, then divide by the sum (order-preserving).
+
+    All zeros (a corner of the box) means uniform. Raises ``ValueError`` for a non-numeric action, a
+    wrong shape, NaN/inf, or an action with negative entries and nothing positive.
+    """
+    a = np.asarray(action)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Action {_short_repr(action)} is not numeric: give {k} float domain weights, shape ({k},), in [0, 1]."
+        )
+    a = a.astype(np.float64)
     if a.shape != (k,):
         raise ValueError(f"Action has shape {a.shape}; expected ({k},), one weight per domain.")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"Action {a.tolist()} holds NaN or inf; give finite domain weights.")
-    a = np.clip(a, 0.0, 1.0)
-    total = a.sum()
-    return a / total if total > 0 else np.full(k, 1.0 / k)
+    positive = np.maximum(a, 0.0)
+    with np.errstate(over="ignore"):
+        total = positive.sum()
+    if not np.isfinite(total):  # huge weights overflow the sum: scale them down first
+        positive = positive / positive.max()
+        total = positive.sum()
+    if total > 0:
+        return positive / total
+    if np.any(a < 0):
+        raise ValueError(
+            f"Action {a.tolist()} has no positive weight: give at least one weight > 0 (all zeros means uniform)."
+        )
+    return np.full(k, 1.0 / k)
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class PretrainEnv(gym.Env):
@@ -64,8 +92,9 @@ class PretrainEnv(gym.Env):
         overrides: Sequence[str] | Mapping[str, Any] | None = None,
         corpus: TokenCorpus | None = None,
         log=print,
+        task: str | None = None,
     ):
-        self.cfg = load_config(config, overrides)
+        self.cfg = load_config(config, overrides, task=task)
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
         distributed.setup(self.cfg.train)  # train.backend=deepspeed: the process group of the ranks in lockstep
@@ -79,6 +108,8 @@ class PretrainEnv(gym.Env):
             )
         self.k = len(self.domains)
         self.natural_weights = self.corpus.natural_weights()
+        self.metric = TaskMetric(self.domains, self.cfg.task.eval_domains)
+        self.references = load_references(self.cfg.task, self.corpus)
         self.L = self.cfg.env.num_norm_probes
         obs_size = 3 * self.k + 1 + 2 * self.L  # the six parts of observation_layout()
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
@@ -92,6 +123,8 @@ class PretrainEnv(gym.Env):
             raise ValueError(f"Domains {short} have fewer than seq_len={seq} validation tokens: add text or raise data.val_fraction.")
         self.backend: TorchBackend | None = None
         self._alignment: AlignmentProbe | None = None
+        self._truncated = False  # the episode reached train.total_steps: step() waits for reset()
+        self._warned_box = False  # an out-of-box action is warned about once per env
 
     # ------------------------------------------------------------------------------------------
     def observation_layout(self) -> dict[str, slice]:
@@ -127,6 +160,7 @@ class PretrainEnv(gym.Env):
         self.sampler = DomainSampler(self.corpus, self.cfg.model.seq_len, t.batch_size, t.exploration_share, t.exploration_floor, run_seed)
         self.t = 0
         self.tokens = 0
+        self._truncated = False
         self._nonfinite = 0
         self.skipped_steps = 0
         first_blocks = [b[:1] for b in self._val_blocks]
@@ -138,8 +172,13 @@ class PretrainEnv(gym.Env):
     def step(self, action):
         if self.backend is None:
             raise RuntimeError("Call reset() before step().")
+        if self._truncated:
+            raise RuntimeError(
+                f"The episode was truncated at step {self.t} (train.total_steps={self.cfg.train.total_steps}): "
+                "call reset() to start a new one before step()."
+            )
         # Multi-rank: rank 0's action on every rank (the others may pass None); single process: the action.
-        alpha = distributed.from_main(lambda: action_to_weights(action, self.k), (self.k,))
+        alpha = distributed.from_main(lambda: self._weights(action), (self.k,))
         t = self.cfg.train
         batch = self.sampler.sample(alpha)
         out = train_step(self.backend, batch, alpha, t.loss_weighting, t.micro_batch_size, self._alignment, self._norm_probe)
@@ -176,14 +215,28 @@ class PretrainEnv(gym.Env):
             "skipped": not out.finite,
             "skipped_steps": self.skipped_steps,
         }
-        truncated = self.t >= t.total_steps
+        truncated = self._truncated = self.t >= t.total_steps
         interval = self.cfg.env.eval_interval
         if interval and (self.t % interval == 0 or truncated):
             val = self.evaluate("validation")
-            info["val_loss"] = val
-            info["val_ppl"] = np.exp(val)
+            info.update(val_loss=val, val_ppl=np.exp(val), val_metric=self.metric.value(val))
+        if truncated:
+            info.update(self.episode_result())
         reward = scalarize(vector, alpha, self.cfg.env.scalarization)
         return self._observation(), reward, False, bool(truncated), info
+
+    def _weights(self, action: Any) -> np.ndarray:
+        """``action_to_weights``, with a warning (once per env) for an action outside the action space."""
+        alpha = action_to_weights(action, self.k)
+        a = np.asarray(action, dtype=np.float64)
+        if not self._warned_box and (np.any(a < 0) or np.any(a > 1)):
+            self._warned_box = True
+            warnings.warn(
+                f"PretrainEnv got action {a.tolist()} outside its action space [0, 1]^{self.k}: negative weights "
+                f"count as 0 and the rest are divided by their sum ({alpha.round(4).tolist()}). Warned once per env.",
+                stacklevel=5,  # the caller of step() (through from_main and its lambda)
+            )
+        return alpha
 
     def _check_vocab(self, model) -> None:
         """Every token id of the corpus must index the model's embedding and output layers."""
@@ -204,6 +257,19 @@ class PretrainEnv(gym.Env):
             limit = self.cfg.env.eval_batches * self.cfg.train.batch_size
             blocks = [torch.from_numpy(self.corpus.blocks(d, split, self.cfg.model.seq_len, limit)) for d in self.domains]
         return evaluate_domains(self.backend, blocks, self.cfg.train.batch_size)
+
+    def episode_result(self) -> dict[str, Any]:
+        """The episode's result: the task metric on the test split, the paper's arithmetic mean beside it,
+        and the normalised score (None while the task has no references)."""
+        test = self.evaluate("test")
+        test_metric = self.metric.value(test)
+        return {
+            "test_loss": test,
+            "test_ppl": np.exp(test),
+            "test_metric": test_metric,
+            "test_metric_arith": self.metric.arithmetic(test),
+            "score": normalised_score(test_metric, self.references),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """The environment's own state, plain values only (the model and optimiser are the backend's:
@@ -227,6 +293,7 @@ class PretrainEnv(gym.Env):
         if self.backend is None:
             raise RuntimeError("Call reset() before load_state_dict().")
         self.t, self.tokens = int(state["t"]), int(state["tokens"])
+        self._truncated = self.t >= self.cfg.train.total_steps
         self._nonfinite, self.skipped_steps = int(state["nonfinite"]), int(state["skipped_steps"])
         self.state.load_state_dict(state["training_state"])
         self.sampler.load_state_dict(state["sampler"])

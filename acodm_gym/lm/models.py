@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
-from ..config import ConfigError, ModelConfig
+from ..config import ConfigError, ModelConfig, check_model
 
 # Per architecture: the FFN output projection observed by the probes (weights only).
 DEFAULT_PROBE_MODULE = {"gpt_neox": "mlp.dense_4h_to_h", "llama": "mlp.down_proj"}
@@ -27,8 +27,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, seed: int) -> PreTrainedModel
         eos_token_id=0,
         use_cache=False,
     )
-    if cfg.hidden_size % cfg.num_heads:
-        raise ConfigError(f"model.hidden_size={cfg.hidden_size} must be divisible by model.num_heads={cfg.num_heads}.")
+    check_model(cfg)  # also for a ModelConfig built in code, which load_config never validated
     if cfg.arch == "gpt_neox":
         config = GPTNeoXConfig(**common, rotary_pct=0.25, tie_word_embeddings=False, attention_dropout=0.0, hidden_dropout=0.0)
         model: PreTrainedModel = GPTNeoXForCausalLM(config)

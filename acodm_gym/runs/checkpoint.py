@@ -105,6 +105,11 @@ def _steps(root: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint directory (complete or not: ``find`` picks the one to use)."""
+    return bool(_steps(checkpoints_dir(run_dir)))
+
+
 # -- fingerprints ---------------------------------------------------------------------------------
 def corpus_fingerprint(corpus) -> dict[str, Any]:
     """What identifies a built corpus, free of where it lives: domains, token counts and checksums, tokenizer."""
@@ -429,12 +434,18 @@ def check_resumable(ckpt: Checkpoint, cfg: Config, allow_changes: Sequence[str] 
         )
 
 
+def _why(exc: BaseException) -> str:
+    """A load error in a few words (torch's advice to retry with ``weights_only=False`` cannot mend a damaged file)."""
+    text = str(exc)
+    return type(exc).__name__ if "weights_only" in text else f"{type(exc).__name__}: {text[:300]}"
+
+
 def _load(path: Path, what: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a damaged file
         raise ResumeError(
-            f"{path} ({what}) is unreadable although its size is right: {type(exc).__name__}: {str(exc)[:200]}. "
+            f"{path} ({what}) is unreadable although its size is right ({_why(exc)}): the file is damaged. "
             f"Delete {path.parent} to resume from the checkpoint before it."
         ) from None
 
@@ -467,13 +478,17 @@ def restore(ckpt: Checkpoint, env, agent) -> dict[str, Any]:
     env.load_state_dict(state["env"])
     try:
         env.backend.load_checkpoint(ckpt.path)
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch raises several unrelated types for a damaged file
+        files = ", ".join(str(ckpt.path / f) for f in env.backend.checkpoint_files) or str(ckpt.path / "deepspeed")
         raise ResumeError(
-            f"The model/optimiser state in {ckpt.path} does not load: {type(exc).__name__}: {str(exc)[:300]}. "
+            f"The model/optimiser state {files} does not load although its size is right ({_why(exc)}). "
             f"Delete {ckpt.path} to resume from the checkpoint before it."
         ) from None
     if agent is not None:
-        agent.load(ckpt.path / "agent.pt")
+        try:
+            agent.load(ckpt.path / "agent.pt")
+        except ValueError as exc:
+            raise ResumeError(f"{exc} Delete {ckpt.path} to resume from the checkpoint before it.") from None
     _restore_space_rng(env.action_space, state["spaces"]["action"])
     _restore_space_rng(env.observation_space, state["spaces"]["observation"])
     restore_rng(_load(ckpt.path / f"rng-rank{distributed.rank()}.pt", "RNG states"))

@@ -14,11 +14,19 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..config import Config, load_config
-from . import plots
-from .runner import train
+import yaml
+
+from ..config import TASK_DIR, Config, ConfigError, load_config
+from ..envs.task import normalised_score
+from . import checkpoint, plots
+from .runner import prepare_config, run_dir_for, train
 
 METHODS = ("natural", "uniform", "odm", "acodm", "acodm-proxy")
+# Every learned agent as well: what the benchmark tasks compare (benchmarks/tasks.py).
+ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")
+# Keys a finished run may differ in and still be reused by a sweep: what resuming accepts, plus the reference
+# file (report() recomputes every score from the task's references).
+REUSE_SAFE_KEYS = (*checkpoint.SAFE_KEYS, "task.references")
 
 
 def proxy_config(cfg: Config) -> Config:
@@ -26,19 +34,41 @@ def proxy_config(cfg: Config) -> Config:
     return load_config(cfg, {"model": {"preset": cfg.run.proxy_model}, "agent": {"name": "acodm"}})
 
 
+def _train_once(cfg: Config, log: Callable[[str], None]) -> Path:
+    """A run of a sweep: read back if it finished, continued from its checkpoint if it was interrupted."""
+    run_dir = run_dir_for(cfg)
+    if (run_dir / "summary.json").exists():
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        changes = [
+            key for key in checkpoint.config_changes(saved, prepare_config(cfg).to_dict())
+            if not any(key == safe or key.startswith(safe + ".") for safe in REUSE_SAFE_KEYS)
+        ]
+        if changes:
+            raise ConfigError(
+                f"{run_dir} holds a finished run of another config (changed: {', '.join(changes)}): give the sweep "
+                "another output directory (--out), or delete that run directory to run it again."
+            )
+        log(f"   {run_dir} is complete: reusing it")
+        return run_dir
+    if checkpoint.has_checkpoint(run_dir):
+        log(f"   {run_dir} was interrupted: resuming it")
+        return train(cfg, log=log, resume=run_dir).run_dir
+    return train(cfg, log=log).run_dir
+
+
 def run_method(cfg: Config, method: str, seed: int, out: Path, log: Callable[[str], None] = print) -> Path:
-    """Run one method for one seed; returns the run directory holding its summary."""
+    """Run one method for one seed (or reuse / resume its run); returns the run directory holding its summary."""
     base = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, out_dir=str(out)))
     if method != "acodm-proxy":
         run_cfg = load_config(base, {"agent": {"name": method}, "run": {"name": f"{method}-seed{seed}"}})
-        return train(run_cfg, log=log).run_dir
+        return _train_once(run_cfg, log)
     stage = load_config(proxy_config(base), {"run": {"name": f"acodm-proxy-stage-seed{seed}"}})
-    actor = train(stage, log=log).run_dir / "agent.pt"
+    actor = _train_once(stage, log) / "agent.pt"
     target = load_config(
         base,
         {"agent": {"name": "frozen", "options": {"path": str(actor)}}, "run": {"name": f"acodm-proxy-seed{seed}"}},
     )
-    return train(target, log=log).run_dir
+    return _train_once(target, log)
 
 
 def compare(cfg: Config, seeds: Sequence[int], methods: Sequence[str] = METHODS, out: str | Path | None = None, log=print) -> Path:
@@ -58,57 +88,124 @@ def _load(run_dirs: list[str]) -> list[dict]:
     return [json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs]
 
 
+def val_curve(summary: dict) -> list[float]:
+    """The validation curve of the task metric (runs from before tasks: the average perplexity)."""
+    curve = summary["val_curve"]
+    return curve.get("metric") or curve["avg_ppl"]
+
+
 def steps_to_reach(summary: dict, target: float) -> int | None:
-    """First evaluated step whose average validation perplexity is at or below ``target``."""
-    for step, ppl in zip(summary["val_curve"]["steps"], summary["val_curve"]["avg_ppl"]):
+    """First evaluated step whose validation task metric is at or below ``target``."""
+    for step, ppl in zip(summary["val_curve"]["steps"], val_curve(summary)):
         if ppl <= target:
             return step
     return None
 
 
+def _interval(values: list[float]) -> tuple[float, float] | None:
+    """Mean and half-width of its 95 % Student-t interval (None for fewer than two values)."""
+    v = np.array([x for x in values if x is not None], dtype=np.float64)
+    if len(v) < 2:
+        return None
+    t = _T975[min(len(v) - 1, len(_T975)) - 1]
+    return float(v.mean()), float(t * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+# Student-t 97.5 % quantiles for 1..10 degrees of freedom, then 1.96 (the normal's) as a slight under-estimate.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 1.96)
+
+
+def _fmt(values: list, digits: int = 1) -> str:
+    """``mean ± 95 % half-width`` (or the single value, or n/a)."""
+    ci = _interval(values)
+    present = [v for v in values if v is not None]
+    if ci is not None:
+        return f"{ci[0]:.{digits}f} ± {ci[1]:.{digits}f}"
+    return f"{present[0]:.{digits}f}" if present else "n/a"
+
+
+def _task_references(task: str | None) -> dict | None:
+    """The task's shipped reference file (None when there is none)."""
+    path = TASK_DIR / f"{task}.references.json"
+    return json.loads(path.read_text()) if task and path.exists() else None
+
+
 def report(out: str | Path) -> Path:
-    """Write ``report.md`` and the comparison plots from the run directories listed in compare.json."""
+    """Write ``report.md``, ``results.json`` and the comparison plots from the runs listed in compare.json.
+
+    Everything is on the task's metric (the geometric mean perplexity over its eval domains): the
+    normalised score and the test metric per seed with 95 % intervals, the paper's arithmetic mean
+    beside it, the steps each run takes to reach ODM's best validation metric of the same seed, the
+    seconds per step, and per-domain test perplexity for every domain.
+    """
     out = Path(out)
     index = json.loads((out / "compare.json").read_text())
     summaries = {m: _load(d) for m, d in index["runs"].items() if d}
-    domains = next(iter(summaries.values()))[0]["domains"]
+    first = next(iter(summaries.values()))[0]
+    domains, task = first["domains"], first.get("task")
+    eval_domains = first.get("eval_domains") or domains
+    refs = _task_references(task)
     odm = summaries.get("odm")
-    odm_best = {s["seed"]: min(s["val_curve"]["avg_ppl"]) for s in odm} if odm else {}
+    odm_best = {s["seed"]: min(val_curve(s)) for s in odm} if odm else {}
 
-    header = ["method", "final avg val ppl", *domains, "steps to ODM best", "s/step"]
+    header = ["method", "score (95 % CI)", "test metric", "test arith. mean", "steps to ODM best", "s/step"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    domain_lines = ["| method | " + " | ".join(domains) + " |", "|" + "---|" * (len(domains) + 1)]
     results: dict[str, dict] = {}
     for method, runs in summaries.items():
-        final = np.array([s["final_val_ppl_avg"] for s in runs])
-        per_domain = np.array([[s["final_val_ppl"][d] for d in domains] for s in runs]).mean(axis=0)
+        test_metric = [s.get("test_metric", s["test_ppl_avg"]) for s in runs]
         reach = [steps_to_reach(s, odm_best[s["seed"]]) if s["seed"] in odm_best else None for s in runs]
         reached = [r for r in reach if r is not None]
-        spread = f" ± {final.std():.2f}" if len(final) > 1 else ""
         reach_text = f"{np.mean(reached):.0f} ({len(reached)}/{len(reach)})" if reached else "not reached"
-        row = [method, f"{final.mean():.2f}{spread}", *(f"{v:.1f}" for v in per_domain), reach_text, f"{np.mean([s['seconds_per_step'] for s in runs]):.3f}"]
-        lines.append("| " + " | ".join(row) + " |")
-        results[method] = {"seeds": [s["seed"] for s in runs], "final_val_ppl": final.tolist(), "steps_to_odm_best": reach}
+        results[method] = {
+            "seeds": [s["seed"] for s in runs],
+            "test_metric": test_metric,
+            "score": [normalised_score(m, refs) for m in test_metric],
+            "final_val_ppl": [s["final_val_ppl_avg"] for s in runs],
+            "val_metric": [s.get("val_metric", s["final_val_ppl_avg"]) for s in runs],
+            "test_metric_arith": [s.get("test_metric_arith") for s in runs],
+            "steps_to_odm_best": reach,
+            "seconds_per_step": [s["seconds_per_step"] for s in runs],
+            "mean_weights": {d: float(np.mean([s["mean_weights"][d] for s in runs])) for d in domains},
+        }
+        r = results[method]
+        lines.append("| " + " | ".join([
+            method, _fmt(r["score"]), _fmt(test_metric, 2), _fmt(r["test_metric_arith"], 2), reach_text,
+            f"{np.mean(r['seconds_per_step']):.3f}",
+        ]) + " |")
+        per_domain = np.array([[s["test_ppl"][d] for d in domains] for s in runs]).mean(axis=0)
+        domain_lines.append(f"| {method} | " + " | ".join(f"{v:.1f}" for v in per_domain) + " |")
 
     text = [
-        "# Data-mixing comparison",
+        f"# Data-mixing comparison{f' on task {task}' if task else ''}",
         "",
-        f"Seeds: {index['seeds']}. Average and per-domain validation perplexity at the last step (mean over seeds, "
-        "± standard deviation); steps to reach ODM's best average validation perplexity (mean over the seeds that "
-        "reach it); wall-clock seconds per step (for acodm-proxy: the target stage).",
+        f"Seeds: {index['seeds']}. Metric: geometric mean of the test perplexities over {', '.join(eval_domains)} "
+        "(exp of their mean loss); the paper's arithmetic mean beside it. Score: 100 × (natural − method) / "
+        "(natural − best static) on the test split, from the task's reference scores (n/a without them). Values are "
+        "means ± the half-width of a 95 % Student-t interval over seeds. Steps to reach ODM's best validation metric "
+        "of the same seed: mean over the seeds that reach it. Seconds per step: wall clock (acodm-proxy: the target "
+        "stage).",
         "",
         *lines,
         "",
-        "Plots: `val_ppl.png` (average validation perplexity over steps), `weights_<method>.png` (domain weights of "
+        "Per-domain test perplexity (mean over seeds; every domain, also those the metric leaves out):",
+        "",
+        *domain_lines,
+        "",
+        "Plots: `val_ppl.png` (validation task metric over steps), `weights_<method>.png` (domain weights of "
         "each online method, first seed), `test_ppl.png` (per-domain test perplexity).",
     ]
     (out / "report.md").write_text("\n".join(text) + "\n")
-    (out / "results.json").write_text(json.dumps({"methods": results}, indent=2))
+    keep = ("weights", "seeds", "val_metric", "test_metric")
+    references = {kind: {k: ref[k] for k in keep} for kind, ref in refs["references"].items()} if refs else {}
+    payload = {"task": task, "metric_domains": eval_domains, "domains": domains, "references": references, "methods": results}
+    (out / "results.json").write_text(json.dumps(payload, indent=2))
 
     curves = {}
     for method, runs in summaries.items():
         steps = np.array(runs[0]["val_curve"]["steps"])
-        curves[method] = (steps, np.mean([s["val_curve"]["avg_ppl"] for s in runs], axis=0))
-    plots.plot_val_ppl(curves, out / "val_ppl.png")
+        curves[method] = (steps, np.mean([val_curve(s) for s in runs], axis=0))
+    plots.plot_val_ppl(curves, out / "val_ppl.png", "Validation task metric (geometric mean perplexity)")
     plots.plot_domain_ppl(
         {m: np.mean([[s["test_ppl"][d] for d in domains] for s in runs], axis=0) for m, runs in summaries.items()},
         domains,

@@ -1,4 +1,10 @@
-"""Per-step metrics: one CSV row per step (fixed columns) and TensorBoard scalars."""
+"""Per-step metrics: one CSV row per step (fixed columns) and TensorBoard scalars.
+
+The agent's diagnostics (``agents/diagnostics.py``) are columns ``diag/<name>``, empty where the
+agent gave none that step; every other statistic of ``update()`` goes to TensorBoard only. Without
+reward computation (``env.compute_reward: false``: static agents, frozen actors, ODM) the reward and
+diagnostics columns are left out rather than logged as a constant 0 or always empty.
+"""
 from __future__ import annotations
 
 import csv
@@ -9,16 +15,29 @@ from typing import Any
 
 import numpy as np
 
+from ..agents.diagnostics import DIAGNOSTICS
+
 PER_DOMAIN = ("weight", "loss", "reward", "epochs", "val_ppl")
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: Path, domains: list[str], tensorboard: bool = True, resume_from: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        domains: list[str],
+        tensorboard: bool = True,
+        resume_from: tuple[int, int] | None = None,
+        rewards: bool = True,
+    ):
         """``resume_from`` (bytes, step): continue a resumed run's CSV, cut back to its first ``bytes``
-        (its length at the checkpoint of ``step``), and hide TensorBoard events after ``step``."""
+        (its length at the checkpoint of ``step``), and hide TensorBoard events after ``step``.
+        ``rewards``: whether the env computes rewards (else no ``reward`` columns)."""
         self.domains = domains
-        self.columns = ["step", "tokens", "objective", "lr", "grad_norm", "reward", "skipped", "val_ppl_avg"]
-        self.columns += [f"{part}/{d}" for part in PER_DOMAIN for d in domains]
+        self.rewards = rewards
+        reward = ["reward"] if rewards else []
+        self.columns = ["step", "tokens", "objective", "lr", "grad_norm", *reward, "skipped", "val_ppl_avg", "val_metric"]
+        self.columns += [f"{part}/{d}" for part in PER_DOMAIN if rewards or part != "reward" for d in domains]
+        self.columns += [f"diag/{name}" for name in DIAGNOSTICS] if rewards else []
         if resume_from is None:
             self._fh = open(run_dir / "metrics.csv", "w", newline="")
             self._csv = csv.DictWriter(self._fh, fieldnames=self.columns)
@@ -53,6 +72,7 @@ class MetricsLogger:
             "reward": reward,
             "skipped": int(info["skipped"]),
             "val_ppl_avg": float(np.mean(info["val_ppl"])) if "val_ppl" in info else "",
+            "val_metric": info.get("val_metric", ""),  # the task metric: geometric mean over task.eval_domains
         }
         sources = {
             "weight": info["domain_weights"],
@@ -61,14 +81,18 @@ class MetricsLogger:
             "epochs": info["epochs"],
             "val_ppl": info.get("val_ppl"),
         }
+        if not self.rewards:
+            del row["reward"], sources["reward"]
         for part, values in sources.items():
             for d, v in zip(self.domains, values if values is not None else [""] * len(self.domains)):
                 row[f"{part}/{d}"] = v if v == "" else float(v)
+        for name in DIAGNOSTICS if self.rewards else ():
+            row[f"diag/{name}"] = float(agent_stats[name]) if name in agent_stats else ""
         self._csv.writerow(row)
         if self._tb is not None:
             step = info["step"]
             for key, value in row.items():
-                if key != "step" and value != "" and math.isfinite(float(value)):
+                if key != "step" and not key.startswith("diag/") and value != "" and math.isfinite(float(value)):
                     self._tb.add_scalar(key, float(value), step)
             for key, value in agent_stats.items():
                 self._tb.add_scalar(f"agent/{key}", float(value), step)

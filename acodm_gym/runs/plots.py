@@ -48,3 +48,22 @@ def plot_domain_ppl(values: Mapping[str, np.ndarray], domains: list[str], path: 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_diagnostics(metrics: Mapping[str, np.ndarray], path: Path, title: str = "Agent diagnostics") -> bool:
+    """One panel per ``diag/<name>`` column of a run's metrics that holds a value; False (no file) if none does."""
+    columns = [key for key in metrics if key.startswith("diag/") and np.isfinite(metrics[key]).any()]
+    if not columns:
+        return False
+    fig, axes = plt.subplots(len(columns), 1, figsize=(8, 1.8 * len(columns) + 0.6), sharex=True, squeeze=False)
+    for ax, key in zip(axes[:, 0], columns):
+        seen = np.isfinite(metrics[key])
+        ax.plot(metrics["step"][seen], metrics[key][seen], linewidth=1)
+        ax.set_ylabel(key.removeprefix("diag/").replace("_", " "), fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

@@ -4,14 +4,14 @@ The runner owns the loop (act → env.step → observe → update), so every age
 or actor–critic — is driven the same way, and writes a run directory:
 
     runs/<name>/config.yaml     the full config used
-    runs/<name>/metrics.csv     one row per step: losses, weights, rewards, validation perplexity
+    runs/<name>/metrics.csv     one row per step: losses, weights, rewards, validation perplexity, agent diagnostics
     runs/<name>/tensorboard/    the same as TensorBoard events, plus the agent's own statistics
     runs/<name>/summary.json    final per-domain validation and test perplexity, time per step
     runs/<name>/mixture.json    the weight schedule α(t) and its mean (reusable as a static mixture)
     runs/<name>/model/          the trained model and tokenizer in Hugging Face format
     runs/<name>/transitions.npz with run.log_transitions: obs, action, reward, vector_reward, next_obs per step
     runs/<name>/agent.pt        the agent (for acodm: the actor a target run can load)
-    runs/<name>/*.png           domain weights and validation perplexity over steps, test perplexity
+    runs/<name>/*.png           domain weights and validation perplexity over steps, test perplexity, diagnostics
     runs/<name>/checkpoints/    every run.checkpoint_interval steps, what resuming needs (runs/checkpoint.py)
 
 ``train(cfg, resume=RUN_DIR)`` / ``resume(RUN_DIR)`` (``acodm-gym train --resume RUN_DIR``) continue a
@@ -21,6 +21,7 @@ stopped (metrics.csv is cut back to the checkpoint's step, so no row is lost or 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -37,10 +38,11 @@ from ..agents.static import write_mixture
 from ..config import Config, load_config
 from ..data.tokenizer import to_hf_tokenizer
 from ..envs.pretrain_env import PretrainEnv
+from ..envs.task import references_path
 from ..lm import distributed
 from ..lm.step import NonFiniteLossError
 from . import checkpoint, plots
-from .logger import MetricsLogger
+from .logger import MetricsLogger, read_metrics
 
 
 @dataclass
@@ -114,7 +116,20 @@ def prepare_config(cfg: Config) -> Config:
         cfg.env.compute_reward = False
     if not cls.exploration_floor:
         cfg.train.exploration_floor = False
+    target = _best_static(cfg)
+    if target is not None and "target_weights" in inspect.signature(cls.__init__).parameters:
+        # the diagnostics' target_cosine: does the actor move towards the task's best static mixture?
+        cfg.agent = dataclasses.replace(cfg.agent, options={"target_weights": target, **cfg.agent.options})
     return cfg
+
+
+def _best_static(cfg: Config) -> dict[str, float] | None:
+    """The task's best static mixture from its reference file, as {domain: weight} (None without one)."""
+    path = references_path(cfg.task) if cfg.task.references != "none" else None
+    if path is None or not path.exists():
+        return None
+    refs = json.loads(path.read_text())
+    return dict(zip(refs["domains"], refs["references"]["best_static"]["weights"]))
 
 
 def run_dir_for(cfg: Config) -> Path:
@@ -171,7 +186,7 @@ def train(
         if main:
             log(f"resuming {run_dir} from {ckpt.path.name} (step {ckpt.step} of {cfg.train.total_steps})")
     resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
-    logger = MetricsLogger(run_dir, env.domains, tensorboard=cfg.run.tensorboard, resume_from=resume_from) if main else None
+    logger = MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward) if main else None
     last_checkpoint = ckpt.step if ckpt is not None else None
     total, interval = cfg.train.total_steps, cfg.run.checkpoint_interval
     first = env.t
@@ -219,7 +234,8 @@ def train(
     seconds = progress.seconds_before + (time.perf_counter() - started)
     steps, weights, val_steps, val_ppl, skipped = progress.steps, progress.weights, progress.val_steps, progress.val_ppl, progress.skipped
 
-    test_ppl = np.exp(env.evaluate("test"))
+    result = {k: info[k] for k in ("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score")} if "test_loss" in info else env.episode_result()
+    test_ppl = result["test_ppl"]
     if not main:  # the other ranks' model and numbers are rank 0's
         env.close()
         distributed.barrier()  # return once rank 0 has written the run directory
@@ -245,9 +261,22 @@ def train(
         "domains": env.domains,
         "final_val_ppl": dict(zip(env.domains, val_arr[-1].tolist())) if len(val_arr) else {},
         "final_val_ppl_avg": float(val_arr[-1].mean()) if len(val_arr) else None,
-        "val_curve": {"steps": val_steps, "avg_ppl": val_arr.mean(axis=1).tolist() if len(val_arr) else []},
+        "val_curve": {
+            "steps": val_steps,
+            "avg_ppl": val_arr.mean(axis=1).tolist() if len(val_arr) else [],
+            "metric": [env.metric.value(np.log(v)) for v in val_arr],
+        },
         "test_ppl": dict(zip(env.domains, test_ppl.tolist())),
         "test_ppl_avg": float(test_ppl.mean()),
+        # The task's metric (geometric mean perplexity over task.eval_domains), the arithmetic mean beside it,
+        # and the normalised score on the test split (None while the task has no references).
+        "task": cfg.task.name,
+        "eval_domains": env.metric.eval_domains,
+        "val_metric": float(env.metric.value(np.log(val_arr[-1]))) if len(val_arr) else None,
+        "val_metric_arith": float(env.metric.arithmetic(np.log(val_arr[-1]))) if len(val_arr) else None,
+        "test_metric": result["test_metric"],
+        "test_metric_arith": result["test_metric_arith"],
+        "score": result["score"],
         "mean_weights": dict(zip(env.domains, mean_weights.tolist())),
         "skipped_steps": skipped,
         "resumed_at": progress.resumed_at,
@@ -257,10 +286,12 @@ def train(
     if cfg.run.plots:
         plots.plot_weights(steps_arr, weights_arr, env.domains, run_dir / "weights.png", f"Domain weights ({cfg.agent.name})")
         if len(val_arr):
-            curves = {"average": (np.array(val_steps), val_arr.mean(axis=1))}
+            curves = {"task metric (geometric mean)": (np.array(val_steps), np.array(summary["val_curve"]["metric"]))}
             curves.update({d: (np.array(val_steps), val_arr[:, i]) for i, d in enumerate(env.domains)})
             plots.plot_val_ppl(curves, run_dir / "val_ppl.png", f"Validation perplexity ({cfg.agent.name})")
         plots.plot_domain_ppl({cfg.agent.name: test_ppl}, env.domains, run_dir / "test_ppl.png")
+        metrics = read_metrics(run_dir / "metrics.csv")
+        plots.plot_diagnostics(metrics, run_dir / "diagnostics.png", f"Diagnostics ({cfg.agent.name})")
     env.close()
     distributed.barrier()
     return RunResult(run_dir, summary)

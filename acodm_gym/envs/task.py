@@ -1,0 +1,106 @@
+"""What a run is scored on: the task metric, its reference scores, and the normalised score.
+
+The metric is the geometric mean of the per-domain perplexities over the task's ``eval_domains``,
+i.e. exp of their mean loss. The arithmetic mean (the paper's) is reported beside it, but it is
+dominated by the worst domain and moves far more between seeds.
+
+The normalised score follows D4RL: 100 × (natural − method) / (natural − best static) on the test
+split, where natural and best static are the task's reference scores (``acodm-gym reference``). 0 is
+the natural mixture a practitioner starts from, 100 the best static mixture a budgeted search found;
+an online method may score above 100.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import TASK_DIR, ConfigError, TaskConfig
+
+REFERENCE_KINDS = ("natural", "uniform", "best_static")
+
+
+class TaskMetric:
+    """The task metric over ``eval_domains`` (every domain when None), from per-domain mean losses.
+
+    :param domains: the corpus' domains, in the order of the loss vectors
+    :param eval_domains: the domains the metric averages (planted junk is trained on, not scored)
+    """
+
+    def __init__(self, domains: Sequence[str], eval_domains: Sequence[str] | None = None):
+        self.domains = list(domains)
+        self.eval_domains = list(eval_domains) if eval_domains else list(domains)
+        unknown = [d for d in self.eval_domains if d not in self.domains]
+        if unknown:
+            raise ConfigError(
+                f"task.eval_domains names {unknown}, not domains of the corpus ({', '.join(self.domains)}): "
+                "fix the task's eval_domains or the corpus."
+            )
+        self.index = np.array([self.domains.index(d) for d in self.eval_domains])
+
+    def value(self, losses: np.ndarray) -> float:
+        """Geometric mean of the eval domains' perplexities: exp(mean loss)."""
+        return float(np.exp(np.mean(np.asarray(losses, dtype=np.float64)[self.index])))
+
+    def arithmetic(self, losses: np.ndarray) -> float:
+        """The paper's arithmetic mean of the eval domains' perplexities."""
+        return float(np.mean(np.exp(np.asarray(losses, dtype=np.float64)[self.index])))
+
+
+def references_path(task: TaskConfig) -> Path | None:
+    """The task's reference file: ``task.references``, else the one shipped with the task (None if neither)."""
+    if task.references:
+        return Path(task.references).expanduser()
+    return TASK_DIR / f"{task.name}.references.json" if task.name else None
+
+
+def corpus_signature(corpus) -> dict[str, Any]:
+    """What reference scores depend on: the domains and the tokenizer (its file's digest)."""
+    digest = hashlib.sha256((Path(corpus.root) / corpus.manifest["tokenizer"]).read_bytes()).hexdigest()[:16]
+    return {"domains": list(corpus.domains), "tokenizer": digest}
+
+
+def load_references(task: TaskConfig, corpus) -> dict[str, Any] | None:
+    """The task's references, checked against ``corpus``; None when the task has none yet.
+
+    A file named by ``task.references`` must exist; references of another corpus (other domains or
+    tokenizer) are refused with the command that recomputes them.
+    """
+    if task.references == "none":
+        return None
+    path = references_path(task)
+    if path is None or (not path.exists() and not task.references):
+        return None
+    fix = f"recompute them: acodm-gym reference --task {task.name or 'NAME'}"
+    try:
+        refs = json.loads(path.read_text())
+        kinds = refs["references"]
+        missing = [k for k in ("natural", "best_static") if k not in kinds]
+        if missing:
+            raise KeyError(missing)
+    except FileNotFoundError:
+        raise ConfigError(f"task.references={path} does not exist: give the path of a reference file, or {fix}.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"Reference file {path} is not a valid reference file ({exc}): {fix}.") from None
+    signature = corpus_signature(corpus)
+    if refs.get("corpus") != signature:
+        raise ConfigError(
+            f"Reference file {path} was computed on another corpus (domains {refs.get('corpus', {}).get('domains')}, "
+            f"tokenizer {refs.get('corpus', {}).get('tokenizer')}); this run's corpus has domains {signature['domains']}, "
+            f"tokenizer {signature['tokenizer']}: {fix}."
+        )
+    return refs
+
+
+def normalised_score(test_metric: float, references: dict[str, Any] | None) -> float | None:
+    """100 × (natural − method) / (natural − best static), from the references' mean test metrics."""
+    if references is None:
+        return None
+    natural = float(np.mean(references["references"]["natural"]["test_metric"]))
+    best = float(np.mean(references["references"]["best_static"]["test_metric"]))
+    if natural == best:
+        return None
+    return 100.0 * (natural - float(test_metric)) / (natural - best)

@@ -1,0 +1,216 @@
+"""Reference scores of a benchmark task: natural, uniform and the best static mixture a budgeted search finds.
+
+``acodm-gym reference --task NAME`` (``references(task, ...)``) works in three stages, on the
+validation split only, one run after another into ``<out>/``:
+
+1. **Random search**: ``random_runs`` short static runs (``search_steps`` steps, seed 0) of mixtures
+   drawn from Dirichlet distributions around uniform (half with concentration 1 per domain, broad;
+   half with 4, near uniform), plus natural and uniform at the same budget.
+2. **Regression refinement** (RegMix-style): a ridge regression of the log validation metric on the
+   log weights of every search run so far predicts the metric of 20,000 fresh Dirichlet candidates
+   (around uniform and around the best run); the ``refine_runs`` best-predicted are run.
+3. **Final references**: natural, uniform and the search's best mixture (lowest validation metric)
+   at the task's full budget with every seed in ``seeds``, scored on validation and test.
+
+Every run is an ordinary run directory; one that already has its ``summary.json`` is read, not
+rerun, so an interrupted reference computation continues where it stopped. The result,
+``<out>/references.json`` (``--ship``: also the task's ``configs/tasks/<task>.references.json``),
+records the values per seed, the search, the budget, the command, the date, and whether the task
+discriminates: the best static mixture must beat natural by at least 5× the pooled seed standard
+deviation of the two on the task metric.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..config import TASK_DIR, Config, load_config
+from ..data.corpus import open_corpus
+from ..envs.task import corpus_signature
+from .runner import train
+
+DISCRIMINATION = 5.0  # best static must beat natural by this many pooled seed standard deviations
+
+
+def _static_run(cfg: Config, out: Path, name: str, weights, seed: int, steps: int | None, log) -> dict:
+    """One static-mixture run (``weights``: a list, or the agent names natural / uniform); its summary."""
+    run_dir = out / name
+    if (run_dir / "summary.json").exists():
+        return json.loads((run_dir / "summary.json").read_text())
+    agent = {"name": weights} if isinstance(weights, str) else {"name": "static", "weights": [float(w) for w in weights]}
+    overrides = {"agent": agent, "run": {"name": name, "out_dir": str(out), "seed": seed}}
+    if steps is not None:  # a short search run: validation at its end only, nothing kept but the summary
+        overrides["train"] = {"total_steps": steps, "warmup_steps": min(cfg.train.warmup_steps, steps // 4)}
+        overrides["env"] = {"eval_interval": steps}
+        overrides["run"].update(checkpoint_interval=0, plots=False, tensorboard=False)
+    log(f"== {name}: {agent['name']} {np.round(weights, 3).tolist() if not isinstance(weights, str) else ''}")
+    return train(load_config(cfg, overrides), log=log).summary
+
+
+def _features(weights: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.log(np.clip(weights, 1e-4, None)), np.ones((len(weights), 1))], axis=1)
+
+
+def _predict_best(weights: np.ndarray, metric: np.ndarray, anchor: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """RegMix-style: ridge regression of log metric on log weights; the ``n`` best-predicted fresh candidates."""
+    x, y = _features(weights), np.log(metric)
+    coef = np.linalg.solve(x.T @ x + 1e-2 * np.eye(x.shape[1]), x.T @ y)
+    k = weights.shape[1]
+    candidates = np.concatenate([rng.dirichlet(np.full(k, 2.0), 10_000), rng.dirichlet(20.0 * anchor + 0.5, 10_000)])
+    order = np.argsort(_features(candidates) @ coef)
+    chosen: list[np.ndarray] = []
+    for i in order:  # the best predictions, kept apart from each other
+        if all(np.abs(candidates[i] - c).sum() > 0.1 for c in chosen):
+            chosen.append(candidates[i])
+        if len(chosen) == n:
+            break
+    return np.array(chosen)
+
+
+def _reference(summaries: list[dict], weights: Sequence[float]) -> dict:
+    return {
+        "weights": [float(w) for w in weights],
+        "seeds": [s["seed"] for s in summaries],
+        "val_metric": [s["val_metric"] for s in summaries],
+        "test_metric": [s["test_metric"] for s in summaries],
+        "val_metric_arith": [s["val_metric_arith"] for s in summaries],
+        "test_metric_arith": [s["test_metric_arith"] for s in summaries],
+        "runs": [s["run_dir"] for s in summaries],
+    }
+
+
+def _discrimination(natural: list[float], best: list[float]) -> dict:
+    pooled = float(np.sqrt((np.var(natural, ddof=1) + np.var(best, ddof=1)) / 2)) if min(len(natural), len(best)) > 1 else None
+    gap = float(np.mean(natural) - np.mean(best))
+    ratio = gap / pooled if pooled else None
+    return {"gap": gap, "pooled_std": pooled, "gap_over_std": ratio, "discriminates": bool(ratio is not None and ratio >= DISCRIMINATION)}
+
+
+def evaluation_noise(cfg: Config, corpus, run_dir: Path, seed_values: Sequence[float]) -> dict:
+    """How much of the metric's spread is the evaluation set: the standard error of the log task metric
+    from the per-sequence losses of a trained model on the validation blocks, against the seeds' spread.
+
+    log metric = mean over eval domains of the domain's mean loss, so its standard error is
+    sqrt(Σ_d s_d² / n_d) / D for per-sequence standard deviations s_d over n_d sequences.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..lm.step import sequence_losses
+
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "model").eval()
+    eval_domains = cfg.task.eval_domains or list(corpus.domains)
+    limit = cfg.env.eval_batches * cfg.train.batch_size
+    variances, n = [], 0
+    with torch.no_grad():
+        for d in eval_domains:
+            blocks = torch.from_numpy(corpus.blocks(d, "validation", cfg.model.seq_len, limit))
+            losses = torch.cat([sequence_losses(model(b).logits, b) for b in blocks.split(cfg.train.batch_size)])
+            variances.append(float(losses.var()) / len(losses))
+            n = len(losses)
+    se = float(np.sqrt(np.sum(variances)) / len(eval_domains))
+    seed_std = float(np.std(np.log(seed_values), ddof=1)) if len(seed_values) > 1 else None
+    # tokens per domain for the evaluation error to be a third of the seed spread (it shrinks as 1/sqrt(n))
+    needed = int(np.ceil(n * (se / (seed_std / 3)) ** 2)) * cfg.model.seq_len if seed_std else None
+    return {
+        "sequences_per_domain": n,
+        "tokens_per_domain": n * cfg.model.seq_len,
+        "metric_rel_se": se,
+        "seed_rel_std": seed_std,
+        "tokens_per_domain_for_se_third_of_seed_std": needed,
+        "run": str(run_dir),
+    }
+
+
+def references(
+    task: str,
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    random_runs: int = 12,
+    refine_runs: int = 4,
+    search_steps: int = 200,
+    ship: bool = False,
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Compute (or continue computing) the references of ``task``; returns what references.json holds.
+
+    :param task: a task under configs/tasks/
+    :param overrides: config overrides on top of the task (e.g. a smaller budget)
+    :param out: where the run directories and references.json go (default: runs/tasks/<task>)
+    :param seeds: seeds of the final natural, uniform and best-static runs (at least 3 for the acceptance test)
+    :param random_runs: Dirichlet mixtures of the random-search stage
+    :param refine_runs: mixtures proposed by the regression stage
+    :param search_steps: steps of each search run (the final runs use the task's budget)
+    :param ship: also write the task's shipped reference file, configs/tasks/<task>.references.json
+    :param command: the command line, recorded in the file
+    """
+    cfg = load_config(None, [*overrides, "task.references=none"], task=task)  # the references are what this computes
+    out = Path(out or Path(cfg.run.out_dir) / "tasks" / task)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = open_corpus(cfg.data, log=log)
+    k, natural = len(corpus.domains), corpus.natural_weights()
+    rng = np.random.default_rng(0)
+    proposals = [rng.dirichlet(np.full(k, 1.0 if i % 2 == 0 else 4.0)) for i in range(random_runs)]
+    started = time.time()
+
+    search: list[dict] = []
+    for name, weights in [("natural", natural), ("uniform", np.full(k, 1.0 / k))] + [(f"{i:02d}", w) for i, w in enumerate(proposals)]:
+        summary = _static_run(cfg, out, f"search-{name}", weights, 0, search_steps, log)
+        search.append({"name": f"search-{name}", "stage": "random", "weights": np.asarray(weights).tolist(), "val_metric": summary["val_metric"]})
+    best_so_far = np.array(min(search, key=lambda r: r["val_metric"])["weights"])
+    tried = np.array([r["weights"] for r in search])
+    for i, weights in enumerate(_predict_best(tried, np.array([r["val_metric"] for r in search]), best_so_far, refine_runs, rng)):
+        summary = _static_run(cfg, out, f"search-refine-{i:02d}", weights, 0, search_steps, log)
+        search.append({"name": f"search-refine-{i:02d}", "stage": "refine", "weights": weights.tolist(), "val_metric": summary["val_metric"]})
+    best = np.array(min(search, key=lambda r: r["val_metric"])["weights"])
+    log(f"best static mixture of {len(search)} search runs: {dict(zip(corpus.domains, best.round(3).tolist()))}")
+
+    finals: dict[str, list[dict]] = {"natural": [], "uniform": [], "best_static": []}
+    for seed in seeds:
+        for kind, weights in (("natural", "natural"), ("uniform", "uniform"), ("best_static", best)):
+            name = f"{'best-static' if kind == 'best_static' else kind}-seed{seed}"
+            summary = _static_run(cfg, out, name, weights, seed, None, log)
+            finals[kind].append({**summary, "run_dir": str(out / name)})
+    result = {
+        "task": task,
+        "metric": "geometric mean of the per-domain perplexities over eval_domains (exp of their mean loss)",
+        "eval_domains": cfg.task.eval_domains or list(corpus.domains),
+        "domains": list(corpus.domains),
+        "corpus": corpus_signature(corpus),
+        "references": {
+            "natural": _reference(finals["natural"], natural),
+            "uniform": _reference(finals["uniform"], np.full(k, 1.0 / k)),
+            "best_static": _reference(finals["best_static"], best),
+        },
+        "discrimination": {
+            split: _discrimination([s[f"{split}_metric"] for s in finals["natural"]], [s[f"{split}_metric"] for s in finals["best_static"]])
+            for split in ("val", "test")
+        },
+        "evaluation": evaluation_noise(cfg, corpus, out / f"natural-seed{seeds[0]}", [s["val_metric"] for s in finals["natural"]]),
+        "budget": {
+            "search_runs": len(search),
+            "search_steps": search_steps,
+            "final_steps": cfg.train.total_steps,
+            "seeds": list(seeds),
+            "search": "random Dirichlet (concentration 1 and 4) + ridge regression on log weights (RegMix-style)",
+        },
+        "search": search,
+        "command": command or f"acodm-gym reference --task {task}",
+        "overrides": list(overrides),
+        "date": time.strftime("%Y-%m-%d"),
+        "seconds_this_session": round(time.time() - started, 1),
+    }
+    text = json.dumps(result, indent=2)
+    tmp = out / "references.json.tmp"
+    tmp.write_text(text)
+    tmp.replace(out / "references.json")
+    if ship:
+        shutil.copyfile(out / "references.json", TASK_DIR / f"{task}.references.json")
+    return result

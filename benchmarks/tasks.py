@@ -1,0 +1,87 @@
+"""The benchmark tasks: reference scores, then every method compared on each task.
+
+For each task (default: skewed, noisy, target), one after another:
+
+1. ``acodm-gym reference --task NAME --ship`` unless the task already ships its references
+   (``acodm_gym/configs/tasks/<task>.references.json``): the budgeted static-mixture search on the
+   validation split, then natural, uniform and the best static mixture with every seed.
+2. ``acodm-gym compare --task NAME`` of ``--methods`` with ``--seeds``, into the same directory as
+   the references, so their natural and uniform runs are reused, not rerun.
+
+Writes, per task, ``benchmarks/results/tasks/<task>.json`` (the keys of compare's results.json:
+task, metric_domains, references, methods; plus the references' discrimination and evaluation-noise
+figures, the command, date and machine), ``<task>.md`` and the plots in ``<task>/``. Every run is a
+run directory under ``--out``: rerunning the same command continues where it stopped.
+
+    python benchmarks/tasks.py                                  # 3 tasks, 3 seeds, 8 methods
+    python benchmarks/tasks.py --tasks noisy --methods natural,uniform,odm
+    python benchmarks/tasks.py --references-only                # only step 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from acodm_gym.config import TASK_DIR, load_config
+from acodm_gym.runs.compare import ALL_METHODS, compare
+from acodm_gym.runs.reference import references
+
+RESULTS = Path(__file__).resolve().parent / "results" / "tasks"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="skewed,noisy,target")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", default=",".join(ALL_METHODS))
+    parser.add_argument("--out", default="runs/tasks", help="where the run directories go (one folder per task)")
+    parser.add_argument("--references-only", action="store_true")
+    args = parser.parse_args(argv)
+    command = " ".join(["python", "benchmarks/tasks.py", *(argv if argv is not None else sys.argv[1:])])
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for task in args.tasks.split(","):
+        out = Path(args.out) / task
+        started = time.time()
+        shipped = TASK_DIR / f"{task}.references.json"
+        if not shipped.exists():
+            references(task, ["run.progress=false"], out=out, seeds=args.seeds, ship=True,
+                       command=f"acodm-gym reference --task {task} --ship --out {out} --seeds {' '.join(map(str, args.seeds))}")
+        refs = json.loads(shipped.read_text())
+        if args.references_only:
+            continue
+        cfg = load_config(None, ["run.progress=false"], task=task)
+        compare(cfg, seeds=args.seeds, methods=args.methods.split(","), out=out)
+        results = json.loads((out / "results.json").read_text())
+        results.update(
+            discrimination=refs["discrimination"], evaluation=refs.get("evaluation"), reference_budget=refs["budget"],
+            command=command, date=time.strftime("%Y-%m-%d"), machine=machine, seconds=round(time.time() - started),
+        )
+        tmp = RESULTS / f"{task}.json.tmp"
+        tmp.write_text(json.dumps(results, indent=2))
+        tmp.replace(RESULTS / f"{task}.json")
+        d = refs["discrimination"]["test"]
+        header = [
+            f"# Task `{task}` ({results['date']})", "",
+            f"Command: `{command}` on {machine}, {results['seconds']} s this session.", "",
+            f"References: best static beats natural by {d['gap']:.2f} on the test metric, "
+            f"{d['gap_over_std'] or float('nan'):.1f}× the pooled seed std ({'discriminates' if d['discriminates'] else 'does NOT discriminate'}).",
+            "",
+        ]
+        (RESULTS / f"{task}.md").write_text("\n".join(header) + (out / "report.md").read_text())
+        plots = RESULTS / task
+        plots.mkdir(exist_ok=True)
+        for png in out.glob("*.png"):
+            shutil.copy(png, plots / png.name)
+        print((RESULTS / f"{task}.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Benchmark tasks: corpus recipes, planted domains, the task metric, references and the normalised score."""
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+
+import acodm_gym
+from acodm_gym.config import ConfigError, RecipeConfig, load_config, task_names
+from acodm_gym.data.corpus import CorpusError, open_corpus
+from acodm_gym.data.recipes import apply_recipe, boilerplate, chunk, word_salad
+from acodm_gym.envs.pretrain_env import PretrainEnv
+from acodm_gym.envs.task import TaskMetric, corpus_signature, load_references, normalised_score
+from conftest import small_config
+
+RECIPE = {
+    "train_bytes": 200_000,
+    "heldout_bytes": 8_000,
+    "chunk_bytes": 1_000,
+    "shares": {"code": 8.0, "docs": 4.0, "legal": 1.0, "fonts": 0.5, "salad": 4.0, "boiler": 2.0},
+    "planted": {"salad": {"generator": "word_salad", "seed": 0}, "boiler": {"generator": "boilerplate", "seed": 0, "templates": 3}},
+}
+CLEAN = ["code", "docs", "legal", "fonts"]
+
+
+def task_file(tmp_path: Path, corpus_text_dir: Path, cache: Path, **sections) -> Path:
+    """A small task of our own: the recipe above over the local test corpus, scored on the clean domains."""
+    cfg = small_config(corpus_text_dir, cache, **sections)
+    cfg["data"]["recipe"] = RECIPE
+    cfg["task"] = {"eval_domains": CLEAN, **sections.get("task", {})}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_task(tmp_path_factory, corpus_text_dir):
+    root = tmp_path_factory.mktemp("task")
+    return task_file(root, corpus_text_dir, root / "cache")
+
+
+def _words(texts):
+    return [w for t in texts for w in t.split()]
+
+
+def test_recipe_is_deterministic_and_follows_its_shares(small_task, tmp_path):
+    cfg = load_config(None, task=str(small_task))
+    a = open_corpus(cfg.data, log=lambda _: None)
+    again = load_config(None, [f"data.cache_dir={tmp_path / 'other'}"], task=str(small_task))
+    b = open_corpus(again.data, log=lambda _: None)
+    assert a.root != b.root and a.domains == b.domains and set(a.domains) == {*CLEAN, "salad", "boiler"}
+    for d in a.domains:
+        for split in ("train", "validation", "test"):
+            assert (a.root / d / f"{split}.bin").read_bytes() == (b.root / d / f"{split}.bin").read_bytes()
+    shares = np.array([RECIPE["shares"][d] for d in a.domains])
+    weights = a.natural_weights()
+    # token shares follow the byte shares to within tokenisation differences
+    assert np.corrcoef(weights, shares / shares.sum())[0, 1] > 0.95
+    assert weights[a.domains.index("code")] / weights[a.domains.index("fonts")] > 5
+    # held-out sets have the same size for a rare domain as for a common one
+    val = [len(a.tokens(d, "validation")) for d in CLEAN]
+    assert max(val) < 3 * min(val)
+
+
+def test_held_out_text_never_feeds_the_training_split_or_the_planted_domains():
+    base = {"a": ["alpha beta gamma\n" * 400], "b": ["delta epsilon zeta\n" * 400]}
+    recipe = RecipeConfig(shares={"a": 1, "b": 1, "s": 1}, train_bytes=6_000, heldout_bytes=1_000, chunk_bytes=200,
+                          planted={"s": {"generator": "word_salad"}})
+    out = apply_recipe(recipe, base)
+    assert apply_recipe(recipe, base) == out
+    for d in ("a", "b"):
+        assert sum(len(p) for p in out[d]["validation"]) >= 1_000
+        assert not set(out[d]["validation"]) & set(out[d]["train"]) or len(set(base[d][0].splitlines())) == 1
+    assert sum(len(p) for d in ("a", "b") for p in out[d]["train"]) <= 4_000 + 2 * 200
+
+
+def test_word_salad_keeps_the_unigrams_and_loses_the_bigrams(corpus_text_dir):
+    clean = [p.read_text() for p in sorted((corpus_text_dir / "docs").glob("*.txt"))]
+    words = _words(clean)
+    salad = word_salad(clean, 150_000, seed=0)
+    salad_words = _words(salad)
+    src, got = collections.Counter(words), collections.Counter(salad_words)
+    for w, n in src.most_common(30):  # the same unigram distribution
+        assert got[w] / len(salad_words) == pytest.approx(n / len(words), rel=0.25)
+
+    def bigram_lift(ws, top):
+        uni, bi = collections.Counter(ws), collections.Counter(zip(ws, ws[1:]))
+        return {pair: bi[pair] * len(ws) / (uni[pair[0]] * uni[pair[1]]) for pair in top}
+
+    top = [pair for pair, _ in collections.Counter(zip(words, words[1:])).most_common(20)]
+    clean_lift, salad_lift = bigram_lift(words, top), bigram_lift(salad_words, top)
+    assert np.median(list(clean_lift.values())) > 5  # real text: frequent bigrams far above independence
+    assert np.median(list(salad_lift.values())) < 1.5  # salad: independent words
+    assert word_salad(clean, 20_000, seed=0) == word_salad(clean, 20_000, seed=0) != word_salad(clean, 20_000, seed=1)
+
+
+def test_boilerplate_repeats_a_few_templates(corpus_text_dir):
+    clean = [p for f in sorted((corpus_text_dir / "legal").glob("*.txt")) for p in chunk(f.read_text(), 2_000)]
+    docs = boilerplate(clean, 100_000, seed=0, templates=4)
+
+    def shingles(text):
+        ws = text.split()
+        return {tuple(ws[i : i + 5]) for i in range(len(ws) - 4)}
+
+    total = sum(len(d.split()) for d in docs)
+    unique = set().union(*(shingles(d) for d in docs))
+    assert len(docs) > 20 and len(unique) / total < 0.3  # most 5-word shingles repeat
+    clean_total = sum(len(p.split()) for p in clean[:40])
+    assert len(set().union(*(shingles(p) for p in clean[:40]))) / clean_total > 0.6
+    bodies = [d.split("\n", 1)[1].split(" ") for d in docs]  # edits swap words one for one: a template's length stays
+    assert len({len(b) for b in bodies}) <= 4
+    first = bodies[0]
+    same = [b for b in bodies if len(b) == len(first)]
+    assert len(same) > 1 and all(np.mean([x == y for x, y in zip(first, b)]) > 0.85 for b in same)
+
+
+def test_task_metric_is_the_geometric_mean_over_eval_domains_only():
+    metric = TaskMetric(["a", "b", "junk"], ["a", "b"])
+    losses = np.array([2.0, 4.0, 9.0])
+    assert metric.value(losses) == pytest.approx(np.exp(3.0))
+    assert metric.arithmetic(losses) == pytest.approx((np.exp(2.0) + np.exp(4.0)) / 2)
+    assert TaskMetric(["a", "b"]).value(np.array([1.0, 3.0])) == pytest.approx(np.exp(2.0))
+    with pytest.raises(ConfigError, match="not domains of the corpus"):
+        TaskMetric(["a", "b"], ["a", "c"])
+
+
+def test_the_episode_ends_with_the_task_metric_and_a_score(small_task, tmp_path):
+    env = PretrainEnv(task=str(small_task), overrides=["train.total_steps=4", "env.eval_interval=2"], log=lambda _: None)
+    env.reset(seed=0)
+    info = {}
+    for _ in range(4):
+        _, _, _, truncated, info = env.step(env.natural_weights)
+    assert truncated and info["score"] is None  # no references yet
+    clean = [env.domains.index(d) for d in CLEAN]
+    assert info["test_metric"] == pytest.approx(float(np.exp(info["test_loss"][clean].mean())))
+    assert info["val_metric"] == pytest.approx(float(np.exp(info["val_loss"][clean].mean())))
+    # with references: 0 for natural's value, 100 for the best static mixture's, by construction
+    refs = {"corpus": corpus_signature(env.corpus), "references": {
+        "natural": {"test_metric": [110.0, 130.0]}, "best_static": {"test_metric": [90.0, 90.0]}}}
+    path = tmp_path / "refs.json"
+    path.write_text(json.dumps(refs))
+    scored = PretrainEnv(task=str(small_task), overrides=[f"task.references={path}"], corpus=env.corpus)
+    assert normalised_score(120.0, scored.references) == pytest.approx(0.0)
+    assert normalised_score(90.0, scored.references) == pytest.approx(100.0)
+    assert normalised_score(80.0, scored.references) == pytest.approx(133.33, abs=0.01)  # an online method may beat it
+
+
+def test_references_of_another_corpus_are_refused(small_task, tmp_path):
+    cfg = load_config(None, task=str(small_task))
+    corpus = open_corpus(cfg.data, log=lambda _: None)
+    other = {**corpus_signature(corpus), "tokenizer": "0123456789abcdef"}
+    path = tmp_path / "refs.json"
+    path.write_text(json.dumps({"corpus": other, "references": {"natural": {}, "best_static": {}}}))
+    cfg = load_config(None, [f"task.references={path}"], task=str(small_task))
+    with pytest.raises(ConfigError, match="another corpus.*acodm-gym reference --task"):
+        load_references(cfg.task, corpus)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="not a valid reference file"):
+        load_references(cfg.task, corpus)
+    cfg = load_config(None, [f"task.references={tmp_path / 'missing.json'}"], task=str(small_task))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_references(cfg.task, corpus)
+
+
+def test_bad_task_input_fails_before_any_training(small_task, corpus_text_dir, tmp_path):
+    with pytest.raises(ConfigError, match="Unknown task 'noisey'. Did you mean 'noisy'.*default, noisy, skewed, target"):
+        load_config(None, task="noisey")
+    with pytest.raises(ConfigError, match="unknown generator 'shuffle'"):
+        load_config(None, ["data.recipe.planted.salad.generator=shuffle"], task=str(small_task))
+    with pytest.raises(ConfigError, match="sum to a positive value"):
+        load_config({"data": {"recipe": {"shares": {"code": 0, "docs": 0}}}})
+    with pytest.raises(ConfigError, match="has no share"):
+        load_config({"data": {"recipe": {"shares": {"code": 1}, "planted": {"junk": {"generator": "word_salad"}}}}})
+    cfg = load_config(small_config(corpus_text_dir, tmp_path / "c", data={"recipe": {"shares": {"code": 1, "prose": 1}}}))
+    with pytest.raises(CorpusError, match="names \\['prose'\\], neither a domain of the base corpus"):
+        open_corpus(cfg.data, log=lambda _: None)
+    with pytest.raises(ConfigError, match="task.eval_domains names \\['music'\\]"):
+        PretrainEnv(task=str(small_task), overrides=["task.eval_domains=[code, music]"], log=lambda _: None)
+
+
+def test_every_shipped_task_is_registered_and_loads():
+    assert task_names() == ["default", "noisy", "skewed", "target"]
+    for name, env_id in acodm_gym.TASK_ENV_IDS.items():
+        assert gym.spec(env_id).kwargs == {"task": name}
+        cfg = load_config(None, task=name)
+        assert cfg.task.name == name
+    noisy = load_config(None, task="noisy")
+    shares = noisy.data.recipe.shares
+    planted = sum(shares[d] for d in noisy.data.recipe.planted)
+    assert planted / sum(shares.values()) >= 0.3 and set(noisy.task.eval_domains).isdisjoint(noisy.data.recipe.planted)
+    skewed = load_config(None, task="skewed").data.recipe.shares
+    assert max(skewed.values()) / min(skewed.values()) >= 50
+    assert load_config(None, task="default").data.recipe.shares == {}  # Pretrain-v0 unchanged
+
+
+def test_compare_on_a_task_scores_every_method_and_reuses_finished_runs(small_task, tmp_path):
+    from acodm_gym.runs.compare import compare
+
+    cfg = load_config(None, ["train.total_steps=6", "env.eval_interval=3"], task=str(small_task))
+    out = compare(cfg, seeds=[0, 1], methods=["natural", "uniform"], out=tmp_path / "cmp", log=lambda _: None)
+    results = json.loads((out / "results.json").read_text())
+    assert results["metric_domains"] == CLEAN and set(results["methods"]) == {"natural", "uniform"}
+    for r in results["methods"].values():
+        assert r["seeds"] == [0, 1] and len(r["test_metric"]) == 2 and r["score"] == [None, None]
+    assert "salad" in (out / "report.md").read_text()  # every domain is shown, also those not scored
+    before = (out / "natural-seed0" / "summary.json").stat().st_mtime_ns
+    logged = []
+    compare(cfg, seeds=[0, 1], methods=["natural", "uniform"], out=tmp_path / "cmp", log=logged.append)
+    assert (out / "natural-seed0" / "summary.json").stat().st_mtime_ns == before
+    assert sum("reusing" in line for line in logged) == 4
+    changed = load_config(cfg, ["train.lr=1e-3"])
+    with pytest.raises(ConfigError, match="another config \\(changed: train.lr\\)"):
+        compare(changed, seeds=[0], methods=["natural"], out=tmp_path / "cmp", log=lambda _: None)
+
+
+def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_path):
+    from acodm_gym.runs.reference import references
+
+    result = references(str(small_task), ["train.total_steps=6", "env.eval_interval=3"], out=tmp_path / "ref",
+                        seeds=(0, 1), random_runs=2, refine_runs=1, search_steps=4, log=lambda _: None)
+    assert len(result["search"]) == 5 and result["budget"]["search_runs"] == 5
+    best = min(result["search"], key=lambda r: r["val_metric"])
+    assert result["references"]["best_static"]["weights"] == pytest.approx(best["weights"])
+    for ref in result["references"].values():
+        assert ref["seeds"] == [0, 1] and len(ref["test_metric"]) == 2 and all(v > 1 for v in ref["val_metric"])
+    assert set(result["discrimination"]) == {"val", "test"}
+    noise = result["evaluation"]
+    assert noise["sequences_per_domain"] > 1 and 0 < noise["metric_rel_se"] < 1
+    saved = json.loads((tmp_path / "ref" / "references.json").read_text())
+    assert set(saved["corpus"]["domains"]) == {*CLEAN, "salad", "boiler"}
+    # the file is a valid reference file for the task: natural scores 0 on its own mean
+    cfg = load_config(None, [f"task.references={tmp_path / 'ref' / 'references.json'}"], task=str(small_task))
+    refs = load_references(cfg.task, open_corpus(cfg.data, log=lambda _: None))
+    assert normalised_score(float(np.mean(refs["references"]["natural"]["test_metric"])), refs) == pytest.approx(0.0)
+
+
+def test_learning_agents_get_the_best_static_mixture_as_their_diagnostic_target(small_task, tmp_path):
+    from acodm_gym.runs.runner import prepare_config
+
+    path = tmp_path / "refs.json"
+    path.write_text(json.dumps({"domains": ["code", "docs"], "references": {"best_static": {"weights": [0.7, 0.3]}}}))
+    acodm = prepare_config(load_config(None, [f"task.references={path}", "agent.name=acodm"], task=str(small_task)))
+    assert acodm.agent.options["target_weights"] == {"code": 0.7, "docs": 0.3}
+    odm = prepare_config(load_config(None, [f"task.references={path}", "agent.name=odm"], task=str(small_task)))
+    assert "target_weights" not in odm.agent.options  # EXP3 has no actor to diagnose
