@@ -18,7 +18,6 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import hashlib
-import itertools
 import json
 import os
 import random
@@ -76,10 +75,6 @@ codecs.register_error("acodm-gym-count", _count_undecodable)
 
 def _is_utf8_name(encoding: str) -> bool:
     return encoding != "auto" and codecs.lookup(encoding).name == "utf-8"
-
-
-def _decoder(encoding: str):
-    return codecs.getincrementaldecoder(encoding)(errors="acodm-gym-count")
 
 
 def _is_utf8(path: Path) -> bool:
@@ -271,20 +266,24 @@ def iter_text_dir(
                 report.binary_files.append(name)
             continue
         enc = encoding if encoding != "auto" else ("utf-8" if _is_utf8(path) else "cp1252")
-        dec, bad, buf, pieces = _decoder(enc), 0, "", 0
-        for chunk in itertools.chain(_file_chunks(path), [b""]):
-            before = _undecodable[0]
-            buf += dec.decode(chunk, final=not chunk)
-            bad += _undecodable[0] - before
-            if chunk and len(buf) <= MAX_PIECE_CHARS:
-                continue
-            *done, buf = _cut(buf)
-            if not chunk:
-                done, buf = [*done, buf], ""
-            for piece in done:
-                if piece.strip():
-                    pieces += 1
-                    yield piece
+        bad, buf, pieces = 0, "", 0
+        with open(path, encoding=enc, errors="acodm-gym-count") as fh:  # universal newlines, as Path.read_text
+            while True:
+                before = _undecodable[0]
+                chunk = fh.read(MAX_PIECE_CHARS)
+                bad += _undecodable[0] - before
+                buf += chunk
+                if chunk and len(buf) <= MAX_PIECE_CHARS:
+                    continue
+                *done, buf = _cut(buf)
+                if not chunk:
+                    done, buf = [*done, buf], ""
+                for piece in done:
+                    if piece.strip():
+                        pieces += 1
+                        yield piece
+                if not chunk:
+                    break
         if report is not None:
             report.cut_documents += pieces > 1
             if bad:
