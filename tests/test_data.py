@@ -382,9 +382,9 @@ def _many_docs() -> dict[str, list[str]]:
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = [p for p in sorted(stdlib.rglob("*.py")) if not {"test", "tests", "site-packages", "idlelib"} & set(p.parts)]
-    code = list(dict.fromkeys(t for t in (p.read_text(errors="replace")[:1000] for p in files) if len(t.strip()) > 200))
+    code = list(dict.fromkeys(t for t in (p.read_text(errors="replace")[:600] for p in files) if len(t.strip()) > 200))
     topics = (stdlib / "pydoc_data" / "topics.py").read_text()
-    return {"code": code[:700], "docs": [topics[i : i + 1000] for i in range(0, 700_000, 1000)]}
+    return {"code": code[:700], "docs": [topics[i : i + 600] for i in range(0, 420_000, 600)]}
 
 
 def _jsonl(path: Path, records: list[tuple[str, str]]) -> Path:
