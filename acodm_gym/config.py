@@ -91,6 +91,11 @@ class EnvConfig:
     eval_batches: int = 2  # validation batches per domain
 
 
+# Every agent's CLI name, here at the bottom layer so the command line can list and check them without
+# importing torch; tests check it against the registry (acodm_gym.agents.AGENTS).
+AGENT_NAMES = ("natural", "uniform", "static", "acodm", "acodm-td3", "frozen", "odm", "ddpg", "td3", "sac", "ppo")
+
+
 @dataclass
 class AgentConfig:
     name: str = "natural"
@@ -301,6 +306,7 @@ def _choice(value: str, allowed: Sequence[str], key: str) -> None:
 
 def validate(cfg: Config) -> None:
     """Check values that a typo or a bad combination would make silently wrong."""
+    _choice(cfg.agent.name, AGENT_NAMES, "agent.name")
     _choice(cfg.model.arch, ["gpt_neox", "llama"], "model.arch")
     _choice(cfg.model.dtype, ["float32", "bfloat16", "float16"], "model.dtype")
     _choice(cfg.train.loss_weighting, ["alpha", "mean"], "train.loss_weighting")

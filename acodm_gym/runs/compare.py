@@ -4,6 +4,10 @@ Methods run one after another (so their per-step times are comparable) into
 ``<out>/<method>-seed<s>/``; ``acodm-proxy`` is two runs: the proxy stage (AC-ODM on the small
 proxy model, ``<out>/acodm-proxy-stage-seed<s>``) and the target stage (its frozen actor steering
 the target model). ``report.md`` and the plots are written next to the run directories.
+
+Sweeps resume instead of restarting: run again into the same ``out``, a run that finished with the
+same config (apart from ``checkpoint.SAFE_KEYS``) is reused, and one that stopped is resumed from its
+last checkpoint; ``overwrite=True`` (``--overwrite``) runs every method from scratch.
 """
 from __future__ import annotations
 
@@ -13,10 +17,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import yaml
 
 from ..config import Config, load_config
-from . import plots
-from .runner import train
+from . import checkpoint, plots, rundir
+from .runner import prepare_config, run_dir_for, train
 
 METHODS = ("natural", "uniform", "odm", "acodm", "acodm-proxy")
 
@@ -26,29 +31,48 @@ def proxy_config(cfg: Config) -> Config:
     return load_config(cfg, {"model": {"preset": cfg.run.proxy_model}, "agent": {"name": "acodm"}})
 
 
-def run_method(cfg: Config, method: str, seed: int, out: Path, log: Callable[[str], None] = print) -> Path:
-    """Run one method for one seed; returns the run directory holding its summary."""
+def run_method(cfg: Config, method: str, seed: int, out: Path, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
+    """Run one method for one seed (or reuse / resume an earlier attempt); returns the run directory holding its summary."""
     base = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, out_dir=str(out)))
     if method != "acodm-proxy":
         run_cfg = load_config(base, {"agent": {"name": method}, "run": {"name": f"{method}-seed{seed}"}})
-        return train(run_cfg, log=log).run_dir
+        return _run_once(run_cfg, log, overwrite)
     stage = load_config(proxy_config(base), {"run": {"name": f"acodm-proxy-stage-seed{seed}"}})
-    actor = train(stage, log=log).run_dir / "agent.pt"
+    actor = _run_once(stage, log, overwrite) / "agent.pt"
     target = load_config(
         base,
         {"agent": {"name": "frozen", "options": {"path": str(actor)}}, "run": {"name": f"acodm-proxy-seed{seed}"}},
     )
-    return train(target, log=log).run_dir
+    return _run_once(target, log, overwrite)
 
 
-def compare(cfg: Config, seeds: Sequence[int], methods: Sequence[str] = METHODS, out: str | Path | None = None, log=print) -> Path:
+def _run_once(cfg: Config, log: Callable[[str], None], overwrite: bool) -> Path:
+    """Reuse a finished run of this config, resume a stopped one, else train (refusing other work unless ``overwrite``)."""
+    run_dir = run_dir_for(prepare_config(cfg))
+    saved = run_dir / "config.yaml"
+    if not overwrite and saved.is_file() and not checkpoint.refused_changes(yaml.safe_load(saved.read_text()), prepare_config(cfg)):
+        if (run_dir / rundir.SUMMARY).is_file():
+            log(f"{run_dir} finished earlier with this config: reused")
+            return run_dir
+        try:
+            checkpoint.find(run_dir, warn=lambda _: None)
+        except checkpoint.ResumeError:
+            pass  # stopped before its first checkpoint: start again
+        else:
+            return train(cfg, log=log, resume=run_dir).run_dir
+    return train(cfg, log=log, overwrite=overwrite).run_dir
+
+
+def compare(
+    cfg: Config, seeds: Sequence[int], methods: Sequence[str] = METHODS, out: str | Path | None = None, log=print, overwrite: bool = False
+) -> Path:
     out = Path(out or Path(cfg.run.out_dir) / "compare")
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[str]] = {m: [] for m in methods}
     for seed in seeds:
         for method in methods:
             log(f"== {method} (seed {seed})")
-            runs[method].append(str(run_method(cfg, method, seed, out, log)))
+            runs[method].append(str(run_method(cfg, method, seed, out, log, overwrite)))
             (out / "compare.json").write_text(json.dumps({"methods": list(methods), "seeds": list(seeds), "runs": runs}, indent=2))
     report(out)
     return out
