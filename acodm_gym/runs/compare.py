@@ -36,18 +36,19 @@ def run_method(cfg: Config, method: str, seed: int, out: Path, log: Callable[[st
     base = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, out_dir=str(out)))
     if method != "acodm-proxy":
         run_cfg = load_config(base, {"agent": {"name": method}, "run": {"name": f"{method}-seed{seed}"}})
-        return _run_once(run_cfg, log, overwrite)
+        return train_or_reuse(run_cfg, log, overwrite)
     stage = load_config(proxy_config(base), {"run": {"name": f"acodm-proxy-stage-seed{seed}"}})
-    actor = _run_once(stage, log, overwrite) / "agent.pt"
+    actor = train_or_reuse(stage, log, overwrite) / "agent.pt"
     target = load_config(
         base,
         {"agent": {"name": "frozen", "options": {"path": str(actor)}}, "run": {"name": f"acodm-proxy-seed{seed}"}},
     )
-    return _run_once(target, log, overwrite)
+    return train_or_reuse(target, log, overwrite)
 
 
-def _run_once(cfg: Config, log: Callable[[str], None], overwrite: bool) -> Path:
-    """Reuse a finished run of this config, resume a stopped one, else train (refusing other work unless ``overwrite``)."""
+def train_or_reuse(cfg: Config, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
+    """Reuse a finished run of this config, resume a stopped one, else train (refusing other work unless
+    ``overwrite``); returns the run directory."""
     run_dir = run_dir_for(prepare_config(cfg))
     saved = run_dir / "config.yaml"
     if not overwrite and saved.is_file() and not checkpoint.refused_changes(yaml.safe_load(saved.read_text()), prepare_config(cfg)):
