@@ -47,7 +47,7 @@ def test_agent_names_of_the_cli_are_the_registry():
 @pytest.mark.parametrize(
     "argv, code, text",
     [
-        (["report", "--help"], 0, "rewrite report.md"),
+        (["report", "--help"], 0, "usage: acodm-gym report"),
         (["train", "--help"], 0, "natural"),
         (["train", "--agent", "natural", "train.lrr=1e-3"], 2, "Did you mean 'train.lr'?"),
         (["train", "--agent", "nope"], 2, "agent.name='nope' is not supported; choose one of natural"),
