@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--name", default=None, help="run directory name under run.out_dir")
         p.add_argument("--out-dir", default=None, help="where run directories go (default: runs/)")
         p.add_argument("--overwrite", action="store_true",
-                       help="replace an existing run directory that holds checkpoints (default: refuse; see --resume)")
+                       help="replace a run directory holding an earlier run's checkpoints or results (default: refuse; see --resume)")
         return p
 
     p = run_options(common(sub.add_parser("train", help="one pretraining run driven by an agent")))

@@ -12,7 +12,8 @@ or actor–critic — is driven the same way, and writes a run directory:
     runs/<name>/transitions.npz with run.log_transitions: obs, action, reward, vector_reward, next_obs per step
     runs/<name>/agent.pt        the agent (for acodm: the actor a target run can load)
     runs/<name>/*.png           domain weights and validation perplexity over steps, test perplexity
-    runs/<name>/checkpoints/    every run.checkpoint_interval steps, what resuming needs (runs/checkpoint.py)
+    runs/<name>/checkpoints/    every run.checkpoint_interval steps and at the last, what resuming needs (runs/checkpoint.py)
+    runs/<name>/.lock           held by the run writing the directory (runs/rundir.py)
 
 ``train(cfg, resume=RUN_DIR)`` / ``resume(RUN_DIR)`` (``acodm-gym train --resume RUN_DIR``) continue a
 run from its latest complete checkpoint: the metrics and the numbers are those of a run that never
