@@ -181,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_failure(exc: BaseException) -> bool:
     """A run stopped by too many non-finite steps or a failed checkpoint or output write (modules imported lazily)."""
-    failures = (("acodm_gym.lm.step", "NonFiniteLossError"), ("acodm_gym.runs.checkpoint", "CheckpointError"), ("acodm_gym.runs.rundir", "OutputError"))
+    failures = (
+        ("acodm_gym.lm.step", "NonFiniteLossError"),
+        ("acodm_gym.runs.checkpoint", "CheckpointError"),
+        ("acodm_gym.runs.rundir", "OutputError"),
+    )
     kinds = [getattr(sys.modules.get(m), n, None) for m, n in failures]
     return any(k is not None and isinstance(exc, k) for k in kinds)
 

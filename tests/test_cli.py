@@ -33,7 +33,8 @@ print(json.dumps({{"code": code, "out": out.getvalue(), "err": err.getvalue(), "
 
 def _probe(*argv: str) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", _PROBE.format(heavy=HEAVY), *argv], capture_output=True, text=True, env=env, timeout=120)
+    cmd = [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -60,7 +61,8 @@ def test_help_and_config_errors_come_before_torch_and_the_corpus(argv, code, tex
 
 
 def test_overrides_are_accepted_anywhere_on_the_line():
-    args = parse_args(build_parser(), ["train", "train.total_steps=60", "--name", "x", "run.progress=false", "--seed", "3", "env.eval_interval=7"])
+    argv = ["train", "train.total_steps=60", "--name", "x", "run.progress=false", "--seed", "3", "env.eval_interval=7"]
+    args = parse_args(build_parser(), argv)
     cfg = _config(args, {"run.name": args.name, "run.seed": args.seed})
     assert (cfg.train.total_steps, cfg.run.progress, cfg.env.eval_interval, cfg.run.name, cfg.run.seed) == (60, False, 7, "x", 3)
     for argv in (["train", "a.b=1", "--name", "x", "stray"], ["report", "dir", "train.lr=1"]):

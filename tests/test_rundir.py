@@ -126,14 +126,17 @@ def test_full_disk_while_writing_the_outputs_loses_nothing_and_resume_writes_the
 
 
 def test_outputs_replace_the_old_version_whole_or_not_at_all(tmp_path):
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
     target = rundir.write_text(tmp_path / "summary.json", '{"old": 1}')
     with pytest.raises(OSError):
-        rundir.write_file(target, lambda p: (p.write_text('{"new"'), (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))[1])
+        rundir.write_file(target, lambda p: (p.write_text('{"new"'), full(p)))
     assert target.read_text() == '{"old": 1}' and sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
     model = tmp_path / "model"
     rundir.write_dir(model, lambda p: (p.mkdir(), (p / "w").write_text("old")))
     with pytest.raises(OSError):
-        rundir.write_dir(model, lambda p: (p.mkdir(), (p / "w").write_text("new"), (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))[2])
+        rundir.write_dir(model, lambda p: (p.mkdir(), (p / "w").write_text("new"), full(p)))
     assert (model / "w").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["model", "summary.json"]
 
 
@@ -161,8 +164,8 @@ def test_ctrl_c_prints_one_line_with_the_step_the_checkpoint_and_the_resume_comm
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     worker = REPO / "tests" / "test_resume.py"  # the CLI with each step slowed down
-    proc = subprocess.Popen([sys.executable, str(worker), "0.05", "train", "--config", str(path), "--out-dir", str(tmp_path), "--name", "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    argv = [sys.executable, str(worker), "0.05", "train", "--config", str(path), "--out-dir", str(tmp_path), "--name", "run"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 180
     while not (run_dir / "checkpoints" / "latest").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]

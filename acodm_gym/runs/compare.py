@@ -31,7 +31,9 @@ def proxy_config(cfg: Config) -> Config:
     return load_config(cfg, {"model": {"preset": cfg.run.proxy_model}, "agent": {"name": "acodm"}})
 
 
-def run_method(cfg: Config, method: str, seed: int, out: Path, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
+def run_method(
+    cfg: Config, method: str, seed: int, out: Path, log: Callable[[str], None] = print, overwrite: bool = False
+) -> Path:
     """Run one method for one seed (or reuse / resume an earlier attempt); returns the run directory holding its summary."""
     base = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, out_dir=str(out)))
     if method != "acodm-proxy":
@@ -51,7 +53,8 @@ def train_or_reuse(cfg: Config, log: Callable[[str], None] = print, overwrite: b
     ``overwrite``); returns the run directory."""
     run_dir = run_dir_for(prepare_config(cfg))
     saved = run_dir / "config.yaml"
-    if not overwrite and saved.is_file() and not checkpoint.refused_changes(yaml.safe_load(saved.read_text()), prepare_config(cfg)):
+    same = saved.is_file() and not checkpoint.refused_changes(yaml.safe_load(saved.read_text()), prepare_config(cfg))
+    if not overwrite and same:
         if (run_dir / rundir.SUMMARY).is_file():
             log(f"{run_dir} finished earlier with this config: reused")
             return run_dir
@@ -65,7 +68,12 @@ def train_or_reuse(cfg: Config, log: Callable[[str], None] = print, overwrite: b
 
 
 def compare(
-    cfg: Config, seeds: Sequence[int], methods: Sequence[str] = METHODS, out: str | Path | None = None, log=print, overwrite: bool = False
+    cfg: Config,
+    seeds: Sequence[int],
+    methods: Sequence[str] = METHODS,
+    out: str | Path | None = None,
+    log=print,
+    overwrite: bool = False,
 ) -> Path:
     out = Path(out or Path(cfg.run.out_dir) / "compare")
     out.mkdir(parents=True, exist_ok=True)

@@ -261,7 +261,8 @@ def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir:
             return RunResult(run_dir, {})
         summary = _write_outputs(cfg, env, agent, progress, test_ppl, seconds, run_dir)
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"stopped after the last step, while writing the outputs; {_resume_hint(run_dir, last_checkpoint)}") from None
+        hint = _resume_hint(run_dir, last_checkpoint)
+        raise KeyboardInterrupt(f"stopped after the last step, while writing the outputs; {hint}") from None
     if not interval:  # run.checkpoint_interval=0: the final checkpoint was only a safety net for the outputs
         shutil.rmtree(checkpoint.checkpoints_dir(run_dir), ignore_errors=True)
     env.close()
@@ -276,7 +277,9 @@ def _resume_hint(run_dir: Path, step: int | None) -> str:
     return f"last checkpoint: step {step} ({path}); continue with: acodm-gym train --resume {run_dir}"
 
 
-def _write_outputs(cfg: Config, env: PretrainEnv, agent: Agent, progress: _Progress, test_ppl: np.ndarray, seconds: float, run_dir: Path) -> dict:
+def _write_outputs(
+    cfg: Config, env: PretrainEnv, agent: Agent, progress: _Progress, test_ppl: np.ndarray, seconds: float, run_dir: Path
+) -> dict:
     """Rank 0: model, agent, mixture, transitions, plots and, last, summary.json, each written atomically.
 
     A failure (a full disk) raises ``rundir.OutputError`` saying what was written and how to write the
@@ -320,7 +323,8 @@ def _write_outputs(cfg: Config, env: PretrainEnv, agent: Agent, progress: _Progr
         outputs.append(("transitions.npz", save_transitions))
     if cfg.run.plots:
         title = cfg.agent.name
-        outputs.append(("weights.png", lambda p: plots.plot_weights(steps_arr, weights_arr, env.domains, p, f"Domain weights ({title})")))
+        weights_title = f"Domain weights ({title})"
+        outputs.append(("weights.png", lambda p: plots.plot_weights(steps_arr, weights_arr, env.domains, p, weights_title)))
         if len(val_arr):
             curves = {"average": (np.array(val_steps), val_arr.mean(axis=1))}
             curves.update({d: (np.array(val_steps), val_arr[:, i]) for i, d in enumerate(env.domains)})
