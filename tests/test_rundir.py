@@ -32,7 +32,9 @@ def _cfg(corpus_text_dir, cache_dir, out: Path, **sections):
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's size and mtime, except the lock file (which names whoever last held the lock)."""
+    files = (p for p in sorted(root.rglob("*")) if p.is_file() and p.name != rundir.LOCK)
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
 
 
 def test_a_fresh_run_builds_everything_first_and_never_replaces_checkpoints_unasked(corpus_text_dir, cache_dir, tmp_path):

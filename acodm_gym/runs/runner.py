@@ -158,17 +158,12 @@ def train(
     # Multi-rank (train.backend=deepspeed under torchrun/deepspeed): every rank steps the env in lockstep;
     # rank 0 alone runs the agent (the env broadcasts its action) and writes the run directory.
     main = distributed.is_main_process()
-    if main and ckpt is None and distributed.world_size() == 1:
-        rundir.check_fresh(run_dir, overwrite)  # fail before the build; checked again under the lock
-
-    env = PretrainEnv(cfg, log=log if main else (lambda _: None))
-    agent = (agent or make_agent(cfg.agent, EnvSpec.from_env(env))) if main else None
-    obs, info = env.reset(seed=cfg.run.seed)
+    alone = distributed.world_size() == 1  # multi-rank: rank 0 checks and locks once every rank has built (from_main)
     lock = None
 
     def take_run_dir() -> np.ndarray:  # rank 0; if it raises, the other ranks raise too (from_main)
         nonlocal lock
-        lock = rundir.RunLock(run_dir)
+        lock = lock or rundir.RunLock(run_dir)
         if ckpt is None:
             rundir.check_fresh(run_dir, overwrite)
             rundir.clear(run_dir, log)
@@ -176,7 +171,14 @@ def train(
         return np.zeros(1)
 
     try:
-        distributed.from_main(take_run_dir, (1,))
+        if alone and run_dir.is_dir():  # fail before the build if another run holds it or it holds work to keep
+            lock = rundir.RunLock(run_dir)
+            if ckpt is None:
+                rundir.check_fresh(run_dir, overwrite)
+        env = PretrainEnv(cfg, log=log if main else (lambda _: None))
+        agent = (agent or make_agent(cfg.agent, EnvSpec.from_env(env))) if main else None
+        obs, info = env.reset(seed=cfg.run.seed)
+        distributed.from_main(take_run_dir, (1,))  # only now is the directory touched
         return _run(cfg, env, agent, obs, ckpt, run_dir, log)
     finally:
         if lock is not None:
@@ -247,7 +249,7 @@ def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir:
             )
         raise NonFiniteLossError(f"{exc} {hint}") from None
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"stopped at step {env.t} of {total}; {_resume_hint(run_dir, last_checkpoint)}") from None
+        raise KeyboardInterrupt(f"stopped at step {env.t} of {total}; {_resume_hint(run_dir)}") from None
     finally:
         bar.close()
         if logger is not None:
@@ -261,8 +263,7 @@ def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir:
             return RunResult(run_dir, {})
         summary = _write_outputs(cfg, env, agent, progress, test_ppl, seconds, run_dir)
     except KeyboardInterrupt:
-        hint = _resume_hint(run_dir, last_checkpoint)
-        raise KeyboardInterrupt(f"stopped after the last step, while writing the outputs; {hint}") from None
+        raise KeyboardInterrupt(f"stopped after the last step, while writing the outputs; {_resume_hint(run_dir)}") from None
     if not interval:  # run.checkpoint_interval=0: the final checkpoint was only a safety net for the outputs
         shutil.rmtree(checkpoint.checkpoints_dir(run_dir), ignore_errors=True)
     env.close()
@@ -270,11 +271,13 @@ def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir:
     return RunResult(run_dir, summary)
 
 
-def _resume_hint(run_dir: Path, step: int | None) -> str:
-    if step is None:
+def _resume_hint(run_dir: Path) -> str:
+    """The checkpoint ``--resume`` would continue from, read from disk (the stop may have hit a checkpoint write)."""
+    try:
+        ckpt = checkpoint.find(run_dir, warn=lambda _: None)
+    except checkpoint.ResumeError:
         return "no checkpoint was written yet (run.checkpoint_interval), so the run must start again"
-    path = checkpoint.checkpoints_dir(run_dir) / checkpoint.step_name(step)
-    return f"last checkpoint: step {step} ({path}); continue with: acodm-gym train --resume {run_dir}"
+    return f"last checkpoint: step {ckpt.step} ({ckpt.path}); continue with: acodm-gym train --resume {run_dir}"
 
 
 def _write_outputs(
