@@ -1,7 +1,10 @@
 """Command line: ``acodm-gym`` (also ``python train_env.py``).
 
 Every sub-command takes ``--config`` (a YAML path or a name under configs/) and any number of
-``section.key=value`` overrides, e.g. ``acodm-gym train --agent uniform train.total_steps=200``.
+``section.key=value`` overrides anywhere on the line, e.g. ``acodm-gym train train.total_steps=200 --agent uniform``.
+
+Heavy modules (torch, transformers, SB3, the corpus) are imported only once the config has loaded, so
+``--help`` and a config error answer at once.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import json
 import sys
 import time
 
-from .config import ConfigError, load_config
+from .config import AGENT_NAMES, ConfigError, load_config
 
 
 def _config(args, extra: dict | None = None):
@@ -44,18 +47,21 @@ def cmd_data(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .runs.runner import resume, train
-
     extra = {"agent.name": args.agent, "run.seed": args.seed, "run.name": args.name, "run.out_dir": args.out_dir}
     if getattr(args, "resume", None):
         # The checkpoint's config (or --config) plus the overrides; the run directory is RUN_DIR.
         overrides = list(args.overrides) + [f"{k}={v}" for k, v in extra.items() if v is not None and k in ("agent.name", "run.seed")]
         allowed = [key for item in args.allow_change or () for key in item.split(",") if key]
+        from .runs.runner import resume
+
         result = resume(args.resume, overrides, config=args.config, allow_changes=allowed)
     else:
         if getattr(args, "allow_change", None):
             raise ConfigError("--allow-change only applies with --resume RUN_DIR.")
-        result = train(_config(args, extra))
+        cfg = _config(args, extra)  # a config error is reported before torch is imported
+        from .runs.runner import train
+
+        result = train(cfg, overwrite=args.overwrite)
     if not result.summary:  # a rank other than 0 of a multi-rank run: rank 0 reports
         return 0
     s = result.summary
@@ -66,13 +72,13 @@ def cmd_train(args) -> int:
 
 def cmd_proxy(args) -> int:
     """Proxy stage: learn AC-ODM on the small proxy model and save its actor."""
-    from .runs.compare import proxy_config
-    from .runs.runner import train
+    cfg = _config(args, {"run.seed": args.seed, "run.name": args.name, "run.out_dir": args.out_dir})
+    from .runs.compare import proxy_stage
+    from .runs.runner import run_dir_for
 
-    cfg = proxy_config(_config(args, {"run.seed": args.seed, "run.name": args.name, "run.out_dir": args.out_dir}))
-    result = train(cfg)
-    print(f"actor: {(result.run_dir / 'agent.pt').resolve()}")
-    print(f"use it: acodm-gym transfer --actor {result.run_dir / 'agent.pt'}")
+    actor = proxy_stage(cfg, run_dir_for(cfg).name, overwrite=args.overwrite)
+    print(f"actor: {actor.resolve()}")
+    print(f"use it: acodm-gym transfer --actor {actor}")
     return 0
 
 
@@ -84,13 +90,13 @@ def cmd_transfer(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    cfg = _config(args, {"run.out_dir": args.out_dir})
     from .runs.compare import METHODS, compare
 
-    cfg = _config(args, {"run.out_dir": args.out_dir})
     methods = args.methods.split(",") if args.methods else list(METHODS)
     # A task's sweep goes beside its references, so their natural and uniform runs are reused.
     out = args.out or (f"{cfg.run.out_dir}/tasks/{cfg.task.name}" if cfg.task.name else None)
-    out = compare(cfg, seeds=args.seeds, methods=methods, out=out)
+    out = compare(cfg, seeds=args.seeds, methods=methods, out=out, overwrite=args.overwrite)
     print((out / "report.md").read_text())
     print(f"outputs: {out.resolve()}")
     return 0
@@ -98,6 +104,7 @@ def cmd_compare(args) -> int:
 
 def cmd_reference(args) -> int:
     """Reference scores of a task: natural, uniform and the best static mixture of a budgeted search."""
+    load_config(None, args.overrides, task=args.task)  # a bad task or override is reported before torch is imported
     import numpy as np
 
     from .runs.reference import references
@@ -146,10 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--name", default=None, help="run directory name under run.out_dir")
         p.add_argument("--out-dir", default=None, help="where run directories go (default: runs/)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace a run directory holding an earlier run's checkpoints or results (default: refuse; see --resume)")
         return p
 
     p = run_options(common(sub.add_parser("train", help="one pretraining run driven by an agent")))
-    p.add_argument("--agent", default=None, help="agent name: " + ", ".join(_agent_names()))
+    p.add_argument("--agent", default=None, help="agent name: " + ", ".join(sorted(AGENT_NAMES)))
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue this run directory from its latest complete checkpoint (with its saved config plus the overrides)")
     p.add_argument("--allow-change", metavar="KEY[,KEY]", action="append", default=None,
@@ -166,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--methods", default=None, help="comma-separated subset of natural,uniform,odm,acodm,acodm-proxy")
         p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/compare)")
         p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)
+        p.add_argument("--overwrite", action="store_true",
+                       help="run every method from scratch (default: reuse finished runs, resume stopped ones)")
         p.set_defaults(func=cmd_compare)
     p = sub.add_parser("reference", help="reference scores of a task: natural, uniform, best static mixture of a search")
     p.add_argument("--task", required=True, help="benchmark task (configs/tasks/)")
@@ -183,14 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _agent_names() -> list[str]:
-    from .agents import AGENTS
-
-    return sorted(AGENTS)
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the line, taking ``section.key=value`` overrides wherever they stand (argparse alone
+    takes one positional run of them and refuses the rest as unrecognized)."""
+    args, rest = parser.parse_known_args(argv)
+    late = [item for item in rest if "=" in item and not item.startswith("-")]
+    unknown = [item for item in rest if item not in late]
+    if unknown or (late and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or late)}")
+    if late:
+        args.overrides = [*args.overrides, *late]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, ValueError) as exc:  # bad input, a refused resume: fix and rerun
@@ -201,11 +219,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)  # the run failed; its last checkpoint is usable
         return 1
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line (the runner says where it stopped and how to resume)
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
+        return 130
 
 
 def _run_failure(exc: BaseException) -> bool:
-    """A run stopped by too many non-finite steps or a failed checkpoint write (modules imported lazily)."""
-    kinds = [getattr(sys.modules.get(m), n, None) for m, n in (("acodm_gym.lm.step", "NonFiniteLossError"), ("acodm_gym.runs.checkpoint", "CheckpointError"))]
+    """A run stopped by too many non-finite steps or a failed checkpoint or output write (modules imported lazily)."""
+    failures = (
+        ("acodm_gym.lm.step", "NonFiniteLossError"),
+        ("acodm_gym.runs.checkpoint", "CheckpointError"),
+        ("acodm_gym.runs.rundir", "OutputError"),
+    )
+    kinds = [getattr(sys.modules.get(m), n, None) for m, n in failures]
     return any(k is not None and isinstance(exc, k) for k in kinds)
 
 

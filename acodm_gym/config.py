@@ -1,7 +1,7 @@
 """Configuration as data: nested dataclasses, loaded from YAML, overridden from the command line.
 
-Every option lives in one of seven sections (``data``, ``model``, ``train``, ``env``, ``agent``,
-``task``, ``run``). An unknown key is an error that names the key and the closest valid one, so a typo never
+Every option lives in one of eight sections (``data``, ``model``, ``train``, ``env``, ``agent``,
+``task``, ``proxy``, ``run``). An unknown key is an error that names the key and the closest valid one, so a typo never
 silently falls back to a default.
 """
 from __future__ import annotations
@@ -111,11 +111,24 @@ class EnvConfig:
     eval_batches: int = 2  # validation batches per domain
 
 
+# Every agent's CLI name, here at the bottom layer so the command line can list and check them without
+# importing torch; tests check it against the registry (acodm_gym.agents.AGENTS).
+AGENT_NAMES = ("natural", "uniform", "static", "acodm", "acodm-td3", "frozen", "odm", "ddpg", "td3", "sac", "ppo")
+
+
 @dataclass
 class AgentConfig:
     name: str = "natural"
     weights: str | list[float] | dict[str, float] | None = None  # static agent: file or values
     options: dict[str, Any] = field(default_factory=dict)  # agent-specific hyper-parameters
+    init_from: str | None = None  # start from this saved agent (agent.pt: networks, replay buffer, counters); None: fresh
+
+
+@dataclass
+class ProxyConfig:
+    """The proxy stage of proxy mode (``acodm-gym proxy``, compare's ``acodm-proxy``); its model is ``run.proxy_model``."""
+
+    episodes: int = 1  # proxy pretraining runs the actor-critic learns over; networks and replay buffer carry across
 
 
 @dataclass
@@ -150,6 +163,7 @@ class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -382,6 +396,7 @@ def _choice(value: str, allowed: Sequence[str], key: str) -> None:
 
 def validate(cfg: Config) -> None:
     """Check values that a typo or a bad combination would make silently wrong."""
+    _choice(cfg.agent.name, AGENT_NAMES, "agent.name")
     _choice(cfg.model.arch, ["gpt_neox", "llama"], "model.arch")
     _choice(cfg.model.dtype, ["float32", "bfloat16", "float16"], "model.dtype")
     _choice(cfg.train.loss_weighting, ["alpha", "mean"], "train.loss_weighting")
@@ -391,6 +406,10 @@ def validate(cfg: Config) -> None:
     _choice(cfg.env.reward_variant, ["paper", "authors"], "env.reward_variant")
     _choice(cfg.env.scalarization, ["alpha_weighted", "sum", "mean"], "env.scalarization")
     check_recipe(cfg.data.recipe)
+    if cfg.proxy.episodes < 1:
+        raise ConfigError("proxy.episodes must be at least 1.")
+    if cfg.agent.init_from is not None and not Path(cfg.agent.init_from).expanduser().is_file():
+        raise ConfigError(f"agent.init_from={cfg.agent.init_from} is not a file: give the agent.pt of an earlier run.")
     if cfg.run.checkpoint_interval < 0 or cfg.run.keep_checkpoints < 1:
         raise ConfigError("run.checkpoint_interval must be >= 0 (0: no checkpoints) and run.keep_checkpoints >= 1.")
     check_model(cfg.model)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from acodm_gym.config import load_config
-from acodm_gym.runs.runner import train
+from acodm_gym.runs.compare import train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STATE_PARTS = ("samples_seen", "step", "loss", "loss_change", "weight_norm", "update_norm")
@@ -76,7 +76,8 @@ def main(argv=None) -> int:
         finals = []
         for seed in args.seeds:
             cfg = load_config(args.config, overrides + VARIANTS[name] + [f"run.seed={seed}", f"run.name={name}-seed{seed}"])
-            finals.append(train(cfg, log=lambda _: None).summary["final_val_ppl_avg"])
+            run_dir = train_or_reuse(cfg, log=lambda _: None, overwrite=False)  # a rerun reuses or resumes earlier runs
+            finals.append(json.loads((run_dir / "summary.json").read_text())["final_val_ppl_avg"])
             print(f"{name} seed {seed}: {finals[-1]:.2f}", flush=True)
         results[name] = {"overrides": VARIANTS[name], "seeds": args.seeds, "final_val_ppl": finals}
         text = write_results(results, "ablations-quick" if args.quick else "ablations", command, started, args.seeds)

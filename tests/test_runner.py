@@ -75,6 +75,18 @@ def test_saved_model_and_tokenizer_load_with_transformers(natural_run):
     assert out.logits.shape == (1, ids.shape[1], model.config.vocab_size)
 
 
+def test_exported_tokenizer_pads_and_truncates_to_the_models_positions(natural_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(natural_run.run_dir / "model")
+    assert tok.pad_token == tok.eos_token == "<|endoftext|>" and tok.model_max_length == 32  # model.seq_len of small_config
+    batch = tok(["def f():", "import os\n" * 200], padding=True, truncation=True, return_tensors="pt")
+    assert batch.input_ids.shape == (2, 32) and batch.attention_mask[0].sum() < 32 == batch.attention_mask[1].sum()
+    model = AutoModelForCausalLM.from_pretrained(natural_run.run_dir / "model")
+    assert model.config.max_position_embeddings >= tok.model_max_length
+    assert model(**batch).logits.shape[:2] == (2, 32)
+
+
 def test_exported_mixture_is_reusable_as_a_static_agent(natural_run, corpus_text_dir, cache_dir, tmp_path):
     mixture = json.loads((natural_run.run_dir / "mixture.json").read_text())
     assert len(mixture["schedule"]["weights"]) == 20

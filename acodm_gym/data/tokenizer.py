@@ -45,9 +45,16 @@ def eos_id(tok: Tokenizer) -> int:
     raise ValueError("The tokenizer has no end-of-text token (<|endoftext|>, </s>, <eos>): add one.")
 
 
-def to_hf_tokenizer(tok: Tokenizer):
-    """A ``PreTrainedTokenizerFast`` wrapping the same tokenizer, for saving next to HF checkpoints."""
+def to_hf_tokenizer(tok: Tokenizer, max_length: int):
+    """A ``PreTrainedTokenizerFast`` wrapping the same tokenizer, for saving next to HF checkpoints.
+
+    The end-of-text token doubles as the pad token (the model never saw a dedicated one; padded
+    positions are masked anyway), and ``model_max_length`` is the model's ``max_length`` positions,
+    so HF pipelines and lm-eval can batch and truncate.
+    """
     from transformers import PreTrainedTokenizerFast
 
     eos = tok.id_to_token(eos_id(tok))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, bos_token=eos, unk_token=eos)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=eos, bos_token=eos, unk_token=eos, pad_token=eos, model_max_length=max_length
+    )

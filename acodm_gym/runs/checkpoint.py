@@ -46,9 +46,10 @@ import torch
 from .. import __version__
 from ..config import Config
 from ..lm import distributed
+from . import rundir
 
 FORMAT = 1
-DIR = "checkpoints"
+DIR = rundir.CHECKPOINTS
 LATEST = "latest"
 _STEP = re.compile(r"^step-(\d+)$")
 _TMP = re.compile(r"^(step-\d+|latest)\.tmp-\d+$")
@@ -103,11 +104,6 @@ def _steps(root: Path) -> list[tuple[int, Path]]:
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP.match(p.name))]
     return sorted(found, reverse=True)
-
-
-def has_checkpoint(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` holds a checkpoint directory (complete or not: ``find`` picks the one to use)."""
-    return bool(_steps(checkpoints_dir(run_dir)))
 
 
 # -- fingerprints ---------------------------------------------------------------------------------
@@ -204,22 +200,15 @@ def _agree(error: BaseException | None, step: int, tmp: Path, run_dir: Path, pre
         return
     if distributed.is_main_process():
         shutil.rmtree(tmp, ignore_errors=True)
-    if error is None:
-        reason = "another rank failed to write its part (see that rank's error)"
-    elif isinstance(error, OSError) and error.strerror:
-        reason = f"{error.strerror}" + (f": {error.filename}" if error.filename else "")
-    else:
-        reason = f"{type(error).__name__}: {error}"
-    kept = (
-        f"the previous checkpoint ({checkpoints_dir(run_dir) / step_name(previous)}) is intact"
-        if previous is not None
-        else "no earlier checkpoint exists"
-    )
-    raise CheckpointError(
-        f"Writing the checkpoint of step {step} failed ({reason}); the run stops here and {kept}. "
-        f"Free disk space (or lower run.keep_checkpoints / raise run.checkpoint_interval), then continue with: "
-        f"acodm-gym train --resume {run_dir}"
-    ) from error
+    reason = "another rank failed to write its part (see that rank's error)" if error is None else rundir.reason(error)
+    if previous is not None:
+        kept = (
+            f"the previous checkpoint ({checkpoints_dir(run_dir) / step_name(previous)}) is intact. Free disk space, then "
+            f"continue from it with: acodm-gym train --resume {run_dir}"
+        )
+    else:  # nothing to resume from: saying --resume would only lead to "no checkpoint"
+        kept = "no earlier checkpoint exists, so there is nothing to resume. Free disk space, then start the run again"
+    raise CheckpointError(f"Writing the checkpoint of step {step} failed ({reason}); the run stops here and {kept}.") from error
 
 
 def save(
@@ -329,14 +318,6 @@ def prune(root: Path, current: int, keep: int, log: Callable[[str], None] = prin
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def clear(run_dir: Path, log: Callable[[str], None] = print) -> None:
-    """A fresh run replaces its run directory: drop the checkpoints an earlier run left there."""
-    root = checkpoints_dir(run_dir)
-    if root.is_dir() and any(root.iterdir()):
-        log(f"new run in {run_dir}: removing the earlier run's checkpoints (use --resume {run_dir} to continue a run instead)")
-        shutil.rmtree(root)
-
-
 # -- reading --------------------------------------------------------------------------------------
 def verify(path: Path) -> dict[str, Any]:
     """``meta.json`` of a complete checkpoint; ``ValueError`` saying what is wrong otherwise."""
@@ -413,11 +394,16 @@ def _covered(key: str, allowed: Iterable[str]) -> bool:
     return any(key == a or key.startswith(a + ".") for a in allowed)
 
 
+def refused_changes(saved: dict[str, Any], cfg: Config, allow_changes: Sequence[str] = ()) -> dict[str, tuple[Any, Any]]:
+    """The changes from the ``saved`` config dict to ``cfg`` that would not continue the same run."""
+    changes = config_changes(saved, cfg.to_dict())
+    return {k: v for k, v in changes.items() if not _covered(k, SAFE_KEYS) and not _covered(k, allow_changes)}
+
+
 def check_resumable(ckpt: Checkpoint, cfg: Config, allow_changes: Sequence[str] = (), run_dir: Path | None = None) -> None:
     """Refuse, naming what differs, a config or world size that would not continue the same run."""
     where = run_dir or ckpt.path.parent.parent
-    changes = config_changes(ckpt.meta["config"], cfg.to_dict())
-    refused = {k: v for k, v in changes.items() if not _covered(k, SAFE_KEYS) and not _covered(k, allow_changes)}
+    refused = refused_changes(ckpt.meta["config"], cfg, allow_changes)
     if refused:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
         raise ResumeError(

@@ -4,6 +4,10 @@ Methods run one after another (so their per-step times are comparable) into
 ``<out>/<method>-seed<s>/``; ``acodm-proxy`` is two runs: the proxy stage (AC-ODM on the small
 proxy model, ``<out>/acodm-proxy-stage-seed<s>``) and the target stage (its frozen actor steering
 the target model). ``report.md`` and the plots are written next to the run directories.
+
+Sweeps resume instead of restarting: run again into the same ``out``, a run that finished with the
+same config (apart from ``checkpoint.SAFE_KEYS``) is reused, and one that stopped is resumed from its
+last checkpoint; ``overwrite=True`` (``--overwrite``) runs every method from scratch.
 """
 from __future__ import annotations
 
@@ -13,20 +17,19 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-
 import yaml
 
-from ..config import TASK_DIR, Config, ConfigError, load_config
+from ..config import TASK_DIR, Config, load_config
 from ..envs.task import normalised_score
-from . import checkpoint, plots
+from . import checkpoint, plots, rundir
 from .runner import prepare_config, run_dir_for, train
 
 METHODS = ("natural", "uniform", "odm", "acodm", "acodm-proxy")
 # Every learned agent as well: what the benchmark tasks compare (benchmarks/tasks.py).
 ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")
-# Keys a finished run may differ in and still be reused by a sweep: what resuming accepts, plus the reference
-# file (report() recomputes every score from the task's references).
-REUSE_SAFE_KEYS = (*checkpoint.SAFE_KEYS, "task.references")
+# A finished run may differ from the sweep's config in these keys (beyond what resuming accepts) and still be
+# reused: report() recomputes every score from the task's references.
+REUSE_ALLOWED = ("task.references",)
 
 
 def proxy_config(cfg: Config) -> Config:
@@ -34,51 +37,73 @@ def proxy_config(cfg: Config) -> Config:
     return load_config(cfg, {"model": {"preset": cfg.run.proxy_model}, "agent": {"name": "acodm"}})
 
 
-def _train_once(cfg: Config, log: Callable[[str], None]) -> Path:
-    """A run of a sweep: read back if it finished, continued from its checkpoint if it was interrupted."""
-    run_dir = run_dir_for(cfg)
-    if (run_dir / "summary.json").exists():
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-        changes = [
-            key for key in checkpoint.config_changes(saved, prepare_config(cfg).to_dict())
-            if not any(key == safe or key.startswith(safe + ".") for safe in REUSE_SAFE_KEYS)
-        ]
-        if changes:
-            raise ConfigError(
-                f"{run_dir} holds a finished run of another config (changed: {', '.join(changes)}): give the sweep "
-                "another output directory (--out), or delete that run directory to run it again."
-            )
-        log(f"   {run_dir} is complete: reusing it")
-        return run_dir
-    if checkpoint.has_checkpoint(run_dir):
-        log(f"   {run_dir} was interrupted: resuming it")
-        return train(cfg, log=log, resume=run_dir).run_dir
-    return train(cfg, log=log).run_dir
-
-
-def run_method(cfg: Config, method: str, seed: int, out: Path, log: Callable[[str], None] = print) -> Path:
-    """Run one method for one seed (or reuse / resume its run); returns the run directory holding its summary."""
+def run_method(
+    cfg: Config, method: str, seed: int, out: Path, log: Callable[[str], None] = print, overwrite: bool = False
+) -> Path:
+    """Run one method for one seed (or reuse / resume an earlier attempt); returns the run directory holding its summary."""
     base = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, out_dir=str(out)))
     if method != "acodm-proxy":
         run_cfg = load_config(base, {"agent": {"name": method}, "run": {"name": f"{method}-seed{seed}"}})
-        return _train_once(run_cfg, log)
-    stage = load_config(proxy_config(base), {"run": {"name": f"acodm-proxy-stage-seed{seed}"}})
-    actor = _train_once(stage, log) / "agent.pt"
+        return train_or_reuse(run_cfg, log, overwrite)
+    actor = proxy_stage(base, f"acodm-proxy-stage-seed{seed}", log, overwrite)
     target = load_config(
         base,
         {"agent": {"name": "frozen", "options": {"path": str(actor)}}, "run": {"name": f"acodm-proxy-seed{seed}"}},
     )
-    return _train_once(target, log)
+    return train_or_reuse(target, log, overwrite)
 
 
-def compare(cfg: Config, seeds: Sequence[int], methods: Sequence[str] = METHODS, out: str | Path | None = None, log=print) -> Path:
+def proxy_stage(cfg: Config, name: str, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
+    """AC-ODM learnt on the proxy model over ``proxy.episodes`` runs; returns the last one's agent.pt.
+
+    Each episode is a fresh proxy model (seed ``run.seed + 1000·e``) in its own run directory (``name``,
+    then ``name-ep1``, ...); the agent (networks, replay buffer, counters) carries across them through
+    ``agent.init_from``, so the policy sees several passes through t/T instead of one. Its learning-rate
+    schedule spans the first episode; later ones learn at ``lr_end``.
+    """
+    actor = None
+    for e in range(cfg.proxy.episodes):
+        episode: dict = {"run": {"name": name if e == 0 else f"{name}-ep{e}", "seed": cfg.run.seed + 1000 * e}}
+        if actor is not None:
+            episode["agent"] = {"init_from": str(actor)}
+        actor = train_or_reuse(load_config(proxy_config(cfg), episode), log, overwrite) / "agent.pt"
+    return actor
+
+
+def train_or_reuse(cfg: Config, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
+    """Reuse a finished run of this config, resume a stopped one, else train (refusing other work unless
+    ``overwrite``); returns the run directory."""
+    run_dir = run_dir_for(prepare_config(cfg))
+    saved = run_dir / "config.yaml"
+    same = saved.is_file() and not checkpoint.refused_changes(yaml.safe_load(saved.read_text()), prepare_config(cfg), REUSE_ALLOWED)
+    if not overwrite and same:
+        if (run_dir / rundir.SUMMARY).is_file():
+            log(f"{run_dir} finished earlier with this config: reused")
+            return run_dir
+        try:
+            checkpoint.find(run_dir, warn=lambda _: None)
+        except checkpoint.ResumeError:
+            pass  # stopped before its first checkpoint: start again
+        else:
+            return train(cfg, log=log, resume=run_dir).run_dir
+    return train(cfg, log=log, overwrite=overwrite).run_dir
+
+
+def compare(
+    cfg: Config,
+    seeds: Sequence[int],
+    methods: Sequence[str] = METHODS,
+    out: str | Path | None = None,
+    log=print,
+    overwrite: bool = False,
+) -> Path:
     out = Path(out or Path(cfg.run.out_dir) / "compare")
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[str]] = {m: [] for m in methods}
     for seed in seeds:
         for method in methods:
             log(f"== {method} (seed {seed})")
-            runs[method].append(str(run_method(cfg, method, seed, out, log)))
+            runs[method].append(str(run_method(cfg, method, seed, out, log, overwrite)))
             (out / "compare.json").write_text(json.dumps({"methods": list(methods), "seeds": list(seeds), "runs": runs}, indent=2))
     report(out)
     return out

@@ -50,9 +50,14 @@ def plot_domain_ppl(values: Mapping[str, np.ndarray], domains: list[str], path: 
     plt.close(fig)
 
 
+def diagnostic_columns(metrics: Mapping[str, np.ndarray]) -> list[str]:
+    """The ``diag/<name>`` columns of a run's metrics that hold a value."""
+    return [key for key in metrics if key.startswith("diag/") and np.isfinite(metrics[key]).any()]
+
+
 def plot_diagnostics(metrics: Mapping[str, np.ndarray], path: Path, title: str = "Agent diagnostics") -> bool:
     """One panel per ``diag/<name>`` column of a run's metrics that holds a value; False (no file) if none does."""
-    columns = [key for key in metrics if key.startswith("diag/") and np.isfinite(metrics[key]).any()]
+    columns = diagnostic_columns(metrics)
     if not columns:
         return False
     fig, axes = plt.subplots(len(columns), 1, figsize=(8, 1.8 * len(columns) + 0.6), sharex=True, squeeze=False)

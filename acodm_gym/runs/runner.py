@@ -4,7 +4,7 @@ The runner owns the loop (act → env.step → observe → update), so every age
 or actor–critic — is driven the same way, and writes a run directory:
 
     runs/<name>/config.yaml     the full config used
-    runs/<name>/metrics.csv     one row per step: losses, weights, rewards, validation perplexity, agent diagnostics
+    runs/<name>/metrics.csv     one row per step: losses, weights, rewards, validation perplexity and task metric, agent diagnostics
     runs/<name>/tensorboard/    the same as TensorBoard events, plus the agent's own statistics
     runs/<name>/summary.json    final per-domain validation and test perplexity, time per step
     runs/<name>/mixture.json    the weight schedule α(t) and its mean (reusable as a static mixture)
@@ -12,7 +12,8 @@ or actor–critic — is driven the same way, and writes a run directory:
     runs/<name>/transitions.npz with run.log_transitions: obs, action, reward, vector_reward, next_obs per step
     runs/<name>/agent.pt        the agent (for acodm: the actor a target run can load)
     runs/<name>/*.png           domain weights and validation perplexity over steps, test perplexity, diagnostics
-    runs/<name>/checkpoints/    every run.checkpoint_interval steps, what resuming needs (runs/checkpoint.py)
+    runs/<name>/checkpoints/    every run.checkpoint_interval steps and at the last, what resuming needs (runs/checkpoint.py)
+    runs/<name>/.lock           held by the run writing the directory (runs/rundir.py)
 
 ``train(cfg, resume=RUN_DIR)`` / ``resume(RUN_DIR)`` (``acodm-gym train --resume RUN_DIR``) continue a
 run from its latest complete checkpoint: the metrics and the numbers are those of a run that never
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ from ..envs.pretrain_env import PretrainEnv
 from ..envs.task import references_path
 from ..lm import distributed
 from ..lm.step import NonFiniteLossError
-from . import checkpoint, plots
+from . import checkpoint, plots, rundir
 from .logger import MetricsLogger, read_metrics
 
 
@@ -146,6 +148,7 @@ def train(
     agent: Agent | None = None,
     resume: str | Path | bool | None = None,
     allow_changes: Sequence[str] = (),
+    overwrite: bool = False,
 ) -> RunResult:
     """Run one episode of ``cfg.train.total_steps`` steps and write its run directory.
 
@@ -153,6 +156,11 @@ def train(
     latest complete checkpoint; ``cfg`` must equal the checkpoint's config except for
     ``checkpoint.SAFE_KEYS`` and the keys in ``allow_changes`` (see ``resume()`` to take the
     config from the checkpoint).
+
+    The corpus, the model and the agent are built before the run directory is touched. The run holds
+    a lock on its directory (``rundir.RunLock``); a fresh run refuses a directory holding an earlier
+    run's checkpoints or results unless ``overwrite``. The final state is checkpointed before the
+    outputs are written (each atomically), so a failure there is redone by resuming.
     """
     cfg = prepare_config(cfg)
     ckpt = None
@@ -165,15 +173,38 @@ def train(
     # Multi-rank (train.backend=deepspeed under torchrun/deepspeed): every rank steps the env in lockstep;
     # rank 0 alone runs the agent (the env broadcasts its action) and writes the run directory.
     main = distributed.is_main_process()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is None:
-            checkpoint.clear(run_dir, log)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    alone = distributed.world_size() == 1  # multi-rank: rank 0 checks and locks once every rank has built (from_main)
+    lock = None
 
-    env = PretrainEnv(cfg, log=log if main else (lambda _: None))
-    agent = (agent or make_agent(cfg.agent, EnvSpec.from_env(env))) if main else None
-    obs, info = env.reset(seed=cfg.run.seed)
+    def take_run_dir() -> np.ndarray:  # rank 0; if it raises, the other ranks raise too (from_main)
+        nonlocal lock
+        lock = lock or rundir.RunLock(run_dir)
+        if ckpt is None:
+            rundir.check_fresh(run_dir, overwrite)
+            rundir.clear(run_dir, log)
+        rundir.write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return np.zeros(1)
+
+    try:
+        if alone and run_dir.is_dir():  # fail before the build if another run holds it or it holds work to keep
+            lock = rundir.RunLock(run_dir)
+            if ckpt is None:
+                rundir.check_fresh(run_dir, overwrite)
+        env = PretrainEnv(cfg, log=log if main else (lambda _: None))
+        agent = (agent or make_agent(cfg.agent, EnvSpec.from_env(env))) if main else None
+        if main and ckpt is None and cfg.agent.init_from:  # continue an earlier run's agent (e.g. a proxy episode)
+            agent.load(cfg.agent.init_from)
+        obs, info = env.reset(seed=cfg.run.seed)
+        distributed.from_main(take_run_dir, (1,))  # only now is the directory touched
+        return _run(cfg, env, agent, obs, ckpt, run_dir, log)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir: Path, log) -> RunResult:
+    """The episode and the outputs, in a run directory this process holds."""
+    main = distributed.is_main_process()
     progress = _Progress(transitions={} if cfg.run.log_transitions else None)
     if ckpt is not None:
         if distributed.broadcast_int(ckpt.step) != ckpt.step:
@@ -192,6 +223,14 @@ def train(
     first = env.t
     bar = tqdm(total=total, initial=first, desc=f"{cfg.agent.name}", disable=not (cfg.run.progress and main), dynamic_ncols=True)
     started, tokens_before = time.perf_counter(), env.tokens
+
+    def save_checkpoint() -> None:
+        nonlocal last_checkpoint
+        progress.obs, progress.seconds_now = obs, time.perf_counter() - started
+        csv_bytes = logger.flush() if main else 0
+        checkpoint.save(run_dir, cfg, env, agent, progress.state(csv_bytes), last_checkpoint, log)
+        last_checkpoint = env.t
+
     try:
         for _ in range(first, total):
             action = agent.act(obs) if main else None
@@ -211,12 +250,11 @@ def train(
             )
             obs = next_obs
             if interval and env.t % interval == 0:
-                progress.obs, progress.seconds_now = obs, elapsed
-                csv_bytes = logger.flush() if main else 0
-                checkpoint.save(run_dir, cfg, env, agent, progress.state(csv_bytes), last_checkpoint, log)
-                last_checkpoint = env.t
+                save_checkpoint()
             if terminated or truncated:
                 break
+        if last_checkpoint != env.t:  # the final state, so that a failure while writing the outputs is redone by --resume
+            save_checkpoint()
     except NonFiniteLossError as exc:
         if last_checkpoint is None:
             hint = "No checkpoint was written before it (run.checkpoint_interval)."
@@ -227,30 +265,52 @@ def train(
                 f"--allow-change train.lr train.lr=..."
             )
         raise NonFiniteLossError(f"{exc} {hint}") from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"stopped at step {env.t} of {total}; {_resume_hint(run_dir)}") from None
     finally:
         bar.close()
         if logger is not None:
             logger.close()
     seconds = progress.seconds_before + (time.perf_counter() - started)
-    steps, weights, val_steps, val_ppl, skipped = progress.steps, progress.weights, progress.val_steps, progress.val_ppl, progress.skipped
+    try:
+        # the episode's result (test split, task metric, score): from the last step, or again after a resume at the end
+        keys = ("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score")
+        result = {k: info[k] for k in keys} if "test_loss" in info else env.episode_result()
+        if not main:  # the other ranks' model and numbers are rank 0's
+            env.close()
+            distributed.barrier()  # return once rank 0 has written the run directory
+            return RunResult(run_dir, {})
+        summary = _write_outputs(cfg, env, agent, progress, result, seconds, run_dir)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"stopped after the last step, while writing the outputs; {_resume_hint(run_dir)}") from None
+    if not interval:  # run.checkpoint_interval=0: the final checkpoint was only a safety net for the outputs
+        shutil.rmtree(checkpoint.checkpoints_dir(run_dir), ignore_errors=True)
+    env.close()
+    distributed.barrier()
+    return RunResult(run_dir, summary)
 
-    result = {k: info[k] for k in ("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score")} if "test_loss" in info else env.episode_result()
+
+def _resume_hint(run_dir: Path) -> str:
+    """The checkpoint ``--resume`` would continue from, read from disk (the stop may have hit a checkpoint write)."""
+    try:
+        ckpt = checkpoint.find(run_dir, warn=lambda _: None)
+    except checkpoint.ResumeError:
+        return "no checkpoint was written yet (run.checkpoint_interval), so the run must start again"
+    return f"last checkpoint: step {ckpt.step} ({ckpt.path}); continue with: acodm-gym train --resume {run_dir}"
+
+
+def _write_outputs(
+    cfg: Config, env: PretrainEnv, agent: Agent, progress: _Progress, result: dict, seconds: float, run_dir: Path
+) -> dict:
+    """Rank 0: model, agent, mixture, transitions, plots and, last, summary.json, each written atomically.
+
+    A failure (a full disk) raises ``rundir.OutputError`` saying what was written and how to write the
+    rest: the final checkpoint holds the trained state, and ``--resume`` writes the outputs again.
+    """
+    steps, weights, val_steps, val_ppl = progress.steps, progress.weights, progress.val_steps, progress.val_ppl
+    weights_arr, steps_arr, val_arr = np.array(weights), np.array(steps), np.array(val_ppl)
     test_ppl = result["test_ppl"]
-    if not main:  # the other ranks' model and numbers are rank 0's
-        env.close()
-        distributed.barrier()  # return once rank 0 has written the run directory
-        return RunResult(run_dir, {})
-    model_dir = run_dir / "model"
-    env.backend.model.save_pretrained(model_dir)
-    to_hf_tokenizer(env.corpus.tokenizer()).save_pretrained(model_dir)
-    agent.save(run_dir / "agent.pt")
-
-    weights_arr, steps_arr = np.array(weights), np.array(steps)
     mean_weights = weights_arr.mean(axis=0)
-    write_mixture(run_dir / "mixture.json", env.domains, steps, weights_arr)
-    if progress.transitions:
-        np.savez(run_dir / "transitions.npz", **{k: np.array(v, dtype=np.float32) for k, v in progress.transitions.items()})
-    val_arr = np.array(val_ppl)
     summary = {
         "agent": cfg.agent.name,
         "seed": cfg.run.seed,
@@ -278,23 +338,52 @@ def train(
         "test_metric_arith": result["test_metric_arith"],
         "score": result["score"],
         "mean_weights": dict(zip(env.domains, mean_weights.tolist())),
-        "skipped_steps": skipped,
+        "skipped_steps": progress.skipped,
         "resumed_at": progress.resumed_at,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
+    def save_model(path: Path) -> None:
+        env.backend.model.save_pretrained(path)
+        to_hf_tokenizer(env.corpus.tokenizer(), cfg.model.seq_len).save_pretrained(path)
+
+    def save_transitions(path: Path) -> None:
+        with open(path, "wb") as fh:
+            np.savez(fh, **{k: np.array(v, dtype=np.float32) for k, v in progress.transitions.items()})
+
+    outputs: list[tuple[str, Callable[[Path], None]]] = [
+        ("model", save_model),
+        ("agent.pt", agent.save),
+        ("mixture.json", lambda p: write_mixture(p, env.domains, steps, weights_arr)),
+    ]
+    if progress.transitions:
+        outputs.append(("transitions.npz", save_transitions))
     if cfg.run.plots:
-        plots.plot_weights(steps_arr, weights_arr, env.domains, run_dir / "weights.png", f"Domain weights ({cfg.agent.name})")
+        title = cfg.agent.name
+        weights_title = f"Domain weights ({title})"
+        outputs.append(("weights.png", lambda p: plots.plot_weights(steps_arr, weights_arr, env.domains, p, weights_title)))
         if len(val_arr):
             curves = {"task metric (geometric mean)": (np.array(val_steps), np.array(summary["val_curve"]["metric"]))}
             curves.update({d: (np.array(val_steps), val_arr[:, i]) for i, d in enumerate(env.domains)})
-            plots.plot_val_ppl(curves, run_dir / "val_ppl.png", f"Validation perplexity ({cfg.agent.name})")
-        plots.plot_domain_ppl({cfg.agent.name: test_ppl}, env.domains, run_dir / "test_ppl.png")
+            outputs.append(("val_ppl.png", lambda p: plots.plot_val_ppl(curves, p, f"Validation perplexity ({title})")))
+        outputs.append(("test_ppl.png", lambda p: plots.plot_domain_ppl({title: test_ppl}, env.domains, p)))
         metrics = read_metrics(run_dir / "metrics.csv")
-        plots.plot_diagnostics(metrics, run_dir / "diagnostics.png", f"Diagnostics ({cfg.agent.name})")
-    env.close()
-    distributed.barrier()
-    return RunResult(run_dir, summary)
+        if plots.diagnostic_columns(metrics):
+            outputs.append(("diagnostics.png", lambda p: plots.plot_diagnostics(metrics, p, f"Diagnostics ({title})")))
+    outputs.append((rundir.SUMMARY, lambda p: p.write_text(json.dumps(summary, indent=2))))  # last: the run is complete
+    done: list[str] = []
+    for name, write in outputs:
+        try:
+            (rundir.write_dir if name == "model" else rundir.write_file)(run_dir / name, write)
+        except Exception as exc:  # noqa: BLE001 - a full disk surfaces as OSError, RuntimeError or SafetensorError
+            step = checkpoint.step_name(env.t)
+            raise rundir.OutputError(
+                f"Training finished, but writing {run_dir / name} failed ({rundir.reason(exc)}). Written whole before it: "
+                f"{', '.join(done) or 'none'}; nothing is half-written. The trained state is in the final checkpoint "
+                f"{checkpoint.checkpoints_dir(run_dir) / step}: free disk space, then write the outputs again with: "
+                f"acodm-gym train --resume {run_dir}"
+            ) from exc
+        done.append(name)
+    return summary
 
 
 def resume(

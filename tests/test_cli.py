@@ -1,0 +1,71 @@
+"""The command line answers --help and config errors before the heavy modules load, and takes
+overrides anywhere on the line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acodm_gym.cli import _config, build_parser, parse_args
+from acodm_gym.config import AGENT_NAMES
+
+REPO = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "transformers", "stable_baselines3", "acodm_gym.data.corpus", "acodm_gym.agents")
+
+# Runs the CLI in a fresh interpreter and reports its exit code, output and which heavy modules it imported.
+_PROBE = """
+import contextlib, io, json, sys
+from acodm_gym.cli import main
+out, err = io.StringIO(), io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exc:
+        code = exc.code
+heavy = [m for m in {heavy!r} if m in sys.modules]
+print(json.dumps({{"code": code, "out": out.getvalue(), "err": err.getvalue(), "heavy": heavy}}))
+"""
+
+
+def _probe(*argv: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_agent_names_of_the_cli_are_the_registry():
+    from acodm_gym.agents import AGENTS
+
+    assert len(AGENT_NAMES) == len(set(AGENT_NAMES)) and set(AGENT_NAMES) == set(AGENTS)
+
+
+@pytest.mark.parametrize(
+    "argv, code, text",
+    [
+        (["report", "--help"], 0, "usage: acodm-gym report"),
+        (["train", "--help"], 0, "natural"),
+        (["train", "--agent", "natural", "train.lrr=1e-3"], 2, "Did you mean 'train.lr'?"),
+        (["train", "--agent", "nope"], 2, "agent.name='nope' is not supported; choose one of natural"),
+    ],
+)
+def test_help_and_config_errors_come_before_torch_and_the_corpus(argv, code, text):
+    result = _probe(*argv)
+    assert result["code"] == code and text in result["out"] + result["err"], result
+    assert result["heavy"] == [], f"{argv} imported {result['heavy']}"
+
+
+def test_overrides_are_accepted_anywhere_on_the_line():
+    argv = ["train", "train.total_steps=60", "--name", "x", "run.progress=false", "--seed", "3", "env.eval_interval=7"]
+    args = parse_args(build_parser(), argv)
+    cfg = _config(args, {"run.name": args.name, "run.seed": args.seed})
+    assert (cfg.train.total_steps, cfg.run.progress, cfg.env.eval_interval, cfg.run.name, cfg.run.seed) == (60, False, 7, "x", 3)
+    for argv in (["train", "a.b=1", "--name", "x", "stray"], ["report", "dir", "train.lr=1"]):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(build_parser(), argv)
+        assert exc.value.code == 2
