@@ -13,7 +13,8 @@ import json
 import sys
 import time
 
-from .config import AGENT_NAMES, ConfigError, load_config
+from .config import AGENT_NAMES, load_config
+from .errors import ConfigError
 
 
 def _config(args, extra: dict | None = None):

@@ -23,12 +23,10 @@ from typing import Any, Mapping, Sequence, Union
 
 import yaml
 
+from .errors import ConfigError
+
 # Shipped as package data (setup.cfg), so an installed wheel finds its configs and presets.
 CONFIG_DIR = Path(str(importlib.resources.files("acodm_gym") / "configs"))
-
-
-class ConfigError(ValueError):
-    """A configuration problem, with a message that says how to fix it."""
 
 
 @dataclass

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers import Trainer, TrainerCallback
 
-from .config import ConfigError
+from .errors import ConfigError
 from .lm.step import sequence_losses
 from .mixing import DomainMixer
 

@@ -28,14 +28,15 @@ from torch import nn
 
 from .agents import Agent, EnvSpec, make_agent
 from .agents.static import write_mixture
-from .config import AgentConfig, ConfigError, ModelConfig
+from .config import AgentConfig, ModelConfig
 from .data.corpus import TokenCorpus
 from .data.sampler import Batch, DomainSampler
-from .envs.pretrain_env import action_to_weights
 from .envs.state import TrainingState, observation_layout
+from .errors import ConfigError
 from .lm.models import evenly_spaced_layers, probe_layers
 from .lm.probes import WeightNormProbe
 from .lm.step import domain_coefficients
+from .simplex import action_to_weights
 
 
 class DomainMixer:

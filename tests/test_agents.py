@@ -31,7 +31,7 @@ from acodm_gym.agents import (
 from acodm_gym.agents.sb3 import build_sb3_model
 from acodm_gym.agents.vector_td3 import cosine_schedule
 from acodm_gym.config import AgentConfig, ConfigError
-from acodm_gym.lm.step import NonFiniteLossError
+from acodm_gym.errors import NonFiniteLossError
 
 K, OBS = 3, 11
 NATURAL = np.array([0.5, 0.3, 0.2])

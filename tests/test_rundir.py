@@ -16,6 +16,7 @@ import torch
 import yaml
 from conftest import small_config
 
+from acodm_gym import errors
 from acodm_gym.config import load_config
 from acodm_gym.runs import checkpoint, rundir
 from acodm_gym.runs.compare import compare
@@ -107,7 +108,7 @@ def test_full_disk_while_writing_the_outputs_loses_nothing_and_resume_writes_the
 
     monkeypatch.setattr(rundir, "_write", full_at_model)
     cfg = _cfg(corpus_text_dir, cache_dir, tmp_path, run={"checkpoint_interval": 0})  # no periodic checkpoints
-    with pytest.raises(rundir.OutputError, match=r"writing .*model failed \(No space left on device.*Written whole before it: none.*"
+    with pytest.raises(errors.OutputError, match=r"writing .*model failed \(No space left on device.*Written whole before it: none.*"
                        r"final checkpoint .*step-000010: free disk space.*--resume") as exc:
         train(cfg, log=lambda _: None)
     run_dir = tmp_path / "run"

@@ -1,7 +1,8 @@
 """Agents that choose domain weights, behind one interface (``Agent``), built by name."""
 from __future__ import annotations
 
-from ..config import AgentConfig, ConfigError
+from ..config import AgentConfig
+from ..errors import ConfigError
 from .acodm import ACODMAgent, ACODMTD3Agent, FrozenActorAgent, VectorSACAgent
 from .base import Agent, EnvSpec, read_agent_file
 from .doge import DoGEAgent

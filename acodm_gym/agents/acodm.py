@@ -18,7 +18,8 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
-from ..config import AgentConfig, ConfigError
+from ..config import AgentConfig
+from ..errors import ConfigError
 from .base import Agent, EnvSpec, read_agent_file
 from .diagnostics import Diagnostics
 from .exp3 import EXP3Agent

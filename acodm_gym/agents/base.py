@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from ..config import AgentConfig, ConfigError
-from ..envs.pretrain_env import action_to_weights
+from ..config import AgentConfig
+from ..errors import ConfigError
+from ..simplex import action_to_weights
 
 
 @dataclass

@@ -20,10 +20,10 @@ import math
 
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError
+from ..simplex import importance_weighted_ema
 from .base import Agent, EnvSpec
 from .diagnostics import Diagnostics
-from .rewards import importance_weighted_ema
 from .static import read_weights
 
 NORMALIZATIONS = ("std", "none")

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .base import Agent, EnvSpec
 
 UPDATERS = ("exp3", "smoothed_mean")

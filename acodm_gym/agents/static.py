@@ -8,7 +8,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import yaml
 
-from ..config import AgentConfig, ConfigError
+from ..config import AgentConfig
+from ..errors import ConfigError
 from .base import Agent, EnvSpec
 
 

@@ -48,8 +48,8 @@ from stable_baselines3.td3.policies import Actor, TD3Policy
 from torch import nn
 from torch.nn import functional as F
 
-from ..lm.step import NonFiniteLossError
-from .rewards import importance_weighted_ema
+from ..errors import NonFiniteLossError
+from ..simplex import importance_weighted_ema
 
 SCALARIZATIONS = ("alpha_weighted", "sum")
 

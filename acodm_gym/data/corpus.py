@@ -30,8 +30,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..config import DataConfig
+from ..errors import CorpusError, RecipeError
 from . import tokenizer as toklib
-from .recipes import RecipeError, apply_recipe
+from .recipes import apply_recipe
 
 SPLITS = ("train", "validation", "test")
 MANIFEST = "manifest.json"
@@ -42,10 +43,6 @@ HASH_BINS = 1 << 16  # resolution of the hash-chosen sample (bytes per bin are c
 SNIFF_BYTES = 1024  # a file's head that decides whether it is text
 VERIFY_ON_OPEN_BYTES = 1 << 28  # corpora up to this size are checksummed whenever they open (~1.5 s at 170 MB/s)
 _LISTED = 20  # file names listed per domain in the manifest (binary or undecodable files)
-
-
-class CorpusError(ValueError):
-    """A corpus that cannot be built or read, with a message that says what to fix."""
 
 
 def default_cache_dir(cfg: DataConfig) -> Path:

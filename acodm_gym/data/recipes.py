@@ -26,10 +26,7 @@ import re
 from typing import Callable, Mapping
 
 from ..config import PLANTED_GENERATORS, RecipeConfig, check_recipe
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be applied to its base corpus, with what to fix."""
+from ..errors import RecipeError
 
 
 def chunk(doc: str, size: int) -> list[str]:

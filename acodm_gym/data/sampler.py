@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .corpus import CorpusError, TokenCorpus
+from ..errors import CorpusError
+from .corpus import TokenCorpus
 
 
 @dataclass

@@ -27,60 +27,17 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from ..config import Config, ConfigError, load_config
-from ..data.corpus import CorpusError, TokenCorpus, open_corpus
+from ..config import Config, load_config
+from ..data.corpus import TokenCorpus, open_corpus
 from ..data.sampler import DomainSampler
+from ..errors import ConfigError, CorpusError, NonFiniteLossError
 from ..lm import distributed
 from ..lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers
 from ..lm.probes import AlignmentProbe, WeightNormProbe, alignment_reward
-from ..lm.step import NonFiniteLossError, TorchBackend, evaluate_domains, train_step
+from ..lm.step import TorchBackend, evaluate_domains, train_step
+from ..simplex import action_to_weights, scalarize
 from .state import TrainingState, observation_layout
 from .task import TaskMetric, load_references, normalised_score
-
-
-def scalarize(vector: np.ndarray, alpha: np.ndarray, mode: str) -> float:
-    """The scalar reward of a reward vector under the mixture α (see the module docstring)."""
-    if mode == "alpha_weighted":
-        return float(np.dot(alpha, vector))
-    if mode == "sum":
-        return float(vector.sum())
-    return float(vector.mean())
-
-
-def action_to_weights(action: Any, k: int) -> np.ndarray:
-    """Domain weights from an action: negatives count as 0, then divide by the sum (order-preserving).
-
-    All zeros (a corner of the box) means uniform. Raises ``ValueError`` for a non-numeric action, a
-    wrong shape, NaN/inf, or an action with negative entries and nothing positive.
-    """
-    a = np.asarray(action)
-    if a.dtype.kind not in "biuf":
-        raise ValueError(
-            f"Action {_short_repr(action)} is not numeric: give {k} float domain weights, shape ({k},), in [0, 1]."
-        )
-    a = a.astype(np.float64)
-    if a.shape != (k,):
-        raise ValueError(f"Action has shape {a.shape}; expected ({k},), one weight per domain.")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"Action {a.tolist()} holds NaN or inf; give finite domain weights.")
-    positive = np.maximum(a, 0.0)
-    with np.errstate(over="ignore"):
-        total = positive.sum()
-    if not np.isfinite(total):  # huge weights overflow the sum: scale them down first
-        positive = positive / positive.max()
-        total = positive.sum()
-    if total > 0:
-        return positive / total
-    if np.any(a < 0):
-        raise ValueError(
-            f"Action {a.tolist()} has no positive weight: give at least one weight > 0 (all zeros means uniform)."
-        )
-    return np.full(k, 1.0 / k)
-
-
-def _short_repr(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class PretrainEnv(gym.Env):

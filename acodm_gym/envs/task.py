@@ -18,7 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import TASK_DIR, ConfigError, TaskConfig
+from ..config import TASK_DIR, TaskConfig
+from ..errors import ConfigError
 
 REFERENCE_KINDS = ("natural", "uniform", "best_static")
 

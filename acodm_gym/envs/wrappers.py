@@ -4,8 +4,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from ..agents.rewards import importance_weighted_ema
-from .pretrain_env import scalarize
+from ..simplex import importance_weighted_ema, scalarize
 
 
 class ImportanceWeightedRewardEMA(gym.Wrapper):

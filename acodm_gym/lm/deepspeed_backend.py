@@ -44,7 +44,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import CONFIG_DIR, ConfigError, TrainConfig
+from ..config import CONFIG_DIR, TrainConfig
+from ..errors import ConfigError
 from . import distributed
 from .step import build_optimizer
 

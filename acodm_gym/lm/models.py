@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
-from ..config import ConfigError, ModelConfig, check_model
+from ..config import ModelConfig, check_model
+from ..errors import ConfigError
 
 # Per architecture: the FFN output projection observed by the probes (weights only).
 DEFAULT_PROBE_MODULE = {"gpt_neox": "mlp.dense_4h_to_h", "llama": "mlp.down_proj"}

@@ -27,10 +27,6 @@ from .probes import AlignmentProbe, WeightNormProbe
 ALPHA_MIN = 1e-6  # objective weight kept for a domain with α_i = 0, so its gradient stays readable
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised after too many consecutive steps with a non-finite loss or gradient."""
-
-
 @dataclass
 class StepOutput:
     domain_losses: np.ndarray  # (k,) mean loss per domain on this batch, before the update; NaN if absent

@@ -45,6 +45,7 @@ import torch
 
 from .. import __version__
 from ..config import Config
+from ..errors import CheckpointError, ResumeError
 from ..lm import distributed
 from . import rundir
 
@@ -70,14 +71,6 @@ SAFE_KEYS = (
     "data.cache_dir",
     "env.eval_interval",
 )
-
-
-class CheckpointError(RuntimeError):
-    """Writing a checkpoint failed (e.g. a full disk); the previous checkpoint is intact."""
-
-
-class ResumeError(ValueError):
-    """A run cannot be resumed from this checkpoint (none complete, changed config, other corpus…)."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ import yaml
 
 from ..config import TASK_DIR, Config, load_config
 from ..envs.task import normalised_score
+from ..errors import ResumeError
 from . import checkpoint, plots, rundir
 from .runner import prepare_config, run_dir_for, train
 
@@ -82,7 +83,7 @@ def train_or_reuse(cfg: Config, log: Callable[[str], None] = print, overwrite: b
             return run_dir
         try:
             checkpoint.find(run_dir, warn=lambda _: None)
-        except checkpoint.ResumeError:
+        except ResumeError:
             pass  # stopped before its first checkpoint: start again
         else:
             return train(cfg, log=log, resume=run_dir).run_dir

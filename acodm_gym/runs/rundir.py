@@ -20,18 +20,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..errors import RunDirError
+
 LOCK = ".lock"
 CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.json"  # written last: its presence means every other output is complete
 OUTPUTS = ("model", "agent.pt", "mixture.json", "transitions.npz", "weights.png", "val_ppl.png", "test_ppl.png", SUMMARY)
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked: another run holds it, or it holds work to keep."""
-
-
-class OutputError(RuntimeError):
-    """Writing a final output failed; the message says what survived and how to write them again."""
 
 
 class RunLock:

@@ -41,8 +41,8 @@ from ..config import Config, load_config
 from ..data.tokenizer import to_hf_tokenizer
 from ..envs.pretrain_env import PretrainEnv
 from ..envs.task import references_path
+from ..errors import NonFiniteLossError, OutputError, ResumeError
 from ..lm import distributed
-from ..lm.step import NonFiniteLossError
 from . import checkpoint, plots, rundir
 from .logger import MetricsLogger, read_metrics
 
@@ -208,7 +208,7 @@ def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir:
     progress = _Progress(transitions={} if cfg.run.log_transitions else None)
     if ckpt is not None:
         if distributed.broadcast_int(ckpt.step) != ckpt.step:
-            raise checkpoint.ResumeError(f"The ranks chose different checkpoints of {run_dir}: is checkpoints/ on a shared file system?")
+            raise ResumeError(f"The ranks chose different checkpoints of {run_dir}: is checkpoints/ on a shared file system?")
         if main:
             checkpoint.check_metrics(run_dir, int(ckpt.meta["csv_bytes"]), ckpt.step)
         progress = _Progress.from_state(checkpoint.restore(ckpt, env, agent))
@@ -294,7 +294,7 @@ def _resume_hint(run_dir: Path) -> str:
     """The checkpoint ``--resume`` would continue from, read from disk (the stop may have hit a checkpoint write)."""
     try:
         ckpt = checkpoint.find(run_dir, warn=lambda _: None)
-    except checkpoint.ResumeError:
+    except ResumeError:
         return "no checkpoint was written yet (run.checkpoint_interval), so the run must start again"
     return f"last checkpoint: step {ckpt.step} ({ckpt.path}); continue with: acodm-gym train --resume {run_dir}"
 
@@ -304,7 +304,7 @@ def _write_outputs(
 ) -> dict:
     """Rank 0: model, agent, mixture, transitions, plots and, last, summary.json, each written atomically.
 
-    A failure (a full disk) raises ``rundir.OutputError`` saying what was written and how to write the
+    A failure (a full disk) raises ``OutputError`` saying what was written and how to write the
     rest: the final checkpoint holds the trained state, and ``--resume`` writes the outputs again.
     """
     steps, weights, val_steps, val_ppl = progress.steps, progress.weights, progress.val_steps, progress.val_ppl
@@ -376,7 +376,7 @@ def _write_outputs(
             (rundir.write_dir if name == "model" else rundir.write_file)(run_dir / name, write)
         except Exception as exc:  # noqa: BLE001 - a full disk surfaces as OSError, RuntimeError or SafetensorError
             step = checkpoint.step_name(env.t)
-            raise rundir.OutputError(
+            raise OutputError(
                 f"Training finished, but writing {run_dir / name} failed ({rundir.reason(exc)}). Written whole before it: "
                 f"{', '.join(done) or 'none'}; nothing is half-written. The trained state is in the final checkpoint "
                 f"{checkpoint.checkpoints_dir(run_dir) / step}: free disk space, then write the outputs again with: "
