@@ -97,6 +97,11 @@ class TrainConfig:
     dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before failing (a dead or hung rank)
 
 
+# The six parts of the training state in observation order (envs/state.py sizes and lays them out);
+# here so that env.drop_state is checked with the config.
+STATE_PARTS = ("samples_seen", "step", "loss", "loss_change", "weight_norm", "update_norm")
+
+
 @dataclass
 class EnvConfig:
     compute_reward: bool = True
@@ -421,10 +426,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.batch_size and train.micro_batch_size must be positive.")
     if not 0.0 <= cfg.train.exploration_share < 1.0:
         raise ConfigError("train.exploration_share must be in [0, 1).")
-    parts = ("samples_seen", "step", "loss", "loss_change", "weight_norm", "update_norm")
-    unknown = [p for p in cfg.env.drop_state if p not in parts]
+    unknown = [p for p in cfg.env.drop_state if p not in STATE_PARTS]
     if unknown:
-        raise ConfigError(f"env.drop_state names unknown state parts {unknown}; choose from {', '.join(parts)}.")
+        raise ConfigError(f"env.drop_state names unknown state parts {unknown}; choose from {', '.join(STATE_PARTS)}.")
     if cfg.env.num_norm_probes < 1:
         raise ConfigError("env.num_norm_probes must be at least 1.")
     if any(not 0.0 < d <= 1.0 for d in cfg.env.reward_depths) or not cfg.env.reward_depths:

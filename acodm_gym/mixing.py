@@ -23,7 +23,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from torch import nn
 
 from .agents import Agent, EnvSpec, make_agent
@@ -31,11 +30,9 @@ from .agents.static import write_mixture
 from .config import AgentConfig, ModelConfig
 from .data.corpus import TokenCorpus
 from .data.sampler import Batch, DomainSampler
-from .envs.state import TrainingState, observation_layout
+from .envs.state import TrainingState, norm_probe, observation_layout, state_spaces, step_info
 from .errors import ConfigError
-from .lm.models import evenly_spaced_layers, probe_layers
-from .lm.probes import WeightNormProbe
-from .lm.step import domain_coefficients
+from .lm.step import domain_coefficients, domain_means
 from .simplex import action_to_weights
 
 
@@ -58,12 +55,12 @@ class DomainMixer:
         arch = getattr(getattr(model, "config", None), "model_type", "gpt_neox")
         if arch not in ("gpt_neox", "llama") and probe_module is None:
             raise ConfigError(f"Model type '{arch}' has no default probe layer: pass probe_module (its FFN output Linear).")
-        modules = [m for _, m in probe_layers(model, ModelConfig(arch=arch if arch in ("gpt_neox", "llama") else "gpt_neox", probe_module=probe_module))]
-        self.norms = WeightNormProbe([modules[i] for i in evenly_spaced_layers(len(modules), num_norm_probes)])
-        size = 3 * self.k + 1 + 2 * num_norm_probes
+        model_cfg = ModelConfig(arch=arch if arch in ("gpt_neox", "llama") else "gpt_neox", probe_module=probe_module)
+        self.norms = norm_probe(model, model_cfg, num_norm_probes)
+        observation_space, action_space, _ = state_spaces(self.k, num_norm_probes)
         self.spec = EnvSpec(
-            spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float32),
-            spaces.Box(0.0, 1.0, shape=(self.k,), dtype=np.float32),
+            observation_space,
+            action_space,
             list(corpus.domains),
             corpus.natural_weights(),
             observation_layout(self.k, num_norm_probes),
@@ -117,18 +114,10 @@ class DomainMixer:
         if losses.shape[0] != len(batch.domain_ids):
             raise ValueError(f"Got {losses.shape[0]} sequence losses for a batch of {len(batch.domain_ids)} rows.")
         sums = torch.zeros(self.k, dtype=torch.float64).index_add_(0, batch.domain_ids, losses).numpy()
-        domain_losses = np.where(batch.counts > 0, sums / np.maximum(batch.counts, 1), np.nan)
-        self.state.record(domain_losses, self.norms.norms(), self.norms.update_norms())
+        self.state.record(domain_means(sums, batch.counts), self.norms.norms(), self.norms.update_norms())
         self.step += 1
         obs = self.state.observation(self.sampler.samples_seen, self.step)
-        info = {
-            "step": self.step,
-            "domain_weights": alpha,
-            "sampling_probs": batch.probs,
-            "domain_counts": batch.counts,
-            "domain_losses": self.state.losses.copy(),
-            "vector_reward": np.zeros(self.k),
-        }
+        info = step_info(self.step, alpha, batch, self.state, np.zeros(self.k))  # no reward in your loop
         self.agent.observe(self._obs, alpha, 0.0, obs, info)
         self.agent.update()
         self._obs, self._pending = obs, None

@@ -19,6 +19,7 @@ import torch as th
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
 from ..config import AgentConfig
+from ..envs.state import StepInfo
 from ..errors import ConfigError
 from .base import Agent, EnvSpec, read_agent_file
 from .diagnostics import Diagnostics
@@ -141,10 +142,10 @@ class ACODMAgent(Agent):
         noisy = weights + noise
         return self._to_weights(noisy if np.any(noisy > 0) else weights)
 
-    def observe(self, obs, action, reward, next_obs, info):
+    def observe(self, obs, action, reward, next_obs, info: StepInfo):
         if self.behaviour is not None and self.t < self.warmup_steps:
             self.behaviour.observe(obs, action, reward, next_obs, info)
-        scaled = 2 * self._to_weights(action) - 1  # SB3's normalised action space, as the actor emits
+        scaled = 2 * np.asarray(action, dtype=np.float64) - 1  # act()'s weights in SB3's normalised action space
         buffer, done = self.model.replay_buffer, np.array([False])
         vector = buffer.reward_vector([info], done)
         held_out = self.diagnostics.holds_out()

@@ -17,6 +17,7 @@ import torch
 from gymnasium import spaces
 
 from ..config import AgentConfig
+from ..envs.state import StepInfo
 from ..errors import ConfigError
 from ..simplex import action_to_weights
 
@@ -120,7 +121,7 @@ class Agent(ABC):
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Domain weights (k,) on the simplex for the next step."""
 
-    def observe(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, info: dict[str, Any]) -> None:
+    def observe(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, info: StepInfo) -> None:
         """Record one transition (s, a, r, s'); ``info["vector_reward"]`` holds the reward vector."""
 
     def update(self) -> dict[str, float]:

@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from ..envs.state import StepInfo
 from ..errors import ConfigError
 from ..simplex import importance_weighted_ema
 from .base import Agent, EnvSpec
@@ -75,7 +76,7 @@ class DoGEAgent(Agent):
     def act(self, obs):
         return self.weights.copy()
 
-    def observe(self, obs, action, reward, next_obs, info):
+    def observe(self, obs, action, reward, next_obs, info: StepInfo):
         w = np.asarray(info["vector_reward"], dtype=np.float64)
         if w.shape != (self.k,) or not np.all(np.isfinite(w)):
             raise ValueError(f"doge needs info['vector_reward'], {self.k} finite values; got {w.tolist()}.")

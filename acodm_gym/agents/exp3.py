@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from ..envs.state import StepInfo
 from ..errors import ConfigError
 from .base import Agent, EnvSpec
 
@@ -55,7 +56,7 @@ class EXP3Agent(Agent):
             return self._to_weights(self.spec.natural_weights)
         return self._to_weights(self.probabilities())
 
-    def observe(self, obs, action, reward, next_obs, info):
+    def observe(self, obs, action, reward, next_obs, info: StepInfo):
         seen = np.asarray(info["domain_counts"]) > 0
         losses = np.asarray(info["domain_losses"], dtype=np.float64)[seen]
         if self.updater == "exp3":

@@ -48,6 +48,7 @@ from stable_baselines3.td3.policies import Actor, TD3Policy
 from torch import nn
 from torch.nn import functional as F
 
+from ..envs.state import StepInfo
 from ..errors import NonFiniteLossError
 from ..simplex import importance_weighted_ema
 
@@ -144,14 +145,14 @@ class VectorReplayBuffer(ReplayBuffer):
         self.rewards = np.zeros((self.buffer_size, self.n_envs, self.reward_dim), dtype=np.float32)
         self.ema = np.zeros((self.n_envs, self.reward_dim))
 
-    def add(self, obs, next_obs, action, reward, done, infos: list[dict[str, Any]]) -> None:
+    def add(self, obs, next_obs, action, reward, done, infos: list[StepInfo]) -> None:
         self.store(obs, next_obs, action, self.reward_vector(infos, done), done, infos)
 
-    def store(self, obs, next_obs, action, vector: np.ndarray, done, infos: list[dict[str, Any]]) -> None:
+    def store(self, obs, next_obs, action, vector: np.ndarray, done, infos: list[StepInfo]) -> None:
         """Add a transition whose reward vector ``reward_vector`` already made."""
         super().add(obs, next_obs, action, vector, done, infos)
 
-    def reward_vector(self, infos: list[dict[str, Any]], done) -> np.ndarray:
+    def reward_vector(self, infos: list[StepInfo], done) -> np.ndarray:
         """The (n_envs, reward_dim) vector a transition stores, read from ``infos``; advances the average.
 
         Called for every transition, also one kept out of the buffer, so the average sees every step.

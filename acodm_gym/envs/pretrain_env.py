@@ -25,18 +25,17 @@ from typing import Any, Mapping, Sequence
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
 
 from ..config import Config, load_config
 from ..data.corpus import TokenCorpus, open_corpus
 from ..data.sampler import DomainSampler
 from ..errors import ConfigError, CorpusError, NonFiniteLossError
 from ..lm import distributed
-from ..lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers
-from ..lm.probes import AlignmentProbe, WeightNormProbe, alignment_reward
+from ..lm.models import build_model, layers_at_depths, probe_layers
+from ..lm.probes import AlignmentProbe, alignment_reward
 from ..lm.step import TorchBackend, evaluate_domains, train_step
 from ..simplex import action_to_weights, scalarize
-from .state import TrainingState, observation_layout
+from .state import StepInfo, TrainingState, norm_probe, observation_layout, state_spaces, step_info
 from .task import TaskMetric, load_references, normalised_score
 
 
@@ -68,10 +67,7 @@ class PretrainEnv(gym.Env):
         self.metric = TaskMetric(self.domains, self.cfg.task.eval_domains)
         self.references = load_references(self.cfg.task, self.corpus)
         self.L = self.cfg.env.num_norm_probes
-        obs_size = 3 * self.k + 1 + 2 * self.L  # the six parts of observation_layout()
-        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_size,), dtype=np.float32)
-        self.action_space = spaces.Box(0.0, 1.0, shape=(self.k,), dtype=np.float32)
-        self.reward_space = spaces.Box(-np.inf, np.inf, shape=(self.k,), dtype=np.float32)
+        self.observation_space, self.action_space, self.reward_space = state_spaces(self.k, self.L)
         seq = self.cfg.model.seq_len
         limit = self.cfg.env.eval_batches * self.cfg.train.batch_size
         self._val_blocks = [torch.from_numpy(self.corpus.blocks(d, "validation", seq, limit)) for d in self.domains]
@@ -107,7 +103,7 @@ class PretrainEnv(gym.Env):
         self._check_vocab(self.backend.model)
         layers = probe_layers(self.backend.model, self.cfg.model)
         modules = [m for _, m in layers]
-        self._norm_probe = WeightNormProbe([modules[i] for i in evenly_spaced_layers(len(modules), self.L)])
+        self._norm_probe = norm_probe(self.backend.model, self.cfg.model, self.L)
         self._alignment = (
             AlignmentProbe([modules[i] for i in layers_at_depths(len(modules), self.cfg.env.reward_depths)], self.k)
             if self.cfg.env.compute_reward
@@ -126,7 +122,7 @@ class PretrainEnv(gym.Env):
         info = {"step": 0, "tokens": 0, "domain_losses": initial_losses, "domain_weights": np.full(self.k, 1.0 / self.k)}
         return self._observation(), info
 
-    def step(self, action):
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, StepInfo]:
         if self.backend is None:
             raise RuntimeError("Call reset() before step().")
         if self._truncated:
@@ -156,22 +152,17 @@ class PretrainEnv(gym.Env):
             vector = np.zeros(self.k)
         self.t += 1
         self.tokens += int(batch.input_ids.numel())
-        info = {
-            "step": self.t,
-            "tokens": self.tokens,
-            "domain_weights": alpha.copy(),
-            "sampling_probs": batch.probs.copy(),
-            "domain_counts": batch.counts.copy(),
-            "domain_losses": self.state.losses.copy(),
-            "vector_reward": vector.astype(np.float64),
-            "samples_seen": self.sampler.samples_seen.copy(),
-            "epochs": self.sampler.epochs(),
-            "objective": out.objective,
-            "grad_norm": out.grad_norm,
-            "lr": out.lr,
-            "skipped": not out.finite,
-            "skipped_steps": self.skipped_steps,
-        }
+        info = step_info(self.t, alpha, batch, self.state, vector)
+        info.update(
+            tokens=self.tokens,
+            samples_seen=self.sampler.samples_seen.copy(),
+            epochs=self.sampler.epochs(),
+            objective=out.objective,
+            grad_norm=out.grad_norm,
+            lr=out.lr,
+            skipped=not out.finite,
+            skipped_steps=self.skipped_steps,
+        )
         truncated = self._truncated = self.t >= t.total_steps
         interval = self.cfg.env.eval_interval
         if interval and (self.t % interval == 0 or truncated):

@@ -21,20 +21,47 @@ finite values: nothing is ever NaN.
 from __future__ import annotations
 
 import math
+from typing import TypedDict
 
 import numpy as np
+from gymnasium import spaces
+from torch import nn
+
+from ..config import STATE_PARTS, ModelConfig
+from ..data.sampler import Batch
+from ..lm.models import evenly_spaced_layers, probe_layers
+from ..lm.probes import WeightNormProbe
+
+
+def part_sizes(k: int, L: int) -> dict[str, int]:
+    """The size of each part (the table above), in observation order."""
+    sizes = {"samples_seen": k, "step": 1, "loss": k, "loss_change": k, "weight_norm": L, "update_norm": L}
+    return {part: sizes[part] for part in STATE_PARTS}
 
 
 def observation_layout(k: int, L: int) -> dict[str, slice]:
     """Where each part of the state lives in the flat observation (size 3k + 1 + 2L)."""
-    return {
-        "samples_seen": slice(0, k),
-        "step": slice(k, k + 1),
-        "loss": slice(k + 1, 2 * k + 1),
-        "loss_change": slice(2 * k + 1, 3 * k + 1),
-        "weight_norm": slice(3 * k + 1, 3 * k + 1 + L),
-        "update_norm": slice(3 * k + 1 + L, 3 * k + 1 + 2 * L),
-    }
+    layout, start = {}, 0
+    for part, size in part_sizes(k, L).items():
+        layout[part], start = slice(start, start + size), start + size
+    return layout
+
+
+def state_spaces(k: int, L: int) -> tuple[spaces.Box, spaces.Box, spaces.Box]:
+    """The observation space (the flat state), the action space (a weight per domain in [0, 1]) and
+    the reward space (W, a value per domain)."""
+    size = sum(part_sizes(k, L).values())
+    return (
+        spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float32),
+        spaces.Box(0.0, 1.0, shape=(k,), dtype=np.float32),
+        spaces.Box(-np.inf, np.inf, shape=(k,), dtype=np.float32),
+    )
+
+
+def norm_probe(model: nn.Module, model_cfg: ModelConfig, L: int) -> WeightNormProbe:
+    """The weight-norm probe of the state: L FFN output layers at evenly spaced depths."""
+    modules = [m for _, m in probe_layers(model, model_cfg)]
+    return WeightNormProbe([modules[i] for i in evenly_spaced_layers(len(modules), L)])
 
 
 class TrainingState:
@@ -46,10 +73,6 @@ class TrainingState:
         self.initial_norms = np.asarray(initial_norms, dtype=np.float64).copy()
         self.weight_norms = self.initial_norms.copy()
         self.update_norms = np.zeros(len(self.initial_norms))
-
-    @property
-    def size(self) -> int:
-        return 3 * len(self.losses) + 1 + 2 * len(self.initial_norms)
 
     def record(self, domain_losses: np.ndarray, weight_norms: np.ndarray, update_norms: np.ndarray) -> None:
         """One step's measurements (NaN loss: domain absent from the batch)."""
@@ -64,15 +87,15 @@ class TrainingState:
         shares = samples_seen / total if total else np.full(len(self.losses), 1.0 / len(self.losses))
         rel_update = self.update_norms / np.maximum(self.weight_norms, 1e-12)
         update_feature = np.clip((np.log10(np.maximum(rel_update, 1e-12)) + 4.0) / 2.0, -2.0, 2.0)
-        parts = [
-            shares,
-            [step / self.total_steps],
-            self.losses / self.log_vocab,
-            self.loss_change,
-            self.weight_norms / self.initial_norms,
-            update_feature,
-        ]
-        return np.concatenate(parts).astype(np.float32)
+        parts = {
+            "samples_seen": shares,
+            "step": [step / self.total_steps],
+            "loss": self.losses / self.log_vocab,
+            "loss_change": self.loss_change,
+            "weight_norm": self.weight_norms / self.initial_norms,
+            "update_norm": update_feature,
+        }
+        return np.concatenate([parts[part] for part in STATE_PARTS]).astype(np.float32)
 
     def state_dict(self) -> dict:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
@@ -80,3 +103,48 @@ class TrainingState:
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, np.asarray(value, dtype=np.float64) if isinstance(value, list) else value)
+
+
+class _StepInfoExtra(TypedDict, total=False):
+    """What only PretrainEnv's steps report (DomainMixer cannot know it), and what only some steps report."""
+
+    tokens: int  # tokens trained on so far
+    samples_seen: np.ndarray  # (k,) sequences drawn per domain so far
+    epochs: np.ndarray  # (k,) passes over each domain's training text
+    objective: float  # the loss the update descended
+    grad_norm: float
+    lr: float
+    skipped: bool  # the update was skipped (non-finite loss or gradient)
+    skipped_steps: int  # skipped updates so far
+    val_loss: np.ndarray  # (k,) every env.eval_interval steps and at the last step
+    val_ppl: np.ndarray
+    val_metric: float
+    test_loss: np.ndarray  # the last step of an episode: PretrainEnv.episode_result()
+    test_ppl: np.ndarray
+    test_metric: float
+    test_metric_arith: float
+    score: float | None
+    vector_reward_raw: np.ndarray  # ImportanceWeightedRewardEMA: the vector before smoothing
+
+
+class StepInfo(_StepInfoExtra):
+    """The ``info`` of a step, read by agents, the reward wrapper, the replay buffer, the logger and the runner."""
+
+    step: int  # steps taken, this one included
+    domain_weights: np.ndarray  # (k,) α this step trained with
+    sampling_probs: np.ndarray  # (k,) the probability each domain's rows were drawn with (α with the floor)
+    domain_counts: np.ndarray  # (k,) rows of each domain in the batch
+    domain_losses: np.ndarray  # (k,) the state's per-domain losses (the last seen for a domain absent from the batch)
+    vector_reward: np.ndarray  # (k,) W (zeros where no reward is computed)
+
+
+def step_info(step: int, alpha: np.ndarray, batch: Batch, state: TrainingState, vector_reward: np.ndarray) -> StepInfo:
+    """The part of a step's ``info`` that PretrainEnv and DomainMixer both report (copies, safe to keep)."""
+    return StepInfo(
+        step=step,
+        domain_weights=alpha.copy(),
+        sampling_probs=batch.probs.copy(),
+        domain_counts=batch.counts.copy(),
+        domain_losses=state.losses.copy(),
+        vector_reward=np.array(vector_reward, dtype=np.float64),
+    )

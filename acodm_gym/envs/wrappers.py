@@ -5,6 +5,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..simplex import importance_weighted_ema, scalarize
+from .state import StepInfo
 
 
 class ImportanceWeightedRewardEMA(gym.Wrapper):
@@ -27,10 +28,10 @@ class ImportanceWeightedRewardEMA(gym.Wrapper):
         self.ema = None
         return self.env.reset(**kwargs)
 
-    def step(self, action):
+    def step(self, action) -> tuple[np.ndarray, float, bool, bool, StepInfo]:
         obs, _, terminated, truncated, info = self.env.step(action)
         raw = info["vector_reward"]
         self.ema = importance_weighted_ema(self.ema, raw, info["sampling_probs"], self.xi)
-        info = {**info, "vector_reward_raw": raw, "vector_reward": self.ema.copy()}
+        info: StepInfo = {**info, "vector_reward_raw": raw, "vector_reward": self.ema.copy()}
         mode = self.env.unwrapped.cfg.env.scalarization
         return obs, scalarize(self.ema, info["domain_weights"], mode), terminated, truncated, info

@@ -138,6 +138,14 @@ def domain_coefficients(counts: np.ndarray, alpha: np.ndarray, loss_weighting: s
     return np.full(len(counts), 1.0 / counts.sum())
 
 
+def domain_means(loss_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-domain mean loss from per-domain sums over a batch's rows; NaN for a domain absent from it."""
+    means = np.full(len(counts), np.nan)
+    present = counts > 0
+    means[present] = loss_sums[present] / counts[present]
+    return means
+
+
 def train_step(
     backend,
     batch: Batch,
@@ -175,8 +183,7 @@ def train_step(
         loss_sums, objective = totals[:k], float(totals[k])
 
     present = batch.counts > 0
-    domain_losses = np.full(k, np.nan)
-    domain_losses[present] = loss_sums.numpy()[present] / batch.counts[present]
+    domain_losses = domain_means(loss_sums.numpy(), batch.counts)
     grad_norm = backend.grad_norm()
     finite = math.isfinite(objective) and math.isfinite(grad_norm)
     gram = None

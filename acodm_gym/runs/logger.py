@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..agents.diagnostics import DIAGNOSTICS
+from ..envs.state import StepInfo
 
 PER_DOMAIN = ("weight", "loss", "reward", "epochs", "val_ppl")
 
@@ -62,7 +63,7 @@ class MetricsLogger:
             self._tb.flush()
         return os.fstat(self._fh.fileno()).st_size
 
-    def log(self, info: dict[str, Any], reward: float, agent_stats: dict[str, float]) -> dict[str, Any]:
+    def log(self, info: StepInfo, reward: float, agent_stats: dict[str, float]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "step": info["step"],
             "tokens": info["tokens"],

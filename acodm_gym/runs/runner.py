@@ -40,6 +40,7 @@ from ..agents.static import write_mixture
 from ..config import Config, load_config
 from ..data.tokenizer import to_hf_tokenizer
 from ..envs.pretrain_env import PretrainEnv
+from ..envs.state import StepInfo
 from ..envs.task import references_path
 from ..errors import NonFiniteLossError, OutputError, ResumeError
 from ..lm import distributed
@@ -62,7 +63,7 @@ class _Progress:
     obs: np.ndarray | None = None  # the observation the next action is taken on
     transitions: dict[str, list] | None = None  # run.log_transitions: (s, a, r, vector r, s') per step
 
-    def record(self, info: dict) -> None:
+    def record(self, info: StepInfo) -> None:
         self.weights.append(np.asarray(info["domain_weights"], dtype=np.float64).tolist())
         self.skipped += int(info["skipped"])
         self.steps.append(int(info["step"]))
@@ -98,7 +99,7 @@ class _Progress:
             transitions=state.get("transitions"),
         )
 
-    def record_transition(self, obs, action, reward: float, info: dict, next_obs) -> None:
+    def record_transition(self, obs, action, reward: float, info: StepInfo, next_obs) -> None:
         row = {"obs": obs, "action": info["domain_weights"], "reward": reward, "vector_reward": info["vector_reward"], "next_obs": next_obs}
         for key, value in row.items():
             self.transitions.setdefault(key, []).append(np.asarray(value, dtype=np.float32).tolist())
