@@ -233,6 +233,15 @@ def _type_name(hint: Any) -> str:
     return str(hint).replace("typing.", "") if typing.get_args(hint) else getattr(hint, "__name__", str(hint))
 
 
+def merge_section(section: Any, values: Mapping[str, Any], where: str) -> Any:
+    """``values`` merged into the dataclass ``section`` as a config section is (``agent.options`` into an
+    agent's options): each coerced to its declared type, an unknown key refused with the closest valid one."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"Config key '{where}' is a section; give a mapping.")
+    _merge(section, values, where)
+    return section
+
+
 def _merge(section: Any, values: Mapping[str, Any], where: str) -> None:
     names = {f.name: f for f in fields(section)}
     hints = typing.get_type_hints(type(section))

@@ -12,6 +12,7 @@ The learning rate decays on a cosine from 0.01 to 0.001 over ``total_steps`` (th
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,89 +35,110 @@ PRIORS = ("natural", "uniform")
 EXPLORATIONS = ("gaussian", "authors", "none")
 
 
-class ACODMAgent(Agent):
-    """AC-ODM on vector-reward DDPG (``acodm``).
+@dataclass
+class ACODMOptions:
+    """Options of ``acodm`` (and, with their own additions, ``acodm-td3`` and ``vector-sac``).
 
-    Options (defaults): ``layers`` (2) × ``width`` (256) of actor and critic (paper: 6 × 1024);
-    ``lr_start`` (0.01) → ``lr_end`` (0.001); ``batch_size`` (256); ``buffer_size`` (10_000);
-    ``gamma`` (0.95); ``tau`` (0.005: τ = 0.001 of the authors leaves the targets half at their
-    initialisation after a 700-step run); ``scalarization`` ("alpha_weighted" | "sum");
-    ``prior_coef`` (3.0: λ of the actor's pull λ·KL(prior ‖ α) towards ``prior``, "natural" |
-    "uniform"; it keeps the weights off the simplex's corners, see ``vector_td3``; 0: off);
-    ``reward_ema`` (0.9: ξ of r̂_i ← ξ r̂_i + (1 − ξ) r_i / p_i; None: the raw reward, e.g. with
-    env.reward_variant=authors, whose code has no average); ``warmup_steps`` (None: 10% of the run);
-    ``warmup_noise`` (0.02); ``warmup_behaviour`` ("natural" | "odm"); ``exploration``
-    ("gaussian" | "authors" | "none"); ``exploration_noise`` (0.02); ``seed`` (0); ``device`` ("cpu").
-    Diagnostics (``agents/diagnostics.py``): ``target_weights`` (None: the mixture ``target_cosine``
-    measures the actor's steps against, e.g. the task's best static mixture: a list, a {domain: weight}
-    mapping or a weights file such as a run's mixture.json, as ``agent.weights``); ``holdout_every`` (10:
-    every 10th transition is kept out of the replay buffer for ``q_return_spearman``; 0: none);
-    ``diagnostics_window`` (50: steps of the reward signal-to-noise window).
+    :param layers: hidden layers of actor and critic (the paper: 6)
+    :param width: units per hidden layer (the paper: 1024)
+    :param lr_start: learning rate at the start of the cosine decay
+    :param lr_end: learning rate at its end (``total_steps``)
+    :param batch_size: transitions per actor–critic update
+    :param buffer_size: replay buffer capacity
+    :param gamma: discount factor
+    :param tau: soft target update rate (the authors' 0.001 leaves the targets half at their
+        initialisation after a 700-step run)
+    :param scalarization: "alpha_weighted" (μ(s)·Q, the env's scalar reward) or "sum"
+    :param prior_coef: λ of the actor's pull λ·KL(prior ‖ α) towards ``prior``; it keeps the weights off
+        the simplex's corners (see ``vector_td3``); 0: off
+    :param prior: the mixture the actor is pulled towards, "natural" or "uniform"
+    :param reward_ema: ξ of r̂_i ← ξ r̂_i + (1 − ξ) r_i / p_i; None: the raw reward (e.g. with
+        env.reward_variant=authors, whose code has no average)
+    :param warmup_steps: steps of the behaviour policy before the actor acts (None: 10% of the run)
+    :param warmup_noise: σ of the behaviour policy's Gaussian noise on the natural weights
+    :param warmup_behaviour: "natural" (natural weights plus noise) or "odm" (ODM's smoothed-mean bandit)
+    :param exploration: "gaussian" (N(0, ``exploration_noise``) on the weights), "authors"
+        (a − U(0, 1)/1000) or "none"
+    :param exploration_noise: σ of the Gaussian exploration on the weights
+    :param target_weights: the mixture the diagnostics' ``target_cosine`` measures the actor's steps
+        against (e.g. the task's best static mixture): a list, a {domain: weight} mapping or a weights
+        file such as a run's mixture.json, as ``agent.weights``; None: not logged
+    :param holdout_every: every n-th transition is kept out of the replay buffer for
+        ``q_return_spearman`` (0: none)
+    :param diagnostics_window: steps of the reward signal-to-noise window
+    :param seed: seed of the networks and the exploration noise
+    :param device: torch device of the networks
+    """
+
+    layers: int = 2
+    width: int = 256
+    lr_start: float = 0.01
+    lr_end: float = 0.001
+    batch_size: int = 256
+    buffer_size: int = 10_000
+    gamma: float = 0.95
+    tau: float = 0.005
+    scalarization: str = "alpha_weighted"
+    prior_coef: float = 3.0
+    prior: str = "natural"
+    reward_ema: float | None = 0.9
+    warmup_steps: int | None = None
+    warmup_noise: float = 0.02
+    warmup_behaviour: str = "natural"
+    exploration: str = "gaussian"
+    exploration_noise: float = 0.02
+    target_weights: list[float] | dict[str, float] | str | None = None
+    holdout_every: int = 10
+    diagnostics_window: int = 50
+    seed: int = 0
+    device: str = "cpu"
+
+
+class ACODMAgent(Agent):
+    """AC-ODM on vector-reward DDPG (``acodm``); its options are ``ACODMOptions``.
+
+    Diagnostics: ``agents/diagnostics.py``.
     """
 
     name = "acodm"
     algorithm: type[VectorTD3] | type[VectorSAC] = VectorDDPG
     explorations = EXPLORATIONS
+    Options = ACODMOptions
 
-    def __init__(
-        self,
-        spec: EnvSpec,
-        *,
-        layers: int = 2,
-        width: int = 256,
-        lr_start: float = 0.01,
-        lr_end: float = 0.001,
-        batch_size: int = 256,
-        buffer_size: int = 10_000,
-        gamma: float = 0.95,
-        tau: float = 0.005,
-        scalarization: str = "alpha_weighted",
-        prior_coef: float = 3.0,
-        prior: str = "natural",
-        reward_ema: float | None = 0.9,
-        warmup_steps: int | None = None,
-        warmup_noise: float = 0.02,
-        warmup_behaviour: str = "natural",
-        exploration: str = "gaussian",
-        exploration_noise: float = 0.02,
-        target_weights: list[float] | dict[str, float] | str | None = None,
-        holdout_every: int = 10,
-        diagnostics_window: int = 50,
-        seed: int = 0,
-        device: str = "cpu",
-    ):
+    def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
-        if warmup_behaviour not in BEHAVIOURS:
-            raise ConfigError(f"{self.name} warmup_behaviour='{warmup_behaviour}'; choose one of {', '.join(BEHAVIOURS)}.")
-        if prior not in PRIORS:
-            raise ConfigError(f"{self.name} prior='{prior}'; choose one of {', '.join(PRIORS)}.")
-        if exploration not in self.explorations:
-            raise ConfigError(f"{self.name} exploration='{exploration}'; choose one of {', '.join(self.explorations)}.")
-        target = None if target_weights is None else read_weights(target_weights, spec.domains)
-        self.diagnostics = Diagnostics(self.k, gamma, target, diagnostics_window, holdout_every)
-        self.net_arch = [int(width)] * int(layers)
-        self.batch_size = int(batch_size)
-        self.warmup_steps = max(1, spec.total_steps // 10) if warmup_steps is None else int(warmup_steps)
-        self.warmup_noise = warmup_noise
-        self.exploration, self.exploration_noise = exploration, exploration_noise
-        self.behaviour = EXP3Agent(spec, updater="smoothed_mean") if warmup_behaviour == "odm" else None
-        self.rng = np.random.default_rng(seed)
+        o = self.options = self.make_options(options)
+        if o.warmup_behaviour not in BEHAVIOURS:
+            raise ConfigError(f"{self.name} warmup_behaviour='{o.warmup_behaviour}'; choose one of {', '.join(BEHAVIOURS)}.")
+        if o.prior not in PRIORS:
+            raise ConfigError(f"{self.name} prior='{o.prior}'; choose one of {', '.join(PRIORS)}.")
+        if o.exploration not in self.explorations:
+            raise ConfigError(f"{self.name} exploration='{o.exploration}'; choose one of {', '.join(self.explorations)}.")
+        target = None if o.target_weights is None else read_weights(o.target_weights, spec.domains)
+        self.diagnostics = Diagnostics(self.k, o.gamma, target, o.diagnostics_window, o.holdout_every)
+        self.net_arch = [o.width] * o.layers
+        self.batch_size = o.batch_size
+        self.warmup_steps = max(1, spec.total_steps // 10) if o.warmup_steps is None else o.warmup_steps
+        self.warmup_noise = o.warmup_noise
+        self.exploration, self.exploration_noise = o.exploration, o.exploration_noise
+        self.behaviour = EXP3Agent(spec, updater="smoothed_mean") if o.warmup_behaviour == "odm" else None
+        self.rng = np.random.default_rng(o.seed)
         self.t = 0  # transitions observed
         self.model: VectorTD3 = build_sb3_model(
             self.algorithm,
             spec,
-            seed=seed,
-            device=device,
-            learning_rate=cosine_schedule(lr_start, lr_end),
-            buffer_size=buffer_size,
+            seed=o.seed,
+            device=o.device,
+            learning_rate=cosine_schedule(o.lr_start, o.lr_end),
+            buffer_size=o.buffer_size,
             batch_size=self.batch_size,
             learning_starts=0,
-            gamma=gamma,
-            tau=tau,
-            scalarization=scalarization,
-            prior=spec.natural_weights if prior == "natural" else np.full(self.k, 1.0 / self.k),
-            prior_coef=prior_coef,
-            replay_buffer_kwargs={"reward_ema": reward_ema},
+            gamma=o.gamma,
+            tau=o.tau,
+            scalarization=o.scalarization,
+            prior=spec.natural_weights if o.prior == "natural" else np.full(self.k, 1.0 / self.k),
+            prior_coef=o.prior_coef,
+            replay_buffer_kwargs={"reward_ema": o.reward_ema},
             policy_kwargs={"net_arch": self.net_arch},
             **self.algorithm_options(),
         )
@@ -201,27 +223,37 @@ class ACODMAgent(Agent):
         self.diagnostics.load_state_dict(state["diagnostics"])
 
 
+@dataclass
+class ACODMTD3Options(ACODMOptions):
+    """Options of ``acodm-td3``: ``ACODMOptions``, and TD3's own (in SB3's normalised action space,
+    half that on the weights).
+
+    :param policy_delay: critic updates per actor update
+    :param target_policy_noise: σ of the target policy smoothing noise
+    :param target_noise_clip: clip of that noise
+    """
+
+    policy_delay: int = 2
+    target_policy_noise: float = 0.04
+    target_noise_clip: float = 0.1
+
+
 class ACODMTD3Agent(ACODMAgent):
     """AC-ODM on vector-reward TD3 (``acodm-td3``): two critics (per-component minimum in the
-    target), delayed actor updates, target smoothing. Extra options: ``policy_delay`` (2),
-    ``target_policy_noise`` (0.04) and ``target_noise_clip`` (0.1), in SB3's normalised action
-    space (half that on the weights)."""
+    target), delayed actor updates, target smoothing; its options are ``ACODMTD3Options``."""
 
     name = "acodm-td3"
     algorithm = VectorTD3
-
-    def __init__(self, spec: EnvSpec, *, policy_delay: int = 2, target_policy_noise: float = 0.04, target_noise_clip: float = 0.1, **options):
-        self._td3_options = {"policy_delay": policy_delay, "target_policy_noise": target_policy_noise, "target_noise_clip": target_noise_clip}
-        super().__init__(spec, **options)
+    Options = ACODMTD3Options
 
     def algorithm_options(self):
-        return self._td3_options
+        o = self.options
+        return {"policy_delay": o.policy_delay, "target_policy_noise": o.target_policy_noise, "target_noise_clip": o.target_noise_clip}
 
 
-class VectorSACAgent(ACODMAgent):
-    """AC-ODM's loop on vector-reward SAC with a logistic-normal policy on the simplex (``vector-sac``,
-    ``vector_sac.py``). Two critics (per-component minimum in the target); its warm-up fits the policy
-    to the behaviour weights by maximum likelihood. Options as ``acodm``, and:
+@dataclass
+class VectorSACOptions(ACODMOptions):
+    """Options of ``vector-sac``: ``ACODMOptions``, and SAC's own.
 
     :param ent_coef: SAC's temperature: "auto_0.05" (SB3's automatic tuning from 0.05), "auto" (from 1)
         or a fixed float; not tuned
@@ -230,30 +262,47 @@ class VectorSACAgent(ACODMAgent):
     :param exploration: "policy" (sample the policy after warm-up) or one of ``acodm``'s
     """
 
+    ent_coef: float | str = "auto_0.05"
+    target_entropy: float | None = None
+    exploration: str = "policy"
+
+
+class VectorSACAgent(ACODMAgent):
+    """AC-ODM's loop on vector-reward SAC with a logistic-normal policy on the simplex (``vector-sac``,
+    ``vector_sac.py``). Two critics (per-component minimum in the target); its warm-up fits the policy
+    to the behaviour weights by maximum likelihood. Its options are ``VectorSACOptions``.
+    """
+
     name = "vector-sac"
     algorithm = VectorSAC
     explorations = EXPLORATIONS + ("policy",)
-
-    def __init__(self, spec: EnvSpec, *, ent_coef: str | float = "auto_0.05", target_entropy: float | None = None,
-                 exploration: str = "policy", **options):
-        k = len(spec.domains)
-        target = entropy_target(k) if target_entropy is None else float(target_entropy)
-        self._sac_options = {"ent_coef": ent_coef, "target_entropy": target}
-        super().__init__(spec, exploration=exploration, **options)
+    Options = VectorSACOptions
 
     def algorithm_options(self):
-        return self._sac_options
+        o = self.options
+        return {"ent_coef": o.ent_coef, "target_entropy": entropy_target(self.k) if o.target_entropy is None else o.target_entropy}
+
+
+@dataclass
+class FrozenOptions:
+    """Options of ``frozen``.
+
+    :param path: the file ``Agent.save`` wrote (a run's agent.pt), required
+    """
+
+    path: str | None = None
 
 
 class FrozenActorAgent(Agent):
     """Proxy mode's target stage (``frozen``; the CLI's ``transfer``): a saved acodm/acodm-td3/vector-sac
-    actor, acting greedily (vector-sac: softmax of its Gaussian's mean).
+    actor, acting greedily (vector-sac: softmax of its Gaussian's mean); its option is ``FrozenOptions``.
 
-    Option: ``path``, the file ``Agent.save`` wrote. Needs no reward, so the env skips its probes.
-    Refuses a file made for other domains or another observation layout, and a corrupted file.
+    Needs no reward, so the env skips its probes. Refuses a file made for other domains or another
+    observation layout, and a corrupted file.
     """
 
     name = "frozen"
+    Options = FrozenOptions
     needs_reward = False
     sources = {ACODMAgent.name: SoftmaxActor, ACODMTD3Agent.name: SoftmaxActor, VectorSACAgent.name: LogisticNormalActor}
 
@@ -275,11 +324,12 @@ class FrozenActorAgent(Agent):
 
     @classmethod
     def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "FrozenActorAgent":
-        if "path" not in cfg.options:
+        path = cls.make_options(cfg.options).path
+        if path is None:
             raise ConfigError(
                 "agent 'frozen' needs agent.options.path: a file saved by an acodm, acodm-td3 or vector-sac run."
             )
-        return super().from_config(spec, cfg)
+        return cls(spec, path)
 
     def act(self, obs):
         return self._to_weights(self.actor.predict(obs, deterministic=True)[0])

@@ -6,19 +6,17 @@ the domains and observation layout it was built for, and refuses any other envir
 """
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from ..config import AgentConfig
+from ..config import AgentConfig, merge_section
 from ..envs.state import StepInfo
-from ..errors import ConfigError
 from ..simplex import action_to_weights
 
 
@@ -80,12 +78,22 @@ def read_agent_file(path: str | Path) -> dict[str, Any]:
     return blob
 
 
+@dataclass
+class NoOptions:
+    """This agent takes no options."""
+
+
 class Agent(ABC):
-    """Chooses domain weights. ``exploration_floor``: whether the env should reserve its floor."""
+    """Chooses domain weights. ``exploration_floor``: whether the env should reserve its floor.
+
+    ``Options``: the dataclass of the agent's options (``agent.options``), each declared with its
+    type and default and documented there (``:param``).
+    """
 
     name: str = "agent"
     exploration_floor: bool = True
     needs_reward: bool = True  # False: the env may skip its alignment probes
+    Options: ClassVar[type] = NoOptions
 
     def __init__(self, spec: EnvSpec):
         self.spec = spec
@@ -97,14 +105,15 @@ class Agent(ABC):
             raise ValueError(f"Agent '{self.name}' reads a flat Box observation; the env's observation space is {o}.")
 
     @classmethod
+    def make_options(cls, values: Mapping[str, Any] | None = None) -> Any:
+        """``Options`` with ``values`` (``agent.options``, or an agent's keyword arguments) merged in like a
+        config section: coerced to the declared types, an unknown key refused with the closest one."""
+        return merge_section(cls.Options(), values or {}, "agent.options")
+
+    @classmethod
     def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "Agent":
         """Build from the ``agent`` config section (``agent.options`` are keyword arguments)."""
-        try:
-            return cls(spec, **cfg.options)
-        except TypeError as exc:
-            if not re.search(r"__init__\(\) (got|missing|takes)", str(exc)):  # a bad option, not a bug inside
-                raise
-            raise ConfigError(f"agent '{cls.name}' got a bad agent.options entry: {exc}. Its options are listed in {cls.__name__}'s docstring.") from None
+        return cls(spec, **cfg.options)
 
     def check_env(self, env) -> None:
         """Raise unless ``env`` has the domains and observation layout this agent was built for."""

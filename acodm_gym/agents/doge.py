@@ -2,7 +2,7 @@
 
 DoGE (Fan et al. 2023) moves the domain weights along the gradient alignment of each domain with
 the others, α ← normalise(α ⊙ exp(η W)). Here it runs online on the smoothed alignment reward r̂,
-the paper's importance-corrected average r̂_i ← ξ r̂_i + (1 − ξ) W_i / p_i (``rewards.py``, shared
+the paper's importance-corrected average r̂_i ← ξ r̂_i + (1 − ξ) W_i / p_i (``simplex.py``, shared
 with the replay buffer and the env wrapper). It is the greedy use of AC-ODM's own reward, with no
 critic: the baseline that answers whether the actor–critic adds anything.
 
@@ -17,6 +17,8 @@ An optional mixing floor ε (fixed-share) keeps every weight at least ε/k:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,10 +33,10 @@ NORMALIZATIONS = ("std", "none")
 INITS = ("natural", "uniform")
 
 
-class DoGEAgent(Agent):
-    """Online DoGE (``doge``).
+@dataclass
+class DoGEOptions:
+    """Options of ``doge``.
 
-    :param spec: the environment's spaces and domains
     :param eta: η, the step size of the exponentiated-gradient update (0.005: with ``normalize="std"``
         a domain 1 std above the others for 200 steps gains a factor e ≈ 2.7 in weight ratio; not tuned)
     :param normalize: "std" (r̃ = (r̂ − mean) / std across domains, scale-free η) or "none" (η·r̂ as is)
@@ -48,13 +50,26 @@ class DoGEAgent(Agent):
     :param diagnostics_window: steps of the reward signal-to-noise window
     """
 
+    eta: float = 0.005
+    normalize: str = "std"
+    floor: float = 0.0
+    reward_ema: float | None = 0.9
+    init: str = "natural"
+    target_weights: list[float] | dict[str, float] | str | None = None
+    diagnostics_window: int = 50
+
+
+class DoGEAgent(Agent):
+    """Online DoGE (``doge``); its options are ``DoGEOptions``."""
+
     name = "doge"
     needs_reward = True
+    Options = DoGEOptions
 
-    def __init__(self, spec: EnvSpec, eta: float = 0.005, normalize: str = "std", floor: float = 0.0,
-                 reward_ema: float | None = 0.9, init: str = "natural",
-                 target_weights: list[float] | dict[str, float] | str | None = None, diagnostics_window: int = 50):
+    def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
+        o = self.options = self.make_options(options)
+        eta, normalize, floor, reward_ema, init = o.eta, o.normalize, o.floor, o.reward_ema, o.init
         if not (eta > 0 and math.isfinite(eta)):
             raise ConfigError(f"doge eta={eta} must be a finite number > 0 (the exponentiated-gradient step size).")
         if normalize not in NORMALIZATIONS:
@@ -70,8 +85,8 @@ class DoGEAgent(Agent):
         self.ema: np.ndarray | None = None  # r̂ (None before the first step)
         self.t = 0  # transitions observed
         self.n_updates = 0
-        target = None if target_weights is None else read_weights(target_weights, spec.domains)
-        self.diagnostics = Diagnostics(self.k, None, target, diagnostics_window)
+        target = None if o.target_weights is None else read_weights(o.target_weights, spec.domains)
+        self.diagnostics = Diagnostics(self.k, None, target, o.diagnostics_window)
 
     def act(self, obs):
         return self.weights.copy()

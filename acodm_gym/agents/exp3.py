@@ -11,6 +11,8 @@ R̂_i ← 0.5 R̂_i + 0.5 exp(L_i). ODM needs no alignment reward, so the env sk
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,20 +23,33 @@ from .base import Agent, EnvSpec
 UPDATERS = ("exp3", "smoothed_mean")
 
 
+@dataclass
+class EXP3Options:
+    """Options of ``odm``.
+
+    :param updater: "exp3" (the paper) or "smoothed_mean" (its repository's variant)
+    :param warmup_steps: steps with the natural weights before the bandit acts (it still learns from them)
+    """
+
+    updater: str = "exp3"
+    warmup_steps: int = 0
+
+
 class EXP3Agent(Agent):
-    """Options: ``updater`` ("exp3" | "smoothed_mean"), ``warmup_steps`` (0: steps with the
-    natural weights before the bandit acts; the bandit still learns from them)."""
+    """ODM's EXP3 bandit (``odm``); its options are ``EXP3Options``."""
 
     name = "odm"
     needs_reward = False
     exploration_floor = False
+    Options = EXP3Options
 
-    def __init__(self, spec: EnvSpec, updater: str = "exp3", warmup_steps: int = 0):
+    def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
-        if updater not in UPDATERS:
-            raise ConfigError(f"odm updater='{updater}' is not supported; choose one of {', '.join(UPDATERS)}.")
-        self.updater = updater
-        self.warmup_steps = int(warmup_steps)
+        o = self.options = self.make_options(options)
+        if o.updater not in UPDATERS:
+            raise ConfigError(f"odm updater='{o.updater}' is not supported; choose one of {', '.join(UPDATERS)}.")
+        self.updater = o.updater
+        self.warmup_steps = o.warmup_steps
         self.rewards = np.zeros(self.k)  # R̂
         self.t = 0  # steps observed
 

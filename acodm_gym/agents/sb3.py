@@ -9,7 +9,9 @@ its rollout buffer in ``observe`` and trains when the buffer is full.
 """
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
 
 import numpy as np
 import torch as th
@@ -83,19 +85,49 @@ def load_sb3_state(model: BaseAlgorithm, state: dict[str, Any]) -> None:
         load_buffer_state(model.replay_buffer, state["replay"])
 
 
-class SB3Agent(Agent):
-    """A stock SB3 algorithm on the env's scalar reward; ``options`` go to its constructor.
+@dataclass
+class SB3Options:
+    """Options of a stock SB3 agent. Any other key is a keyword of the SB3 algorithm (``learning_rate``,
+    ``gamma``, ...), passed to its constructor as given.
 
-    Options: ``seed`` (0), ``device`` ("cpu"), and any keyword of the SB3 algorithm; defaults
-    sized for CPU runs of a few hundred steps are in ``defaults``.
+    :param seed: the algorithm's seed
+    :param device: torch device of its networks
+    :param algorithm_kwargs: the other keys, gathered here (a key the algorithm does not take is refused)
     """
 
-    algorithm: type[BaseAlgorithm]
-    defaults: dict[str, Any] = {}
+    seed: int = 0
+    device: str = "cpu"
+    algorithm_kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(self, spec: EnvSpec, seed: int = 0, device: str = "cpu", **options):
+
+class SB3Agent(Agent):
+    """A stock SB3 algorithm on the env's scalar reward; its options are ``Options`` (defaults sized for
+    CPU runs of a few hundred steps) and any keyword of the algorithm."""
+
+    algorithm: type[BaseAlgorithm]
+    Options = SB3Options
+
+    def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
-        self.model = build_sb3_model(self.algorithm, spec, seed=seed, device=device, **{**self.defaults, **options})
+        self.options = self.make_options(options)
+        self.model = build_sb3_model(self.algorithm, spec, **self.algorithm_kwargs())
+
+    @classmethod
+    def make_options(cls, values: Mapping[str, Any] | None = None) -> Any:
+        """Declared options merged as a config section; the keys the algorithm takes go to ``algorithm_kwargs``."""
+        values = dict(values or {})
+        declared = {f.name for f in fields(cls.Options)}
+        taken = set(inspect.signature(cls.algorithm.__init__).parameters) - {"self", "policy", "env", "_init_setup_model"}
+        extra = {key: values.pop(key) for key in list(values) if key not in declared and key in taken}
+        options = super().make_options(values)  # an unknown key: refused with the closest declared one
+        options.algorithm_kwargs = {**options.algorithm_kwargs, **extra}
+        return options
+
+    def algorithm_kwargs(self) -> dict[str, Any]:
+        """The algorithm's keyword arguments: every declared option but the agent's own, then the rest."""
+        o = self.options
+        own = {"algorithm_kwargs", "action_noise", "target_entropy"}
+        return {**{f.name: getattr(o, f.name) for f in fields(o) if f.name not in own}, **o.algorithm_kwargs}
 
     def state_dict(self):
         return {"sb3": sb3_state(self.model)}
@@ -107,19 +139,35 @@ class SB3Agent(Agent):
         self.model._update_current_progress_remaining(self.model.num_timesteps, self.spec.total_steps)
 
 
-class OffPolicySB3Agent(SB3Agent):
-    """DDPG/TD3/SAC: SB3's own exploration, replay buffer and ``train(gradient_steps, batch_size)``.
+@dataclass
+class OffPolicyOptions(SB3Options):
+    """Options of ``ddpg``, ``td3`` and ``sac``: ``SB3Options``, and:
 
-    ``action_noise`` (σ of SB3's NormalActionNoise in the normalised action space; 0: none).
+    :param action_noise: σ of SB3's NormalActionNoise in the normalised action space (0: none)
+    :param learning_starts: steps before the first update
+    :param buffer_size: replay buffer capacity
+    :param batch_size: transitions per update
     """
 
-    defaults = {"learning_starts": 50, "buffer_size": 10_000, "batch_size": 64}
+    action_noise: float = 0.1
+    learning_starts: int = 50
+    buffer_size: int = 10_000
+    batch_size: int = 64
 
-    def __init__(self, spec: EnvSpec, action_noise: float = 0.1, **options):
-        k = len(spec.domains)
-        noise = NormalActionNoise(np.zeros(k), np.full(k, action_noise)) if action_noise > 0 else None
-        super().__init__(spec, action_noise=noise, **options)
+
+class OffPolicySB3Agent(SB3Agent):
+    """DDPG/TD3/SAC: SB3's own exploration, replay buffer and ``train(gradient_steps, batch_size)``."""
+
+    Options = OffPolicyOptions
+
+    def __init__(self, spec: EnvSpec, **options: Any):
+        super().__init__(spec, **options)
         self._buffer_action: np.ndarray | None = None
+
+    def algorithm_kwargs(self) -> dict[str, Any]:
+        k, sigma = self.k, self.options.action_noise
+        noise = NormalActionNoise(np.zeros(k), np.full(k, sigma)) if sigma > 0 else None
+        return {**super().algorithm_kwargs(), "action_noise": noise}
 
     def act(self, obs):
         model = self.model
@@ -150,16 +198,42 @@ class TD3Agent(OffPolicySB3Agent):
     algorithm = TD3
 
 
+@dataclass
+class SACOptions(OffPolicyOptions):
+    """Options of ``sac``: ``OffPolicyOptions`` (no action noise by default: SAC explores by its own
+    stochastic policy), and:
+
+    :param target_entropy: SAC's target entropy (None: −k, the value of SB3's "auto", which reads an env)
+    """
+
+    action_noise: float = 0.0
+    target_entropy: float | str | None = None
+
+
 class SACAgent(OffPolicySB3Agent):
     """SAC explores by its own stochastic policy, so no action noise by default."""
 
     name = "sac"
     algorithm = SAC
+    Options = SACOptions
 
-    def __init__(self, spec: EnvSpec, action_noise: float = 0.0, **options):
-        # SAC's "auto" target entropy reads env.action_space; −k is the same value without an env.
-        options.setdefault("target_entropy", -float(len(spec.domains)))
-        super().__init__(spec, action_noise=action_noise, **options)
+    def algorithm_kwargs(self) -> dict[str, Any]:
+        target = self.options.target_entropy
+        return {**super().algorithm_kwargs(), "target_entropy": -float(self.k) if target is None else target}
+
+
+@dataclass
+class PPOOptions(SB3Options):
+    """Options of ``ppo``: ``SB3Options``, and:
+
+    :param n_steps: rollout steps per update
+    :param batch_size: minibatch size
+    :param n_epochs: passes over each rollout
+    """
+
+    n_steps: int = 64
+    batch_size: int = 32
+    n_epochs: int = 4
 
 
 class PPOAgent(SB3Agent):
@@ -170,9 +244,9 @@ class PPOAgent(SB3Agent):
 
     name = "ppo"
     algorithm = PPO
-    defaults = {"n_steps": 64, "batch_size": 32, "n_epochs": 4}
+    Options = PPOOptions
 
-    def __init__(self, spec: EnvSpec, **options):
+    def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec, **options)
         self._episode_start = np.ones(1, dtype=bool)
         self._pending: tuple | None = None

@@ -22,7 +22,6 @@ stopped (metrics.csv is cut back to the checkpoint's step, so no row is lost or 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import shutil
 import time
@@ -120,7 +119,7 @@ def prepare_config(cfg: Config) -> Config:
     if not cls.exploration_floor:
         cfg.train.exploration_floor = False
     target = _best_static(cfg)
-    if target is not None and "target_weights" in inspect.signature(cls.__init__).parameters:
+    if target is not None and "target_weights" in {f.name for f in dataclasses.fields(cls.Options)}:
         # the diagnostics' target_cosine: does the actor move towards the task's best static mixture?
         cfg.agent = dataclasses.replace(cfg.agent, options={"target_weights": target, **cfg.agent.options})
     return cfg
