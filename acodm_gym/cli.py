@@ -14,7 +14,7 @@ import sys
 import time
 
 from .config import AGENT_NAMES, load_config
-from .errors import ConfigError
+from .errors import ConfigError, InputError, RunFailure
 
 
 def _config(args, extra: dict | None = None):
@@ -212,28 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:  # bad input, a refused resume: fix and rerun
+    except InputError as exc:  # bad input, a refused resume: fix and rerun (any other error is a bug: its traceback)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:
-        if not _run_failure(exc):
-            raise
-        print(f"error: {exc}", file=sys.stderr)  # the run failed; its last checkpoint is usable
+    except RunFailure as exc:  # too many non-finite steps, a failed checkpoint or output write: the last checkpoint is usable
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C: one line (the runner says where it stopped and how to resume)
         print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
-
-
-def _run_failure(exc: BaseException) -> bool:
-    """A run stopped by too many non-finite steps or a failed checkpoint or output write (modules imported lazily)."""
-    failures = (
-        ("acodm_gym.lm.step", "NonFiniteLossError"),
-        ("acodm_gym.runs.checkpoint", "CheckpointError"),
-        ("acodm_gym.runs.rundir", "OutputError"),
-    )
-    kinds = [getattr(sys.modules.get(m), n, None) for m, n in failures]
-    return any(k is not None and isinstance(exc, k) for k in kinds)
 
 
 if __name__ == "__main__":

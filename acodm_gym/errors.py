@@ -46,3 +46,11 @@ class CheckpointError(RunFailure):
 
 class OutputError(RunFailure):
     """Writing a final output failed; the message says what survived and how to write them again."""
+
+
+class AgentError(InputError):
+    """An agent that cannot be built or loaded as asked: an option value, its weights, or a saved file."""
+
+
+class MissingFileError(InputError, FileNotFoundError):
+    """A file named in the config or on the command line that does not exist."""

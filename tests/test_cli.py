@@ -69,3 +69,23 @@ def test_overrides_are_accepted_anywhere_on_the_line():
         with pytest.raises(SystemExit) as exc:
             parse_args(build_parser(), argv)
         assert exc.value.code == 2
+
+
+def test_only_the_projects_own_errors_are_answered_with_an_exit_code(monkeypatch, capsys):
+    """Bad input (an InputError) exits 2, a failed run (a RunFailure) 1; any other error is a bug and keeps its traceback."""
+    from acodm_gym import cli
+    from acodm_gym.errors import CorpusError, NonFiniteLossError
+
+    def command_raising(exc):
+        def command(args):
+            raise exc
+
+        return command
+
+    monkeypatch.setattr(cli, "cmd_report", command_raising(CorpusError("the corpus is broken")))
+    assert cli.main(["report", "somewhere"]) == 2 and "error: the corpus is broken" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "cmd_report", command_raising(NonFiniteLossError("3 consecutive steps")))
+    assert cli.main(["report", "somewhere"]) == 1
+    monkeypatch.setattr(cli, "cmd_report", command_raising(ValueError("a bug inside")))
+    with pytest.raises(ValueError, match="a bug inside"):
+        cli.main(["report", "somewhere"])

@@ -21,7 +21,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 
 from ..config import AgentConfig
 from ..envs.state import StepInfo
-from ..errors import ConfigError
+from ..errors import AgentError, ConfigError
 from .base import Agent, EnvSpec, read_agent_file
 from .diagnostics import Diagnostics
 from .exp3 import EXP3Agent
@@ -214,7 +214,7 @@ class ACODMAgent(Agent):
 
     def load_state_dict(self, state):
         if list(state["net_arch"]) != self.net_arch:
-            raise ValueError(f"The saved {self.name} networks have hidden sizes {state['net_arch']}, not {self.net_arch}: set layers/width to match.")
+            raise AgentError(f"The saved {self.name} networks have hidden sizes {state['net_arch']}, not {self.net_arch}: set layers/width to match.")
         load_sb3_state(self.model, state["sb3"])
         self.t = int(state["t"])
         self.rng.bit_generator.state = state["rng"]
@@ -310,7 +310,7 @@ class FrozenActorAgent(Agent):
         super().__init__(spec)
         blob = read_agent_file(path)
         if blob["agent"] not in self.sources:
-            raise ValueError(f"{path} holds a '{blob['agent']}' agent; a frozen actor must be saved by {' or '.join(self.sources)}.")
+            raise AgentError(f"{path} holds a '{blob['agent']}' agent; a frozen actor must be saved by {' or '.join(self.sources)}.")
         spec.check(blob, str(path))
         obs_space = spec.observation_space
         try:
@@ -319,7 +319,7 @@ class FrozenActorAgent(Agent):
             policy = state["sb3"]["params"]["policy"]
             self.actor.load_state_dict({k.removeprefix("actor."): v for k, v in policy.items() if k.startswith("actor.")})
         except (KeyError, TypeError, RuntimeError) as exc:
-            raise ValueError(f"{path} does not hold a loadable actor: {type(exc).__name__}: {str(exc)[:300]}") from None
+            raise AgentError(f"{path} does not hold a loadable actor: {type(exc).__name__}: {str(exc)[:300]}") from None
         self.actor.set_training_mode(False)
 
     @classmethod

@@ -17,6 +17,7 @@ from gymnasium import spaces
 
 from ..config import AgentConfig, merge_section
 from ..envs.state import StepInfo
+from ..errors import AgentError, MissingFileError
 from ..simplex import action_to_weights
 
 
@@ -55,7 +56,7 @@ class EnvSpec:
         """Raise if ``signature`` (of a saved or built agent) describes another corpus or observation."""
         for key, value in self.signature().items():
             if signature.get(key) != value:
-                raise ValueError(
+                raise AgentError(
                     f"{source} was made for {key} {signature.get(key)}, but this environment has {key} {value}: "
                     "an agent only drives the domains and observation layout it was built for."
                 )
@@ -65,16 +66,16 @@ def read_agent_file(path: str | Path) -> dict[str, Any]:
     """A file written by ``Agent.save``, with a clear error for a missing, corrupted or foreign file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Saved agent {path} does not exist.")
+        raise MissingFileError(f"Saved agent {path} does not exist.")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a damaged file
-        raise ValueError(
+        raise AgentError(
             f"{path} is not a readable saved agent (corrupted, truncated, or not written by Agent.save; "
             f"{type(exc).__name__})."
         ) from None
     if not isinstance(blob, dict) or not {"agent", "state", "domains"} <= blob.keys():
-        raise ValueError(f"{path} is a torch file but not a saved agent (no 'agent', 'domains' and 'state' entries).")
+        raise AgentError(f"{path} is a torch file but not a saved agent (no 'agent', 'domains' and 'state' entries).")
     return blob
 
 
@@ -150,6 +151,6 @@ class Agent(ABC):
     def load(self, path: str | Path) -> None:
         blob = read_agent_file(path)
         if blob["agent"] != self.name:
-            raise ValueError(f"{path} holds a '{blob['agent']}' agent, not '{self.name}'.")
+            raise AgentError(f"{path} holds a '{blob['agent']}' agent, not '{self.name}'.")
         self.spec.check(blob, str(path))
         self.load_state_dict(blob["state"])

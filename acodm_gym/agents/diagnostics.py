@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import AgentError
+
 DIAGNOSTICS = (
     "td_error", "q_return_spearman", "reward_signal", "reward_noise", "reward_snr", "target_cosine", "weight_entropy",
 )
@@ -92,9 +94,9 @@ class Diagnostics:
     def __init__(self, k: int, gamma: float | None = None, target_weights: np.ndarray | None = None, window: int = 50,
                  holdout_every: int = 10, holdout_size: int = 64):
         if int(window) < 2:
-            raise ValueError(f"diagnostics_window={window} must be at least 2 steps (a standard deviation across steps).")
+            raise AgentError(f"diagnostics_window={window} must be at least 2 steps (a standard deviation across steps).")
         if int(holdout_every) < 0 or int(holdout_every) == 1:
-            raise ValueError(f"holdout_every={holdout_every} must be 0 (no held-out transitions) or at least 2 "
+            raise AgentError(f"holdout_every={holdout_every} must be 0 (no held-out transitions) or at least 2 "
                              "(1 would hold out every transition and leave the critic nothing to train on).")
         self.k = k
         self.target = None if target_weights is None else self._simplex(target_weights, k)
@@ -110,7 +112,7 @@ class Diagnostics:
     def _simplex(weights, k: int) -> np.ndarray:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (k,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"target_weights {np.asarray(weights).tolist()} must be {k} finite non-negative numbers with a "
+            raise AgentError(f"target_weights {np.asarray(weights).tolist()} must be {k} finite non-negative numbers with a "
                              "positive sum (the mixture, one weight per domain, that target_cosine measures against).")
         return w / w.sum()
 

@@ -9,7 +9,7 @@ import numpy as np
 import yaml
 
 from ..config import AgentConfig
-from ..errors import ConfigError
+from ..errors import AgentError, ConfigError, MissingFileError
 from .base import Agent, EnvSpec
 
 
@@ -23,7 +23,7 @@ class StaticAgent(Agent):
         super().__init__(spec)
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (self.k,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"Static weights {w.tolist()} must be {self.k} finite non-negative numbers with a positive sum.")
+            raise AgentError(f"Static weights {w.tolist()} must be {self.k} finite non-negative numbers with a positive sum.")
         self.weights = w / w.sum()
 
     @classmethod
@@ -79,31 +79,31 @@ def read_weights(source: str | Path | Sequence[float] | Mapping[str, float], dom
             source = source["mean_weights"]
         if not isinstance(source, (list, Mapping)):
             held = "nothing" if source is None else repr(str(source)[:80])
-            raise ValueError(f"{where} holds {held}: give a list of weights or a {{domain: weight}} mapping.")
+            raise AgentError(f"{where} holds {held}: give a list of weights or a {{domain: weight}} mapping.")
     if isinstance(source, Mapping):
         unknown = sorted(set(source) - set(domains))
         missing = [d for d in domains if d not in source]
         if unknown or missing:
-            raise ValueError(
+            raise AgentError(
                 f"{where} name unknown domains {unknown} / miss domains {missing}; the corpus has {domains}."
             )
         source = [source[d] for d in domains]
     try:
         return np.asarray(source, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{where} {str(source)[:80]} are not all numbers: give one number per domain.") from None
+        raise AgentError(f"{where} {str(source)[:80]} are not all numbers: give one number per domain.") from None
 
 
 def _read_weights_file(path: Path):
     """The parsed content of a JSON or YAML weights file, with errors that name it."""
     if not path.is_file():
-        raise FileNotFoundError(f"Weights file {path} does not exist.")
+        raise MissingFileError(f"Weights file {path} does not exist.")
     try:
         text = path.read_text(encoding="utf-8")
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         kind = "JSON" if path.suffix == ".json" else "YAML"
-        raise ValueError(
+        raise AgentError(
             f"Weights file {path} is not valid UTF-8 {kind} ({type(exc).__name__}: {str(exc)[:200]}): give a list "
             "of weights or a {domain: weight} mapping (a run's mixture.json works too)."
         ) from None

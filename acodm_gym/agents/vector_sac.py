@@ -46,6 +46,7 @@ from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import AgentError
 from .vector_td3 import VectorCritic, VectorObjective, VectorReplayBuffer, mlp, weights_of
 
 MIN_WEIGHT = 1e-4  # behaviour weights are clamped here before their logits are taken (z ≥ ln 1e-4 ≈ −9)
@@ -108,7 +109,7 @@ class LogisticNormalActor(Actor):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.use_sde:
-            raise ValueError("vector-sac does not support gSDE (use_sde): its policy is a logistic-normal on the simplex.")
+            raise AgentError("vector-sac does not support gSDE (use_sde): its policy is a logistic-normal on the simplex.")
         k = get_action_dim(self.action_space)
         hidden = mlp(self.features_dim, 1, self.net_arch, self.activation_fn)[:-1]  # the hidden layers only
         self.latent_pi = nn.Sequential(*hidden)

@@ -49,7 +49,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..envs.state import StepInfo
-from ..errors import NonFiniteLossError
+from ..errors import AgentError, NonFiniteLossError
 from ..simplex import importance_weighted_ema
 
 SCALARIZATIONS = ("alpha_weighted", "sum")
@@ -139,7 +139,7 @@ class VectorReplayBuffer(ReplayBuffer):
                  reward_dim: int | None = None, reward_ema: float | None = None, **kwargs):
         super().__init__(buffer_size, observation_space, action_space, *args, **kwargs)
         if reward_ema is not None and not 0.0 <= reward_ema < 1.0:
-            raise ValueError(f"reward_ema={reward_ema} must be in [0, 1) (or None for the raw reward).")
+            raise AgentError(f"reward_ema={reward_ema} must be in [0, 1) (or None for the raw reward).")
         self.reward_dim = reward_dim or self.action_dim
         self.reward_ema = reward_ema
         self.rewards = np.zeros((self.buffer_size, self.n_envs, self.reward_dim), dtype=np.float32)
@@ -196,11 +196,11 @@ class VectorObjective:
 
     def _init_objective(self, scalarization: str, prior: np.ndarray | None, prior_coef: float) -> None:
         if scalarization not in SCALARIZATIONS:
-            raise ValueError(f"scalarization='{scalarization}' is not supported; choose one of {', '.join(SCALARIZATIONS)}.")
+            raise AgentError(f"scalarization='{scalarization}' is not supported; choose one of {', '.join(SCALARIZATIONS)}.")
         if not (prior_coef >= 0 and math.isfinite(prior_coef)):
-            raise ValueError(f"prior_coef={prior_coef} must be a finite number >= 0 (0: no pull towards the prior mixture).")
+            raise AgentError(f"prior_coef={prior_coef} must be a finite number >= 0 (0: no pull towards the prior mixture).")
         if prior_coef > 0 and prior is None:
-            raise ValueError("prior_coef > 0 needs prior: the mixture the actor is pulled towards (e.g. the natural weights).")
+            raise AgentError("prior_coef > 0 needs prior: the mixture the actor is pulled towards (e.g. the natural weights).")
         self.scalarization = scalarization
         self.prior = None if prior is None else th.as_tensor(np.asarray(prior, dtype=np.float32) / np.sum(prior))
         self.prior_coef = float(prior_coef)

@@ -73,7 +73,7 @@ class PretrainEnv(gym.Env):
         self._val_blocks = [torch.from_numpy(self.corpus.blocks(d, "validation", seq, limit)) for d in self.domains]
         if any(len(b) == 0 for b in self._val_blocks):
             short = [d for d, b in zip(self.domains, self._val_blocks) if len(b) == 0]
-            raise ValueError(f"Domains {short} have fewer than seq_len={seq} validation tokens: add text or raise data.val_fraction.")
+            raise CorpusError(f"Domains {short} have fewer than seq_len={seq} validation tokens: add text or raise data.val_fraction.")
         self.backend: TorchBackend | None = None
         self._alignment: AlignmentProbe | None = None
         self._truncated = False  # the episode reached train.total_steps: step() waits for reset()

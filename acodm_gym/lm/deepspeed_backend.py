@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from ..config import CONFIG_DIR, TrainConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, ResumeError
 from . import distributed
 from .step import build_optimizer
 
@@ -243,7 +243,7 @@ class DeepSpeedBackend:
     def load_state_dict(self, state: dict) -> None:
         where = (state.get("zero_stage"), state.get("rank"), state.get("world_size"))
         if where != (self.zero_stage, self.rank, self.world_size):
-            raise ValueError(
+            raise ResumeError(
                 f"This state was saved by rank {where[1]} of {where[2]} at ZeRO stage {where[0]}; this backend is rank "
                 f"{self.rank} of {self.world_size} at stage {self.zero_stage}."
             )
@@ -271,7 +271,7 @@ class DeepSpeedBackend:
             str(Path(directory) / "deepspeed"), tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=False
         )
         if path is None or "scheduler" not in (client or {}):
-            raise ValueError(f"{Path(directory) / 'deepspeed'} holds no DeepSpeed checkpoint '{CHECKPOINT_TAG}' written by this backend.")
+            raise ResumeError(f"{Path(directory) / 'deepspeed'} holds no DeepSpeed checkpoint '{CHECKPOINT_TAG}' written by this backend.")
         self.scheduler.load_state_dict(client["scheduler"])
 
 

@@ -204,25 +204,40 @@ def train(
 
 def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir: Path, log) -> RunResult:
     """The episode and the outputs, in a run directory this process holds."""
-    main = distributed.is_main_process()
     progress = _Progress(transitions={} if cfg.run.log_transitions else None)
     if ckpt is not None:
-        if distributed.broadcast_int(ckpt.step) != ckpt.step:
-            raise ResumeError(f"The ranks chose different checkpoints of {run_dir}: is checkpoints/ on a shared file system?")
-        if main:
-            checkpoint.check_metrics(run_dir, int(ckpt.meta["csv_bytes"]), ckpt.step)
-        progress = _Progress.from_state(checkpoint.restore(ckpt, env, agent))
+        progress = _restore(cfg, env, agent, ckpt, run_dir, log)
         obs = progress.obs
-        progress.resumed_at.append(ckpt.step)
-        if main:
-            log(f"resuming {run_dir} from {ckpt.path.name} (step {ckpt.step} of {cfg.train.total_steps})")
+    info, seconds = _loop(cfg, env, agent, obs, progress, ckpt, run_dir, log)
+    return _outputs(cfg, env, agent, progress, info, seconds, run_dir)
+
+
+def _restore(cfg: Config, env: PretrainEnv, agent: Agent | None, ckpt, run_dir: Path, log) -> _Progress:
+    """Env, agent and progress as the checkpoint ``ckpt`` left them (the metrics file is checked against it)."""
+    main = distributed.is_main_process()
+    if distributed.broadcast_int(ckpt.step) != ckpt.step:
+        raise ResumeError(f"The ranks chose different checkpoints of {run_dir}: is checkpoints/ on a shared file system?")
+    if main:
+        checkpoint.check_metrics(run_dir, int(ckpt.meta["csv_bytes"]), ckpt.step)
+    progress = _Progress.from_state(checkpoint.restore(ckpt, env, agent))
+    progress.resumed_at.append(ckpt.step)
+    if main:
+        log(f"resuming {run_dir} from {ckpt.path.name} (step {ckpt.step} of {cfg.train.total_steps})")
+    return progress
+
+
+def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Progress, ckpt, run_dir: Path, log):
+    """Steps from ``env.t`` to the end: act, step, observe, update, log, checkpoint every
+    ``run.checkpoint_interval`` steps and once at the end. Returns the last step's info (None if no
+    step was left) and the run's seconds so far."""
+    main = distributed.is_main_process()
     resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
     logger = MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward) if main else None
     last_checkpoint = ckpt.step if ckpt is not None else None
     total, interval = cfg.train.total_steps, cfg.run.checkpoint_interval
-    first = env.t
-    bar = tqdm(total=total, initial=first, desc=f"{cfg.agent.name}", disable=not (cfg.run.progress and main), dynamic_ncols=True)
+    bar = tqdm(total=total, initial=env.t, desc=f"{cfg.agent.name}", disable=not (cfg.run.progress and main), dynamic_ncols=True)
     started, tokens_before = time.perf_counter(), env.tokens
+    info: StepInfo | None = None
 
     def save_checkpoint() -> None:
         nonlocal last_checkpoint
@@ -232,7 +247,7 @@ def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir:
         last_checkpoint = env.t
 
     try:
-        for _ in range(first, total):
+        for _ in range(env.t, total):
             action = agent.act(obs) if main else None
             next_obs, reward, terminated, truncated, info = env.step(action)
             if main:
@@ -271,11 +286,17 @@ def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir:
         bar.close()
         if logger is not None:
             logger.close()
-    seconds = progress.seconds_before + (time.perf_counter() - started)
+    return info, progress.seconds_before + (time.perf_counter() - started)
+
+
+def _outputs(cfg: Config, env: PretrainEnv, agent: Agent | None, progress: _Progress, info: StepInfo | None,
+             seconds: float, run_dir: Path) -> RunResult:
+    """The episode's result and the run directory's outputs (rank 0; the other ranks wait for it)."""
+    main = distributed.is_main_process()
     try:
         # the episode's result (test split, task metric, score): from the last step, or again after a resume at the end
         keys = ("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score")
-        result = {k: info[k] for k in keys} if "test_loss" in info else env.episode_result()
+        result = {k: info[k] for k in keys} if info is not None and "test_loss" in info else env.episode_result()
         if not main:  # the other ranks' model and numbers are rank 0's
             env.close()
             distributed.barrier()  # return once rank 0 has written the run directory
@@ -283,7 +304,7 @@ def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir:
         summary = _write_outputs(cfg, env, agent, progress, result, seconds, run_dir)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"stopped after the last step, while writing the outputs; {_resume_hint(run_dir)}") from None
-    if not interval:  # run.checkpoint_interval=0: the final checkpoint was only a safety net for the outputs
+    if not cfg.run.checkpoint_interval:  # 0: the final checkpoint was only a safety net for the outputs
         shutil.rmtree(checkpoint.checkpoints_dir(run_dir), ignore_errors=True)
     env.close()
     distributed.barrier()
