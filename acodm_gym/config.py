@@ -113,7 +113,9 @@ class EnvConfig:
 
 # Every agent's CLI name, here at the bottom layer so the command line can list and check them without
 # importing torch; tests check it against the registry (acodm_gym.agents.AGENTS).
-AGENT_NAMES = ("natural", "uniform", "static", "acodm", "acodm-td3", "frozen", "odm", "ddpg", "td3", "sac", "ppo")
+AGENT_NAMES = (
+    "natural", "uniform", "static", "acodm", "acodm-td3", "vector-sac", "doge", "frozen", "odm", "ddpg", "td3", "sac", "ppo"
+)
 
 
 @dataclass
