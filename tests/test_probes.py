@@ -287,6 +287,9 @@ def test_sketch_is_unbiased(corpus_text_dir, cache_dir, corpus):
     mean, stderr = samples.mean(axis=0), samples.std(axis=0, ddof=1) / np.sqrt(seeds)
     assert np.all(stderr > 0) and np.abs(samples[0] - truth).max() > 1e-3 * np.abs(truth).max()  # a real estimate
     assert np.all(np.abs(mean - truth) <= 4 * stderr + 1e-6 * np.abs(truth).max()), (mean, truth, stderr)
+    full = AlignmentProbe(layers, K, sketch=[32, 64], seed=1)  # full size: orthogonal projections, an isometry
+    _backward(model, [full], batch, alpha)
+    _close(full.gram(scale), truth, rel=1e-5)
     # W from sketches: the same seed on every call (and every rank) gives the same projections
     again = AlignmentProbe(layers, K, sketch=SKETCH, seed=0)
     _backward(model, [again], batch, alpha)

@@ -5,7 +5,8 @@
   ``δᵀa`` per domain. Because the sampler groups rows by domain, each domain is one contiguous
   slice: one matmul per domain and layer, no k extra backwards. It keeps, per probed layer and
   per domain PRESENT in the batch, either the exact gradient (out × in) or, with ``sketch=[p, q]``,
-  its Kronecker sketch P_out (δᵀa) P_inᵀ (p × q): memory and communication k·p·q, not k × weight.
+  its Kronecker sketch P_out (δᵀa) P_inᵀ (p × q; LoGra-style, computed on the fly as (δP_outᵀ)ᵀ(aP_inᵀ)):
+  memory and communication k·p·q per layer, not k × weight; inner products unbiased over the projections.
   What crosses ranks per step (``allreduce_bytes``):
     - exact, paper variant: S = Σ_j g_j (one weight-sized buffer per layer), then the k numbers
       ⟨g_i^local, S⟩ (W_i = ⟨g_i, S⟩ is linear in g_i, so cross-rank terms are kept): P + k values;
@@ -55,14 +56,17 @@ class AlignmentProbe:
         self._handles = [m.register_forward_hook(self._make_hook(j)) for j, m in enumerate(modules)]
 
     def _projections(self, m: nn.Linear, j: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gaussian P_out (p × out) and P_in (q × in), entries N(0, 1/p) and N(0, 1/q): E[P_outᵀP_out] = I, so
-        E⟨P_out X P_inᵀ, P_out Y P_inᵀ⟩ = ⟨X, Y⟩. Drawn on the CPU from (seed, layer): identical on every rank."""
-        p, q = self.sketch
-        out_f, in_f = m.weight.shape
+        """P_out (p × out) and P_in (q × in): random orthonormal rows scaled by √(out/p) (√(in/q)), so
+        E[P_outᵀP_out] = I and E⟨P_out X P_inᵀ, P_out Y P_inᵀ⟩ = ⟨X, Y⟩; orthogonal rows have less variance
+        than Gaussian ones, and a full-size side is exact. Drawn on the CPU from (seed, layer): the same on every rank."""
         gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, j]).generate_state(1)[0]))
-        p_out = torch.randn(p, out_f, generator=gen) / p**0.5
-        p_in = torch.randn(q, in_f, generator=gen) / q**0.5
-        return p_out.to(m.weight.device), p_in.to(m.weight.device)
+
+        def rows(n: int, size: int) -> torch.Tensor:
+            q, _ = torch.linalg.qr(torch.randn(size, n, generator=gen, dtype=torch.float64))  # size × n, orthonormal
+            return (q.t() * (size / n) ** 0.5).float().to(m.weight.device)
+
+        out_f, in_f = m.weight.shape
+        return rows(self.sketch[0], out_f), rows(self.sketch[1], in_f)
 
     def reset(self, present: np.ndarray | None = None) -> None:
         """Start a step: buffers for the domains present in the global batch (None: all k); none for the others."""
