@@ -307,6 +307,50 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def mixture_runs(args) -> dict:
+    """AC-ODM runs on the embedded default (tiny model) with the exact and the sketched probe, ``--mixture-seeds``
+    each: is the learned mixture the same within seed noise? L1 distances between the runs' weights over the
+    last half of the run, same seed exact vs sketch against exact vs exact across seeds."""
+    import tempfile
+
+    from acodm_gym.runs.runner import train
+
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.mixture_seeds:
+            for probe, sketch in (("exact", None), ("sketch", args.mixture_sketch)):
+                overrides = [f"train.total_steps={args.mixture_steps}", f"run.seed={seed}", "agent.name=acodm",
+                             f"train.threads={args.threads}", f"run.out_dir={tmp}", f"run.name={probe}-{seed}",
+                             "run.progress=false", "run.plots=false", "run.tensorboard=false", "run.checkpoint_interval=0"]
+                if sketch:
+                    overrides.append(f"env.reward_sketch=[{sketch[0]},{sketch[1]}]")
+                log(f"mixture: {probe} seed {seed}")
+                result = train(load_config(None, overrides), log=lambda _: None)
+                schedule = json.loads((result.run_dir / "mixture.json").read_text())["schedule"]["weights"]
+                late = np.array(schedule[len(schedule) // 2:]).mean(axis=0)
+                runs[f"{probe}-{seed}"] = {"late_weights": late.round(4).tolist(), "domains": result.summary["domains"],
+                                           "final_val_ppl_avg": round(result.summary["final_val_ppl_avg"], 2),
+                                           "seconds_per_step": round(result.summary["seconds_per_step"], 3)}
+    l1 = lambda a, b: round(float(np.abs(np.array(runs[a]["late_weights"]) - np.array(runs[b]["late_weights"])).sum()), 4)  # noqa: E731
+    seeds = args.mixture_seeds
+    return {"steps": args.mixture_steps, "sketch": args.mixture_sketch, "runs": runs,
+            "l1_exact_vs_sketch_same_seed": {str(s): l1(f"exact-{s}", f"sketch-{s}") for s in seeds},
+            "l1_across_seeds": {"exact": l1(f"exact-{seeds[0]}", f"exact-{seeds[1]}"),
+                                "sketch": l1(f"sketch-{seeds[0]}", f"sketch-{seeds[1]}")}}
+
+
+def mixture_markdown(res: dict) -> str:
+    lines = ["# AC-ODM with the sketched vs the exact probe (benchmarks/reward_scale.py --mixture)", "",
+             f"{res['date']} · `{res['command']}` · embedded default (tiny model, default corpus), {res['steps']} steps, "
+             f"sketch {res['sketch']}. Weights: mean over the second half of each run. {res['note']}", "",
+             "| run | late weights | final val ppl (avg) | s/step |", "|---|---|---|---|"]
+    for name, r in res["runs"].items():
+        lines.append(f"| {name} | {', '.join(f'{w:.3f}' for w in r['late_weights'])} | {r['final_val_ppl_avg']} | {r['seconds_per_step']} |")
+    lines += ["", f"L1 distance of the weights, exact vs sketch at the same seed: {res['l1_exact_vs_sketch_same_seed']}; "
+              f"across seeds: {res['l1_across_seeds']}.", ""]
+    return "\n".join(lines)
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
@@ -334,12 +378,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--probe", help=argparse.SUPPRESS)
     ap.add_argument("--sketch", default="64,64", help=argparse.SUPPRESS)
+    ap.add_argument("--mixture", action="store_true", help="instead: AC-ODM runs with the exact vs the sketched probe")
+    ap.add_argument("--mixture-steps", type=int, default=200)
+    ap.add_argument("--mixture-seeds", default="0,1")
+    ap.add_argument("--mixture-sketch", default="64,256", help="p,q for the tiny model's 128 × 512 probed layers")
     args = ap.parse_args(argv)
     args.ks = [int(k) for k in args.ks.split(",")]
     args.sketches = [parse_sketch(x) for x in args.sketches.split(";")]
     args.sketch = parse_sketch(args.sketch)
     if args.child:
         print(json.dumps(CHILDREN[args.child](args)))
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/reward_scale.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.mixture:
+        args.mixture_seeds = [int(x) for x in args.mixture_seeds.split(",")]
+        args.mixture_sketch = parse_sketch(args.mixture_sketch)
+        res = {**mixture_runs(args), "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command,
+               "note": "One shared machine, runs one after another."}
+        write_atomic(out / "reward_scale_mixture.json", json.dumps(res, indent=2) + "\n")
+        write_atomic(out / "reward_scale_mixture.md", mixture_markdown(res) + "\n")
+        print(mixture_markdown(res))
         return 0
     if args.batch < max(args.ks):
         ap.error(f"--batch {args.batch} is smaller than k = {max(args.ks)}: every domain must be in every batch")
@@ -393,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         "paper_scale": paper_scale(args.sketch),
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": f"cpu: {platform.processor() or platform.machine()}, {args.threads} thread(s), {os.cpu_count()} cores visible",
-        "command": "python benchmarks/reward_scale.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command,
         "settings": {"seq": args.seq, "batch": args.batch, "threads": args.threads, "mem_steps": args.mem_steps,
                      "rounds": args.rounds, "steps": args.steps, "seeds": args.seeds, "error_steps": args.error_steps,
                      "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
@@ -401,8 +461,6 @@ def main(argv: list[str] | None = None) -> int:
         "note": "The machine was shared with other jobs: peak memory is robust to that, times are not (few steps, "
                 "interleaved; read the ratios, not the milliseconds).",
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "reward_scale.json", json.dumps(result, indent=2) + "\n")
     write_atomic(out / "reward_scale.md", markdown(result) + "\n")
     print(markdown(result))
