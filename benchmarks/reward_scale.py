@@ -53,7 +53,7 @@ from acodm_gym.lm.probes import AlignmentProbe, WeightNormProbe  # noqa: E402
 from acodm_gym.lm.step import TorchBackend, domain_coefficients, sequence_losses, train_step  # noqa: E402
 from subdomains import SubDomainCorpus  # noqa: E402
 
-SKETCHES = ([32, 32], [64, 64], [128, 128], [128, 512], [256, 256], [256, 1024], [512, 512])
+SKETCHES = ([64, 64], [128, 128], [512, 64], [256, 256], [512, 128], [256, 1024], [512, 256])
 SPEARMAN_MIN = 0.95
 PAPER = {"model": "pythia-1b", "k": 22, "layers": 3, "out": 2048, "in": 8192, "ranks": 8, "params": 1.01e9,
          "step_s": 2.48, "bandwidth_GBps": {"nvlink": 150.0, "100Gb_network": 12.5}}
@@ -157,7 +157,8 @@ def child_timing(args) -> dict:
 
         # bytes over ranks per step and bytes held, from the probes' buffers (all domains present)
         probes = {"exact_before": AlignmentProbe(setup.layers, k, "authors"), "exact_paper": setup.probe("exact", None),
-                  "sketch": setup.probe("sketch", args.sketch)}
+                  "sketch": setup.probe("sketch", args.sketch),
+                  "sketch_authors": AlignmentProbe(setup.layers, k, "authors", args.sketch)}
         for p in probes.values():
             p.reset()
         out["bytes"][str(k)] = {name: p.allreduce_bytes() for name, p in probes.items()}
@@ -237,9 +238,11 @@ def paper_scale(sketch: list[int]) -> dict:
     """
     k, n, (p, q) = PAPER["k"], PAPER["ranks"], sketch
     weights = PAPER["layers"] * PAPER["out"] * PAPER["in"]
-    bytes_ = {"exact_before": 4 * k * weights, "exact_paper": 4 * weights + 8 * k, "sketch": 4 * k * p * q * PAPER["layers"]}
+    bytes_ = {"exact_before": 4 * k * weights, "exact_paper": 4 * weights + 8 * k, "sketch": 4 * p * q * PAPER["layers"] + 8 * k,
+              "sketch_authors": 4 * k * p * q * PAPER["layers"]}
     memory = {"exact_before": 4 * k * weights, "exact_paper": 4 * k * weights,
               "sketch": 4 * PAPER["layers"] * (k * p * q + p * PAPER["out"] + q * PAPER["in"])}
+    memory["sketch_authors"] = memory["sketch"]
     ring = 2 * (n - 1) / n
     return {
         "setting": {**PAPER, "probed_params": weights, "sketch": sketch},
@@ -253,7 +256,7 @@ def paper_scale(sketch: list[int]) -> dict:
 
 def pick_default(errors: list[dict]) -> tuple[list[int], str]:
     """The smallest sketch whose mean Spearman over domains is ≥ SPEARMAN_MIN on every model and k measured."""
-    sizes = sorted({tuple(e["sketch"]) for e in errors}, key=lambda s: s[0] * s[1])
+    sizes = sorted({tuple(e["sketch"]) for e in errors}, key=lambda s: (s[0] * s[1], s[1]))  # then the smaller P_in
     for size in sizes:
         if all(e["spearman_w"] >= SPEARMAN_MIN for e in errors if tuple(e["sketch"]) == size):
             return list(size), f"the smallest p·q whose mean Spearman is >= {SPEARMAN_MIN} on every model and k"
@@ -280,9 +283,10 @@ def markdown(res: dict) -> str:
                      f"| {r['ms_per_step']:.0f} | {r['time_ratio']:.3f} | {r['probe_mb']:.2f} |")
     b = res["allreduce_bytes_per_step"]
     lines += ["", f"## Bytes all-reduced per step over ranks ({b['model']}, k = {b['k']})", "",
-              "| exact, before (k per-domain gradients) | exact, paper variant (S, then k numbers) | sketch |", "|---|---|---|",
+              "| exact, before (k per-domain gradients) | exact, paper variant (S, then k numbers) | sketch, paper "
+              "(S's sketch, then k numbers) | sketch, authors (k sketches) |", "|---|---|---|---|",
               f"| {b['exact_before']:,} ({mb(b['exact_before'])}) | {b['exact_paper']:,} ({mb(b['exact_paper'])}) "
-              f"| {b['sketch']:,} ({mb(b['sketch'])}) |", "", b["note"], "",
+              f"| {b['sketch']:,} ({mb(b['sketch'])}) | {b['sketch_authors']:,} ({mb(b['sketch_authors'])}) |", "", b["note"], "",
               "## Sketch error (W of the paper variant against the exact probe)", "",
               "| model | k | sketch | rel. error of W (mean / max) | Spearman over domains (mean / min) |", "|---|---|---|---|---|"]
     for e in res["sketch_error"]:
@@ -293,15 +297,16 @@ def markdown(res: dict) -> str:
     st = ps["setting"]
     lines += [f"## At the paper's scale ({st['model']}, k = {st['k']}, {st['layers']} × {st['out']} × {st['in']} = "
               f"{st['probed_params']:,} probed weights, {st['ranks']} ranks, sketch {st['sketch']})", "",
-              "| | probe memory per rank | all-reduced per step | time at NVLink 150 GB/s | time at 100 Gb/s (12.5 GB/s) |",
+              "| probe | memory per rank | all-reduced per step | time at NVLink 150 GB/s | time at 100 Gb/s (12.5 GB/s) |",
               "|---|---|---|---|---|"]
-    for name in ("exact_before", "exact_paper", "sketch"):
+    for name in ("exact_before", "exact_paper", "sketch", "sketch_authors"):
         lines.append(f"| {name} | {mb(ps['probe_memory_bytes_per_rank'][name])} | {mb(ps['allreduce_bytes_per_step'][name])} "
                      f"| {ps['allreduce_seconds']['nvlink'][name] * 1e3:.2f} ms "
                      f"| {ps['allreduce_seconds']['100Gb_network'][name] * 1e3:.2f} ms |")
     lines += ["", f"Formulas: exact_before = 4·k·P bytes (memory and exchange); exact_paper exchanges 4·P + 8·k (S in "
               f"float32, k float64 numbers) but still holds 4·k·P; sketch holds 4·L·(k·p·q + p·out + q·in) and exchanges "
-              f"4·k·p·q·L. A ring all-reduce moves 2(N−1)/N × the buffer per rank. Model state for reference: 16 B/param "
+              f"4·L·p·q + 8·k (paper variant: the sketch of S, then k numbers) or 4·k·p·q·L (authors' variant: the k "
+              f"sketches, for the Gram matrix). A ring all-reduce moves 2(N−1)/N × the buffer per rank. Model state for reference: 16 B/param "
               f"(fp32 weights, grads, Adam m and v) = {mb(ps['model_state_bytes_per_rank_16B_per_param'])} without ZeRO; "
               f"the paper's step is {st['step_s']} s.", ""]
     return "\n".join(lines)
@@ -440,10 +445,12 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "allreduce_bytes_per_step": {
             "exact_before": head["exact_before"], "exact_paper": head["exact_paper"], "sketch": head["sketch"],
+            "sketch_authors": head["sketch_authors"],
             "model": head_model, "k": head_k, "probed_params": head["probed_params"],
             "note": "Counted from the probe's buffers (AlignmentProbe.allreduce_bytes): exact_before = 4·k·P (the k "
                     "per-domain gradients, as before; the authors' variant still does this), exact_paper = 4·P + 8·k, "
-                    "sketch = 4·k·p·q per layer. tests/test_probes.py::test_reward_exchange_at_world_size_2 checks "
+                    "sketch = 4·p·q per layer + 8·k (paper variant: S's sketch, then k numbers), sketch_authors = "
+                    "4·k·p·q per layer (the k sketches, for the Gram matrix). tests/test_probes.py::test_reward_exchange_at_world_size_2 checks "
                     "that the bytes all-reduced at world size 2 (gloo) equal this count.",
         },
         "allreduce_bytes_by_model": {m: timing[m]["bytes"] for m in models},

@@ -364,7 +364,7 @@ def _rank_worker(argv: list[str]) -> int:
 def test_reward_exchange_at_world_size_2(corpus_text_dir, cache_dir, corpus, tmp_path):
     """Two gloo ranks, each with half the rows: the W of one process (cross-rank terms included), for every probe;
     the bytes each probe all-reduced are its analytical count: P + k values (exact, paper), k·P (exact, authors),
-    k·p·q per layer (sketch)."""
+    p·q per layer + k (sketch, paper), k·p·q per layer (sketch, authors)."""
     cfg, model, layers = _probed(corpus_text_dir, cache_dir, corpus)
     alpha = np.array([0.1, 0.2, 0.3, 0.4])
     batch = DomainSampler(corpus, cfg.model.seq_len, 12, 0.1, True, seed=3).sample(alpha)
@@ -390,8 +390,8 @@ def test_reward_exchange_at_world_size_2(corpus_text_dir, cache_dir, corpus, tmp
         _close(np.array(w2), w1, rel=1e-5)
     _close(np.array(ranks[0]["W"][0]), np.array(ranks[0]["W_gram"]), rel=1e-5)  # O(P + k) path = today's W
     n_weights = sum(m.weight.numel() for m in layers)
-    expected = [4 * n_weights + 8 * K, 4 * K * n_weights, 4 * K * SKETCH[0] * SKETCH[1] * len(layers)]
-    expected.append(expected[-1])
+    n_sketch = SKETCH[0] * SKETCH[1] * len(layers)
+    expected = [4 * n_weights + 8 * K, 4 * K * n_weights, 4 * n_sketch + 8 * K, 4 * K * n_sketch]
     for r in ranks:
         assert r["bytes"] == r["expected_bytes"] == expected, (r["bytes"], r["expected_bytes"], expected)
 

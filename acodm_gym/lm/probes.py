@@ -8,10 +8,11 @@
   its Kronecker sketch P_out (δᵀa) P_inᵀ (p × q; LoGra-style, computed on the fly as (δP_outᵀ)ᵀ(aP_inᵀ)):
   memory and communication k·p·q per layer, not k × weight; inner products unbiased over the projections.
   What crosses ranks per step (``allreduce_bytes``):
-    - exact, paper variant: S = Σ_j g_j (one weight-sized buffer per layer), then the k numbers
-      ⟨g_i^local, S⟩ (W_i = ⟨g_i, S⟩ is linear in g_i, so cross-rank terms are kept): P + k values;
-    - exact, authors variant (needs the Gram matrix): the k per-domain gradients, k·P values;
-    - sketch: the k sketches, k·p·q values per layer.
+    - paper variant: S = Σ_j g_j (one weight-sized buffer per layer, or its p × q sketch), then the k
+      numbers ⟨g_i^local, S⟩ (W_i = ⟨g_i, S⟩ is linear in g_i, so cross-rank terms are kept): P + k
+      values exact, p·q per layer + k sketched;
+    - authors variant (needs the Gram matrix): the k per-domain gradients (k·P values) or sketches
+      (k·p·q per layer).
 * ``WeightNormProbe`` reads ‖ω‖ and the norm of the last update ‖ω_t − ω_{t−1}‖ of L layers.
 """
 from __future__ import annotations
@@ -150,15 +151,16 @@ class AlignmentProbe:
 
     def reward(self, scale) -> np.ndarray:
         """W (k values, 0 for absent domains) of the global batch, for this probe's variant; once a step."""
-        if self.variant == "authors" or self.sketch is not None:
+        if self.variant == "authors":
             return alignment_reward(self.gram(scale), self.variant)
-        # Exact, paper: W_i = scale_i ⟨G_i, S⟩ with S = Σ_j scale_j G_j, summed over layers and ranks.
+        # Paper: W_i = scale_i ⟨G_i, S⟩ with S = Σ_j scale_j G_j, summed over layers and ranks. A sketch is linear
+        # in G, so the same holds for the sketches (S's sketch is the sum of the domains' sketches).
         self.reduced_bytes = 0
         s64 = self._scale(scale)
         w_local = torch.zeros(len(s64), dtype=torch.float64)
         for g in self.grads:
             flat = g.reshape(len(s64), -1)
-            s_vec = self._all_reduce(s64.to(flat) @ flat)  # S of the global batch: one weight-sized all-reduce
+            s_vec = self._all_reduce(s64.to(flat) @ flat)  # S of the global batch: one weight- (or sketch-) sized buffer
             w_local += (flat @ s_vec).double().cpu()
         w = self._all_reduce(w_local * s64)  # the k numbers ⟨g_i^rank, S⟩, summed over ranks
         out = np.zeros(self.k)
@@ -170,7 +172,7 @@ class AlignmentProbe:
         n = int(self.present.sum()) if self.grads else self.k
         per_domain = self.sketch[0] * self.sketch[1] if self.sketch is not None else None
         values = sum(per_domain or m.weight.numel() for m in self.modules)  # one domain's values, all layers
-        if self.variant == "paper" and self.sketch is None:
+        if self.variant == "paper":
             return 4 * values + 8 * n
         return 4 * n * values
 
