@@ -32,7 +32,7 @@ from ..data.corpus import CorpusError, TokenCorpus, open_corpus
 from ..data.sampler import DomainSampler
 from ..lm import distributed
 from ..lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers
-from ..lm.probes import AlignmentProbe, WeightNormProbe, alignment_reward
+from ..lm.probes import AlignmentProbe, WeightNormProbe
 from ..lm.step import NonFiniteLossError, TorchBackend, evaluate_domains, train_step
 from .state import TrainingState, observation_layout
 from .task import TaskMetric, load_references, normalised_score
@@ -152,7 +152,13 @@ class PretrainEnv(gym.Env):
         modules = [m for _, m in layers]
         self._norm_probe = WeightNormProbe([modules[i] for i in evenly_spaced_layers(len(modules), self.L)])
         self._alignment = (
-            AlignmentProbe([modules[i] for i in layers_at_depths(len(modules), self.cfg.env.reward_depths)], self.k)
+            AlignmentProbe(
+                [modules[i] for i in layers_at_depths(len(modules), self.cfg.env.reward_depths)],
+                self.k,
+                self.cfg.env.reward_variant,
+                self.cfg.env.reward_sketch,
+                seed=run_seed,
+            )
             if self.cfg.env.compute_reward
             else None
         )
@@ -193,10 +199,7 @@ class PretrainEnv(gym.Env):
                     f"{self._nonfinite} consecutive steps had a non-finite loss or gradient (last at step {self.t + 1}): "
                     "lower train.lr, check the data, or raise train.max_nonfinite_steps."
                 )
-        if out.gram is not None:
-            vector = alignment_reward(out.gram, self.cfg.env.reward_variant)
-        else:
-            vector = np.zeros(self.k)
+        vector = out.reward if out.reward is not None else np.zeros(self.k)
         self.t += 1
         self.tokens += int(batch.input_ids.numel())
         info = {
