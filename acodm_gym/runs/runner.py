@@ -231,6 +231,7 @@ def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir:
         checkpoint.save(run_dir, cfg, env, agent, progress.state(csv_bytes), last_checkpoint, log)
         last_checkpoint = env.t
 
+    info: dict = {}  # stays empty when a resume starts at the last step (the outputs are then all that is left)
     try:
         for _ in range(first, total):
             action = agent.act(obs) if main else None
