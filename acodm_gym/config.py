@@ -107,6 +107,7 @@ class EnvConfig:
     compute_reward: bool = True
     reward_variant: str = "paper"  # paper: <g_i, sum_j g_j> | authors: off-diagonal, normalised, z-scored
     reward_depths: list[float] = field(default_factory=lambda: [0.75, 0.875, 1.0])
+    reward_sketch: list[int] | None = None  # null: exact per-domain gradients | [p, q]: Kronecker sketch (lm/probes.py)
     num_norm_probes: int = 4  # L: layers whose weight norms are observed
     scalarization: str = "alpha_weighted"  # alpha_weighted | sum | mean
     drop_state: list[str] = field(default_factory=list)  # state parts zeroed in the observation (ablations)
@@ -116,7 +117,9 @@ class EnvConfig:
 
 # Every agent's CLI name, here at the bottom layer so the command line can list and check them without
 # importing torch; tests check it against the registry (acodm_gym.agents.AGENTS).
-AGENT_NAMES = ("natural", "uniform", "static", "acodm", "acodm-td3", "frozen", "odm", "ddpg", "td3", "sac", "ppo")
+AGENT_NAMES = (
+    "natural", "uniform", "static", "acodm", "acodm-td3", "vector-sac", "doge", "frozen", "odm", "ddpg", "td3", "sac", "ppo"
+)
 
 
 @dataclass
@@ -406,6 +409,25 @@ def _choice(value: str, allowed: Sequence[str], key: str) -> None:
         raise ConfigError(f"{key}='{value}' is not supported; choose one of {', '.join(allowed)}.")
 
 
+def check_sketch(sketch: Any, shapes: Sequence[tuple[int, int]] = ()) -> None:
+    """Refuse a sketch size that is not [p, q] with 1 ≤ p ≤ out and 1 ≤ q ≤ in for every probed layer."""
+    ok = isinstance(sketch, (list, tuple)) and len(sketch) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sketch
+    )
+    if not ok:
+        raise ConfigError(
+            f"env.reward_sketch={sketch!r} is not a sketch size: give two positive integers [p, q] (output and input "
+            "side of each probed layer, e.g. [64, 64]), or null for the exact probe."
+        )
+    p, q = sketch
+    for out_f, in_f in shapes:
+        if p > out_f or q > in_f:
+            raise ConfigError(
+                f"env.reward_sketch=[{p}, {q}] is larger than a probed layer of {out_f} outputs × {in_f} inputs: "
+                f"choose p ≤ {out_f} and q ≤ {in_f} (or null for the exact probe)."
+            )
+
+
 def validate(cfg: Config) -> None:
     """Check values that a typo or a bad combination would make silently wrong."""
     _choice(cfg.agent.name, AGENT_NAMES, "agent.name")
@@ -422,6 +444,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("proxy.episodes must be at least 1.")
     if cfg.agent.init_from is not None and not Path(cfg.agent.init_from).expanduser().is_file():
         raise ConfigError(f"agent.init_from={cfg.agent.init_from} is not a file: give the agent.pt of an earlier run.")
+    if cfg.env.reward_sketch is not None:
+        check_sketch(cfg.env.reward_sketch)  # against the layer sizes again when the probe meets the model
     if cfg.run.checkpoint_interval < 0 or cfg.run.keep_checkpoints < 1:
         raise ConfigError("run.checkpoint_interval must be >= 0 (0: no checkpoints) and run.keep_checkpoints >= 1.")
     check_model(cfg.model)

@@ -256,7 +256,7 @@ def test_deepspeed_zero1_skip_and_state_dict_round_trip(corpus_text_dir, cache_d
     backend.load_state_dict(copy.deepcopy(state))  # (restores the schedule too) then replay the first step
     again = step()
     assert again.objective == first.objective and again.grad_norm == pytest.approx(first.grad_norm, rel=1e-6)
-    assert np.allclose(again.gram, first.gram, rtol=1e-6) and np.array_equal(again.weight_norms, first.weight_norms)
+    assert np.allclose(again.reward, first.reward, rtol=1e-6) and np.array_equal(again.weight_norms, first.weight_norms)
     env.close()
 
 

@@ -1,14 +1,27 @@
-"""Probes: the one-backward alignment reward against k autograd calls, layer choice, weight norms."""
+"""Probes: the one-backward alignment reward against k autograd calls, layer choice, weight norms.
+
+The reward's exchange at world size 2 runs in two ranks started with ``python -m torch.distributed.run``
+(gloo, this file as the worker); the sketched probe is checked for unbiasedness and k-free memory.
+"""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from acodm_gym.config import load_config
+from acodm_gym.config import ConfigError, load_config
 from acodm_gym.data.sampler import DomainSampler
+from acodm_gym.envs import PretrainEnv
+from acodm_gym.lm.distributed import free_port
 from acodm_gym.lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers
 from acodm_gym.lm.probes import AlignmentProbe, WeightNormProbe, alignment_reward
 from acodm_gym.lm.step import TorchBackend, domain_coefficients, sequence_losses, train_step
@@ -16,6 +29,10 @@ from acodm_gym.lm.step import TorchBackend, domain_coefficients, sequence_losses
 from conftest import small_config
 
 K = 4
+REPO = Path(__file__).resolve().parent.parent
+SKETCH = [4, 8]  # of the 32 × 64 probed layers of the small config
+# The probes of the world-size-2 test: (variant, sketch)
+RANK_PROBES = [("paper", None), ("authors", None), ("paper", SKETCH), ("authors", SKETCH)]
 
 
 def _setup(corpus_text_dir, cache_dir, corpus, *, arch="gpt_neox", layers=4, floor=True, **train):
@@ -55,6 +72,12 @@ def _naive_gram(reference, weights, batch) -> np.ndarray:
     return (g @ g.t()).numpy()
 
 
+def _scale(batch, alpha, weighting) -> np.ndarray:
+    """The step's rescaling of each domain's sum of δᵀa (lm/step.py): 1 / (n_i · coefficient_i), 0 if absent."""
+    coef = domain_coefficients(batch.counts, alpha, weighting)
+    return np.where(batch.counts > 0, 1.0 / (np.maximum(batch.counts, 1) * coef), 0.0)
+
+
 def _close(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-4) -> None:
     scale = np.abs(expected).max()
     assert scale > 0
@@ -81,9 +104,10 @@ def test_one_backward_alignment_equals_k_autograd_calls(corpus_text_dir, cache_d
     out = train_step(backend, batch, alpha, weighting, micro, probe, norms)
     assert out.finite
     gram = _naive_gram(reference, ref_weights, batch)
-    _close(out.gram, gram)
-    w = alignment_reward(out.gram, "paper")
-    _close(w, gram.sum(axis=1))
+    _close(out.reward, gram.sum(axis=1))  # exact paper variant: S = Σ_j g_j, then ⟨g_i, S⟩ (O(P + k) exchange)
+    probe_gram = probe.gram(_scale(batch, alpha, weighting))  # the full Gram matrix (authors' variant)
+    _close(probe_gram, gram)
+    _close(out.reward, alignment_reward(probe_gram, "paper"), rel=1e-6)  # the same W as from the Gram matrix
     # the per-domain losses reported are those of the pre-update model
     with torch.no_grad():
         seq = sequence_losses(reference(input_ids=batch.input_ids).logits, batch.input_ids)
@@ -98,8 +122,12 @@ def test_alignment_with_an_absent_domain(corpus_text_dir, cache_dir, corpus):
     assert batch.counts[1] == 0 and batch.counts[3] == 0
     out = train_step(backend, batch, alpha, "alpha", None, probe, norms)
     gram = _naive_gram(reference, ref_weights, batch)
-    _close(out.gram, gram)
-    assert np.all(out.gram[[1, 3]] == 0) and np.all(out.gram[:, [1, 3]] == 0)
+    _close(out.reward, gram.sum(axis=1))
+    assert np.all(out.reward[[1, 3]] == 0)
+    assert all(g.shape[0] == 2 for g in probe.grads)  # nothing allocated for the absent domains
+    probe_gram = probe.gram(_scale(batch, alpha, "alpha"))
+    _close(probe_gram, gram)
+    assert np.all(probe_gram[[1, 3]] == 0) and np.all(probe_gram[:, [1, 3]] == 0)
     assert np.isnan(out.domain_losses[[1, 3]]).all() and np.isfinite(out.domain_losses[[0, 2]]).all()
 
 
@@ -110,7 +138,7 @@ def test_alignment_on_llama(corpus_text_dir, cache_dir, corpus):
     alpha = np.array([0.1, 0.2, 0.3, 0.4])
     batch = sampler.sample(alpha)
     out = train_step(backend, batch, alpha, "alpha", 7, probe, norms)
-    _close(out.gram, _naive_gram(reference, ref_weights, batch))
+    _close(out.reward, _naive_gram(reference, ref_weights, batch).sum(axis=1))
 
 
 def test_update_is_the_alpha_weighted_objective(corpus_text_dir, cache_dir, corpus):
@@ -222,3 +250,151 @@ def test_probe_ignores_no_grad_forwards_and_detaches(corpus_text_dir, cache_dir,
     assert all(float(g.abs().sum()) == 0 for g in probe.grads)
     probe.close()
     assert all(len(m._forward_hooks) == 0 for m in probe.modules)
+
+
+# -- the sketched probe and the reward's exchange over ranks ----------------------------------------
+def _probed(corpus_text_dir, cache_dir, corpus, seed=0):
+    cfg = load_config(small_config(corpus_text_dir, cache_dir, model={"num_layers": 4}, train={"batch_size": 12}))
+    model = build_model(cfg.model, corpus.vocab_size, seed)
+    blocks = probe_layers(model, cfg.model)
+    return cfg, model, [blocks[i][1] for i in layers_at_depths(len(blocks), cfg.env.reward_depths)]
+
+
+def _backward(model, probes, batch, alpha, rows=None, world=1):
+    """One forward/backward of the α-weighted objective over ``rows`` of the batch (this rank's share × world)."""
+    lo, hi = rows or (0, len(batch.domain_ids))
+    coef = domain_coefficients(batch.counts, alpha, "alpha")
+    for probe in probes:
+        probe.reset(batch.counts > 0)
+        probe.set_rows(batch.domain_ids[lo:hi])
+    ids = batch.input_ids[lo:hi]
+    seq = sequence_losses(model(input_ids=ids).logits, ids)
+    (seq * torch.as_tensor(coef, dtype=torch.float32)[batch.domain_ids[lo:hi]]).sum().mul(world).backward()
+    return np.where(batch.counts > 0, 1.0 / (np.maximum(batch.counts, 1) * coef * world), 0.0)
+
+
+def test_sketch_is_unbiased(corpus_text_dir, cache_dir, corpus):
+    """Over many projection seeds the sketched Gram matrix averages to the exact one (within 4 standard errors)."""
+    cfg, model, layers = _probed(corpus_text_dir, cache_dir, corpus)
+    seeds = 400
+    exact = AlignmentProbe(layers, K)
+    sketches = [AlignmentProbe(layers, K, sketch=SKETCH, seed=s) for s in range(seeds)]  # all fed by one backward
+    alpha = np.array([0.1, 0.2, 0.3, 0.4])
+    batch = DomainSampler(corpus, cfg.model.seq_len, 12, 0.1, True, seed=0).sample(alpha)
+    scale = _backward(model, [exact, *sketches], batch, alpha)
+    truth = exact.gram(scale)
+    samples = np.stack([p.gram(scale) for p in sketches])
+    mean, stderr = samples.mean(axis=0), samples.std(axis=0, ddof=1) / np.sqrt(seeds)
+    assert np.all(stderr > 0) and np.abs(samples[0] - truth).max() > 1e-3 * np.abs(truth).max()  # a real estimate
+    assert np.all(np.abs(mean - truth) <= 4 * stderr + 1e-6 * np.abs(truth).max()), (mean, truth, stderr)
+    full = AlignmentProbe(layers, K, sketch=[32, 64], seed=1)  # full size: orthogonal projections, an isometry
+    _backward(model, [full], batch, alpha)
+    _close(full.gram(scale), truth, rel=1e-5)
+    # W from sketches: the same seed on every call (and every rank) gives the same projections
+    again = AlignmentProbe(layers, K, sketch=SKETCH, seed=0)
+    _backward(model, [again], batch, alpha)
+    assert np.allclose(again.gram(scale), samples[0], rtol=1e-6)
+
+
+def test_sketch_memory_does_not_scale_with_k_times_the_layer():
+    """pythia-160m's FFN output layer (768 × 3072): the sketch probe's bytes grow by k·p·q only; absent domains cost 0."""
+    layers = [nn.Linear(3072, 768, bias=False) for _ in range(3)]
+    p, q = 64, 64
+    held = {}
+    for k in (4, 16):
+        probe = AlignmentProbe(layers, k, sketch=[p, q])
+        probe.reset()
+        held[k] = probe.allocated_bytes()
+        probe.reset(np.arange(k) < 2)  # two domains present: buffers for two
+        assert all(g.shape == (2, p, q) for g in probe.grads)
+        assert probe.allocated_bytes() == held[k] - 4 * (k - 2) * p * q * len(layers)
+        probe.close()
+    projections = 4 * len(layers) * (p * 768 + q * 3072)
+    assert held[4] == projections + 4 * 4 * p * q * len(layers)
+    assert held[16] - held[4] == 4 * 12 * p * q * len(layers)  # 196 KB, against 12 × 9.4 MB per layer exact
+    assert held[16] < 0.5 * 4 * 768 * 3072  # all of it, projections included: half of ONE copy of one layer
+
+
+def test_bad_sketch_size_is_refused(corpus_text_dir, cache_dir, corpus):
+    for bad in ([0, 4], [-2, 4], [4], [4, 4, 4]):
+        with pytest.raises(ConfigError, match="env.reward_sketch.*two positive integers"):
+            load_config({"env": {"reward_sketch": bad}})
+    for bad in ([4.5, 4], "64"):
+        with pytest.raises(ConfigError, match="env.reward_sketch"):
+            load_config({"env": {"reward_sketch": bad}})
+    assert load_config({"env": {"reward_sketch": [8, 8]}}).env.reward_sketch == [8, 8]
+    _, _, layers = _probed(corpus_text_dir, cache_dir, corpus)  # 32 outputs × 64 inputs
+    for bad in ([33, 8], [4, 65]):
+        with pytest.raises(ConfigError, match=r"larger than a probed layer of 32 outputs × 64 inputs.*p ≤ 32 and q ≤ 64"):
+            AlignmentProbe(layers, K, sketch=bad)
+    with pytest.raises(ConfigError, match="two positive integers"):
+        AlignmentProbe(layers, K, sketch=[0, 8])
+    env = PretrainEnv(small_config(corpus_text_dir, cache_dir, env={"reward_sketch": [64, 8]}), log=lambda _: None)
+    with pytest.raises(ConfigError, match="larger than a probed layer"):
+        env.reset(seed=0)  # the layer sizes are known once the model is built, before any step
+
+
+def _rank_worker(argv: list[str]) -> int:
+    """One rank of the world-size-2 test: this rank's rows of the batch, then each probe's reward."""
+    import torch.distributed as dist
+
+    from acodm_gym.config import ModelConfig
+    from acodm_gym.lm.distributed import shard_rows
+
+    spec, out_dir = torch.load(argv[0], weights_only=False), Path(argv[1])
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model_cfg = ModelConfig(**spec["model"])
+    model = build_model(model_cfg, spec["vocab"], 0)
+    blocks = probe_layers(model, model_cfg)
+    layers = [blocks[i][1] for i in layers_at_depths(len(blocks), spec["depths"])]
+    probes = [AlignmentProbe(layers, K, v, sk, seed=7) for v, sk in RANK_PROBES]
+    scale = _backward(model, probes, spec["batch"], spec["alpha"], shard_rows(len(spec["batch"].domain_ids), rank, world), world)
+    result = {"rank": rank, "W": [], "bytes": [], "expected_bytes": [], "W_gram": None}
+    for probe in probes:
+        result["W"].append(probe.reward(scale).tolist())
+        result["bytes"].append(probe.reduced_bytes)
+        result["expected_bytes"].append(probe.allreduce_bytes())
+    result["W_gram"] = alignment_reward(probes[0].gram(scale), "paper").tolist()  # today's path: all k gradients
+    (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+    return 0
+
+
+def test_reward_exchange_at_world_size_2(corpus_text_dir, cache_dir, corpus, tmp_path):
+    """Two gloo ranks, each with half the rows: the W of one process (cross-rank terms included), for every probe;
+    the bytes each probe all-reduced are its analytical count: P + k values (exact, paper), k·P (exact, authors),
+    p·q per layer + k (sketch, paper), k·p·q per layer (sketch, authors)."""
+    cfg, model, layers = _probed(corpus_text_dir, cache_dir, corpus)
+    alpha = np.array([0.1, 0.2, 0.3, 0.4])
+    batch = DomainSampler(corpus, cfg.model.seq_len, 12, 0.1, True, seed=3).sample(alpha)
+    assert (batch.counts > 0).all()
+    # rank 0 holds rows 0-5, rank 1 rows 6-11: a domain split across ranks makes cross-rank terms
+    assert set(batch.domain_ids[:6].tolist()) & set(batch.domain_ids[6:].tolist())
+    probes = [AlignmentProbe(layers, K, v, sk, seed=7) for v, sk in RANK_PROBES]
+    scale = _backward(model, probes, batch, alpha)
+    single = [p.reward(scale) for p in probes]
+    assert all(p.reduced_bytes == 0 for p in probes)  # nothing crosses ranks in one process
+    spec = {"model": dataclasses.asdict(cfg.model), "vocab": corpus.vocab_size, "depths": cfg.env.reward_depths,
+            "batch": batch, "alpha": alpha}
+    torch.save(spec, tmp_path / "spec.pt")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), __file__, "ranks", str(tmp_path / "spec.pt"), str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["W"] == ranks[1]["W"]  # every rank: the same global W
+    for (variant, sketch), w2, w1 in zip(RANK_PROBES, ranks[0]["W"], single):
+        _close(np.array(w2), w1, rel=1e-5)
+    _close(np.array(ranks[0]["W"][0]), np.array(ranks[0]["W_gram"]), rel=1e-5)  # O(P + k) path = today's W
+    n_weights = sum(m.weight.numel() for m in layers)
+    n_sketch = SKETCH[0] * SKETCH[1] * len(layers)
+    expected = [4 * n_weights + 8 * K, 4 * K * n_weights, 4 * n_sketch + 8 * K, 4 * K * n_sketch]
+    for r in ranks:
+        assert r["bytes"] == r["expected_bytes"] == expected, (r["bytes"], r["expected_bytes"], expected)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["ranks"]:
+    sys.exit(_rank_worker(sys.argv[2:]))

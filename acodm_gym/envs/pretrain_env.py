@@ -32,7 +32,7 @@ from ..data.sampler import DomainSampler
 from ..errors import ConfigError, CorpusError, NonFiniteLossError
 from ..lm import distributed
 from ..lm.models import build_model, layers_at_depths, probe_layers
-from ..lm.probes import AlignmentProbe, alignment_reward
+from ..lm.probes import AlignmentProbe
 from ..lm.step import TorchBackend, evaluate_domains, train_step
 from ..simplex import action_to_weights, scalarize
 from .state import StepInfo, TrainingState, norm_probe, observation_layout, state_spaces, step_info
@@ -105,7 +105,13 @@ class PretrainEnv(gym.Env):
         modules = [m for _, m in layers]
         self._norm_probe = norm_probe(self.backend.model, self.cfg.model, self.L)
         self._alignment = (
-            AlignmentProbe([modules[i] for i in layers_at_depths(len(modules), self.cfg.env.reward_depths)], self.k)
+            AlignmentProbe(
+                [modules[i] for i in layers_at_depths(len(modules), self.cfg.env.reward_depths)],
+                self.k,
+                self.cfg.env.reward_variant,
+                self.cfg.env.reward_sketch,
+                seed=run_seed,
+            )
             if self.cfg.env.compute_reward
             else None
         )
@@ -146,10 +152,7 @@ class PretrainEnv(gym.Env):
                     f"{self._nonfinite} consecutive steps had a non-finite loss or gradient (last at step {self.t + 1}): "
                     "lower train.lr, check the data, or raise train.max_nonfinite_steps."
                 )
-        if out.gram is not None:
-            vector = alignment_reward(out.gram, self.cfg.env.reward_variant)
-        else:
-            vector = np.zeros(self.k)
+        vector = out.reward if out.reward is not None else np.zeros(self.k)
         self.t += 1
         self.tokens += int(batch.input_ids.numel())
         info = step_info(self.t, alpha, batch, self.state, vector)

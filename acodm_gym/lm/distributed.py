@@ -7,10 +7,11 @@ rank, all in the same state:
 * the run seed is rank 0's, so every rank builds the same model and the same seeded sampler;
 * every rank samples the same GLOBAL batch (so the sampler's state stays identical everywhere) and
   trains on its own contiguous slice of rows (``shard_rows``);
-* the per-domain loss sums, the objective and the alignment probe's per-domain gradients are summed
-  over ranks (``all_reduce_sum_``) before anything is derived from them, so the observation, the
-  objective coefficients α_i / n_i (global n_i) and the reward W (a Gram matrix of GLOBAL per-domain
-  gradients, cross-rank terms included) are those of the global batch;
+* the per-domain loss sums, the objective and the alignment probe's statistics are summed over
+  ranks (``all_reduce_sum_``) before anything is derived from them, so the observation, the
+  objective coefficients α_i / n_i (global n_i) and the reward W (of the GLOBAL per-domain
+  gradients, cross-rank terms included: S = Σ_j g_j then k numbers, or the per-domain gradients
+  or sketches for a Gram matrix; lm/probes.py) are those of the global batch;
 * only rank 0 runs the agent; its domain weights are broadcast (``from_main``) inside
   ``PretrainEnv.step``, so the other ranks may pass ``None`` as their action.
 

@@ -6,7 +6,7 @@ optimiser step. ``TorchBackend`` is the single-process reference; ``DeepSpeedBac
 (lm/deepspeed_backend.py) implements the same interface over its engine: ``forward``,
 ``backward(loss, last)``, ``grad_norm``, ``optimizer_step(apply)``, ``lr``, ``device``, ``model``,
 ``rank`` and ``world_size`` (a multi-rank backend averages gradients over ranks; ``train_step``
-then trains on this rank's rows and sums losses and probe gradients over ranks: lm/distributed.py).
+then trains on this rank's rows and sums losses and the probe's statistics over ranks: lm/distributed.py).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class StepOutput:
     finite: bool  # False: loss or gradient was non-finite and the update was skipped
     grad_norm: float
     lr: float
-    gram: np.ndarray | None  # (k, k) Gram matrix of per-domain probe gradients (None without probe)
+    reward: np.ndarray | None  # (k,) alignment reward W of the probe's variant (None without probe)
     weight_norms: np.ndarray  # (L,) ‖ω‖ after the step
     update_norms: np.ndarray  # (L,) ‖ω_t − ω_{t−1}‖
 
@@ -167,7 +167,7 @@ def train_step(
     first, end = shard_rows(len(batch.domain_ids), backend.rank, world)
     size = micro_batch_size or (end - first)
     if alignment is not None:
-        alignment.reset()
+        alignment.reset(batch.counts > 0)  # buffers for the domains in the global batch only
     for lo in range(first, end, size):
         hi = min(lo + size, end)
         ids, dom = batch.input_ids[lo:hi], batch.domain_ids[lo:hi]
@@ -186,12 +186,9 @@ def train_step(
     domain_losses = domain_means(loss_sums.numpy(), batch.counts)
     grad_norm = backend.grad_norm()
     finite = math.isfinite(objective) and math.isfinite(grad_norm)
-    gram = None
-    if finite and alignment is not None:
-        for g in alignment.grads:  # global per-domain gradients before the Gram matrix (cross-rank terms)
-            all_reduce_sum_(g)
-        scale = np.where(present, 1.0 / (np.maximum(batch.counts, 1) * coef * world), 0.0)
-        gram = alignment.gram(torch.as_tensor(scale))
+    reward = None
+    if finite and alignment is not None:  # W of the GLOBAL batch (the probe all-reduces what it needs)
+        reward = alignment.reward(np.where(present, 1.0 / (np.maximum(batch.counts, 1) * coef * world), 0.0))
     norms.before_update()
     lr = backend.lr  # the rate this update uses (the schedule advances in optimizer_step)
     backend.optimizer_step(apply=finite)
@@ -201,7 +198,7 @@ def train_step(
         finite=finite,
         grad_norm=grad_norm,
         lr=lr,
-        gram=gram,
+        reward=reward,
         weight_norms=norms.norms(),
         update_norms=norms.update_norms(),
     )

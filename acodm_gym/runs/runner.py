@@ -228,7 +228,7 @@ def _restore(cfg: Config, env: PretrainEnv, agent: Agent | None, ckpt, run_dir: 
 
 def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Progress, ckpt, run_dir: Path, log):
     """Steps from ``env.t`` to the end: act, step, observe, update, log, checkpoint every
-    ``run.checkpoint_interval`` steps and once at the end. Returns the last step's info (None if no
+    ``run.checkpoint_interval`` steps and once at the end. Returns the last step's info (empty if no
     step was left) and the run's seconds so far."""
     main = distributed.is_main_process()
     resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
@@ -237,7 +237,6 @@ def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Pr
     total, interval = cfg.train.total_steps, cfg.run.checkpoint_interval
     bar = tqdm(total=total, initial=env.t, desc=f"{cfg.agent.name}", disable=not (cfg.run.progress and main), dynamic_ncols=True)
     started, tokens_before = time.perf_counter(), env.tokens
-    info: StepInfo | None = None
 
     def save_checkpoint() -> None:
         nonlocal last_checkpoint
@@ -246,6 +245,7 @@ def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Pr
         checkpoint.save(run_dir, cfg, env, agent, progress.state(csv_bytes), last_checkpoint, log)
         last_checkpoint = env.t
 
+    info: StepInfo | dict = {}  # stays empty when a resume starts at the last step (the outputs are then all that is left)
     try:
         for _ in range(env.t, total):
             action = agent.act(obs) if main else None
@@ -289,14 +289,14 @@ def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Pr
     return info, progress.seconds_before + (time.perf_counter() - started)
 
 
-def _outputs(cfg: Config, env: PretrainEnv, agent: Agent | None, progress: _Progress, info: StepInfo | None,
+def _outputs(cfg: Config, env: PretrainEnv, agent: Agent | None, progress: _Progress, info: StepInfo | dict,
              seconds: float, run_dir: Path) -> RunResult:
     """The episode's result and the run directory's outputs (rank 0; the other ranks wait for it)."""
     main = distributed.is_main_process()
     try:
         # the episode's result (test split, task metric, score): from the last step, or again after a resume at the end
         keys = ("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score")
-        result = {k: info[k] for k in keys} if info is not None and "test_loss" in info else env.episode_result()
+        result = {k: info[k] for k in keys} if "test_loss" in info else env.episode_result()
         if not main:  # the other ranks' model and numbers are rank 0's
             env.close()
             distributed.barrier()  # return once rank 0 has written the run directory
