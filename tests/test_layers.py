@@ -68,6 +68,27 @@ def layer_violations(root: Path = PACKAGE) -> list[str]:
     return bad
 
 
+def import_cycles(root: Path = PACKAGE) -> list[list[str]]:
+    """Circles of imports between the package's modules (function-level imports included)."""
+    modules = {_module_name(path, root): path for path in root.rglob("*.py")}
+    graph = {name: sorted({m for _, m in _imports(path, root) if m in modules and m != name}) for name, path in modules.items()}
+    cycles, state = [], {}
+
+    def visit(name: str, stack: list[str]) -> None:
+        state[name] = "open"
+        for other in graph[name]:
+            if state.get(other) == "open":
+                cycles.append(stack[stack.index(other):] + [other])
+            elif other not in state:
+                visit(other, stack + [other])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    return cycles
+
+
 def test_every_top_level_module_has_a_layer():
     tops = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     assert tops - {"__init__"} <= LAYERS.keys(), f"give {sorted(tops - {'__init__'} - LAYERS.keys())} a layer in LAYERS"
@@ -75,6 +96,11 @@ def test_every_top_level_module_has_a_layer():
 
 def test_no_module_imports_one_above_its_layer():
     assert layer_violations() == []
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    """A circle hidden by a function-level import (lm/step → distributed → deepspeed_backend → step) is one too."""
+    assert import_cycles() == []
 
 
 def test_the_check_sees_an_upward_import(tmp_path):

@@ -34,7 +34,6 @@ Gram matrix) and the gradient hooks' weight-shaped buffers; see ``SUPPORTED_STAG
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import warnings
@@ -47,6 +46,7 @@ from torch import nn
 from ..config import CONFIG_DIR, TrainConfig
 from ..errors import ConfigError, ResumeError
 from . import distributed
+from .deepspeed_import import import_deepspeed
 from .step import build_optimizer
 
 SUPPORTED_STAGES = (0, 1, 2)
@@ -111,34 +111,6 @@ def engine_config(cfg: TrainConfig, world: int, on_cuda: bool) -> dict[str, Any]
     ds.setdefault("steps_per_print", None)
     ds.setdefault("zero_allow_untested_optimizer", True)
     return ds
-
-
-def import_deepspeed(device: str):
-    """Import DeepSpeed for ``device`` (DS_ACCELERATOR=cpu on CPU) and check the accelerator it chose."""
-    if str(device).startswith("cpu"):
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    try:
-        with warnings.catch_warnings():  # its import touches deprecated torch.jit APIs
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import deepspeed
-            from deepspeed.accelerator import get_accelerator
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ConfigError(
-            f"train.backend=deepspeed needs DeepSpeed ({exc}): pip install 'acodm-gym[deepspeed]' "
-            "(with torch pinned in the same command, e.g. pip install torch==2.13.0 'acodm-gym[deepspeed]')."
-        ) from None
-    want = "cpu" if str(device).startswith("cpu") else "cuda"
-    have = get_accelerator().device_name()
-    if have != want:
-        raise ConfigError(
-            f"DeepSpeed runs on its '{have}' accelerator but train.device={device}: set DS_ACCELERATOR={want} "
-            "before DeepSpeed is first imported, or change train.device."
-        )
-    # DeepSpeed's ZeRO all-gathers call a torch API that torch 2.13 marks deprecated, once per process.
-    warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.* is deprecated", category=FutureWarning)
-    for name in ("DeepSpeed", "deepspeed"):
-        logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.WARNING))
-    return deepspeed
 
 
 class DeepSpeedBackend:

@@ -32,6 +32,7 @@ import torch.distributed as dist
 
 from ..config import TrainConfig
 from ..errors import ConfigError
+from .deepspeed_import import import_deepspeed
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -139,8 +140,6 @@ def init_process_group(cfg: TrainConfig) -> None:
     if dist.is_available() and dist.is_initialized():
         return
     prepare_environment(cfg)
-    from .deepspeed_backend import import_deepspeed
-
     deepspeed = import_deepspeed(cfg.device)
     disable_shm_comm()
     deepspeed.init_distributed(
