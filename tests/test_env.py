@@ -113,8 +113,13 @@ def test_a_stock_sb3_agent_trains_on_the_scalar_reward(make_env):
     env = make_env(train={"total_steps": 8})
     agent = DDPG("MlpPolicy", env, learning_starts=4, batch_size=4, buffer_size=100, seed=0, device="cpu",
                  policy_kwargs={"net_arch": [16]})
+    before = [p.detach().clone() for p in agent.actor.parameters()]
     agent.learn(total_timesteps=10)
     assert agent.num_timesteps == 10
+    # it learned: gradient steps after learning_starts moved the actor, on the env's own (finite, non-zero) rewards
+    assert agent._n_updates > 0 and any(not torch.equal(a, b) for a, b in zip(before, agent.actor.parameters()))
+    rewards = agent.replay_buffer.rewards[: agent.replay_buffer.pos]
+    assert len(rewards) == 10 and np.all(np.isfinite(rewards)) and np.any(rewards != 0)
 
 
 # ---------------------------------------------------------------------------------------------

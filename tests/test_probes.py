@@ -142,7 +142,7 @@ def test_alignment_on_llama(corpus_text_dir, cache_dir, corpus):
 
 
 def test_update_is_the_alpha_weighted_objective(corpus_text_dir, cache_dir, corpus):
-    """θ ← θ − η Σ α_i ∇ℓ_i: the gradient the update used equals the autograd gradient of Σ α_i ℓ_i."""
+    """θ ← θ − η Σ α_i ∇ℓ_i: the objective the update descends is Σ α_i ℓ_i of a reference forward (rows weighted α_i / n_i)."""
     cfg, backend, probe, norms, reference, _, sampler = _setup(corpus_text_dir, cache_dir, corpus, micro_batch_size=5)
     alpha = np.array([0.05, 0.15, 0.3, 0.5])
     batch = sampler.sample(alpha)

@@ -1,21 +1,5 @@
-"""PretrainEnv: one LLM pretraining run as a Gymnasium episode.
-
-Each step takes domain weights α (a point on the simplex), draws a batch from P_α with the
-exploration floor, makes one α-reweighted update of the model, and returns AC-ODM's six-part
-state and the per-domain gradient-alignment reward. The environment does not know which agent
-drives it.
-
-Observation: the six-part state of envs/state.py (size 3k + 1 + 2L, free of model size).
-
-Action: Box [0, 1]^k, mapped onto the simplex by ``action_to_weights`` (negative entries count as
-0, then divide by the sum, which keeps the ranking; all zeros means uniform). An action outside
-the box is warned about once per env.
-
-Reward: ``info["vector_reward"]`` is W (k values; ``reward_space``), W_i = ⟨∇ℓ_i, Σ_j ∇ℓ_j⟩ on
-the reward layers. The scalar returned by ``step`` (for stock agents) is, by default, the
-α-weighted sum Σ α_i W_i = ⟨Σ_i α_i ∇ℓ_i, Σ_j ∇ℓ_j⟩: the first-order decrease of the summed
-domain losses under the update this mixture makes (``sum``: ‖Σ g‖², hardly action-dependent;
-``mean``: its 1/k).
+"""PretrainEnv: one LLM pretraining run as a Gymnasium episode (spaces, reward and episode end: the
+class docstring). The environment does not know which agent drives it.
 """
 from __future__ import annotations
 
@@ -39,7 +23,55 @@ from .state import StepInfo, TrainingState, norm_probe, observation_layout, stat
 from .task import TaskMetric, load_references, normalised_score
 
 
-class PretrainEnv(gym.Env):
+class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
+    """## Description
+
+    One pretraining run of a causal LM on a corpus of k domains, one update per step: the agent
+    sets the domain weights α, the env draws a batch from P_α (with the exploration floor,
+    ``train.exploration_share``), makes one α-reweighted update of the model and reports AC-ODM's
+    training state and the per-domain gradient-alignment reward.
+
+    ## Action Space
+
+    ``Box(0, 1, (k,), float32)``: a weight per domain, mapped onto the simplex by
+    ``action_to_weights`` (negative entries count as 0, then divide by the sum, which keeps the
+    ranking; all zeros means uniform). An action outside the box is warned about once per env.
+
+    ## Observation Space
+
+    ``Box(-inf, inf, (3k + 1 + 2L,), float32)``: the six-part state of envs/state.py (samples seen,
+    step, loss, loss change, weight norm, update norm; L = ``env.num_norm_probes``), free of model
+    size; ``observation_layout()`` gives each part's slice. Nothing in it is ever NaN.
+
+    ## Rewards
+
+    ``info["vector_reward"]`` is W (k values; ``reward_space``), W_i = ⟨∇ℓ_i, Σ_j ∇ℓ_j⟩ on the reward
+    layers (``env.reward_depths``; ``env.reward_sketch``: estimated from a sketch). The scalar
+    returned by ``step`` (for stock agents) is, by default, the α-weighted sum Σ α_i W_i =
+    ⟨Σ_i α_i ∇ℓ_i, Σ_j ∇ℓ_j⟩: the first-order decrease of the summed domain losses under the update
+    this mixture makes (``env.scalarization``: ``sum``, ‖Σ g‖², hardly action-dependent; ``mean``,
+    its 1/k). Agents without a reward (``env.compute_reward: false``) get zeros.
+
+    ## Starting State
+
+    ``reset(seed)`` builds a fresh model from ``seed`` (the same seed: the same model and batches)
+    and measures each domain's initial loss on one validation block.
+
+    ## Episode End
+
+    Never terminated; truncated after ``train.total_steps`` steps, when ``info`` also holds the
+    episode's result on the test split (``episode_result``). Too many non-finite steps in a row
+    raise ``NonFiniteLossError``.
+
+    ## Arguments
+
+    :param config: a YAML path, a name under configs/, a mapping or a ``Config`` (None: the default)
+    :param overrides: ``section.key=value`` strings or a mapping, applied on top of ``config``
+    :param corpus: an open ``TokenCorpus`` to reuse (None: open or build ``config``'s ``data``)
+    :param log: where progress lines go (the corpus build)
+    :param task: a benchmark task under configs/tasks/ (also ``gym.make("acodm/<Task>-v0")``)
+    """
+
     metadata = {"render_modes": []}
 
     def __init__(

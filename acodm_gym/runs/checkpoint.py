@@ -246,7 +246,7 @@ def save(
             error = exc
     _agree(error, step, tmp, run_dir, previous)
     if main:
-        prune(root, step, cfg.run.keep_checkpoints, log)
+        prune(root, step, cfg.run.keep_checkpoints)
     distributed.barrier()
     return final
 
@@ -297,7 +297,7 @@ def _write_synced(path: Path, text: str) -> None:
         os.fsync(fh.fileno())
 
 
-def prune(root: Path, current: int, keep: int, log: Callable[[str], None] = print) -> None:
+def prune(root: Path, current: int, keep: int) -> None:
     """Keep the ``keep`` newest checkpoints up to ``current``; remove later ones (an abandoned
     timeline) and temporary directories left by a crash."""
     kept = 0
