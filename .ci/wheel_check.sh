@@ -15,7 +15,7 @@ wheel=$(ls "$work"/dist/acodm_gym-*.whl)
 "$PYTHON" - "$wheel" <<'EOF'
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
-need = ["acodm_gym/configs/default.yaml", "acodm_gym/configs/models/tiny-proxy.yaml", "acodm_gym/configs/deepspeed/zero1.json"]
+need = ["acodm_gym/configs/default.yaml", "acodm_gym/configs/tasks/noisy.yaml", "acodm_gym/configs/tasks/_budget.yaml", "acodm_gym/configs/models/tiny-proxy.yaml", "acodm_gym/configs/deepspeed/zero1.json"]
 missing = [n for n in need if n not in names]
 sys.exit(f"wheel check: {sys.argv[1]} lacks {missing} (setup.cfg [options.package_data])" if missing else 0)
 EOF

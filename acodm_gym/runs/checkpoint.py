@@ -70,6 +70,7 @@ SAFE_KEYS = (
     "train.dist_timeout",
     "data.cache_dir",
     "env.eval_interval",
+    "agent.options.target_weights",  # only what the diagnostics' target_cosine is measured against
 )
 
 
