@@ -1,4 +1,4 @@
-# The two quick-start commands: `make run` (main job on the embedded default) and `make test`.
+# The two quick-start commands: `make run` (main job on the embedded default) and `make test` (ruff check, then pytest).
 # Both create or reuse .venv and install the project with CPU torch 2.13.0 pinned in the same
 # pip command, so no dependency can pull a CUDA build.
 PYTHON ?= python3
@@ -20,6 +20,7 @@ run: $(VENV)/.installed
 	OMP_NUM_THREADS=2 $(VENV)/bin/acodm-gym run
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
 
 clean:

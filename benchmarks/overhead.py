@@ -67,6 +67,7 @@ from acodm_gym.lm.models import build_model, layers_at_depths, probe_layers  # n
 from acodm_gym.lm.probes import AlignmentProbe, alignment_reward  # noqa: E402
 from acodm_gym.lm.step import build_optimizer, domain_coefficients, sequence_losses  # noqa: E402
 from acodm_gym.runs.runner import prepare_config  # noqa: E402
+
 from subdomains import SubDomainCorpus  # noqa: E402
 
 TARGETS = {"static_env": 1.03, "odm": 1.03, "acodm": 1.10, "frozen_actor": 1.03}

@@ -51,6 +51,7 @@ from acodm_gym.data.sampler import DomainSampler  # noqa: E402
 from acodm_gym.lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers  # noqa: E402
 from acodm_gym.lm.probes import AlignmentProbe, WeightNormProbe  # noqa: E402
 from acodm_gym.lm.step import TorchBackend, domain_coefficients, sequence_losses, train_step  # noqa: E402
+
 from subdomains import SubDomainCorpus  # noqa: E402
 
 SKETCHES = ([64, 64], [128, 128], [512, 64], [256, 256], [512, 128], [256, 1024], [512, 256])

@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from transformers import TrainingArguments
 
 from acodm_gym.config import load_config

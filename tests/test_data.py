@@ -347,8 +347,8 @@ def test_without_replacement_within_an_epoch_and_epochs_counted(corpus):
     assert s.epochs()[d] == pytest.approx(2 + (len(seen) - 2 * n) / n)
 
 
-def _draw(s, n=6, alpha=np.array([0.4, 0.1, 0.2, 0.3])):
-    return [s.sample(alpha).input_ids.clone() for _ in range(n)]
+def _draw(s, n=6, alpha=(0.4, 0.1, 0.2, 0.3)):
+    return [s.sample(np.array(alpha)).input_ids.clone() for _ in range(n)]
 
 
 def test_sampler_is_deterministic_under_its_seed(corpus):

@@ -114,13 +114,13 @@ with warnings.catch_warnings():  # DeepSpeed's import touches deprecated torch.j
     warnings.simplefilter("ignore", DeprecationWarning)
     pytest.importorskip("deepspeed", reason="the DeepSpeed backend needs: pip install -e '.[deepspeed]'")
 
-from conftest import small_config  # noqa: E402
-
 from acodm_gym.config import ConfigError, load_config  # noqa: E402
 from acodm_gym.envs import PretrainEnv  # noqa: E402
 from acodm_gym.lm import distributed  # noqa: E402
 from acodm_gym.lm.deepspeed_backend import engine_config  # noqa: E402
 from acodm_gym.lm.step import sequence_losses, train_step  # noqa: E402
+
+from conftest import small_config  # noqa: E402
 
 
 def _rel(a, b) -> float:

@@ -6,11 +6,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_agents import K, NATURAL, OBS, SMALL, make_spec, vector_model
 from torch import nn
 
 from acodm_gym.agents import ACODMAgent, VectorDDPG
 from acodm_gym.agents.diagnostics import DIAGNOSTICS, Diagnostics, ranks, return_horizon, spearman
+
+from test_agents import NATURAL, OBS, SMALL, K, make_spec, vector_model
 
 
 def test_ranks_and_spearman_by_hand():

@@ -12,9 +12,8 @@ import torch
 import acodm_gym
 from acodm_gym.config import ConfigError
 from acodm_gym.envs import ImportanceWeightedRewardEMA, PretrainEnv, action_to_weights
-from acodm_gym.lm.models import build_model
-from acodm_gym.lm.probes import alignment_reward
 from acodm_gym.errors import NonFiniteLossError
+from acodm_gym.lm.models import build_model
 from acodm_gym.lm.step import TorchBackend
 
 from conftest import small_config

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 PACKAGE = Path(__file__).resolve().parent.parent / "acodm_gym"
 
 # config → data → lm → envs → agents → runs → cli; errors and simplex sit below config, the

@@ -16,6 +16,7 @@ from acodm_gym.lm.models import build_model
 from acodm_gym.lm.step import sequence_losses
 from acodm_gym.mixing import DomainMixer
 from acodm_gym.runs.runner import train
+
 from conftest import small_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own_training_loop.py"

@@ -218,7 +218,7 @@ def test_build_model_is_seeded(corpus_text_dir, cache_dir, corpus):
 def test_weight_norm_probe_reads_the_actual_update(corpus_text_dir, cache_dir, corpus):
     cfg, backend, probe, norms, *_, sampler = _setup(corpus_text_dir, cache_dir, corpus)
     alpha = np.full(K, 0.25)
-    for step in range(3):
+    for _ in range(3):
         before = [m.weight.detach().clone() for m in norms.modules]
         out = train_step(backend, sampler.sample(alpha), alpha, "alpha", None, probe, norms)
         after = [m.weight.detach() for m in norms.modules]
@@ -231,7 +231,7 @@ def test_reported_lr_is_the_rate_of_this_update(corpus_text_dir, cache_dir, corp
     cfg, backend, probe, norms, *_, sampler = _setup(corpus_text_dir, cache_dir, corpus)
     alpha = np.full(K, 0.25)
     lrs = []
-    for step in range(4):
+    for _ in range(4):
         expected = backend.optimizer.param_groups[0]["lr"]
         lrs.append(train_step(backend, sampler.sample(alpha), alpha, "alpha", None, probe, norms).lr)
         assert lrs[-1] == pytest.approx(expected)
@@ -386,7 +386,7 @@ def test_reward_exchange_at_world_size_2(corpus_text_dir, cache_dir, corpus, tmp
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["W"] == ranks[1]["W"]  # every rank: the same global W
-    for (variant, sketch), w2, w1 in zip(RANK_PROBES, ranks[0]["W"], single):
+    for _, w2, w1 in zip(RANK_PROBES, ranks[0]["W"], single):
         _close(np.array(w2), w1, rel=1e-5)
     _close(np.array(ranks[0]["W"][0]), np.array(ranks[0]["W_gram"]), rel=1e-5)  # O(P + k) path = today's W
     n_weights = sum(m.weight.numel() for m in layers)

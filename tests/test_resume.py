@@ -67,7 +67,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from conftest import small_config  # noqa: E402
 
 from acodm_gym.cli import main  # noqa: E402
 from acodm_gym.config import load_config  # noqa: E402
@@ -75,6 +74,8 @@ from acodm_gym.data.corpus import corpus_dir  # noqa: E402
 from acodm_gym.runs import checkpoint  # noqa: E402
 from acodm_gym.runs.logger import read_metrics  # noqa: E402
 from acodm_gym.runs.runner import resume, train  # noqa: E402
+
+from conftest import small_config  # noqa: E402
 
 ACODM = {"name": "acodm", "options": {"layers": 1, "width": 16, "batch_size": 16, "warmup_steps": 5}}
 

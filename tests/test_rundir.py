@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import small_config
 
 from acodm_gym import errors
 from acodm_gym.config import load_config
 from acodm_gym.runs import checkpoint, rundir
 from acodm_gym.runs.compare import compare
 from acodm_gym.runs.runner import resume, train
+
+from conftest import small_config
 
 REPO = Path(__file__).resolve().parent.parent
 QUIET = dict(plots=False, tensorboard=False, progress=False)

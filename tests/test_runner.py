@@ -11,6 +11,7 @@ from acodm_gym.cli import main
 from acodm_gym.config import load_config
 from acodm_gym.runs.logger import read_metrics
 from acodm_gym.runs.runner import train
+
 from conftest import small_config
 
 

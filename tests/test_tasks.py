@@ -16,6 +16,7 @@ from acodm_gym.data.corpus import CorpusError, open_corpus
 from acodm_gym.data.recipes import apply_recipe, boilerplate, chunk, word_salad
 from acodm_gym.envs.pretrain_env import PretrainEnv
 from acodm_gym.envs.task import TaskMetric, corpus_signature, load_references, normalised_score
+
 from conftest import small_config
 
 RECIPE = {

@@ -81,7 +81,7 @@ class AlignmentProbe:
         n = int(present.sum())
         self._row = torch.full((self.k,), -1, dtype=torch.long)
         self._row[torch.from_numpy(np.flatnonzero(present))] = torch.arange(n)
-        for j, m in enumerate(self.modules):
+        for m in self.modules:
             shape = tuple(m.weight.shape) if self.sketch is None else self.sketch
             self.grads.append(torch.zeros(n, *shape, dtype=torch.float32, device=m.weight.device))
 
