@@ -16,6 +16,7 @@ run directory under ``--out``: rerunning the same command continues where it sto
     python benchmarks/tasks.py                                  # 3 tasks, 3 seeds, 8 methods
     python benchmarks/tasks.py --tasks noisy --methods natural,uniform,odm
     python benchmarks/tasks.py --references-only                # only step 1
+    python benchmarks/tasks.py --report-only                    # write the results of the runs finished so far
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 from acodm_gym.config import TASK_DIR, load_config
-from acodm_gym.runs.compare import ALL_METHODS, compare
+from acodm_gym.runs.compare import ALL_METHODS, compare, report
 from acodm_gym.runs.reference import references
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tasks"
@@ -42,6 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument("--out", default="runs/tasks", help="where the run directories go (one folder per task)")
     parser.add_argument("--references-only", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the runs finished so far (a partial sweep, marked as such)")
     args = parser.parse_args(argv)
     command = " ".join(["python", "benchmarks/tasks.py", *(argv if argv is not None else sys.argv[1:])])
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
@@ -50,30 +53,43 @@ def main(argv=None) -> int:
         out = Path(args.out) / task
         started = time.time()
         shipped = TASK_DIR / f"{task}.references.json"
-        if not shipped.exists():
+        if not shipped.exists() and not args.report_only:
             references(task, ["run.progress=false"], out=out, seeds=args.seeds, ship=True,
                        command=f"acodm-gym reference --task {task} --ship --out {out} --seeds {' '.join(map(str, args.seeds))}")
-        refs = json.loads(shipped.read_text())
+        refs = json.loads(shipped.read_text()) if shipped.exists() else None
         if args.references_only:
             continue
-        cfg = load_config(None, ["run.progress=false"], task=task)
-        compare(cfg, seeds=args.seeds, methods=args.methods.split(","), out=out)
+        methods = args.methods.split(",")
+        if not args.report_only:
+            compare(load_config(None, ["run.progress=false"], task=task), seeds=args.seeds, methods=methods, out=out)
+        # the report: every finished run of the methods, and the references' best static mixture beside them
+        runs = {m: [str(out / f"{m}-seed{s}") for s in args.seeds if (out / f"{m}-seed{s}" / "summary.json").exists()]
+                for m in [*methods, "best-static"]}
+        runs = {m: r for m, r in runs.items() if r}
+        if not runs:
+            continue
+        (out / "compare.json").write_text(json.dumps({"methods": list(runs), "seeds": args.seeds, "runs": runs}, indent=2))
+        report(out)
         results = json.loads((out / "results.json").read_text())
         results.update(
-            discrimination=refs["discrimination"], evaluation=refs.get("evaluation"), reference_budget=refs["budget"],
+            discrimination=refs and refs["discrimination"], evaluation=refs and refs.get("evaluation"),
+            reference_budget=refs and refs["budget"],
+            complete=all(len(results["methods"].get(m, {}).get("seeds", [])) == len(args.seeds) for m in methods),
             command=command, date=time.strftime("%Y-%m-%d"), machine=machine, seconds=round(time.time() - started),
         )
         tmp = RESULTS / f"{task}.json.tmp"
         tmp.write_text(json.dumps(results, indent=2))
         tmp.replace(RESULTS / f"{task}.json")
-        d = refs["discrimination"]["test"]
-        header = [
-            f"# Task `{task}` ({results['date']})", "",
-            f"Command: `{command}` on {machine}, {results['seconds']} s this session.", "",
-            f"References: best static beats natural by {d['gap']:.2f} on the test metric, "
-            f"{d['gap_over_std'] or float('nan'):.1f}× the pooled seed std ({'discriminates' if d['discriminates'] else 'does NOT discriminate'}).",
-            "",
-        ]
+        header = [f"# Task `{task}` ({results['date']})", "", f"Command: `{command}` on {machine}.", ""]
+        if not results["complete"]:
+            header += ["**Partial**: not every method has run with every seed yet; rerun without --report-only.", ""]
+        if refs:
+            d = refs["discrimination"]["test"]
+            verdict = "discriminates" if d["discriminates"] else "does NOT discriminate"
+            header += [f"References: best static beats natural by {d['gap']:.2f} on the test metric, "
+                       f"{d['gap_over_std'] or float('nan'):.1f}x the pooled seed std ({verdict}).", ""]
+        else:
+            header += ["No reference scores yet (`acodm-gym reference --task " + task + " --ship`): no normalised scores.", ""]
         (RESULTS / f"{task}.md").write_text("\n".join(header) + (out / "report.md").read_text())
         plots = RESULTS / task
         plots.mkdir(exist_ok=True)

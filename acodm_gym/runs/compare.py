@@ -238,7 +238,7 @@ def report(out: str | Path) -> Path:
         out / "test_ppl.png",
     )
     for method in summaries:
-        if method in ("natural", "uniform"):
+        if method in ("natural", "uniform", "best-static"):  # static: nothing to plot over time
             continue
         mixture = json.loads((Path(index["runs"][method][0]) / "mixture.json").read_text())
         sched = mixture["schedule"]
