@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Command line entry point; the same as the installed ``acodm-gym`` console script."""
+
 import sys
 
 from acodm_gym.cli import main

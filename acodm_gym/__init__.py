@@ -1,4 +1,5 @@
 """acodm-gym: LLM pretraining as a Gymnasium environment for learned online data mixing (AC-ODM)."""
+
 import gymnasium
 
 __version__ = "0.1.0"

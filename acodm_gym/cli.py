@@ -6,6 +6,7 @@ Every sub-command takes ``--config`` (a YAML path or a name under configs/) and 
 Heavy modules (torch, transformers, SB3, the corpus) are imported only once the config has loaded, so
 ``--help`` and a config error answer at once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,9 @@ def cmd_data(args) -> int:
         started = time.perf_counter()
         corpus.verify()
         size = sum(p.stat().st_size for p in corpus.root.glob("*/*.bin"))
-        print(f"verified: every token file matches its checksum ({size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s)")
+        print(
+            f"verified: every token file matches its checksum ({size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s)"
+        )
     print(f"{'domain':<14}{'MB':>8}{'docs':>8}{'train tok':>12}{'val tok':>10}{'test tok':>10}  source (license)")
     for d in corpus.manifest["domains"]:
         t = d["tokens"]
@@ -51,7 +54,9 @@ def cmd_train(args) -> int:
     extra = {"agent.name": args.agent, "run.seed": args.seed, "run.name": args.name, "run.out_dir": args.out_dir}
     if getattr(args, "resume", None):
         # The checkpoint's config (or --config) plus the overrides; the run directory is RUN_DIR.
-        overrides = list(args.overrides) + [f"{k}={v}" for k, v in extra.items() if v is not None and k in ("agent.name", "run.seed")]
+        overrides = list(args.overrides) + [
+            f"{k}={v}" for k, v in extra.items() if v is not None and k in ("agent.name", "run.seed")
+        ]
         allowed = [key for item in args.allow_change or () for key in item.split(",") if key]
         from .runs.runner import resume
 
@@ -111,17 +116,27 @@ def cmd_reference(args) -> int:
     from .runs.reference import references
 
     result = references(
-        args.task, args.overrides, out=args.out, seeds=args.seeds, random_runs=args.random_runs,
-        refine_runs=args.refine_runs, search_steps=args.search_steps, ship=args.ship,
+        args.task,
+        args.overrides,
+        out=args.out,
+        seeds=args.seeds,
+        random_runs=args.random_runs,
+        refine_runs=args.refine_runs,
+        search_steps=args.search_steps,
+        ship=args.ship,
         command="acodm-gym " + " ".join(sys.argv[1:]),
     )
     for kind, ref in result["references"].items():
-        print(f"{kind:<12} val {np.mean(ref['val_metric']):8.2f}  test {np.mean(ref['test_metric']):8.2f} ± "
-              f"{np.std(ref['test_metric'], ddof=1) if len(ref['test_metric']) > 1 else 0:.2f}  weights "
-              + "/".join(f"{w:.2f}" for w in ref["weights"]))
+        print(
+            f"{kind:<12} val {np.mean(ref['val_metric']):8.2f}  test {np.mean(ref['test_metric']):8.2f} ± "
+            f"{np.std(ref['test_metric'], ddof=1) if len(ref['test_metric']) > 1 else 0:.2f}  weights "
+            + "/".join(f"{w:.2f}" for w in ref["weights"])
+        )
     d = result["discrimination"]["test"]
     verdict = "discriminates" if d["discriminates"] else "does NOT discriminate"
-    print(f"best static beats natural by {d['gap']:.2f} = {d['gap_over_std'] or float('nan'):.1f} pooled seed std on test: {verdict}")
+    print(
+        f"best static beats natural by {d['gap']:.2f} = {d['gap_over_std'] or float('nan'):.1f} pooled seed std on test: {verdict}"
+    )
     return 0
 
 
@@ -135,7 +150,9 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="acodm-gym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="acodm-gym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     # The deepspeed launcher passes --local_rank=N before the sub-command (LOCAL_RANK in the environment says the same).
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,32 +171,56 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--name", default=None, help="run directory name under run.out_dir")
         p.add_argument("--out-dir", default=None, help="where run directories go (default: runs/)")
-        p.add_argument("--overwrite", action="store_true",
-                       help="replace a run directory holding an earlier run's checkpoints or results (default: refuse; see --resume)")
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace a run directory holding an earlier run's checkpoints or results (default: refuse; see --resume)",
+        )
         return p
 
     p = run_options(common(sub.add_parser("train", help="one pretraining run driven by an agent")))
     p.add_argument("--agent", default=None, help="agent name: " + ", ".join(sorted(AGENT_NAMES)))
-    p.add_argument("--resume", metavar="RUN_DIR", default=None,
-                   help="continue this run directory from its latest complete checkpoint (with its saved config plus the overrides)")
-    p.add_argument("--allow-change", metavar="KEY[,KEY]", action="append", default=None,
-                   help="with --resume: accept changed config keys (or sections) that would otherwise be refused, e.g. "
-                        "--allow-change train.lr train.lr=1e-3")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue this run directory from its latest complete checkpoint (with its saved config plus the overrides)",
+    )
+    p.add_argument(
+        "--allow-change",
+        metavar="KEY[,KEY]",
+        action="append",
+        default=None,
+        help="with --resume: accept changed config keys (or sections) that would otherwise be refused, e.g. "
+        "--allow-change train.lr train.lr=1e-3",
+    )
     p.set_defaults(func=cmd_train)
-    run_options(common(sub.add_parser("proxy", help="learn AC-ODM on the proxy model and save the actor"))).set_defaults(func=cmd_proxy)
+    run_options(
+        common(sub.add_parser("proxy", help="learn AC-ODM on the proxy model and save the actor"))
+    ).set_defaults(func=cmd_proxy)
     p = run_options(common(sub.add_parser("transfer", help="a frozen actor steers the target model")))
     p.add_argument("--actor", required=True, help="agent.pt saved by `proxy` (or by an acodm run)")
     p.set_defaults(func=cmd_transfer)
-    for name, help_ in (("compare", "all methods on one corpus, budget and seeds, then report.md"), ("run", "the main job: compare on the embedded default")):
+    for name, help_ in (
+        ("compare", "all methods on one corpus, budget and seeds, then report.md"),
+        ("run", "the main job: compare on the embedded default"),
+    ):
         p = common(sub.add_parser(name, help=help_))
         p.add_argument("--seeds", type=int, nargs="+", default=[0])
-        p.add_argument("--methods", default=None, help="comma-separated subset of natural,uniform,odm,acodm,acodm-proxy")
+        p.add_argument(
+            "--methods", default=None, help="comma-separated subset of natural,uniform,odm,acodm,acodm-proxy"
+        )
         p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/compare)")
         p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)
-        p.add_argument("--overwrite", action="store_true",
-                       help="run every method from scratch (default: reuse finished runs, resume stopped ones)")
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="run every method from scratch (default: reuse finished runs, resume stopped ones)",
+        )
         p.set_defaults(func=cmd_compare)
-    p = sub.add_parser("reference", help="reference scores of a task: natural, uniform, best static mixture of a search")
+    p = sub.add_parser(
+        "reference", help="reference scores of a task: natural, uniform, best static mixture of a search"
+    )
     p.add_argument("--task", required=True, help="benchmark task (configs/tasks/)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the final reference runs")
@@ -215,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:  # bad input, a refused resume: fix and rerun (any other error is a bug: its traceback)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except RunFailure as exc:  # too many non-finite steps, a failed checkpoint or output write: the last checkpoint is usable
+    except (
+        RunFailure
+    ) as exc:  # too many non-finite steps, a failed checkpoint or output write: the last checkpoint is usable
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C: one line (the runner says where it stopped and how to resume)

@@ -4,6 +4,7 @@ Every option lives in one of eight sections (``data``, ``model``, ``train``, ``e
 ``task``, ``proxy``, ``run``). An unknown key is an error that names the key and the closest valid one, so a typo never
 silently falls back to a default.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -35,10 +36,14 @@ class RecipeConfig:
     plus planted low-quality domains generated from the clean text (data/recipes.py). Empty ``shares``:
     no recipe, the corpus as it is."""
 
-    shares: dict[str, float] = field(default_factory=dict)  # domain -> relative share of the training text (real and planted)
+    shares: dict[str, float] = field(
+        default_factory=dict
+    )  # domain -> relative share of the training text (real and planted)
     train_bytes: int = 8_000_000  # bytes of training text the shares divide
     heldout_bytes: int = 60_000  # per domain and held-out split (validation, test), drawn before the training sample
-    planted: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {generator: word_salad | boilerplate, ...}
+    planted: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # name -> {generator: word_salad | boilerplate, ...}
     chunk_bytes: int = 4_000  # documents are cut into pieces of about this size before sampling
     seed: int = 0
 
@@ -92,8 +97,12 @@ class TrainConfig:
     max_nonfinite_steps: int = 5  # consecutive skipped non-finite steps before stopping
     device: str = "cpu"
     threads: int | None = None  # torch threads (None: leave torch's default)
-    backend: str = "torch"  # torch: one process | deepspeed: a DeepSpeed engine, one or more ranks (torchrun / deepspeed launcher)
-    deepspeed_config: str | dict[str, Any] = "zero1"  # DeepSpeed JSON: a path, or zero0 / zero1 / zero2 (configs/deepspeed/)
+    backend: str = (
+        "torch"  # torch: one process | deepspeed: a DeepSpeed engine, one or more ranks (torchrun / deepspeed launcher)
+    )
+    deepspeed_config: str | dict[str, Any] = (
+        "zero1"  # DeepSpeed JSON: a path, or zero0 / zero1 / zero2 (configs/deepspeed/)
+    )
     dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before failing (a dead or hung rank)
 
 
@@ -118,7 +127,19 @@ class EnvConfig:
 # Every agent's CLI name, here at the bottom layer so the command line can list and check them without
 # importing torch; tests check it against the registry (acodm_gym.agents.AGENTS).
 AGENT_NAMES = (
-    "natural", "uniform", "static", "acodm", "acodm-td3", "vector-sac", "doge", "frozen", "odm", "ddpg", "td3", "sac", "ppo"
+    "natural",
+    "uniform",
+    "static",
+    "acodm",
+    "acodm-td3",
+    "vector-sac",
+    "doge",
+    "frozen",
+    "odm",
+    "ddpg",
+    "td3",
+    "sac",
+    "ppo",
 )
 
 
@@ -127,7 +148,9 @@ class AgentConfig:
     name: str = "natural"
     weights: str | list[float] | dict[str, float] | None = None  # static agent: file or values
     options: dict[str, Any] = field(default_factory=dict)  # agent-specific hyper-parameters
-    init_from: str | None = None  # start from this saved agent (agent.pt: networks, replay buffer, counters); None: fresh
+    init_from: str | None = (
+        None  # start from this saved agent (agent.pt: networks, replay buffer, counters); None: fresh
+    )
 
 
 @dataclass
@@ -144,7 +167,9 @@ class TaskConfig:
 
     name: str | None = None  # a task under configs/tasks/ (set by --task NAME or the task's config)
     eval_domains: list[str] | None = None  # None: every domain
-    references: str | None = None  # reference scores (JSON); None: the task's shipped configs/tasks/<name>.references.json; "none": no score
+    references: str | None = (
+        None  # reference scores (JSON); None: the task's shipped configs/tasks/<name>.references.json; "none": no score
+    )
 
 
 @dataclass
@@ -208,7 +233,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         number = _number(value)
         ok = float(number) if number is not None else _NOPE
     elif hint is str:
-        ok = value if isinstance(value, str) else str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _NOPE
+        ok = (
+            value
+            if isinstance(value, str)
+            else str(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else _NOPE
+        )
     elif origin is list and isinstance(value, (list, tuple)):
         ok = [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
     elif origin is dict and isinstance(value, Mapping):
@@ -391,7 +422,9 @@ def check_recipe(recipe: RecipeConfig, where: str = "data.recipe") -> None:
             raise ConfigError(f"{where}.planted needs {where}.shares: give every domain, real and planted, a share.")
         return
     if any(not v >= 0 for v in recipe.shares.values()) or sum(recipe.shares.values()) <= 0:
-        raise ConfigError(f"{where}.shares must be non-negative and sum to a positive value; got {dict(recipe.shares)}.")
+        raise ConfigError(
+            f"{where}.shares must be non-negative and sum to a positive value; got {dict(recipe.shares)}."
+        )
     for name, spec in recipe.planted.items():
         generator = spec.get("generator")
         if generator not in PLANTED_GENERATORS:
@@ -411,8 +444,10 @@ def _choice(value: str, allowed: Sequence[str], key: str) -> None:
 
 def check_sketch(sketch: Any, shapes: Sequence[tuple[int, int]] = ()) -> None:
     """Refuse a sketch size that is not [p, q] with 1 ≤ p ≤ out and 1 ≤ q ≤ in for every probed layer."""
-    ok = isinstance(sketch, (list, tuple)) and len(sketch) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sketch
+    ok = (
+        isinstance(sketch, (list, tuple))
+        and len(sketch) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sketch)
     )
     if not ok:
         raise ConfigError(
@@ -466,7 +501,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("env.num_norm_probes must be at least 1.")
     if any(not 0.0 < d <= 1.0 for d in cfg.env.reward_depths) or not cfg.env.reward_depths:
         raise ConfigError("env.reward_depths must be relative depths in (0, 1], e.g. [0.75, 0.875, 1.0].")
-    if cfg.data.val_fraction <= 0 or cfg.data.test_fraction <= 0 or cfg.data.val_fraction + cfg.data.test_fraction >= 0.5:
+    if (
+        cfg.data.val_fraction <= 0
+        or cfg.data.test_fraction <= 0
+        or cfg.data.val_fraction + cfg.data.test_fraction >= 0.5
+    ):
         raise ConfigError("data.val_fraction and data.test_fraction must be positive and sum to less than 0.5.")
     if cfg.data.encoding != "auto":
         try:

@@ -5,6 +5,7 @@ an ``InputError`` is bad input (exit 2: fix it and rerun), a ``RunFailure`` stop
 was set up correctly (exit 1: its last checkpoint is usable). Both keep their builtin bases
 (``ValueError``, ``RuntimeError``), so callers catching those still catch these.
 """
+
 from __future__ import annotations
 
 

@@ -19,6 +19,7 @@ batch ahead, which would draw step t+1 from α before the mixer has seen step t'
 Trainer's column filter would drop the rows' loss weights. Single process only, with no data
 loader workers (each worker would hold its own copy of the mixer, which would never learn).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,7 +47,9 @@ class MixedBatches(IterableDataset):
     def __init__(self, mixer: DomainMixer, micro_batches: int = 1, weight_losses: bool = True):
         batch_size = mixer.sampler.batch_size
         if batch_size % micro_batches:
-            raise ConfigError(f"The mixer's batch_size={batch_size} does not split into {micro_batches} equal micro-batches.")
+            raise ConfigError(
+                f"The mixer's batch_size={batch_size} does not split into {micro_batches} equal micro-batches."
+            )
         self.mixer, self.micro_batches, self.weight_losses = mixer, micro_batches, weight_losses
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

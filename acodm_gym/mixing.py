@@ -16,6 +16,7 @@ observes, read off your model::
 ``mixer.export(path)`` writes the weight schedule and mean mixture (``mixture.json``), which a
 later run reuses as a static mixture. See examples/own_training_loop.py.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,7 +55,9 @@ class DomainMixer:
         self.corpus, self.k = corpus, len(corpus.domains)
         arch = getattr(getattr(model, "config", None), "model_type", "gpt_neox")
         if arch not in ("gpt_neox", "llama") and probe_module is None:
-            raise ConfigError(f"Model type '{arch}' has no default probe layer: pass probe_module (its FFN output Linear).")
+            raise ConfigError(
+                f"Model type '{arch}' has no default probe layer: pass probe_module (its FFN output Linear)."
+            )
         model_cfg = ModelConfig(arch=arch if arch in ("gpt_neox", "llama") else "gpt_neox", probe_module=probe_module)
         self.norms = norm_probe(model, model_cfg, num_norm_probes)
         observation_space, action_space, _ = state_spaces(self.k, num_norm_probes)
@@ -69,7 +72,13 @@ class DomainMixer:
         if isinstance(agent, Agent):
             self.agent = agent
         else:
-            cfg = AgentConfig(name=agent) if isinstance(agent, str) else agent if isinstance(agent, AgentConfig) else AgentConfig(**agent)
+            cfg = (
+                AgentConfig(name=agent)
+                if isinstance(agent, str)
+                else agent
+                if isinstance(agent, AgentConfig)
+                else AgentConfig(**agent)
+            )
             self.agent = make_agent(cfg, self.spec)
         if self.agent.needs_reward:
             raise ConfigError(

@@ -5,6 +5,7 @@ it, ``DomainMixer`` reads its agent's weights with it; ``scalarize`` turns the e
 stock agents' scalar; ``importance_weighted_ema`` is the paper's smoothed reward, used by the env wrapper
 and the replay buffer.
 """
+
 from __future__ import annotations
 
 from typing import Any

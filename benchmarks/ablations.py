@@ -9,6 +9,7 @@ reported as final average validation perplexity and its relative change against 
     python benchmarks/ablations.py --quick            # 1 seed, 60 steps, three variants
     python benchmarks/ablations.py --only full,no-loss_change --seeds 0 1 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,15 @@ def write_results(results: dict[str, dict], name: str, command: str, started: fl
     meta = {"date": time.strftime("%Y-%m-%d"), "command": command, "seconds": round(time.time() - started)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"variants": results, **meta}, indent=2))
-    text = "\n".join([f"# AC-ODM ablations ({meta['date']})", "", f"Command: `{command}`, {meta['seconds']} s. Mean ± std over seeds {seeds}.", "", *rows])
+    text = "\n".join(
+        [
+            f"# AC-ODM ablations ({meta['date']})",
+            "",
+            f"Command: `{command}`, {meta['seconds']} s. Mean ± std over seeds {seeds}.",
+            "",
+            *rows,
+        ]
+    )
     (RESULTS / f"{name}.md").write_text(text + "\n")
     return text
 
@@ -65,7 +74,12 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    overrides = list(args.overrides) + ["agent.name=acodm", "run.progress=false", "run.tensorboard=false", f"run.out_dir={args.out}"]
+    overrides = list(args.overrides) + [
+        "agent.name=acodm",
+        "run.progress=false",
+        "run.tensorboard=false",
+        f"run.out_dir={args.out}",
+    ]
     if args.quick:
         args.seeds, names = args.seeds[:1], ["full", "no-loss_change", "reward-authors"]
         overrides += ["train.total_steps=60", "env.eval_interval=20"]
@@ -75,7 +89,9 @@ def main(argv=None) -> int:
     for name in names:
         finals = []
         for seed in args.seeds:
-            cfg = load_config(args.config, overrides + VARIANTS[name] + [f"run.seed={seed}", f"run.name={name}-seed{seed}"])
+            cfg = load_config(
+                args.config, overrides + VARIANTS[name] + [f"run.seed={seed}", f"run.name={name}-seed{seed}"]
+            )
             run_dir = train_or_reuse(cfg, log=lambda _: None, overwrite=False)  # a rerun reuses or resumes earlier runs
             finals.append(json.loads((run_dir / "summary.json").read_text())["final_val_ppl_avg"])
             print(f"{name} seed {seed}: {finals[-1]:.2f}", flush=True)

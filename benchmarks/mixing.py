@@ -14,6 +14,7 @@ plots under ``mixing/``.
     python benchmarks/mixing.py --quick               # 1 seed, 60 steps: checks the pipeline (~5 min)
     python benchmarks/mixing.py --seeds 0 1 --config acodm_gym/configs/default.yaml train.total_steps=800
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,20 +41,30 @@ def claims(methods: dict) -> list[str]:
         vals = [v for v in methods.get(m, {}).get(key, []) if v is not None]
         return (float(np.mean(vals)), float(np.std(vals)), len(vals)) if vals else None
 
-    odm, proxy, nonproxy = mean("odm", "final_val_ppl"), mean("acodm-proxy", "final_val_ppl"), mean("acodm", "final_val_ppl")
+    odm, proxy, nonproxy = (
+        mean("odm", "final_val_ppl"),
+        mean("acodm-proxy", "final_val_ppl"),
+        mean("acodm", "final_val_ppl"),
+    )
     for name, res in (("acodm-proxy", proxy), ("acodm", nonproxy)):
         if res and odm:
             gap = odm[0] - res[0]
             spread = max(odm[1], res[1])
             verdict = "better than" if gap > spread else "worse than" if -gap > spread else "within seed spread of"
-            lines.append(f"- {name} final average validation perplexity {res[0]:.2f} ± {res[1]:.2f} is {verdict} ODM's {odm[0]:.2f} ± {odm[1]:.2f}.")
+            lines.append(
+                f"- {name} final average validation perplexity {res[0]:.2f} ± {res[1]:.2f} is {verdict} ODM's {odm[0]:.2f} ± {odm[1]:.2f}."
+            )
     reach = methods.get("acodm-proxy", {}).get("steps_to_odm_best", [])
     odm_reach = methods.get("odm", {}).get("steps_to_odm_best", [])
     if reach and all(r is not None for r in reach) and odm_reach:
         saved = 1 - np.mean(reach) / np.mean(odm_reach)
-        lines.append(f"- Paper: proxy mode reaches ODM's best in 71% fewer steps. Here: {100 * saved:.0f}% fewer ({np.mean(reach):.0f} vs {np.mean(odm_reach):.0f} steps).")
+        lines.append(
+            f"- Paper: proxy mode reaches ODM's best in 71% fewer steps. Here: {100 * saved:.0f}% fewer ({np.mean(reach):.0f} vs {np.mean(odm_reach):.0f} steps)."
+        )
     elif reach:
-        lines.append(f"- Paper: proxy mode reaches ODM's best in 71% fewer steps. Here: acodm-proxy reached it in {sum(r is not None for r in reach)}/{len(reach)} seeds.")
+        lines.append(
+            f"- Paper: proxy mode reaches ODM's best in 71% fewer steps. Here: acodm-proxy reached it in {sum(r is not None for r in reach)}/{len(reach)} seeds."
+        )
     return lines
 
 
@@ -77,7 +88,9 @@ def main(argv=None) -> int:
     index = json.loads((out / "compare.json").read_text())
     for method, runs in index["runs"].items():
         summaries = [json.loads((Path(d) / "summary.json").read_text()) for d in runs]
-        results[method]["test_ppl"] = {d: float(np.mean([s["test_ppl"][d] for s in summaries])) for d in summaries[0]["domains"]}
+        results[method]["test_ppl"] = {
+            d: float(np.mean([s["test_ppl"][d] for s in summaries])) for d in summaries[0]["domains"]
+        }
         results[method]["seconds_per_step"] = [s["seconds_per_step"] for s in summaries]
     meta = {
         "date": time.strftime("%Y-%m-%d"),
@@ -90,7 +103,16 @@ def main(argv=None) -> int:
     name = "mixing-quick" if args.quick else "mixing"
     (RESULTS / f"{name}.json").write_text(json.dumps({"methods": results, **meta}, indent=2))
     report = (out / "report.md").read_text()
-    text = [f"# Mixing quality ({meta['date']})", "", f"Command: `{meta['command']}` on {meta['machine']}, {meta['seconds']} s.", "", report, "## Claims", "", *claims(results)]
+    text = [
+        f"# Mixing quality ({meta['date']})",
+        "",
+        f"Command: `{meta['command']}` on {meta['machine']}, {meta['seconds']} s.",
+        "",
+        report,
+        "## Claims",
+        "",
+        *claims(results),
+    ]
     (RESULTS / f"{name}.md").write_text("\n".join(text) + "\n")
     plots = RESULTS / name  # compare's plots, kept beside the numbers they show
     plots.mkdir(exist_ok=True)

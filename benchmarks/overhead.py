@@ -33,6 +33,7 @@ two rewards must agree to 1e-4 of max|W| or the script fails.
 
 Results: printed, and written to benchmarks/results/overhead.{json,md}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -139,7 +140,9 @@ def plain_loop(cfg: Config, corpus: TokenCorpus, seed: int) -> Variant:
     model = build_model(cfg.model, corpus.vocab_size, seed).to(device)
     model.train()
     optimizer, schedule = build_optimizer(model, cfg.train)
-    sampler = DomainSampler(corpus, cfg.model.seq_len, cfg.train.batch_size, exploration_share=0.0, exploration_floor=False, seed=seed)
+    sampler = DomainSampler(
+        corpus, cfg.model.seq_len, cfg.train.batch_size, exploration_share=0.0, exploration_floor=False, seed=seed
+    )
     weights = corpus.natural_weights()
 
     def step() -> None:
@@ -154,16 +157,26 @@ def plain_loop(cfg: Config, corpus: TokenCorpus, seed: int) -> Variant:
     return Variant("plain", step)
 
 
-def env_variant(name: str, cfg: Config, corpus: TokenCorpus, seed: int, agent: str, options: dict | None = None) -> tuple[Variant, PretrainEnv, object]:
+def env_variant(
+    name: str, cfg: Config, corpus: TokenCorpus, seed: int, agent: str, options: dict | None = None
+) -> tuple[Variant, PretrainEnv, object]:
     """PretrainEnv + agent, adapted as the runner adapts them (prepare_config), driven as the runner drives them."""
     cfg = load_config(cfg, {"agent": {"name": agent, "options": options or {}}})
     cfg = prepare_config(cfg)
     env = PretrainEnv(cfg, corpus=corpus, log=lambda _: None)
     policy = make_agent(cfg.agent, EnvSpec.from_env(env))
     state = {"obs": env.reset(seed=seed)[0]}
-    variant = Variant(name, lambda: None, parts={"act": [], "env": [], "learn": []},
-                      setup={"agent": agent, "compute_reward": env.cfg.env.compute_reward,
-                             "exploration_floor": env.cfg.train.exploration_floor, "eval_interval": env.cfg.env.eval_interval})
+    variant = Variant(
+        name,
+        lambda: None,
+        parts={"act": [], "env": [], "learn": []},
+        setup={
+            "agent": agent,
+            "compute_reward": env.cfg.env.compute_reward,
+            "exploration_floor": env.cfg.train.exploration_floor,
+            "eval_interval": env.cfg.env.eval_interval,
+        },
+    )
     device = cfg.train.device
     record = {"on": False}
 
@@ -192,7 +205,9 @@ def env_variant(name: str, cfg: Config, corpus: TokenCorpus, seed: int, agent: s
     return variant, env, policy
 
 
-def build_variants(cfg: Config, corpus: TokenCorpus, seed: int, prewarm: int, tmp: Path, control: bool = True) -> dict[str, Variant]:
+def build_variants(
+    cfg: Config, corpus: TokenCorpus, seed: int, prewarm: int, tmp: Path, control: bool = True
+) -> dict[str, Variant]:
     """All five variants (+ the control), each stepped ``prewarm`` times (the acodm run past its
     warm-up, then saved for the frozen actor). The control ``plain_again`` is a second, identical
     plain loop: its ratio to ``plain`` should be 1, and how far it is from 1 is the noise floor."""
@@ -203,7 +218,9 @@ def build_variants(cfg: Config, corpus: TokenCorpus, seed: int, prewarm: int, tm
     out["static_env"] = env_variant("static_env", cfg, corpus, seed, "natural")[0]
     out["odm"] = env_variant("odm", cfg, corpus, seed, "odm")[0]
     acodm_warmup = 2  # agent warm-up steps (natural + noise, actor cloned): over before any timed step
-    acodm, _, acodm_agent = env_variant("acodm", cfg, corpus, seed, "acodm", {"warmup_steps": acodm_warmup, "seed": seed})
+    acodm, _, acodm_agent = env_variant(
+        "acodm", cfg, corpus, seed, "acodm", {"warmup_steps": acodm_warmup, "seed": seed}
+    )
     out["acodm"] = acodm
     for _ in range(max(prewarm, acodm_warmup + 2)):  # the short acodm run whose actor the frozen variant loads
         acodm.step()
@@ -220,7 +237,7 @@ def build_variants(cfg: Config, corpus: TokenCorpus, seed: int, prewarm: int, tm
 def time_variants(variants: dict[str, Variant], rounds: int, warmup: int, steps: int, device: str, label: str) -> None:
     names = list(variants)
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]  # rotate: every variant in every position
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: every variant in every position
         for name in order:
             v = variants[name]
             rec = getattr(v, "record", None)
@@ -247,7 +264,10 @@ def time_variants(variants: dict[str, Variant], rounds: int, warmup: int, steps:
 def summarise(variants: dict[str, Variant], cfg: Config, n_params: int) -> dict:
     plain = statistics.median(variants["plain"].times)
     out: dict = {
-        "model": {k: getattr(cfg.model, k) for k in ("arch", "hidden_size", "num_layers", "num_heads", "intermediate_size", "seq_len")},
+        "model": {
+            k: getattr(cfg.model, k)
+            for k in ("arch", "hidden_size", "num_layers", "num_heads", "intermediate_size", "seq_len")
+        },
         "batch_size": cfg.train.batch_size,
         "params_millions": round(n_params / 1e6, 2),
         "timed_steps_per_variant": len(variants["plain"].times),
@@ -310,7 +330,9 @@ def reward_benchmark(cfg: Config, corpus: TokenCorpus, ks: list[int], reps: int,
     for k in ks:
         source = corpus if k == len(corpus.domains) else SubDomainCorpus(corpus, k, cfg.model.seq_len)
         rows = max(cfg.train.batch_size, k)
-        sampler = DomainSampler(source, cfg.model.seq_len, rows, exploration_share=0.1, exploration_floor=True, seed=seed)
+        sampler = DomainSampler(
+            source, cfg.model.seq_len, rows, exploration_share=0.1, exploration_floor=True, seed=seed
+        )
         alpha = source.natural_weights()
         batch = sampler.sample(alpha)
         if np.any(batch.counts == 0):
@@ -340,7 +362,9 @@ def reward_benchmark(cfg: Config, corpus: TokenCorpus, ks: list[int], reps: int,
             plain_model.zero_grad(set_to_none=True)
             seq = sequence_losses(plain_model(input_ids=ids).logits, ids)
             per_domain = [seq[g].mean() for g in groups]
-            index = range(len(weights)) if inputs is weights else [positions[id(w)] for w in weights]  # the probed weights' grads
+            index = (
+                range(len(weights)) if inputs is weights else [positions[id(w)] for w in weights]
+            )  # the probed weights' grads
             flat = []
             for loss_i in per_domain:
                 grads = torch.autograd.grad(loss_i, inputs, retain_graph=True)
@@ -363,7 +387,7 @@ def reward_benchmark(cfg: Config, corpus: TokenCorpus, ks: list[int], reps: int,
         run_plain(), run_probe(), run_naive()  # warm-up (allocations, first-call costs)
         for r in range(reps):
             names = list(methods)
-            names = names[r % len(names):] + names[: r % len(names)]
+            names = names[r % len(names) :] + names[: r % len(names)]
             out = {}
             for m in names:
                 sync(cfg.train.device)
@@ -386,8 +410,11 @@ def reward_benchmark(cfg: Config, corpus: TokenCorpus, ks: list[int], reps: int,
         results[f"k{k}"] = {
             "rows": rows,
             "ms": {m: round(v * 1e3, 2) for m, v in med.items()},
-            "marginal_ms": {"one_backward": round(margin_probe * 1e3, 2), "naive": round(margin_naive * 1e3, 2),
-                            "naive_step": round((med["naive_step"] - med["plain"]) * 1e3, 2)},
+            "marginal_ms": {
+                "one_backward": round(margin_probe * 1e3, 2),
+                "naive": round(margin_naive * 1e3, 2),
+                "naive_step": round((med["naive_step"] - med["plain"]) * 1e3, 2),
+            },
             "reward_speedup": round(med["naive"] / med["one_backward"], 3),
             "marginal_speedup": round(margin_naive / margin_probe, 3) if margin_probe > 0 else None,
             "step_speedup": round(med["naive_step"] / med["one_backward"], 3),
@@ -395,7 +422,11 @@ def reward_benchmark(cfg: Config, corpus: TokenCorpus, ks: list[int], reps: int,
             "probe_overhead_vs_plain": round(med["one_backward"] / med["plain"], 4),
             "max_rel_error": worst,
         }
-        log(f"  [reward k={k}] " + "  ".join(f"{m} {v * 1e3:.0f}ms" for m, v in med.items()) + f"  max rel err {worst:.1e}")
+        log(
+            f"  [reward k={k}] "
+            + "  ".join(f"{m} {v * 1e3:.0f}ms" for m, v in med.items())
+            + f"  max rel err {worst:.1e}"
+        )
     return results
 
 
@@ -494,8 +525,11 @@ def markdown(result: dict) -> str:
     for size, s in result["sizes"].items():
         control = s["ratio"].get("plain_again")
         if control is not None and abs(control - 1) > NOISE_WARN:
-            lines += [f"**Warning ({size}): the control plain_again came out at {control:.3f}, not 1.000: the machine was busy "
-                      "during this run and its ratios cannot be read to a few percent. Rerun on a quiet machine.**", ""]
+            lines += [
+                f"**Warning ({size}): the control plain_again came out at {control:.3f}, not 1.000: the machine was busy "
+                "during this run and its ratios cannot be read to a few percent. Rerun on a quiet machine.**",
+                "",
+            ]
     lines += [
         "| size | params (M) | variant | ms/step | ratio | paired (range) | CPU | target |",
         "|---|---:|---|---:|---:|---|---:|---|",
@@ -548,23 +582,43 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default=None, help="comma-separated bench model sizes (acodm_gym/configs/bench-<size>.yaml); default small,medium,large")
-    p.add_argument("--main", default="medium", help="size whose ratios are the top-level results (default medium; else the largest run)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated bench model sizes (acodm_gym/configs/bench-<size>.yaml); default small,medium,large",
+    )
+    p.add_argument(
+        "--main",
+        default="medium",
+        help="size whose ratios are the top-level results (default medium; else the largest run)",
+    )
     p.add_argument("--rounds", type=int, default=None, help="rounds of interleaved variants (default 8; --quick 4)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per variant per round (default 5; --quick 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps per variant per round (default 1)")
-    p.add_argument("--reward-reps", type=int, default=None, help="repetitions of each reward method (default 7; --quick 3)")
+    p.add_argument(
+        "--reward-reps", type=int, default=None, help="repetitions of each reward method (default 7; --quick 3)"
+    )
     p.add_argument("--reward-ks", default="8,22", help="domain counts for the reward benchmark")
     p.add_argument("--no-reward", action="store_true", help="skip the reward benchmark")
-    p.add_argument("--no-control", action="store_true", help="drop plain_again, the second plain loop that shows the noise floor")
+    p.add_argument(
+        "--no-control", action="store_true", help="drop plain_again, the second plain loop that shows the noise floor"
+    )
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smallest size, fewer rounds: a check that finishes in minutes")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object on the last line")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="where overhead.json and overhead.md go")
-    p.add_argument("--profile", type=int, default=0, metavar="STEPS", help="instead of the benchmark: cProfile STEPS plain / static / acodm steps per size")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="instead of the benchmark: cProfile STEPS plain / static / acodm steps per size",
+    )
     args = p.parse_args(argv)
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -597,8 +651,14 @@ def main(argv: list[str] | None = None) -> int:
         "device": device,
         "machine": f"{platform.node()}, {platform.platform()}, python {platform.python_version()}, torch {torch.__version__}",
         "command": command.strip(),
-        "settings": {"rounds": rounds, "steps": steps, "warmup": warmup, "threads": args.threads, "reward_reps": reward_reps,
-                     "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+        "settings": {
+            "rounds": rounds,
+            "steps": steps,
+            "warmup": warmup,
+            "threads": args.threads,
+            "reward_reps": reward_reps,
+            "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        },
         "main_size": main_size,
         "sizes": {},
     }
@@ -607,7 +667,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = configs[s]
         log(f"bench-{s}: building variants")
         with tempfile.TemporaryDirectory() as tmp:
-            variants = build_variants(cfg, corpus, args.seed, prewarm=max(1, warmup), tmp=Path(tmp), control=not args.no_control)
+            variants = build_variants(
+                cfg, corpus, args.seed, prewarm=max(1, warmup), tmp=Path(tmp), control=not args.no_control
+            )
             n_params = sum(p.numel() for p in build_model(cfg.model, corpus.vocab_size, 0).parameters())
             time_variants(variants, rounds, warmup, steps, args.device, s)
             result["sizes"][s] = summarise(variants, cfg, n_params)
@@ -631,8 +693,11 @@ def main(argv: list[str] | None = None) -> int:
     result.setdefault("reward_speedup_k8", None)
     result["targets"] = {
         **{name: {"target": t, "ratio": top[name], "met": top[name] <= t} for name, t in TARGETS.items()},
-        "reward_speedup_k22": {"target": REWARD_TARGET_K22, "value": result["reward_speedup_k22"],
-                               "met": None if result["reward_speedup_k22"] is None else result["reward_speedup_k22"] >= REWARD_TARGET_K22},
+        "reward_speedup_k22": {
+            "target": REWARD_TARGET_K22,
+            "value": result["reward_speedup_k22"],
+            "met": None if result["reward_speedup_k22"] is None else result["reward_speedup_k22"] >= REWARD_TARGET_K22,
+        },
     }
 
     out = Path(args.out)
@@ -642,9 +707,13 @@ def main(argv: list[str] | None = None) -> int:
     (out / "overhead.md").write_text(md)
 
     print(md)
-    print(f"targets on bench-{main_size}: " + ", ".join(
-        f"{n} {v.get('ratio', v.get('value'))} ({'not run' if v['met'] is None else 'met' if v['met'] else 'NOT met'})"
-        for n, v in result["targets"].items()))
+    print(
+        f"targets on bench-{main_size}: "
+        + ", ".join(
+            f"{n} {v.get('ratio', v.get('value'))} ({'not run' if v['met'] is None else 'met' if v['met'] else 'NOT met'})"
+            for n, v in result["targets"].items()
+        )
+    )
     print(f"written: {out / 'overhead.json'}, {out / 'overhead.md'}")
     if args.json:
         print(json.dumps(result))

@@ -23,6 +23,7 @@ For each model preset and k (8 domains, or 22 sub-domains as in overhead.py) and
 
 Results: benchmarks/results/reward_scale.{json,md}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,17 @@ from subdomains import SubDomainCorpus  # noqa: E402
 
 SKETCHES = ([64, 64], [128, 128], [512, 64], [256, 256], [512, 128], [256, 1024], [512, 256])
 SPEARMAN_MIN = 0.95
-PAPER = {"model": "pythia-1b", "k": 22, "layers": 3, "out": 2048, "in": 8192, "ranks": 8, "params": 1.01e9,
-         "step_s": 2.48, "bandwidth_GBps": {"nvlink": 150.0, "100Gb_network": 12.5}}
+PAPER = {
+    "model": "pythia-1b",
+    "k": 22,
+    "layers": 3,
+    "out": 2048,
+    "in": 8192,
+    "ranks": 8,
+    "params": 1.01e9,
+    "step_s": 2.48,
+    "bandwidth_GBps": {"nvlink": 150.0, "100Gb_network": 12.5},
+}
 
 
 def log(msg: str) -> None:
@@ -69,8 +79,15 @@ class Setup:
 
     def __init__(self, model: str, k: int, args):
         self.cfg = load_config(
-            {"model": {"preset": model, "seq_len": args.seq},
-             "train": {"batch_size": args.batch, "threads": args.threads, "total_steps": 100_000, "warmup_steps": 10}}
+            {
+                "model": {"preset": model, "seq_len": args.seq},
+                "train": {
+                    "batch_size": args.batch,
+                    "threads": args.threads,
+                    "total_steps": 100_000,
+                    "warmup_steps": 10,
+                },
+            }
         )
         corpus = open_corpus(self.cfg.data, log=lambda _: None)
         self.source = corpus if k == len(corpus.domains) else SubDomainCorpus(corpus, k, args.seq)
@@ -79,7 +96,9 @@ class Setup:
         self.backend = TorchBackend(build_model(self.cfg.model, corpus.vocab_size, args.seed), self.cfg.train)
         modules = [m for _, m in probe_layers(self.backend.model, self.cfg.model)]
         self.layers = [modules[i] for i in layers_at_depths(len(modules), self.cfg.env.reward_depths)]
-        self.norms = WeightNormProbe([modules[i] for i in evenly_spaced_layers(len(modules), self.cfg.env.num_norm_probes)])
+        self.norms = WeightNormProbe(
+            [modules[i] for i in evenly_spaced_layers(len(modules), self.cfg.env.num_norm_probes)]
+        )
         self.sampler = DomainSampler(self.source, args.seq, args.batch, 0.1, True, seed=args.seed)
         self.alpha = self.source.natural_weights()
 
@@ -108,8 +127,11 @@ def child_memory(args) -> dict:
         t0 = time.perf_counter()
         setup.step(probe)
         times.append(time.perf_counter() - t0)
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "probe_mb": probe.allocated_bytes() / 2**20 if probe else 0.0, "ms_steps": [t * 1e3 for t in times]}
+    return {
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "probe_mb": probe.allocated_bytes() / 2**20 if probe else 0.0,
+        "ms_steps": [t * 1e3 for t in times],
+    }
 
 
 def rank_stats(x: np.ndarray) -> np.ndarray:
@@ -142,7 +164,7 @@ def child_timing(args) -> dict:
         kinds = ["none", "exact", "sketch"]
         times: dict[str, list[float]] = {kind: [] for kind in kinds}
         for r in range(args.rounds):
-            for kind in kinds[r % 3:] + kinds[: r % 3]:
+            for kind in kinds[r % 3 :] + kinds[: r % 3]:
                 probe = setup.probe(kind, args.sketch)
                 setup.step(probe)  # untimed: first-touch of the probe's buffers
                 for _ in range(args.steps):
@@ -157,14 +179,19 @@ def child_timing(args) -> dict:
         log(f"  [{args.model} k={k}] " + "  ".join(f"{kind} {v * 1e3:.0f} ms" for kind, v in med.items()))
 
         # bytes over ranks per step and bytes held, from the probes' buffers (all domains present)
-        probes = {"exact_before": AlignmentProbe(setup.layers, k, "authors"), "exact_paper": setup.probe("exact", None),
-                  "sketch": setup.probe("sketch", args.sketch),
-                  "sketch_authors": AlignmentProbe(setup.layers, k, "authors", args.sketch)}
+        probes = {
+            "exact_before": AlignmentProbe(setup.layers, k, "authors"),
+            "exact_paper": setup.probe("exact", None),
+            "sketch": setup.probe("sketch", args.sketch),
+            "sketch_authors": AlignmentProbe(setup.layers, k, "authors", args.sketch),
+        }
         for p in probes.values():
             p.reset()
         out["bytes"][str(k)] = {name: p.allreduce_bytes() for name, p in probes.items()}
-        out["bytes"][str(k)]["probe_mb"] = {"exact": round(probes["exact_paper"].allocated_bytes() / 2**20, 2),
-                                            "sketch": round(probes["sketch"].allocated_bytes() / 2**20, 3)}
+        out["bytes"][str(k)]["probe_mb"] = {
+            "exact": round(probes["exact_paper"].allocated_bytes() / 2**20, 2),
+            "sketch": round(probes["sketch"].allocated_bytes() / 2**20, 3),
+        }
         out["bytes"][str(k)]["probed_params"] = sum(m.weight.numel() for m in setup.layers)
         for p in probes.values():
             p.close()
@@ -180,8 +207,11 @@ def child_error(args) -> dict:
         for _ in range(args.error_warmup):  # away from the initialisation first
             setup.step(None)
         exact = setup.probe("exact", None)
-        sketches = {(tuple(s), seed): AlignmentProbe(setup.layers, k, "paper", s, seed=seed)
-                    for s in args.sketches for seed in range(args.seeds)}
+        sketches = {
+            (tuple(s), seed): AlignmentProbe(setup.layers, k, "paper", s, seed=seed)
+            for s in args.sketches
+            for seed in range(args.seeds)
+        }
         errors = {tuple(s): [] for s in args.sketches}
         for _ in range(args.error_steps):
             scale = probed_step(setup, [exact, *sketches.values()])
@@ -191,9 +221,18 @@ def child_error(args) -> dict:
                 errors[size].append((float(np.linalg.norm(ws - w) / np.linalg.norm(w)), spearman(ws, w)))
         for size, vals in errors.items():
             rel, rho = np.array(vals).T
-            out.append({"model": args.model, "k": k, "sketch": list(size), "rel_error_w": round(float(rel.mean()), 4),
-                        "rel_error_w_max": round(float(rel.max()), 4), "spearman_w": round(float(rho.mean()), 4),
-                        "spearman_w_min": round(float(rho.min()), 4), "samples": len(vals)})
+            out.append(
+                {
+                    "model": args.model,
+                    "k": k,
+                    "sketch": list(size),
+                    "rel_error_w": round(float(rel.mean()), 4),
+                    "rel_error_w_max": round(float(rel.max()), 4),
+                    "spearman_w": round(float(rho.mean()), 4),
+                    "spearman_w_min": round(float(rho.min()), 4),
+                    "samples": len(vals),
+                }
+            )
         for p in [exact, *sketches.values()]:
             p.close()
         del setup
@@ -205,11 +244,23 @@ CHILDREN = {"memory": child_memory, "timing": child_timing, "error": child_error
 
 def run_child(kind: str, args, **extra) -> dict:
     """This script in a fresh process (``--child KIND``); its result is the JSON on its last stdout line."""
-    opts = {"model": args.model, "seq": args.seq, "batch": args.batch, "threads": args.threads, "seed": args.seed,
-            "mem-steps": args.mem_steps, "rounds": args.rounds, "steps": args.steps, "seeds": args.seeds,
-            "error-steps": args.error_steps, "error-warmup": args.error_warmup,
-            "ks": ",".join(map(str, args.ks)), "sketch": fmt(args.sketch),
-            "sketches": ";".join(fmt(x) for x in args.sketches), **extra}
+    opts = {
+        "model": args.model,
+        "seq": args.seq,
+        "batch": args.batch,
+        "threads": args.threads,
+        "seed": args.seed,
+        "mem-steps": args.mem_steps,
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "seeds": args.seeds,
+        "error-steps": args.error_steps,
+        "error-warmup": args.error_warmup,
+        "ks": ",".join(map(str, args.ks)),
+        "sketch": fmt(args.sketch),
+        "sketches": ";".join(fmt(x) for x in args.sketches),
+        **extra,
+    }
     cmd = [sys.executable, __file__, "--child", kind] + [a for key, v in opts.items() for a in (f"--{key}", str(v))]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -239,10 +290,17 @@ def paper_scale(sketch: list[int]) -> dict:
     """
     k, n, (p, q) = PAPER["k"], PAPER["ranks"], sketch
     weights = PAPER["layers"] * PAPER["out"] * PAPER["in"]
-    bytes_ = {"exact_before": 4 * k * weights, "exact_paper": 4 * weights + 8 * k, "sketch": 4 * p * q * PAPER["layers"] + 8 * k,
-              "sketch_authors": 4 * k * p * q * PAPER["layers"]}
-    memory = {"exact_before": 4 * k * weights, "exact_paper": 4 * k * weights,
-              "sketch": 4 * PAPER["layers"] * (k * p * q + p * PAPER["out"] + q * PAPER["in"])}
+    bytes_ = {
+        "exact_before": 4 * k * weights,
+        "exact_paper": 4 * weights + 8 * k,
+        "sketch": 4 * p * q * PAPER["layers"] + 8 * k,
+        "sketch_authors": 4 * k * p * q * PAPER["layers"],
+    }
+    memory = {
+        "exact_before": 4 * k * weights,
+        "exact_paper": 4 * k * weights,
+        "sketch": 4 * PAPER["layers"] * (k * p * q + p * PAPER["out"] + q * PAPER["in"]),
+    }
     memory["sketch_authors"] = memory["sketch"]
     ring = 2 * (n - 1) / n
     return {
@@ -250,8 +308,10 @@ def paper_scale(sketch: list[int]) -> dict:
         "allreduce_bytes_per_step": bytes_,
         "probe_memory_bytes_per_rank": memory,
         "model_state_bytes_per_rank_16B_per_param": int(16 * PAPER["params"]),
-        "allreduce_seconds": {link: {name: round(ring * b / (bw * 1e9), 5) for name, b in bytes_.items()}
-                              for link, bw in PAPER["bandwidth_GBps"].items()},
+        "allreduce_seconds": {
+            link: {name: round(ring * b / (bw * 1e9), 5) for name, b in bytes_.items()}
+            for link, bw in PAPER["bandwidth_GBps"].items()
+        },
     }
 
 
@@ -270,46 +330,74 @@ def mb(x: float) -> str:
 
 def markdown(res: dict) -> str:
     lines = [
-        "# The alignment reward at scale (benchmarks/reward_scale.py)", "",
-        f"{res['date']} · {res['device']} · `{res['command']}`", "",
-        f"Settings: {res['settings']}. {res['note']}", "",
-        "## Peak memory and time per step", "",
+        "# The alignment reward at scale (benchmarks/reward_scale.py)",
+        "",
+        f"{res['date']} · {res['device']} · `{res['command']}`",
+        "",
+        f"Settings: {res['settings']}. {res['note']}",
+        "",
+        "## Peak memory and time per step",
+        "",
         "Peak RSS of a fresh process per variant; ms/step from one interleaved process per model (median); ratios "
-        "against `none` (no probe) at the same model and k.", "",
+        "against `none` (no probe) at the same model and k.",
+        "",
         "| model | k | probe | sketch | peak RSS MB | × none | ms/step | × none | probe MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
-        lines.append(f"| {r['model']} | {r['k']} | {r['probe']} | {r['sketch']} | {r['peak_rss_mb']:.0f} | {r['rss_ratio']:.3f} "
-                     f"| {r['ms_per_step']:.0f} | {r['time_ratio']:.3f} | {r['probe_mb']:.2f} |")
+        lines.append(
+            f"| {r['model']} | {r['k']} | {r['probe']} | {r['sketch']} | {r['peak_rss_mb']:.0f} | {r['rss_ratio']:.3f} "
+            f"| {r['ms_per_step']:.0f} | {r['time_ratio']:.3f} | {r['probe_mb']:.2f} |"
+        )
     b = res["allreduce_bytes_per_step"]
-    lines += ["", f"## Bytes all-reduced per step over ranks ({b['model']}, k = {b['k']})", "",
-              "| exact, before (k per-domain gradients) | exact, paper variant (S, then k numbers) | sketch, paper "
-              "(S's sketch, then k numbers) | sketch, authors (k sketches) |", "|---|---|---|---|",
-              f"| {b['exact_before']:,} ({mb(b['exact_before'])}) | {b['exact_paper']:,} ({mb(b['exact_paper'])}) "
-              f"| {b['sketch']:,} ({mb(b['sketch'])}) | {b['sketch_authors']:,} ({mb(b['sketch_authors'])}) |", "", b["note"], "",
-              "## Sketch error (W of the paper variant against the exact probe)", "",
-              "| model | k | sketch | rel. error of W (mean / max) | Spearman over domains (mean / min) |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Bytes all-reduced per step over ranks ({b['model']}, k = {b['k']})",
+        "",
+        "| exact, before (k per-domain gradients) | exact, paper variant (S, then k numbers) | sketch, paper "
+        "(S's sketch, then k numbers) | sketch, authors (k sketches) |",
+        "|---|---|---|---|",
+        f"| {b['exact_before']:,} ({mb(b['exact_before'])}) | {b['exact_paper']:,} ({mb(b['exact_paper'])}) "
+        f"| {b['sketch']:,} ({mb(b['sketch'])}) | {b['sketch_authors']:,} ({mb(b['sketch_authors'])}) |",
+        "",
+        b["note"],
+        "",
+        "## Sketch error (W of the paper variant against the exact probe)",
+        "",
+        "| model | k | sketch | rel. error of W (mean / max) | Spearman over domains (mean / min) |",
+        "|---|---|---|---|---|",
+    ]
     for e in res["sketch_error"]:
-        lines.append(f"| {e['model']} | {e['k']} | {e['sketch']} | {e['rel_error_w']:.3f} / {e['rel_error_w_max']:.3f} "
-                     f"| {e['spearman_w']:.3f} / {e['spearman_w_min']:.3f} |")
+        lines.append(
+            f"| {e['model']} | {e['k']} | {e['sketch']} | {e['rel_error_w']:.3f} / {e['rel_error_w_max']:.3f} "
+            f"| {e['spearman_w']:.3f} / {e['spearman_w_min']:.3f} |"
+        )
     lines += ["", f"Default sketch: {res['default_sketch']} ({res['default_reason']}).", ""]
     ps = res["paper_scale"]
     st = ps["setting"]
-    lines += [f"## At the paper's scale ({st['model']}, k = {st['k']}, {st['layers']} × {st['out']} × {st['in']} = "
-              f"{st['probed_params']:,} probed weights, {st['ranks']} ranks, sketch {st['sketch']})", "",
-              "| probe | memory per rank | all-reduced per step | time at NVLink 150 GB/s | time at 100 Gb/s (12.5 GB/s) |",
-              "|---|---|---|---|---|"]
+    lines += [
+        f"## At the paper's scale ({st['model']}, k = {st['k']}, {st['layers']} × {st['out']} × {st['in']} = "
+        f"{st['probed_params']:,} probed weights, {st['ranks']} ranks, sketch {st['sketch']})",
+        "",
+        "| probe | memory per rank | all-reduced per step | time at NVLink 150 GB/s | time at 100 Gb/s (12.5 GB/s) |",
+        "|---|---|---|---|---|",
+    ]
     for name in ("exact_before", "exact_paper", "sketch", "sketch_authors"):
-        lines.append(f"| {name} | {mb(ps['probe_memory_bytes_per_rank'][name])} | {mb(ps['allreduce_bytes_per_step'][name])} "
-                     f"| {ps['allreduce_seconds']['nvlink'][name] * 1e3:.2f} ms "
-                     f"| {ps['allreduce_seconds']['100Gb_network'][name] * 1e3:.2f} ms |")
-    lines += ["", f"Formulas: exact_before = 4·k·P bytes (memory and exchange); exact_paper exchanges 4·P + 8·k (S in "
-              f"float32, k float64 numbers) but still holds 4·k·P; sketch holds 4·L·(k·p·q + p·out + q·in) and exchanges "
-              f"4·L·p·q + 8·k (paper variant: the sketch of S, then k numbers) or 4·k·p·q·L (authors' variant: the k "
-              f"sketches, for the Gram matrix). A ring all-reduce moves 2(N−1)/N × the buffer per rank. Model state for reference: 16 B/param "
-              f"(fp32 weights, grads, Adam m and v) = {mb(ps['model_state_bytes_per_rank_16B_per_param'])} without ZeRO; "
-              f"the paper's step is {st['step_s']} s.", ""]
+        lines.append(
+            f"| {name} | {mb(ps['probe_memory_bytes_per_rank'][name])} | {mb(ps['allreduce_bytes_per_step'][name])} "
+            f"| {ps['allreduce_seconds']['nvlink'][name] * 1e3:.2f} ms "
+            f"| {ps['allreduce_seconds']['100Gb_network'][name] * 1e3:.2f} ms |"
+        )
+    lines += [
+        "",
+        f"Formulas: exact_before = 4·k·P bytes (memory and exchange); exact_paper exchanges 4·P + 8·k (S in "
+        f"float32, k float64 numbers) but still holds 4·k·P; sketch holds 4·L·(k·p·q + p·out + q·in) and exchanges "
+        f"4·L·p·q + 8·k (paper variant: the sketch of S, then k numbers) or 4·k·p·q·L (authors' variant: the k "
+        f"sketches, for the Gram matrix). A ring all-reduce moves 2(N−1)/N × the buffer per rank. Model state for reference: 16 B/param "
+        f"(fp32 weights, grads, Adam m and v) = {mb(ps['model_state_bytes_per_rank_16B_per_param'])} without ZeRO; "
+        f"the paper's step is {st['step_s']} s.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -325,35 +413,67 @@ def mixture_runs(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.mixture_seeds:
             for probe, sketch in (("exact", None), ("sketch", args.mixture_sketch)):
-                overrides = [f"train.total_steps={args.mixture_steps}", f"run.seed={seed}", "agent.name=acodm",
-                             f"train.threads={args.threads}", f"run.out_dir={tmp}", f"run.name={probe}-{seed}",
-                             "run.progress=false", "run.plots=false", "run.tensorboard=false", "run.checkpoint_interval=0"]
+                overrides = [
+                    f"train.total_steps={args.mixture_steps}",
+                    f"run.seed={seed}",
+                    "agent.name=acodm",
+                    f"train.threads={args.threads}",
+                    f"run.out_dir={tmp}",
+                    f"run.name={probe}-{seed}",
+                    "run.progress=false",
+                    "run.plots=false",
+                    "run.tensorboard=false",
+                    "run.checkpoint_interval=0",
+                ]
                 if sketch:
                     overrides.append(f"env.reward_sketch=[{sketch[0]},{sketch[1]}]")
                 log(f"mixture: {probe} seed {seed}")
                 result = train(load_config(None, overrides), log=lambda _: None)
                 schedule = json.loads((result.run_dir / "mixture.json").read_text())["schedule"]["weights"]
-                late = np.array(schedule[len(schedule) // 2:]).mean(axis=0)
-                runs[f"{probe}-{seed}"] = {"late_weights": late.round(4).tolist(), "domains": result.summary["domains"],
-                                           "final_val_ppl_avg": round(result.summary["final_val_ppl_avg"], 2),
-                                           "seconds_per_step": round(result.summary["seconds_per_step"], 3)}
-    l1 = lambda a, b: round(float(np.abs(np.array(runs[a]["late_weights"]) - np.array(runs[b]["late_weights"])).sum()), 4)  # noqa: E731
+                late = np.array(schedule[len(schedule) // 2 :]).mean(axis=0)
+                runs[f"{probe}-{seed}"] = {
+                    "late_weights": late.round(4).tolist(),
+                    "domains": result.summary["domains"],
+                    "final_val_ppl_avg": round(result.summary["final_val_ppl_avg"], 2),
+                    "seconds_per_step": round(result.summary["seconds_per_step"], 3),
+                }
+
+    def l1(a, b):
+        return round(float(np.abs(np.array(runs[a]["late_weights"]) - np.array(runs[b]["late_weights"])).sum()), 4)
+
     seeds = args.mixture_seeds
-    return {"steps": args.mixture_steps, "sketch": args.mixture_sketch, "runs": runs,
-            "l1_exact_vs_sketch_same_seed": {str(s): l1(f"exact-{s}", f"sketch-{s}") for s in seeds},
-            "l1_across_seeds": {"exact": l1(f"exact-{seeds[0]}", f"exact-{seeds[1]}"),
-                                "sketch": l1(f"sketch-{seeds[0]}", f"sketch-{seeds[1]}")}}
+    return {
+        "steps": args.mixture_steps,
+        "sketch": args.mixture_sketch,
+        "runs": runs,
+        "l1_exact_vs_sketch_same_seed": {str(s): l1(f"exact-{s}", f"sketch-{s}") for s in seeds},
+        "l1_across_seeds": {
+            "exact": l1(f"exact-{seeds[0]}", f"exact-{seeds[1]}"),
+            "sketch": l1(f"sketch-{seeds[0]}", f"sketch-{seeds[1]}"),
+        },
+    }
 
 
 def mixture_markdown(res: dict) -> str:
-    lines = ["# AC-ODM with the sketched vs the exact probe (benchmarks/reward_scale.py --mixture)", "",
-             f"{res['date']} · `{res['command']}` · embedded default (tiny model, default corpus), {res['steps']} steps, "
-             f"sketch {res['sketch']}. Weights: mean over the second half of each run. {res['note']}", "",
-             "| run | late weights | final val ppl (avg) | s/step |", "|---|---|---|---|"]
+    lines = [
+        "# AC-ODM with the sketched vs the exact probe (benchmarks/reward_scale.py --mixture)",
+        "",
+        f"{res['date']} · `{res['command']}` · embedded default (tiny model, default corpus), {res['steps']} steps, "
+        f"sketch {res['sketch']}. Weights: mean over the second half of each run. {res['note']}",
+        "",
+        "| run | late weights | final val ppl (avg) | s/step |",
+        "|---|---|---|---|",
+    ]
     for name, r in res["runs"].items():
-        lines.append(f"| {name} | {', '.join(f'{w:.3f}' for w in r['late_weights'])} | {r['final_val_ppl_avg']} | {r['seconds_per_step']} |")
-    lines += ["", f"L1 distance of the weights, exact vs sketch at the same seed: {res['l1_exact_vs_sketch_same_seed']}; "
-              f"across seeds: {res['l1_across_seeds']}.", ""]
+        lines.append(
+            f"| {name} | {', '.join(f'{w:.3f}' for w in r['late_weights'])} | {r['final_val_ppl_avg']} | {r['seconds_per_step']} |"
+        )
+    lines += [
+        "",
+        f"L1 distance of the weights, exact vs sketch at the same seed: {res['l1_exact_vs_sketch_same_seed']}; "
+        f"across seeds: {res['l1_across_seeds']}.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -401,8 +521,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.mixture:
         args.mixture_seeds = [int(x) for x in args.mixture_seeds.split(",")]
         args.mixture_sketch = parse_sketch(args.mixture_sketch)
-        res = {**mixture_runs(args), "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command,
-               "note": "One shared machine, runs one after another."}
+        res = {
+            **mixture_runs(args),
+            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": command,
+            "note": "One shared machine, runs one after another.",
+        }
         write_atomic(out / "reward_scale_mixture.json", json.dumps(res, indent=2) + "\n")
         write_atomic(out / "reward_scale_mixture.md", mixture_markdown(res) + "\n")
         print(mixture_markdown(res))
@@ -431,11 +555,18 @@ def main(argv: list[str] | None = None) -> int:
         for k in args.ks:
             for probe in ("none", "exact", "sketch"):
                 mem = run_child("memory", args, k=k, probe=probe)
-                rows.append({"model": model, "k": k, "probe": probe, "sketch": args.sketch if probe == "sketch" else None,
-                             "peak_rss_mb": round(mem["peak_rss_mb"], 1),
-                             "ms_per_step": timing[model]["ms_per_step"][str(k)][probe],
-                             "probe_mb": round(mem["probe_mb"], 3),
-                             "time_ratio": timing[model]["ratio"][str(k)][probe]})
+                rows.append(
+                    {
+                        "model": model,
+                        "k": k,
+                        "probe": probe,
+                        "sketch": args.sketch if probe == "sketch" else None,
+                        "peak_rss_mb": round(mem["peak_rss_mb"], 1),
+                        "ms_per_step": timing[model]["ms_per_step"][str(k)][probe],
+                        "probe_mb": round(mem["probe_mb"], 3),
+                        "time_ratio": timing[model]["ratio"][str(k)][probe],
+                    }
+                )
                 log(f"  [{model} k={k} {probe}] peak RSS {mem['peak_rss_mb']:.0f} MB")
     for r in rows:
         base = next(x for x in rows if x["model"] == r["model"] and x["k"] == r["k"] and x["probe"] == "none")
@@ -445,14 +576,18 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "rows": rows,
         "allreduce_bytes_per_step": {
-            "exact_before": head["exact_before"], "exact_paper": head["exact_paper"], "sketch": head["sketch"],
+            "exact_before": head["exact_before"],
+            "exact_paper": head["exact_paper"],
+            "sketch": head["sketch"],
             "sketch_authors": head["sketch_authors"],
-            "model": head_model, "k": head_k, "probed_params": head["probed_params"],
+            "model": head_model,
+            "k": head_k,
+            "probed_params": head["probed_params"],
             "note": "Counted from the probe's buffers (AlignmentProbe.allreduce_bytes): exact_before = 4·k·P (the k "
-                    "per-domain gradients, as before; the authors' variant still does this), exact_paper = 4·P + 8·k, "
-                    "sketch = 4·p·q per layer + 8·k (paper variant: S's sketch, then k numbers), sketch_authors = "
-                    "4·k·p·q per layer (the k sketches, for the Gram matrix). tests/test_probes.py::test_reward_exchange_at_world_size_2 checks "
-                    "that the bytes all-reduced at world size 2 (gloo) equal this count.",
+            "per-domain gradients, as before; the authors' variant still does this), exact_paper = 4·P + 8·k, "
+            "sketch = 4·p·q per layer + 8·k (paper variant: S's sketch, then k numbers), sketch_authors = "
+            "4·k·p·q per layer (the k sketches, for the Gram matrix). tests/test_probes.py::test_reward_exchange_at_world_size_2 checks "
+            "that the bytes all-reduced at world size 2 (gloo) equal this count.",
         },
         "allreduce_bytes_by_model": {m: timing[m]["bytes"] for m in models},
         "sketch_error": errors,
@@ -462,12 +597,21 @@ def main(argv: list[str] | None = None) -> int:
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": f"cpu: {platform.processor() or platform.machine()}, {args.threads} thread(s), {os.cpu_count()} cores visible",
         "command": command,
-        "settings": {"seq": args.seq, "batch": args.batch, "threads": args.threads, "mem_steps": args.mem_steps,
-                     "rounds": args.rounds, "steps": args.steps, "seeds": args.seeds, "error_steps": args.error_steps,
-                     "load_average_start": list(load_start), "load_average_end": list(os.getloadavg()),
-                     "seconds": round(time.perf_counter() - started, 1)},
+        "settings": {
+            "seq": args.seq,
+            "batch": args.batch,
+            "threads": args.threads,
+            "mem_steps": args.mem_steps,
+            "rounds": args.rounds,
+            "steps": args.steps,
+            "seeds": args.seeds,
+            "error_steps": args.error_steps,
+            "load_average_start": list(load_start),
+            "load_average_end": list(os.getloadavg()),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
         "note": "The machine was shared with other jobs: peak memory is robust to that, times are not (few steps, "
-                "interleaved; read the ratios, not the milliseconds).",
+        "interleaved; read the ratios, not the milliseconds).",
     }
     write_atomic(out / "reward_scale.json", json.dumps(result, indent=2) + "\n")
     write_atomic(out / "reward_scale.md", markdown(result) + "\n")

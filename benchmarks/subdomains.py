@@ -1,4 +1,5 @@
 """The corpus seen as more domains than it has (k = 22 from 8): shared by the benchmarks."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -18,6 +18,7 @@ run directory under ``--out``: rerunning the same command continues where it sto
     python benchmarks/tasks.py --references-only                # only step 1
     python benchmarks/tasks.py --report-only                    # write the results of the runs finished so far
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument("--out", default="runs/tasks", help="where the run directories go (one folder per task)")
     parser.add_argument("--references-only", action="store_true")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: report the runs finished so far (a partial sweep, marked as such)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: report the runs finished so far (a partial sweep, marked as such)",
+    )
     args = parser.parse_args(argv)
     command = " ".join(["python", "benchmarks/tasks.py", *(argv if argv is not None else sys.argv[1:])])
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
@@ -54,8 +58,14 @@ def main(argv=None) -> int:
         started = time.time()
         shipped = TASK_DIR / f"{task}.references.json"
         if not shipped.exists() and not args.report_only:
-            references(task, ["run.progress=false"], out=out, seeds=args.seeds, ship=True,
-                       command=f"acodm-gym reference --task {task} --ship --out {out} --seeds {' '.join(map(str, args.seeds))}")
+            references(
+                task,
+                ["run.progress=false"],
+                out=out,
+                seeds=args.seeds,
+                ship=True,
+                command=f"acodm-gym reference --task {task} --ship --out {out} --seeds {' '.join(map(str, args.seeds))}",
+            )
         refs = json.loads(shipped.read_text()) if shipped.exists() else None
         if args.references_only:
             continue
@@ -63,19 +73,27 @@ def main(argv=None) -> int:
         if not args.report_only:
             compare(load_config(None, ["run.progress=false"], task=task), seeds=args.seeds, methods=methods, out=out)
         # the report: every finished run of the methods, and the references' best static mixture beside them
-        runs = {m: [str(out / f"{m}-seed{s}") for s in args.seeds if (out / f"{m}-seed{s}" / "summary.json").exists()]
-                for m in [*methods, "best-static"]}
+        runs = {
+            m: [str(out / f"{m}-seed{s}") for s in args.seeds if (out / f"{m}-seed{s}" / "summary.json").exists()]
+            for m in [*methods, "best-static"]
+        }
         runs = {m: r for m, r in runs.items() if r}
         if not runs:
             continue
-        (out / "compare.json").write_text(json.dumps({"methods": list(runs), "seeds": args.seeds, "runs": runs}, indent=2))
+        (out / "compare.json").write_text(
+            json.dumps({"methods": list(runs), "seeds": args.seeds, "runs": runs}, indent=2)
+        )
         report(out)
         results = json.loads((out / "results.json").read_text())
         results.update(
-            discrimination=refs and refs["discrimination"], evaluation=refs and refs.get("evaluation"),
+            discrimination=refs and refs["discrimination"],
+            evaluation=refs and refs.get("evaluation"),
             reference_budget=refs and refs["budget"],
             complete=all(len(results["methods"].get(m, {}).get("seeds", [])) == len(args.seeds) for m in methods),
-            command=command, date=time.strftime("%Y-%m-%d"), machine=machine, seconds=round(time.time() - started),
+            command=command,
+            date=time.strftime("%Y-%m-%d"),
+            machine=machine,
+            seconds=round(time.time() - started),
         )
         tmp = RESULTS / f"{task}.json.tmp"
         tmp.write_text(json.dumps(results, indent=2))
@@ -86,10 +104,16 @@ def main(argv=None) -> int:
         if refs:
             d = refs["discrimination"]["test"]
             verdict = "discriminates" if d["discriminates"] else "does NOT discriminate"
-            header += [f"References: best static beats natural by {d['gap']:.2f} on the test metric, "
-                       f"{d['gap_over_std'] or float('nan'):.1f}x the pooled seed std ({verdict}).", ""]
+            header += [
+                f"References: best static beats natural by {d['gap']:.2f} on the test metric, "
+                f"{d['gap_over_std'] or float('nan'):.1f}x the pooled seed std ({verdict}).",
+                "",
+            ]
         else:
-            header += ["No reference scores yet (`acodm-gym reference --task " + task + " --ship`): no normalised scores.", ""]
+            header += [
+                "No reference scores yet (`acodm-gym reference --task " + task + " --ship`): no normalised scores.",
+                "",
+            ]
         (RESULTS / f"{task}.md").write_text("\n".join(header) + (out / "report.md").read_text())
         plots = RESULTS / task
         plots.mkdir(exist_ok=True)

@@ -7,6 +7,7 @@ The model and TrainingArguments are yours; MixingTrainer trains on batches drawn
 mixer's P_α, lets the agent observe every optimiser step, logs weight/<domain> with each
 training loss and writes <output-dir>/mixture.json at the end (needs pip install 'acodm-gym[hf]').
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,9 @@ def main(argv=None) -> DomainMixer:
     model = build_model(m, corpus.vocab_size, seed=0)  # any GPT-NeoX or LLaMA causal LM of yours works here
     agent = {"name": "frozen", "options": {"path": args.actor}} if args.actor else args.agent
     # the mixer draws one optimiser step's rows: per_device_train_batch_size × gradient_accumulation_steps
-    mixer = DomainMixer(corpus, model, agent, total_steps=args.steps, batch_size=cfg.train.batch_size, seq_len=m.seq_len)
+    mixer = DomainMixer(
+        corpus, model, agent, total_steps=args.steps, batch_size=cfg.train.batch_size, seq_len=m.seq_len
+    )
     training_args = TrainingArguments(
         output_dir=args.output_dir,
         max_steps=args.steps,

@@ -6,6 +6,7 @@
 The model, optimiser and loop are yours; acodm-gym supplies the batches (drawn from P_α) and
 the agent that sets α from the training state it reads off your model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,9 @@ def main(argv=None) -> DomainMixer:
     model = build_model(m, corpus.vocab_size, seed=0)  # any GPT-NeoX or LLaMA causal LM of yours works here
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
     agent = {"name": "frozen", "options": {"path": args.actor}} if args.actor else args.agent
-    mixer = DomainMixer(corpus, model, agent, total_steps=args.steps, batch_size=cfg.train.batch_size, seq_len=m.seq_len)
+    mixer = DomainMixer(
+        corpus, model, agent, total_steps=args.steps, batch_size=cfg.train.batch_size, seq_len=m.seq_len
+    )
 
     for step in range(1, args.steps + 1):
         batch = mixer.next_batch()

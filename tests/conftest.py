@@ -1,4 +1,5 @@
 """Shared fixtures: a small real corpus built in seconds from text already on the machine."""
+
 from __future__ import annotations
 
 import os

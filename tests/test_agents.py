@@ -1,4 +1,5 @@
 """Agents on synthetic transitions: the actor–critic maths, warm-up, EXP3, saving and bad input."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,7 +66,9 @@ def info_for(rng, reward=None, probs=(0.4, 0.3, 0.3)):
 
 def vector_model(algorithm=VectorDDPG, n=64, **kwargs):
     """A vector AC model without an env, its buffer filled with random simplex transitions."""
-    model = build_sb3_model(algorithm, make_spec(), seed=0, device="cpu", learning_starts=0, policy_kwargs={"net_arch": [32]}, **kwargs)
+    model = build_sb3_model(
+        algorithm, make_spec(), seed=0, device="cpu", learning_starts=0, policy_kwargs={"net_arch": [32]}, **kwargs
+    )
     rng = np.random.default_rng(0)
     for _ in range(n):
         w = rng.dirichlet(np.ones(K))
@@ -100,7 +103,11 @@ def drive(agent, steps, rng, reward=None):
 def test_actor_step_moves_the_actor_and_never_the_critic(algorithm):
     model = vector_model(algorithm)
     data = model.replay_buffer.sample(16)
-    actor, critic, targets = params(model.actor), params(model.critic), params(model.critic_target) + params(model.actor_target)
+    actor, critic, targets = (
+        params(model.actor),
+        params(model.critic),
+        params(model.critic_target) + params(model.actor_target),
+    )
     model.actor_step(data.observations)
     assert not same(actor, params(model.actor)), "the actor optimiser must step (the authors' code never did)"
     assert same(critic, params(model.critic)), "the actor loss must not move the critic"
@@ -234,7 +241,12 @@ def test_replay_buffer_rejects_a_non_finite_reward_and_averages_with_importance_
     obs = np.zeros((1, OBS), np.float32)
     with pytest.raises(ValueError, match="finite"):
         buffer.add(obs, obs, np.zeros((1, K)), np.zeros(1), np.zeros(1), [info_for(rng, [1.0, float("nan"), 0.0])])
-    r1, p1, r2, p2 = np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.25, 0.25]), np.array([-1.0, 0.0, 1.0]), np.array([0.2, 0.4, 0.4])
+    r1, p1, r2, p2 = (
+        np.array([1.0, 2.0, 3.0]),
+        np.array([0.5, 0.25, 0.25]),
+        np.array([-1.0, 0.0, 1.0]),
+        np.array([0.2, 0.4, 0.4]),
+    )
     buffer.add(obs, obs, np.zeros((1, K)), np.zeros(1), np.zeros(1), [info_for(rng, r1, p1)])
     buffer.add(obs, obs, np.zeros((1, K)), np.zeros(1), np.zeros(1), [info_for(rng, r2, p2)])
     first = 0.5 * r1 / p1
@@ -268,7 +280,9 @@ def test_warmup_follows_natural_weights_and_fits_actor_and_critic():
     assert "clone_loss" in stats and "actor_loss" not in stats
     end_error = np.abs(agent.model.predict(probe, deterministic=True)[0] - NATURAL).mean()
     assert end_error < 0.02 and end_error < start_error / 5
-    q = agent.model.critic(torch.as_tensor(probe), torch.as_tensor(2 * NATURAL[None].repeat(20, 0) - 1, dtype=torch.float32))[0]
+    q = agent.model.critic(
+        torch.as_tensor(probe), torch.as_tensor(2 * NATURAL[None].repeat(20, 0) - 1, dtype=torch.float32)
+    )[0]
     np.testing.assert_allclose(q.detach().mean(0).numpy(), 1.5 * reward, atol=0.05)
     agent.observe(obs, agent.act(obs), 0.0, obs, info_for(rng, reward))
     assert "actor_loss" in agent.update(), "after warm-up: one actor–critic update per step"
@@ -336,7 +350,9 @@ def test_stock_agent_save_load_round_trip(cls, tmp_path):
     agent.save(tmp_path / "agent.pt")
     clone = cls(make_spec(), seed=3, learning_starts=2, batch_size=8)
     clone.load(tmp_path / "agent.pt")
-    np.testing.assert_array_equal(agent.model.predict(obs, deterministic=True)[0], clone.model.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        agent.model.predict(obs, deterministic=True)[0], clone.model.predict(obs, deterministic=True)[0]
+    )
     assert clone.model.replay_buffer.pos == 6
 
 
@@ -443,7 +459,13 @@ def hand_policy(rewards, t, k=K):
 def test_exp3_probabilities_match_a_hand_computation():
     agent = EXP3Agent(make_spec())
     assert not agent.needs_reward and not agent.exploration_floor
-    losses = [np.array([5.0, 6.0, 7.0]), np.array([4.0, 9.0, 2.0]), np.array([3.0, 3.0, 8.0]), np.array([6.0, 1.0, 1.0]), np.array([2.0, 7.0, 4.0])]
+    losses = [
+        np.array([5.0, 6.0, 7.0]),
+        np.array([4.0, 9.0, 2.0]),
+        np.array([3.0, 3.0, 8.0]),
+        np.array([6.0, 1.0, 1.0]),
+        np.array([2.0, 7.0, 4.0]),
+    ]
     counts = [np.array([2, 0, 3]), np.array([1, 4, 0]), np.array([3, 3, 3]), np.array([0, 5, 1]), np.array([2, 2, 2])]
     expected_rewards = np.zeros(K)
     np.testing.assert_allclose(agent.act(None), np.full(K, 1 / K))
@@ -491,8 +513,9 @@ def simplex_grid(n):
 
 @pytest.mark.parametrize("mean, std", [([0.3, -0.5], [0.8, 1.2]), ([1.0, 0.5], [0.4, 0.6])])
 def test_logistic_normal_density_integrates_to_one_on_the_simplex(mean, std):
-    dist = LogisticNormalDistribution(3).proba_distribution(torch.tensor([mean], dtype=torch.float64),
-                                                           torch.log(torch.tensor([std], dtype=torch.float64)))
+    dist = LogisticNormalDistribution(3).proba_distribution(
+        torch.tensor([mean], dtype=torch.float64), torch.log(torch.tensor([std], dtype=torch.float64))
+    )
     weights, cell = simplex_grid(1500)
     log_p = dist.log_prob(2 * weights - 1)
     assert torch.exp(log_p).sum().item() * cell == pytest.approx(1.0, abs=1e-2)
@@ -560,7 +583,9 @@ def test_vector_sac_agent_clones_the_behaviour_then_learns_towards_the_rewarded_
     for _ in range(60):
         obs = rng.normal(size=OBS).astype(np.float32)
         action = agent.act(obs)
-        agent.observe(obs, action, float(action[0]), rng.normal(size=OBS).astype(np.float32), info_for(rng, [1.0, 0.0, 0.0]))
+        agent.observe(
+            obs, action, float(action[0]), rng.normal(size=OBS).astype(np.float32), info_for(rng, [1.0, 0.0, 0.0])
+        )
         stats = agent.update()
     assert {"actor_loss", "ent_coef", "td_error", "weight_entropy"} <= stats.keys()
     learned = agent.model.predict(probe, deterministic=True)[0]
@@ -668,8 +693,13 @@ def test_doge_step_is_scale_free_and_its_floor_holds():
 
 
 def test_doge_refuses_bad_options():
-    for bad, match in (({"eta": 0}, "eta"), ({"normalize": "max"}, "normalize"), ({"floor": 1.0}, "floor"),
-                       ({"init": "doremi"}, "init"), ({"target_weights": [1, 2]}, "target_weights")):
+    for bad, match in (
+        ({"eta": 0}, "eta"),
+        ({"normalize": "max"}, "normalize"),
+        ({"floor": 1.0}, "floor"),
+        ({"init": "doremi"}, "init"),
+        ({"target_weights": [1, 2]}, "target_weights"),
+    ):
         with pytest.raises((ConfigError, ValueError), match=match):
             DoGEAgent(make_spec(), **bad)
     with pytest.raises(ConfigError, match="etta"):
@@ -679,7 +709,10 @@ def test_doge_refuses_bad_options():
 def test_the_readme_lists_every_agent_option_as_declared():
     """The README's option table is generated from the ``Options`` dataclasses; regenerate it after a change."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    start, end = "<!-- agent-options: generated by acodm_gym.agents.options_markdown(); tests/test_agents.py checks it -->\n", "<!-- /agent-options -->"
+    start, end = (
+        "<!-- agent-options: generated by acodm_gym.agents.options_markdown(); tests/test_agents.py checks it -->\n",
+        "<!-- /agent-options -->",
+    )
     assert start in readme and end in readme
     listed = readme.split(start)[1].split(end)[0]
     assert listed == options_markdown(), (
@@ -688,7 +721,9 @@ def test_the_readme_lists_every_agent_option_as_declared():
     )
     for name in ("acodm", "doge", "odm", "ppo"):  # every declared option appears under its agent
         row = next(line for line in listed.splitlines() if f"`{name}`" in line.split("|")[1])
-        assert all(f"`{f.name}=" in row for f in dataclasses.fields(AGENTS[name].Options) if f.name != "algorithm_kwargs")
+        assert all(
+            f"`{f.name}=" in row for f in dataclasses.fields(AGENTS[name].Options) if f.name != "algorithm_kwargs"
+        )
 
 
 def test_agent_options_are_merged_like_a_config_section():

@@ -1,4 +1,5 @@
 """Agents against the real PretrainEnv: the runner's loop for every registered agent, SB3's learn()."""
+
 from __future__ import annotations
 
 import dataclasses

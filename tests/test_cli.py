@@ -1,5 +1,6 @@
 """The command line answers --help and config errors before the heavy modules load, and takes
 overrides anywhere on the line."""
+
 from __future__ import annotations
 
 import json
@@ -64,7 +65,13 @@ def test_overrides_are_accepted_anywhere_on_the_line():
     argv = ["train", "train.total_steps=60", "--name", "x", "run.progress=false", "--seed", "3", "env.eval_interval=7"]
     args = parse_args(build_parser(), argv)
     cfg = _config(args, {"run.name": args.name, "run.seed": args.seed})
-    assert (cfg.train.total_steps, cfg.run.progress, cfg.env.eval_interval, cfg.run.name, cfg.run.seed) == (60, False, 7, "x", 3)
+    assert (cfg.train.total_steps, cfg.run.progress, cfg.env.eval_interval, cfg.run.name, cfg.run.seed) == (
+        60,
+        False,
+        7,
+        "x",
+        3,
+    )
     for argv in (["train", "a.b=1", "--name", "x", "stray"], ["report", "dir", "train.lr=1"]):
         with pytest.raises(SystemExit) as exc:
             parse_args(build_parser(), argv)

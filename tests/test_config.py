@@ -1,4 +1,5 @@
 """Configuration: typos are errors that say what to write instead; overrides parse as YAML."""
+
 from __future__ import annotations
 
 import pytest
@@ -145,8 +146,17 @@ def test_out_of_range_values_are_rejected(override, fragment):
 
 @pytest.mark.parametrize(
     "override",
-    ["train.device=cuda", "train.device=cuda:1", "train.device=mps", "train.grad_clip=0", "train.threads=null",
-     "train.warmup_steps=0", "train.min_lr_ratio=1", "env.eval_interval=0", "model.seq_len=2"],
+    [
+        "train.device=cuda",
+        "train.device=cuda:1",
+        "train.device=mps",
+        "train.grad_clip=0",
+        "train.threads=null",
+        "train.warmup_steps=0",
+        "train.min_lr_ratio=1",
+        "env.eval_interval=0",
+        "model.seq_len=2",
+    ],
 )
 def test_edge_values_in_range_are_accepted(override):
     load_config(None, [override])
@@ -157,16 +167,22 @@ def test_config_module_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, acodm_gym.config as c; c.load_config(None, ['train.device=cuda:0']); print('torch' in sys.modules)"
+    code = (
+        "import sys, acodm_gym.config as c; c.load_config(None, ['train.device=cuda:0']); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def test_yaml_file_with_base_and_model_preset(tmp_path, monkeypatch):
-    (tmp_path / "base.yaml").write_text("train:\n  total_steps: 50\n  warmup_steps: 5\n  lr: 1e-3\nenv:\n  eval_interval: 7\n")
+    (tmp_path / "base.yaml").write_text(
+        "train:\n  total_steps: 50\n  warmup_steps: 5\n  lr: 1e-3\nenv:\n  eval_interval: 7\n"
+    )
     sub = tmp_path / "exp"
     sub.mkdir()
-    (sub / "run.yaml").write_text("base: ../base.yaml\ntrain:\n  batch_size: 4\nmodel:\n  preset: tiny-proxy\n  seq_len: 64\n")
+    (sub / "run.yaml").write_text(
+        "base: ../base.yaml\ntrain:\n  batch_size: 4\nmodel:\n  preset: tiny-proxy\n  seq_len: 64\n"
+    )
     monkeypatch.chdir(tmp_path.parent)  # a relative base is found next to the file, not the working directory
     cfg = load_config(sub / "run.yaml")
     assert cfg.train.total_steps == 50 and cfg.train.batch_size == 4  # base merged key by key

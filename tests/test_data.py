@@ -1,4 +1,5 @@
 """Corpus building/reading and the P_α sampler, on a small real corpus of local text."""
+
 from __future__ import annotations
 
 import copy
@@ -54,7 +55,9 @@ def test_manifest_describes_every_domain_and_split(corpus):
         assert d["tokens"]["train"] > 0.95 * total
     w = corpus.natural_weights()
     assert w.sum() == pytest.approx(1.0)
-    assert np.allclose(w, [d["tokens"]["train"] for d in m["domains"]] / np.sum([d["tokens"]["train"] for d in m["domains"]]))
+    assert np.allclose(
+        w, [d["tokens"]["train"] for d in m["domains"]] / np.sum([d["tokens"]["train"] for d in m["domains"]])
+    )
 
 
 def test_token_files_are_memmaps_that_decode_to_the_source_documents(corpus, corpus_text_dir):
@@ -123,7 +126,12 @@ def test_missing_token_file_is_reported(corpus_copy):
 
 
 @pytest.mark.parametrize(
-    "content", [b"{not json", json.dumps({"format": 1, "domains": [{"name": "code"}]}).encode(), Path("/bin/ls").read_bytes()[:4096]]
+    "content",
+    [
+        b"{not json",
+        json.dumps({"format": 1, "domains": [{"name": "code"}]}).encode(),
+        Path("/bin/ls").read_bytes()[:4096],
+    ],
 )
 def test_corrupt_manifest_is_reported(corpus_copy, content):
     path = corpus_copy / "manifest.json"
@@ -224,7 +232,12 @@ def test_jsonl_bad_line_is_reported_with_its_number(tmp_path):
 
 def test_jsonl_domain_name_that_cannot_be_a_directory(tmp_path):
     path = tmp_path / "odd.jsonl"
-    path.write_text(json.dumps({"text": "x " * 100, "domain": "a/b"}) + "\n" + json.dumps({"text": "y " * 100, "domain": "c"}) + "\n")
+    path.write_text(
+        json.dumps({"text": "x " * 100, "domain": "a/b"})
+        + "\n"
+        + json.dumps({"text": "y " * 100, "domain": "c"})
+        + "\n"
+    )
     with pytest.raises(CorpusError, match="Domain name 'a/b' cannot name a directory"):
         build_corpus(_data_cfg(path, tmp_path / "cache", vocab_size=300), log=_quiet)
 
@@ -381,7 +394,9 @@ def _many_docs() -> dict[str, list[str]]:
     import sysconfig
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    files = [p for p in sorted(stdlib.rglob("*.py")) if not {"test", "tests", "site-packages", "idlelib"} & set(p.parts)]
+    files = [
+        p for p in sorted(stdlib.rglob("*.py")) if not {"test", "tests", "site-packages", "idlelib"} & set(p.parts)
+    ]
     code = list(dict.fromkeys(t for t in (p.read_text(errors="replace")[:600] for p in files) if len(t.strip()) > 200))
     topics = (stdlib / "pydoc_data" / "topics.py").read_text()
     return {"code": code[:700], "docs": [topics[i : i + 600] for i in range(0, 420_000, 600)]}
@@ -409,7 +424,9 @@ def test_jsonl_splits_by_document_hash_whatever_the_file_order(tmp_path, corpus)
     built = {}
     for name, order in [("sorted", records), ("reversed", records[::-1])]:
         path = _jsonl(tmp_path / f"{name}.jsonl", order)
-        built[name] = open_corpus(_data_cfg(path, tmp_path / "cache", tokenizer=tok, max_bytes_per_domain=None), log=_quiet)
+        built[name] = open_corpus(
+            _data_cfg(path, tmp_path / "cache", tokenizer=tok, max_bytes_per_domain=None), log=_quiet
+        )
     for d in many:
         entry = next(e for e in built["sorted"].manifest["domains"] if e["name"] == d)
         assert entry["split"] == "document" and entry["documents"] == len(many[d])
@@ -431,7 +448,10 @@ def test_byte_cap_is_an_even_sample_not_a_prefix(tmp_path, corpus):
     path = _jsonl(tmp_path / "x.jsonl", records)
     size = sum(len(t.encode()) for t in many["code"])
     cap = size // 3
-    built = open_corpus(_data_cfg(path, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json"), max_bytes_per_domain=cap), log=_quiet)
+    built = open_corpus(
+        _data_cfg(path, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json"), max_bytes_per_domain=cap),
+        log=_quiet,
+    )
     entry = next(e for e in built.manifest["domains"] if e["name"] == "code")
     assert 0.9 * cap <= entry["bytes"] <= cap and entry["input_bytes"] == size
     kept = [t for s in ("train", "validation", "test") for t in _documents(built, "code", s)]
@@ -463,7 +483,8 @@ def test_changed_inputs_rebuild_the_corpus_and_say_why(tmp_path, corpus, corpus_
     edited = open_corpus(cfg, log=logs.append)
     assert any("domain 'legal' changed" in m for m in logs)
     assert _documents(edited, "legal", "train") + _documents(edited, "legal", "validation") + _documents(
-        edited, "legal", "test") != _documents(again, "legal", "train")
+        edited, "legal", "test"
+    ) != _documents(again, "legal", "train")
 
     logs.clear()
     shutil.rmtree(text / "fonts")
@@ -506,7 +527,9 @@ def test_binary_file_is_skipped_and_reported(tmp_path, corpus, corpus_text_dir):
     text = _quick_text(tmp_path / "text", corpus_text_dir)
     shutil.copy("/bin/ls", text / "code" / "ls")
     logs: list[str] = []
-    built = open_corpus(_data_cfg(text, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json")), log=logs.append)
+    built = open_corpus(
+        _data_cfg(text, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json")), log=logs.append
+    )
     entry = next(e for e in built.manifest["domains"] if e["name"] == "code")
     assert entry["binary_files"] == {"count": 1, "files": ["ls"]} and entry["documents"] == 1
     assert any("code: skipped 1 binary file(s): ls" in m for m in logs)
@@ -544,7 +567,10 @@ def test_non_utf8_jsonl_names_the_line_and_the_setting(tmp_path, corpus):
     path.write_bytes("\n".join(lines).encode("latin-1"))
     with pytest.raises(CorpusError, match=r"latin.jsonl:3 is not UTF-8 .*data.encoding=latin-1"):
         build_corpus(_data_cfg(path, tmp_path / "cache"), log=_quiet)
-    built = open_corpus(_data_cfg(path, tmp_path / "cache", encoding="latin-1", tokenizer=str(corpus.root / "tokenizer.json")), log=_quiet)
+    built = open_corpus(
+        _data_cfg(path, tmp_path / "cache", encoding="latin-1", tokenizer=str(corpus.root / "tokenizer.json")),
+        log=_quiet,
+    )
     assert built.domains == ["a", "b"]
 
 
@@ -562,10 +588,15 @@ def test_huge_single_line_document_respects_the_byte_cap(tmp_path, corpus, corpu
     line = " ".join(words)
     (text / "legal" / "huge.txt").write_text((line + " ") * (3_000_000 // len(line) + 1))  # one 3 MB line
     cap = 1_000_000
-    built = open_corpus(_data_cfg(text, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json"), max_bytes_per_domain=cap), log=_quiet)
+    built = open_corpus(
+        _data_cfg(text, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json"), max_bytes_per_domain=cap),
+        log=_quiet,
+    )
     entry = next(e for e in built.manifest["domains"] if e["name"] == "legal")
     assert entry["input_bytes"] > 3_000_000 and entry["bytes"] <= cap and entry["cut_documents"] == 1
-    assert all(len(doc) <= MAX_PIECE_CHARS for s in ("train", "validation", "test") for doc in _documents(built, "legal", s))
+    assert all(
+        len(doc) <= MAX_PIECE_CHARS for s in ("train", "validation", "test") for doc in _documents(built, "legal", s)
+    )
 
 
 def test_one_domain_corpus_is_refused_for_mixing(tmp_path, corpus, corpus_text_dir):

@@ -11,6 +11,7 @@
 * The CLI under torchrun (rank 0 writes the run directory, the numbers are the single-process
   run's) and the process-group timeout (a hung rank makes the other fail after train.dist_timeout).
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,7 +28,16 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+LAUNCH_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "LOCAL_SIZE",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -45,7 +55,10 @@ def _nan_forward(backend):
 
 
 def _param_checksum(model) -> list[float]:
-    return [float(sum(p.detach().double().sum() for p in model.parameters())), float(sum(p.detach().double().norm() ** 2 for p in model.parameters()))]
+    return [
+        float(sum(p.detach().double().sum() for p in model.parameters())),
+        float(sum(p.detach().double().norm() ** 2 for p in model.parameters())),
+    ]
 
 
 def run_episode(env, steps: int, action_seed: int, nan_step: int | None = None, nan_rank: int = 0) -> list[dict]:
@@ -130,15 +143,29 @@ def _rel(a, b) -> float:
 
 def _clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
-    env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
+    env.update(
+        DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    )
     return env
 
 
-def _launch(nproc: int, args: list[str], launcher: str = "torchrun", timeout: float = 240) -> subprocess.CompletedProcess:
+def _launch(
+    nproc: int, args: list[str], launcher: str = "torchrun", timeout: float = 240
+) -> subprocess.CompletedProcess:
     """Start ``nproc`` ranks of ``args`` (a script and its arguments) with torchrun or the deepspeed launcher."""
     port = str(distributed.free_port())
     if launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1", "--master_port", port]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            port,
+        ]
     else:  # the `deepspeed` command; it passes --local_rank=N to the script and leaves OMP_NUM_THREADS alone
         cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc), "--master_port", port]
     env = _clean_env()
@@ -147,7 +174,9 @@ def _launch(nproc: int, args: list[str], launcher: str = "torchrun", timeout: fl
     return subprocess.run([*cmd, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _run_workers(tmp_path: Path, mode: str, spec: dict, nproc: int = 2, expect_ok: bool = True, launcher: str = "torchrun") -> list[dict]:
+def _run_workers(
+    tmp_path: Path, mode: str, spec: dict, nproc: int = 2, expect_ok: bool = True, launcher: str = "torchrun"
+) -> list[dict]:
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     proc = _launch(nproc, [__file__, mode, str(tmp_path / "spec.json"), str(tmp_path)], launcher)
     if expect_ok:
@@ -174,14 +203,29 @@ def _cfg(corpus_text_dir, cache_dir, **train):
 
 # -- configuration: no process group needed -------------------------------------------------------
 def test_deepspeed_config_owns_batch_clip_precision_and_refuses_the_rest(tmp_path, monkeypatch):
-    cfg = load_config({"train": {"backend": "deepspeed", "deepspeed_config": "zero1", "batch_size": 16, "micro_batch_size": 3}})
+    cfg = load_config(
+        {"train": {"backend": "deepspeed", "deepspeed_config": "zero1", "batch_size": 16, "micro_batch_size": 3}}
+    )
     ds = engine_config(cfg.train, world=2, on_cuda=False)
     assert ds["zero_optimization"]["stage"] == 1
-    assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["train_batch_size"]) == (3, 3, 18)
+    assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["train_batch_size"]) == (
+        3,
+        3,
+        18,
+    )
     assert ds["gradient_clipping"] == cfg.train.grad_clip and ds["bf16"]["enabled"] is False
     assert engine_config(cfg.train, world=1, on_cuda=True)["bf16"]["enabled"] is True
-    assert engine_config(load_config({"train": {"deepspeed_config": "zero0"}}).train, 1, False)["gradient_clipping"] == 0.0  # stage 0: the backend clips
-    assert engine_config(load_config({"train": {"deepspeed_config": str(REPO / "acodm_gym/configs/deepspeed/zero2.json")}}).train, 1, False)["zero_optimization"]["stage"] == 2
+    assert (
+        engine_config(load_config({"train": {"deepspeed_config": "zero0"}}).train, 1, False)["gradient_clipping"] == 0.0
+    )  # stage 0: the backend clips
+    assert (
+        engine_config(
+            load_config({"train": {"deepspeed_config": str(REPO / "acodm_gym/configs/deepspeed/zero2.json")}}).train,
+            1,
+            False,
+        )["zero_optimization"]["stage"]
+        == 2
+    )
 
     for bad, match in [
         ({"zero_optimization": {"stage": 3}}, "stage 3"),
@@ -207,7 +251,10 @@ def test_deepspeed_world1_matches_torch_backend(stage, micro, corpus_text_dir, c
     steps, nan_step = 6, 3
     runs = {}
     for backend in ("torch", "deepspeed"):
-        env = PretrainEnv(_cfg(corpus_text_dir, cache_dir, backend=backend, deepspeed_config=stage, micro_batch_size=micro), log=lambda _: None)
+        env = PretrainEnv(
+            _cfg(corpus_text_dir, cache_dir, backend=backend, deepspeed_config=stage, micro_batch_size=micro),
+            log=lambda _: None,
+        )
         env.reset(seed=5)
         runs[backend] = run_episode(env, steps, 7, nan_step=nan_step)
         env.close()
@@ -224,7 +271,9 @@ def test_deepspeed_world1_matches_torch_backend(stage, micro, corpus_text_dir, c
 
 def test_deepspeed_zero1_skip_and_state_dict_round_trip(corpus_text_dir, cache_dir, single_rank_env):
     """A dropped ZeRO update leaves no trace (weights, Adam state, gradient buffers); a saved state replays a step."""
-    env = PretrainEnv(_cfg(corpus_text_dir, cache_dir, backend="deepspeed", deepspeed_config="zero1"), log=lambda _: None)
+    env = PretrainEnv(
+        _cfg(corpus_text_dir, cache_dir, backend="deepspeed", deepspeed_config="zero1"), log=lambda _: None
+    )
     env.reset(seed=1)
     run_episode(env, 2, 3)
     backend, t = env.backend, env.cfg.train
@@ -279,7 +328,9 @@ def test_deepspeed_world2_lockstep_matches_single_process(stage, micro, launcher
     assert all(r["bad_action"] != "accepted" for r in ranks)  # rank 0 ValueError, rank 1 RuntimeError: no hang
 
     # The single-process torch backend on the same global batches (rank 0's actions, NaN at the same step).
-    env = PretrainEnv({**cfg, "train": {**cfg["train"], "backend": "torch", "micro_batch_size": None}}, log=lambda _: None)
+    env = PretrainEnv(
+        {**cfg, "train": {**cfg["train"], "backend": "torch", "micro_batch_size": None}}, log=lambda _: None
+    )
     env.reset(seed=11)
     ref = run_episode(env, steps, 100, nan_step=nan_step)
     env.close()
@@ -299,21 +350,51 @@ def cli_reference(corpus_text_dir, cache_dir, tmp_path_factory):
     from acodm_gym.runs.runner import train
 
     overrides = [
-        f"data.corpus={corpus_text_dir}", f"data.cache_dir={cache_dir}", "data.vocab_size=512", "model.hidden_size=32",
-        "model.num_layers=2", "model.num_heads=2", "model.intermediate_size=64", "model.seq_len=32", "train.total_steps=8",
-        "train.batch_size=8", "train.warmup_steps=2", "env.eval_interval=4", "env.eval_batches=1", "run.progress=false",
-        "run.plots=false", "run.tensorboard=false",
+        f"data.corpus={corpus_text_dir}",
+        f"data.cache_dir={cache_dir}",
+        "data.vocab_size=512",
+        "model.hidden_size=32",
+        "model.num_layers=2",
+        "model.num_heads=2",
+        "model.intermediate_size=64",
+        "model.seq_len=32",
+        "train.total_steps=8",
+        "train.batch_size=8",
+        "train.warmup_steps=2",
+        "env.eval_interval=4",
+        "env.eval_batches=1",
+        "run.progress=false",
+        "run.plots=false",
+        "run.tensorboard=false",
     ]
     out = tmp_path_factory.mktemp("runs")
-    ref = train(load_config(None, [*overrides, "agent.name=uniform", f"run.out_dir={out}", "run.name=torch"]), log=lambda _: None)
+    ref = train(
+        load_config(None, [*overrides, "agent.name=uniform", f"run.out_dir={out}", "run.name=torch"]),
+        log=lambda _: None,
+    )
     return overrides, ref.summary
 
 
 @pytest.mark.parametrize("launcher", ["torchrun", "deepspeed"])
 def test_deepspeed_launchers_cli_rank0_writes_and_matches_single_process(launcher, cli_reference, tmp_path):
     overrides, ref = cli_reference
-    proc = _launch(2, ["train_env.py", "train", "train.backend=deepspeed", "train.deepspeed_config=zero1", *overrides,
-                       "--agent", "uniform", "--out-dir", str(tmp_path / "runs"), "--name", "ds"], launcher)
+    proc = _launch(
+        2,
+        [
+            "train_env.py",
+            "train",
+            "train.backend=deepspeed",
+            "train.deepspeed_config=zero1",
+            *overrides,
+            "--agent",
+            "uniform",
+            "--out-dir",
+            str(tmp_path / "runs"),
+            "--name",
+            "ds",
+        ],
+        launcher,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert proc.stdout.count("final average validation perplexity") == 1  # rank 0 reports, rank 1 is silent
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["ds"]
@@ -325,7 +406,10 @@ def test_deepspeed_launchers_cli_rank0_writes_and_matches_single_process(launche
 
 def test_deepspeed_hung_rank_times_out(corpus_text_dir, cache_dir, tmp_path):
     """A rank that stops answering makes the others fail after train.dist_timeout, not wait forever."""
-    spec = {"config": _cfg(corpus_text_dir, cache_dir, backend="deepspeed", deepspeed_config="zero0", dist_timeout=4), "seed": 0}
+    spec = {
+        "config": _cfg(corpus_text_dir, cache_dir, backend="deepspeed", deepspeed_config="zero0", dist_timeout=4),
+        "seed": 0,
+    }
     started = time.perf_counter()
     ranks = _run_workers(tmp_path, "hang", spec, expect_ok=False)
     elapsed = time.perf_counter() - started

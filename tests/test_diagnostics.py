@@ -1,4 +1,5 @@
 """The diagnostics are the values they claim: a known critic, known rewards and returns, by hand."""
+
 from __future__ import annotations
 
 import math
@@ -35,9 +36,13 @@ def test_reward_snr_cosine_and_entropy_by_hand():
     # step (0.1, −0.05, −0.05), towards the target (1, 0, 0): (0.5, −0.3, −0.2)
     dot, norms = 0.05 + 0.015 + 0.01, math.sqrt(0.015) * math.sqrt(0.38)
     assert stats["target_cosine"] == pytest.approx(dot / norms)
-    assert stats["weight_entropy"] == pytest.approx(-(0.6 * math.log(0.6) + 0.25 * math.log(0.25) + 0.15 * math.log(0.15)))
+    assert stats["weight_entropy"] == pytest.approx(
+        -(0.6 * math.log(0.6) + 0.25 * math.log(0.25) + 0.15 * math.log(0.15))
+    )
     assert "target_cosine" not in diag.stats(before=np.array([0.5, 0.3, 0.2]), after=np.array([0.5, 0.3, 0.2]))
-    assert "target_cosine" not in Diagnostics(K).stats(before=np.array([0.5, 0.3, 0.2]), after=np.array([0.6, 0.25, 0.15]))
+    assert "target_cosine" not in Diagnostics(K).stats(
+        before=np.array([0.5, 0.3, 0.2]), after=np.array([0.6, 0.25, 0.15])
+    )
 
 
 def test_td_error_is_the_mean_absolute_td_error_of_the_critic_batch():

@@ -1,4 +1,5 @@
 """PretrainEnv on a real multi-domain corpus: API contract, observation, reward, failures."""
+
 from __future__ import annotations
 
 import math
@@ -110,8 +111,16 @@ def test_a_stock_sb3_agent_trains_on_the_scalar_reward(make_env):
     from stable_baselines3 import DDPG
 
     env = make_env(train={"total_steps": 8})
-    agent = DDPG("MlpPolicy", env, learning_starts=4, batch_size=4, buffer_size=100, seed=0, device="cpu",
-                 policy_kwargs={"net_arch": [16]})
+    agent = DDPG(
+        "MlpPolicy",
+        env,
+        learning_starts=4,
+        batch_size=4,
+        buffer_size=100,
+        seed=0,
+        device="cpu",
+        policy_kwargs={"net_arch": [16]},
+    )
     before = [p.detach().clone() for p in agent.actor.parameters()]
     agent.learn(total_timesteps=10)
     assert agent.num_timesteps == 10
@@ -176,8 +185,11 @@ def test_observation_layout_and_values(make_env):
 
 def test_observation_size_is_free_of_model_size_and_architecture(make_env):
     shapes = set()
-    for model in ({"num_layers": 2}, {"num_layers": 4, "hidden_size": 64, "intermediate_size": 128},
-                  {"arch": "llama", "num_layers": 3}):
+    for model in (
+        {"num_layers": 2},
+        {"num_layers": 4, "hidden_size": 64, "intermediate_size": 128},
+        {"arch": "llama", "num_layers": 3},
+    ):
         env = make_env(model=model)
         obs, _ = env.reset(seed=0)
         obs, *_ = env.step(ALPHA)
@@ -229,7 +241,9 @@ def test_action_normalisation(make_env):
         assert np.allclose(info["domain_weights"], 0.25)
         _, _, _, _, info = env.step(np.array([1.0, 0.0, 1.0, 0.5], dtype=np.float32))
         assert np.allclose(info["domain_weights"], [0.4, 0.0, 0.4, 0.2])
-    with pytest.warns(UserWarning, match=r"outside its action space \[0, 1\]\^4: negative weights count as 0.*once per env"):
+    with pytest.warns(
+        UserWarning, match=r"outside its action space \[0, 1\]\^4: negative weights count as 0.*once per env"
+    ):
         _, _, _, _, info = env.step(np.array([3.0, -2.0, 1.0, 0.0]))
     assert np.allclose(info["domain_weights"], [0.75, 0.0, 0.25, 0.0])
     with warnings.catch_warnings():
@@ -247,7 +261,9 @@ def test_truncation_at_total_steps(make_env):
     for _ in range(2):  # a truncated episode takes no more steps until reset()
         with pytest.raises(RuntimeError, match=r"truncated at step 5 \(train.total_steps=5\): call reset\(\)"):
             env.step(ALPHA)
-    assert env.t == 5 and env._observation()[env.observation_layout()["step"]][0] == 1.0  # the step feature stays t/T = 1
+    assert (
+        env.t == 5 and env._observation()[env.observation_layout()["step"]][0] == 1.0
+    )  # the step feature stays t/T = 1
     _, info = env.reset(seed=0)  # a new episode starts from step 0
     assert info["step"] == 0 and env.step(ALPHA)[4]["step"] == 1
 

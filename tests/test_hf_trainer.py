@@ -1,4 +1,5 @@
 """A DomainMixer steering the Hugging Face Trainer (MixingTrainer) and the documented example."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,8 +24,16 @@ STEPS = 6
 
 def _args(out: Path, **overrides) -> TrainingArguments:
     kwargs = dict(
-        output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=8, gradient_accumulation_steps=2,
-        learning_rate=3e-3, use_cpu=True, report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True,
+        output_dir=str(out),
+        max_steps=STEPS,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=2,
+        learning_rate=3e-3,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
     )
     return TrainingArguments(**{**kwargs, **overrides})
 
@@ -95,8 +104,12 @@ def test_odm_weights_move_with_the_losses_and_the_plain_mean_is_available(corpus
     train_logs = [log for log in trainer.state.log_history if "loss" in log]
     for losses, log in zip(observed, train_logs, strict=True):
         assert log["loss"] == pytest.approx(float(losses.mean()), rel=1e-4)
-    np.testing.assert_allclose(read_weights(tmp_path / "mixture.json", corpus.domains), schedule.mean(axis=0), atol=1e-6)
-    with pytest.raises(RuntimeError, match="new DomainMixer"):  # a second run (or a resume) would skew the mixer's state
+    np.testing.assert_allclose(
+        read_weights(tmp_path / "mixture.json", corpus.domains), schedule.mean(axis=0), atol=1e-6
+    )
+    with pytest.raises(
+        RuntimeError, match="new DomainMixer"
+    ):  # a second run (or a resume) would skew the mixer's state
         trainer.train()
     assert mixer.step == steps
 
@@ -120,7 +133,9 @@ def test_example_runs_and_exports(config, tmp_path, capsys):
     spec.loader.exec_module(example)
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
-    mixer = example.main(["--config", str(cfg_path), "--agent", "odm", "--steps", "3", "--output-dir", str(tmp_path / "out")])
+    mixer = example.main(
+        ["--config", str(cfg_path), "--agent", "odm", "--steps", "3", "--output-dir", str(tmp_path / "out")]
+    )
     assert mixer.step == 3
     assert (tmp_path / "out" / "mixture.json").is_file()
     out = capsys.readouterr().out

@@ -1,5 +1,6 @@
 """The layers point down: no module imports one above its layer, read from the source with ``ast``
 (nothing is imported, so a function-level import counts as much as a top-level one)."""
+
 from __future__ import annotations
 
 import ast
@@ -13,13 +14,17 @@ PACKAGE = Path(__file__).resolve().parent.parent / "acodm_gym"
 # config → data → lm → envs → agents → runs → cli; errors and simplex sit below config, the
 # package itself (__version__) at the bottom, and mixing.py / hf_trainer.py above agents.
 LAYERS = {
-    "": 0, "errors": 0, "simplex": 0,
+    "": 0,
+    "errors": 0,
+    "simplex": 0,
     "config": 1,
     "data": 2,
     "lm": 3,
     "envs": 4,
     "agents": 5,
-    "runs": 6, "mixing": 6, "hf_trainer": 6,
+    "runs": 6,
+    "mixing": 6,
+    "hf_trainer": 6,
     "cli": 7,
 }
 
@@ -44,7 +49,11 @@ def _imports(path: Path, root: Path) -> list[tuple[int, str]]:
             else:
                 module = node.module or ""
             # ``from . import rundir``, ``from .. import errors``: each name may be a module
-            found += [(node.lineno, f"{module}.{a.name}") for a in node.names] if not node.module else [(node.lineno, module)]
+            found += (
+                [(node.lineno, f"{module}.{a.name}") for a in node.names]
+                if not node.module
+                else [(node.lineno, module)]
+            )
     return [(line, m) for line, m in found if m == root.name or m.startswith(root.name + ".")]
 
 
@@ -70,14 +79,17 @@ def layer_violations(root: Path = PACKAGE) -> list[str]:
 def import_cycles(root: Path = PACKAGE) -> list[list[str]]:
     """Circles of imports between the package's modules (function-level imports included)."""
     modules = {_module_name(path, root): path for path in root.rglob("*.py")}
-    graph = {name: sorted({m for _, m in _imports(path, root) if m in modules and m != name}) for name, path in modules.items()}
+    graph = {
+        name: sorted({m for _, m in _imports(path, root) if m in modules and m != name})
+        for name, path in modules.items()
+    }
     cycles, state = [], {}
 
     def visit(name: str, stack: list[str]) -> None:
         state[name] = "open"
         for other in graph[name]:
             if state.get(other) == "open":
-                cycles.append(stack[stack.index(other):] + [other])
+                cycles.append(stack[stack.index(other) :] + [other])
             elif other not in state:
                 visit(other, stack + [other])
         state[name] = "done"
@@ -110,7 +122,9 @@ def test_the_check_sees_an_upward_import(tmp_path):
     for part in ("envs", "agents"):
         (root / part / "__init__.py").write_text("")
     (root / "envs" / "wrappers.py").write_text("def f():\n    from ..agents.rewards import ema\n")
-    assert layer_violations(root) == ["acodm_gym.envs.wrappers:2 imports acodm_gym.agents.rewards (layer 4 imports layer 5)"]
+    assert layer_violations(root) == [
+        "acodm_gym.envs.wrappers:2 imports acodm_gym.agents.rewards (layer 4 imports layer 5)"
+    ]
 
 
 def test_importing_the_envs_does_not_load_the_agents():

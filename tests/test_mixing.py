@@ -1,4 +1,5 @@
 """Domain mixing in the user's own training loop (DomainMixer and the documented example)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -34,9 +35,11 @@ def saved_actor(corpus_text_dir, cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("proxy")
     cfg = load_config(
         small_config(
-            corpus_text_dir, cache_dir,
+            corpus_text_dir,
+            cache_dir,
             agent={"name": "acodm", "options": {"warmup_steps": 4, "batch_size": 8, "width": 32}},
-            train={"total_steps": 10}, run={"out_dir": str(out), "plots": False, "tensorboard": False},
+            train={"total_steps": 10},
+            run={"out_dir": str(out), "plots": False, "tensorboard": False},
         )
     )
     return train(cfg, log=lambda _: None).run_dir / "agent.pt"
@@ -57,7 +60,9 @@ def _loop(mixer, model, steps):
 def test_example_loop_with_odm_moves_weights_and_exports_a_reusable_mixture(config, tmp_path, corpus, capsys):
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
-    mixer = _example().main(["--config", str(cfg_path), "--agent", "odm", "--steps", "12", "--export", str(tmp_path / "m.json")])
+    mixer = _example().main(
+        ["--config", str(cfg_path), "--agent", "odm", "--steps", "12", "--export", str(tmp_path / "m.json")]
+    )
     schedule = np.array(mixer.schedule)
     assert schedule.shape == (12, len(corpus.domains))
     np.testing.assert_allclose(schedule.sum(axis=1), 1.0)
@@ -70,7 +75,14 @@ def test_example_loop_with_odm_moves_weights_and_exports_a_reusable_mixture(conf
 def test_frozen_actor_steers_a_larger_model_of_another_architecture(saved_actor, corpus, config):
     cfg = load_config(config, ["model.arch=llama", "model.num_layers=3", "model.hidden_size=48"])
     model = build_model(cfg.model, corpus.vocab_size, seed=1)
-    mixer = DomainMixer(corpus, model, {"name": "frozen", "options": {"path": str(saved_actor)}}, total_steps=5, batch_size=8, seq_len=32)
+    mixer = DomainMixer(
+        corpus,
+        model,
+        {"name": "frozen", "options": {"path": str(saved_actor)}},
+        total_steps=5,
+        batch_size=8,
+        seq_len=32,
+    )
     batch, seq = _loop(mixer, model, 5)
     seq = seq.detach()
     assert mixer.step == 5
@@ -88,7 +100,9 @@ def test_frozen_actor_steers_a_larger_model_of_another_architecture(saved_actor,
 def test_loss_weights_give_the_alpha_weighted_objective(corpus, config):
     cfg = load_config(config)
     model = build_model(cfg.model, corpus.vocab_size, seed=0)
-    mixer = DomainMixer(corpus, model, {"name": "static", "weights": [0.7, 0.1, 0.1, 0.1]}, total_steps=3, batch_size=8, seq_len=32)
+    mixer = DomainMixer(
+        corpus, model, {"name": "static", "weights": [0.7, 0.1, 0.1, 0.1]}, total_steps=3, batch_size=8, seq_len=32
+    )
     batch = mixer.next_batch()
     seq = torch.rand(len(batch.domain_ids))
     objective = float((seq * mixer.loss_weights(batch)).sum())

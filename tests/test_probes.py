@@ -3,6 +3,7 @@
 The reward's exchange at world size 2 runs in two ranks started with ``python -m torch.distributed.run``
 (gloo, this file as the worker); the sketched probe is checked for unbiasedness and k-free memory.
 """
+
 from __future__ import annotations
 
 import copy
@@ -116,7 +117,9 @@ def test_one_backward_alignment_equals_k_autograd_calls(corpus_text_dir, cache_d
 
 
 def test_alignment_with_an_absent_domain(corpus_text_dir, cache_dir, corpus):
-    cfg, backend, probe, norms, reference, ref_weights, sampler = _setup(corpus_text_dir, cache_dir, corpus, floor=False)
+    cfg, backend, probe, norms, reference, ref_weights, sampler = _setup(
+        corpus_text_dir, cache_dir, corpus, floor=False
+    )
     alpha = np.array([0.5, 0.0, 0.5, 0.0])
     batch = sampler.sample(alpha)
     assert batch.counts[1] == 0 and batch.counts[3] == 0
@@ -325,7 +328,9 @@ def test_bad_sketch_size_is_refused(corpus_text_dir, cache_dir, corpus):
     assert load_config({"env": {"reward_sketch": [8, 8]}}).env.reward_sketch == [8, 8]
     _, _, layers = _probed(corpus_text_dir, cache_dir, corpus)  # 32 outputs × 64 inputs
     for bad in ([33, 8], [4, 65]):
-        with pytest.raises(ConfigError, match=r"larger than a probed layer of 32 outputs × 64 inputs.*p ≤ 32 and q ≤ 64"):
+        with pytest.raises(
+            ConfigError, match=r"larger than a probed layer of 32 outputs × 64 inputs.*p ≤ 32 and q ≤ 64"
+        ):
             AlignmentProbe(layers, K, sketch=bad)
     with pytest.raises(ConfigError, match="two positive integers"):
         AlignmentProbe(layers, K, sketch=[0, 8])
@@ -349,7 +354,9 @@ def _rank_worker(argv: list[str]) -> int:
     blocks = probe_layers(model, model_cfg)
     layers = [blocks[i][1] for i in layers_at_depths(len(blocks), spec["depths"])]
     probes = [AlignmentProbe(layers, K, v, sk, seed=7) for v, sk in RANK_PROBES]
-    scale = _backward(model, probes, spec["batch"], spec["alpha"], shard_rows(len(spec["batch"].domain_ids), rank, world), world)
+    scale = _backward(
+        model, probes, spec["batch"], spec["alpha"], shard_rows(len(spec["batch"].domain_ids), rank, world), world
+    )
     result = {"rank": rank, "W": [], "bytes": [], "expected_bytes": [], "W_gram": None}
     for probe in probes:
         result["W"].append(probe.reward(scale).tolist())
@@ -375,13 +382,35 @@ def test_reward_exchange_at_world_size_2(corpus_text_dir, cache_dir, corpus, tmp
     scale = _backward(model, probes, batch, alpha)
     single = [p.reward(scale) for p in probes]
     assert all(p.reduced_bytes == 0 for p in probes)  # nothing crosses ranks in one process
-    spec = {"model": dataclasses.asdict(cfg.model), "vocab": corpus.vocab_size, "depths": cfg.env.reward_depths,
-            "batch": batch, "alpha": alpha}
+    spec = {
+        "model": dataclasses.asdict(cfg.model),
+        "vocab": corpus.vocab_size,
+        "depths": cfg.env.reward_depths,
+        "batch": batch,
+        "alpha": alpha,
+    }
     torch.save(spec, tmp_path / "spec.pt")
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), __file__, "ranks", str(tmp_path / "spec.pt"), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        __file__,
+        "ranks",
+        str(tmp_path / "spec.pt"),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

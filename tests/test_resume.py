@@ -12,6 +12,7 @@
   and counted; a burst stops the run, the checkpoint before it resumes), a full disk while
   checkpointing (the run stops, the previous checkpoint survives), a truncated token file (exit 2).
 """
+
 from __future__ import annotations
 
 import errno
@@ -25,7 +26,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+LAUNCH_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "LOCAL_SIZE",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
 TOTAL, INTERVAL = 30, 10
 
 
@@ -88,7 +98,12 @@ def _clean_env() -> dict:
 
 def _cli(args: list[str], delay: float = 0.0) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, __file__, str(delay), *args], cwd=REPO, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, __file__, str(delay), *args],
+        cwd=REPO,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -194,11 +209,15 @@ def test_odm_killed_and_resumed_equals_uninterrupted_run(corpus_text_dir, cache_
     assert any((run_dir / "tensorboard").iterdir())
 
 
-def test_vector_sac_killed_and_resumed_equals_uninterrupted_run_with_its_diagnostics(corpus_text_dir, cache_dir, tmp_path):
+def test_vector_sac_killed_and_resumed_equals_uninterrupted_run_with_its_diagnostics(
+    corpus_text_dir, cache_dir, tmp_path
+):
     """The logistic-normal SAC (entropy temperature and its optimiser, policy sampling from the global
     RNG) and every diagnostic (held-out transitions, reward window) resume bit for bit."""
     options = {**ACODM["options"], "gamma": 0.5, "holdout_every": 2, "target_weights": [1, 1, 1, 1]}
-    cfg = _config_file(tmp_path, corpus_text_dir, cache_dir, {"name": "vector-sac", "options": options}, run={"plots": True})
+    cfg = _config_file(
+        tmp_path, corpus_text_dir, cache_dir, {"name": "vector-sac", "options": options}, run={"plots": True}
+    )
     run_dir, ref_dir = _kill_and_resume(tmp_path, cfg)
     _assert_same_run(run_dir, ref_dir)
     m = read_metrics(run_dir / "metrics.csv")
@@ -211,7 +230,9 @@ def test_vector_sac_killed_and_resumed_equals_uninterrupted_run_with_its_diagnos
 def deepspeed_runs(corpus_text_dir, cache_dir, tmp_path_factory):
     pytest.importorskip("deepspeed", reason="the DeepSpeed backend needs: pip install -e '.[deepspeed]'")
     tmp = tmp_path_factory.mktemp("deepspeed")
-    cfg = _config_file(tmp, corpus_text_dir, cache_dir, ACODM, train={"backend": "deepspeed", "deepspeed_config": "zero1"})
+    cfg = _config_file(
+        tmp, corpus_text_dir, cache_dir, ACODM, train={"backend": "deepspeed", "deepspeed_config": "zero1"}
+    )
     return _kill_and_resume(tmp, cfg)
 
 
@@ -219,7 +240,10 @@ def test_deepspeed_world1_killed_and_resumed_equals_uninterrupted_run(deepspeed_
     run_dir, ref_dir = deepspeed_runs
     _assert_same_run(run_dir, ref_dir)
     shards = sorted(p.name for p in (run_dir / "checkpoints" / "step-000030" / "deepspeed" / "state").iterdir())
-    assert shards == ["mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt"]  # DeepSpeed's own format
+    assert shards == [
+        "mp_rank_00_model_states.pt",
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+    ]  # DeepSpeed's own format
 
 
 def test_deepspeed_checkpoint_refuses_another_world_size(deepspeed_runs, monkeypatch):
@@ -283,23 +307,46 @@ def test_same_size_garbage_in_a_checkpoint_is_an_error_naming_the_file(acodm_run
     assert checkpoint.find(run_dir, warn=lambda _: None).step == 20
 
 
-def test_resume_refuses_changed_config_other_model_and_other_corpus(acodm_runs, corpus_text_dir, cache_dir, tmp_path, capsys):
+def test_resume_refuses_changed_config_other_model_and_other_corpus(
+    acodm_runs, corpus_text_dir, cache_dir, tmp_path, capsys
+):
     run_dir = tmp_path / "run"
     shutil.copytree(acodm_runs[1], run_dir)
 
     assert main(["train", "--resume", str(run_dir), "train.total_steps=40", "train.lr=0.01"]) == 2
     err = capsys.readouterr().err
-    assert "train.total_steps: 30 -> 40" in err and "train.lr" in err and "--allow-change train.lr,train.total_steps" in err
+    assert (
+        "train.total_steps: 30 -> 40" in err
+        and "train.lr" in err
+        and "--allow-change train.lr,train.total_steps" in err
+    )
 
     # Accepting a change with --allow-change still meets the model and corpus checks.
-    assert main(["train", "--resume", str(run_dir), "--allow-change", "model.intermediate_size", "model.intermediate_size=96"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--resume",
+                str(run_dir),
+                "--allow-change",
+                "model.intermediate_size",
+                "model.intermediate_size=96",
+            ]
+        )
+        == 2
+    )
     assert "written for another model" in capsys.readouterr().err
 
     other = tmp_path / "text"
     shutil.copytree(corpus_text_dir, other)
     for path in (other / "docs").iterdir():
         path.write_text(path.read_text()[: len(path.read_text()) // 2])  # same domains, other text
-    assert main(["train", "--resume", str(run_dir), "--allow-change", "data", f"data.corpus={other}", "run.progress=false"]) == 2
+    assert (
+        main(
+            ["train", "--resume", str(run_dir), "--allow-change", "data", f"data.corpus={other}", "run.progress=false"]
+        )
+        == 2
+    )
     assert "written for another corpus" in capsys.readouterr().err
 
     assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
@@ -307,7 +354,17 @@ def test_resume_refuses_changed_config_other_model_and_other_corpus(acodm_runs, 
 
     # Keys that only change what is shown, logged or kept are accepted.
     shutil.rmtree(run_dir / "checkpoints" / "step-000030")
-    code = main(["train", "--resume", str(run_dir), "run.plots=true", "run.keep_checkpoints=1", "run.checkpoint_interval=5", "env.eval_interval=5"])
+    code = main(
+        [
+            "train",
+            "--resume",
+            str(run_dir),
+            "run.plots=true",
+            "run.keep_checkpoints=1",
+            "run.checkpoint_interval=5",
+            "env.eval_interval=5",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert read_metrics(run_dir / "metrics.csv")["step"].tolist() == list(range(1, TOTAL + 1))
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest", "step-000030"]
@@ -321,7 +378,14 @@ def _quick_config(corpus_text_dir, cache_dir, out: Path, **sections):
         cache_dir,
         agent={"name": "natural"},
         train={"total_steps": 20, **sections.pop("train", {})},
-        run={"out_dir": str(out), "name": "run", "checkpoint_interval": 5, "plots": False, "tensorboard": False, **sections.pop("run", {})},
+        run={
+            "out_dir": str(out),
+            "name": "run",
+            "checkpoint_interval": 5,
+            "plots": False,
+            "tensorboard": False,
+            **sections.pop("run", {}),
+        },
         **sections,
     )
 
@@ -344,7 +408,9 @@ def test_nonfinite_steps_are_skipped_then_a_burst_stops_the_run_and_the_checkpoi
         return train_step
 
     cfg_path = tmp_path / "c.yaml"
-    cfg_path.write_text(yaml.safe_dump(_quick_config(corpus_text_dir, cache_dir, tmp_path, train={"max_nonfinite_steps": 3})))
+    cfg_path.write_text(
+        yaml.safe_dump(_quick_config(corpus_text_dir, cache_dir, tmp_path, train={"max_nonfinite_steps": 3}))
+    )
     monkeypatch.setattr(pretrain_env, "train_step", nan_at({3, 13, 14, 15}))
     assert main(["train", "--config", str(cfg_path)]) == 1
     err = capsys.readouterr().err
@@ -361,7 +427,9 @@ def test_nonfinite_steps_are_skipped_then_a_burst_stops_the_run_and_the_checkpoi
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_steps"] == 1
 
 
-def test_full_disk_while_checkpointing_stops_the_run_and_keeps_the_previous_checkpoint(corpus_text_dir, cache_dir, tmp_path, monkeypatch):
+def test_full_disk_while_checkpointing_stops_the_run_and_keeps_the_previous_checkpoint(
+    corpus_text_dir, cache_dir, tmp_path, monkeypatch
+):
     real_write, seen = checkpoint._write_file, []
 
     def write(path, writer):
@@ -375,7 +443,9 @@ def test_full_disk_while_checkpointing_stops_the_run_and_keeps_the_previous_chec
 
     monkeypatch.setattr(checkpoint, "_write_file", write)
     cfg = load_config(_quick_config(corpus_text_dir, cache_dir, tmp_path))
-    with pytest.raises(checkpoint.CheckpointError, match=r"step 10 failed \(No space left on device.*step-000005\) is intact.*--resume"):
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"step 10 failed \(No space left on device.*step-000005\) is intact.*--resume"
+    ):
         train(cfg, log=lambda _: None)
     root = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step-000005"]  # the partial directory is gone
@@ -388,15 +458,32 @@ def test_full_disk_while_checkpointing_stops_the_run_and_keeps_the_previous_chec
     assert (tmp_path / "run" / "metrics.csv").read_text() == (ref.run_dir / "metrics.csv").read_text()
 
 
-def test_truncated_token_file_is_a_clear_error_with_exit_code_2(acodm_runs, corpus_text_dir, cache_dir, tmp_path, capsys):
+def test_truncated_token_file_is_a_clear_error_with_exit_code_2(
+    acodm_runs, corpus_text_dir, cache_dir, tmp_path, capsys
+):
     cfg = small_config(corpus_text_dir, cache_dir)
     source = corpus_dir(load_config(cfg).data)
     copy = corpus_dir(load_config(small_config(corpus_text_dir, tmp_path / "cache")).data)
     shutil.copytree(source, copy)
     token_file = copy / "legal" / "train.bin"
     token_file.write_bytes(token_file.read_bytes()[:-7])
-    assert main(["train", "--agent", "uniform", f"data.corpus={corpus_text_dir}", f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=512",
-                 "train.total_steps=2", "train.warmup_steps=1", f"run.out_dir={tmp_path / 'runs'}", "run.progress=false"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--agent",
+                "uniform",
+                f"data.corpus={corpus_text_dir}",
+                f"data.cache_dir={tmp_path / 'cache'}",
+                "data.vocab_size=512",
+                "train.total_steps=2",
+                "train.warmup_steps=1",
+                f"run.out_dir={tmp_path / 'runs'}",
+                "run.progress=false",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"Token file {token_file} is truncated or corrupt" in err
     # The same on resume (data.cache_dir may change on resume: the corpus is checked by its fingerprint).
@@ -406,7 +493,9 @@ def test_truncated_token_file_is_a_clear_error_with_exit_code_2(acodm_runs, corp
     assert "is truncated or corrupt" in capsys.readouterr().err
 
 
-def test_resume_verifies_token_checksums_and_refuses_a_corpus_whose_inputs_changed(corpus_text_dir, tmp_path, monkeypatch, capsys):
+def test_resume_verifies_token_checksums_and_refuses_a_corpus_whose_inputs_changed(
+    corpus_text_dir, tmp_path, monkeypatch, capsys
+):
     from acodm_gym.data import corpus as corpus_mod
 
     text = tmp_path / "text"

@@ -1,5 +1,6 @@
 """Run directories that never lose work: validated before touched, never replaced by accident,
 one run at a time, outputs whole or absent, and a plain answer to a full disk or Ctrl-C."""
+
 from __future__ import annotations
 
 import errno
@@ -30,7 +31,9 @@ QUIET = dict(plots=False, tensorboard=False, progress=False)
 def _cfg(corpus_text_dir, cache_dir, out: Path, **sections):
     run = {"out_dir": str(out), "name": "run", "checkpoint_interval": 5, **QUIET, **sections.pop("run", {})}
     train_ = {"total_steps": 10, **sections.pop("train", {})}
-    return load_config(small_config(corpus_text_dir, cache_dir, agent={"name": "natural"}, train=train_, run=run, **sections))
+    return load_config(
+        small_config(corpus_text_dir, cache_dir, agent={"name": "natural"}, train=train_, run=run, **sections)
+    )
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -39,7 +42,9 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
 
 
-def test_a_fresh_run_builds_everything_first_and_never_replaces_checkpoints_unasked(corpus_text_dir, cache_dir, tmp_path):
+def test_a_fresh_run_builds_everything_first_and_never_replaces_checkpoints_unasked(
+    corpus_text_dir, cache_dir, tmp_path
+):
     first = train(_cfg(corpus_text_dir, cache_dir, tmp_path), log=lambda _: None)
     before = _snapshot(first.run_dir)
     assert "checkpoints/step-000010/meta.json" in before
@@ -60,7 +65,10 @@ def test_a_fresh_run_builds_everything_first_and_never_replaces_checkpoints_unas
     logs: list[str] = []
     again = train(_cfg(corpus_text_dir, cache_dir, tmp_path, train={"total_steps": 5}), log=logs.append, overwrite=True)
     assert any("removing the earlier run's checkpoints" in line for line in logs), logs
-    assert again.summary["steps"] == 5 and sorted(p.name for p in (again.run_dir / "checkpoints").iterdir()) == ["latest", "step-000005"]
+    assert again.summary["steps"] == 5 and sorted(p.name for p in (again.run_dir / "checkpoints").iterdir()) == [
+        "latest",
+        "step-000005",
+    ]
     assert "--overwrite" in str(exc.value) and "train(cfg, overwrite=True)" in str(exc.value)
 
 
@@ -97,7 +105,9 @@ def test_a_second_run_into_a_locked_directory_fails_at_once_naming_the_first(cor
     assert result.summary["steps"] == 10
 
 
-def test_full_disk_while_writing_the_outputs_loses_nothing_and_resume_writes_them(corpus_text_dir, cache_dir, tmp_path, monkeypatch):
+def test_full_disk_while_writing_the_outputs_loses_nothing_and_resume_writes_them(
+    corpus_text_dir, cache_dir, tmp_path, monkeypatch
+):
     real_write = rundir._write
 
     def full_at_model(path, writer):
@@ -109,11 +119,16 @@ def test_full_disk_while_writing_the_outputs_loses_nothing_and_resume_writes_the
 
     monkeypatch.setattr(rundir, "_write", full_at_model)
     cfg = _cfg(corpus_text_dir, cache_dir, tmp_path, run={"checkpoint_interval": 0})  # no periodic checkpoints
-    with pytest.raises(errors.OutputError, match=r"writing .*model failed \(No space left on device.*Written whole before it: none.*"
-                       r"final checkpoint .*step-000010: free disk space.*--resume") as exc:
+    with pytest.raises(
+        errors.OutputError,
+        match=r"writing .*model failed \(No space left on device.*Written whole before it: none.*"
+        r"final checkpoint .*step-000010: free disk space.*--resume",
+    ) as exc:
         train(cfg, log=lambda _: None)
     run_dir = tmp_path / "run"
-    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "checkpoints", "config.yaml", "metrics.csv"], str(exc.value)
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "checkpoints", "config.yaml", "metrics.csv"], str(
+        exc.value
+    )
     assert checkpoint.find(run_dir).step == 10
 
     monkeypatch.setattr(rundir, "_write", real_write)
@@ -141,7 +156,10 @@ def test_outputs_replace_the_old_version_whole_or_not_at_all(tmp_path):
     rundir.write_dir(model, lambda p: (p.mkdir(), (p / "w").write_text("old")))
     with pytest.raises(OSError):
         rundir.write_dir(model, lambda p: (p.mkdir(), (p / "w").write_text("new"), full(p)))
-    assert (model / "w").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["model", "summary.json"]
+    assert (model / "w").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "model",
+        "summary.json",
+    ]
 
 
 def test_full_disk_at_the_first_checkpoint_does_not_advise_resume(corpus_text_dir, cache_dir, tmp_path, monkeypatch):
@@ -155,20 +173,41 @@ def test_full_disk_at_the_first_checkpoint_does_not_advise_resume(corpus_text_di
     with pytest.raises(checkpoint.CheckpointError) as exc:
         train(cfg, log=lambda _: None)
     message = str(exc.value)
-    assert "step 5 failed (No space left on device" in message and "nothing to resume" in message and "start the run again" in message
+    assert (
+        "step 5 failed (No space left on device" in message
+        and "nothing to resume" in message
+        and "start the run again" in message
+    )
     assert "--resume" not in message and "keep_checkpoints" not in message
     monkeypatch.setattr(checkpoint, "_write_file", real_write)
     assert train(cfg, log=lambda _: None).summary["steps"] == 10  # the same command again, as advised
 
 
-def test_ctrl_c_prints_one_line_with_the_step_the_checkpoint_and_the_resume_command(corpus_text_dir, cache_dir, tmp_path):
+def test_ctrl_c_prints_one_line_with_the_step_the_checkpoint_and_the_resume_command(
+    corpus_text_dir, cache_dir, tmp_path
+):
     cfg = small_config(corpus_text_dir, cache_dir, train={"total_steps": 200}, run={"checkpoint_interval": 5, **QUIET})
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     worker = REPO / "tests" / "test_resume.py"  # the CLI with each step slowed down
-    argv = [sys.executable, str(worker), "0.05", "train", "--config", str(path), "--out-dir", str(tmp_path), "--name", "run"]
+    argv = [
+        sys.executable,
+        str(worker),
+        "0.05",
+        "train",
+        "--config",
+        str(path),
+        "--out-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 180
     while not (run_dir / "checkpoints" / "latest").exists():
@@ -192,10 +231,19 @@ def test_compare_again_reuses_finished_runs_and_resumes_stopped_ones(corpus_text
     (uniform / "summary.json").unlink()  # as if it had stopped after its last checkpoint
     logs: list[str] = []
     compare(cfg, seeds=[0], methods=["natural", "uniform"], out=out, log=logs.append)
-    assert _snapshot(natural) == kept and any(f"{natural} finished earlier with this config: reused" in line for line in logs), logs
+    assert _snapshot(natural) == kept and any(
+        f"{natural} finished earlier with this config: reused" in line for line in logs
+    ), logs
     assert any(f"resuming {uniform} from step-000010" in line for line in logs), logs
     assert json.loads((uniform / "summary.json").read_text())["resumed_at"] == [10]
     with pytest.raises(rundir.RunDirError, match="--overwrite"):  # another budget is another run: refused, not mixed in
         compare(load_config(cfg, ["train.total_steps=5"]), seeds=[0], methods=["natural"], out=out, log=lambda _: None)
-    compare(load_config(cfg, ["train.total_steps=5"]), seeds=[0], methods=["natural"], out=out, log=lambda _: None, overwrite=True)
+    compare(
+        load_config(cfg, ["train.total_steps=5"]),
+        seeds=[0],
+        methods=["natural"],
+        out=out,
+        log=lambda _: None,
+        overwrite=True,
+    )
     assert json.loads((natural / "summary.json").read_text())["steps"] == 5

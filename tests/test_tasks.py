@@ -1,4 +1,5 @@
 """Benchmark tasks: corpus recipes, planted domains, the task metric, references and the normalised score."""
+
 from __future__ import annotations
 
 import collections
@@ -24,7 +25,10 @@ RECIPE = {
     "heldout_bytes": 8_000,
     "chunk_bytes": 1_000,
     "shares": {"code": 8.0, "docs": 4.0, "legal": 1.0, "fonts": 0.5, "salad": 4.0, "boiler": 2.0},
-    "planted": {"salad": {"generator": "word_salad", "seed": 0}, "boiler": {"generator": "boilerplate", "seed": 0, "templates": 3}},
+    "planted": {
+        "salad": {"generator": "word_salad", "seed": 0},
+        "boiler": {"generator": "boilerplate", "seed": 0, "templates": 3},
+    },
 }
 CLEAN = ["code", "docs", "legal", "fonts"]
 
@@ -70,8 +74,13 @@ def test_recipe_is_deterministic_and_follows_its_shares(small_task, tmp_path):
 
 def test_held_out_text_never_feeds_the_training_split_or_the_planted_domains():
     base = {"a": ["alpha beta gamma\n" * 400], "b": ["delta epsilon zeta\n" * 400]}
-    recipe = RecipeConfig(shares={"a": 1, "b": 1, "s": 1}, train_bytes=6_000, heldout_bytes=1_000, chunk_bytes=200,
-                          planted={"s": {"generator": "word_salad"}})
+    recipe = RecipeConfig(
+        shares={"a": 1, "b": 1, "s": 1},
+        train_bytes=6_000,
+        heldout_bytes=1_000,
+        chunk_bytes=200,
+        planted={"s": {"generator": "word_salad"}},
+    )
     out = apply_recipe(recipe, base)
     assert apply_recipe(recipe, base) == out
     for d in ("a", "b"):
@@ -131,7 +140,9 @@ def test_task_metric_is_the_geometric_mean_over_eval_domains_only():
 
 
 def test_the_episode_ends_with_the_task_metric_and_a_score(small_task, tmp_path):
-    env = PretrainEnv(task=str(small_task), overrides=["train.total_steps=4", "env.eval_interval=2"], log=lambda _: None)
+    env = PretrainEnv(
+        task=str(small_task), overrides=["train.total_steps=4", "env.eval_interval=2"], log=lambda _: None
+    )
     env.reset(seed=0)
     info = {}
     for _ in range(4):
@@ -141,8 +152,10 @@ def test_the_episode_ends_with_the_task_metric_and_a_score(small_task, tmp_path)
     assert info["test_metric"] == pytest.approx(float(np.exp(info["test_loss"][clean].mean())))
     assert info["val_metric"] == pytest.approx(float(np.exp(info["val_loss"][clean].mean())))
     # with references: 0 for natural's value, 100 for the best static mixture's, by construction
-    refs = {"corpus": corpus_signature(env.corpus), "references": {
-        "natural": {"test_metric": [110.0, 130.0]}, "best_static": {"test_metric": [90.0, 90.0]}}}
+    refs = {
+        "corpus": corpus_signature(env.corpus),
+        "references": {"natural": {"test_metric": [110.0, 130.0]}, "best_static": {"test_metric": [90.0, 90.0]}},
+    }
     path = tmp_path / "refs.json"
     path.write_text(json.dumps(refs))
     scored = PretrainEnv(task=str(small_task), overrides=[f"task.references={path}"], corpus=env.corpus)
@@ -169,7 +182,9 @@ def test_references_of_another_corpus_are_refused(small_task, tmp_path):
 
 
 def test_bad_task_input_fails_before_any_training(small_task, corpus_text_dir, tmp_path):
-    with pytest.raises(ConfigError, match="Unknown task 'noisey'. Did you mean 'noisy'.*default, noisy, skewed, target"):
+    with pytest.raises(
+        ConfigError, match="Unknown task 'noisey'. Did you mean 'noisy'.*default, noisy, skewed, target"
+    ):
         load_config(None, task="noisey")
     with pytest.raises(ConfigError, match="unknown generator 'shuffle'"):
         load_config(None, ["data.recipe.planted.salad.generator=shuffle"], task=str(small_task))
@@ -177,7 +192,9 @@ def test_bad_task_input_fails_before_any_training(small_task, corpus_text_dir, t
         load_config({"data": {"recipe": {"shares": {"code": 0, "docs": 0}}}})
     with pytest.raises(ConfigError, match="has no share"):
         load_config({"data": {"recipe": {"shares": {"code": 1}, "planted": {"junk": {"generator": "word_salad"}}}}})
-    cfg = load_config(small_config(corpus_text_dir, tmp_path / "c", data={"recipe": {"shares": {"code": 1, "prose": 1}}}))
+    cfg = load_config(
+        small_config(corpus_text_dir, tmp_path / "c", data={"recipe": {"shares": {"code": 1, "prose": 1}}})
+    )
     with pytest.raises(CorpusError, match="names \\['prose'\\], neither a domain of the base corpus"):
         open_corpus(cfg.data, log=lambda _: None)
     with pytest.raises(ConfigError, match="task.eval_domains names \\['music'\\]"):
@@ -223,8 +240,16 @@ def test_compare_on_a_task_scores_every_method_and_reuses_finished_runs(small_ta
 def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_path):
     from acodm_gym.runs.reference import references
 
-    result = references(str(small_task), ["train.total_steps=6", "env.eval_interval=3"], out=tmp_path / "ref",
-                        seeds=(0, 1), random_runs=2, refine_runs=1, search_steps=4, log=lambda _: None)
+    result = references(
+        str(small_task),
+        ["train.total_steps=6", "env.eval_interval=3"],
+        out=tmp_path / "ref",
+        seeds=(0, 1),
+        random_runs=2,
+        refine_runs=1,
+        search_steps=4,
+        log=lambda _: None,
+    )
     assert len(result["search"]) == 5 and result["budget"]["search_runs"] == 5
     best = min(result["search"], key=lambda r: r["val_metric"])
     assert result["references"]["best_static"]["weights"] == pytest.approx(best["weights"])
@@ -257,10 +282,18 @@ def test_a_multi_episode_proxy_stage_carries_the_agent_across_episodes(small_tas
 
     from acodm_gym.runs.compare import proxy_stage
 
-    cfg = load_config(None, [
-        "proxy.episodes=2", "train.total_steps=6", "env.eval_interval=3", f"run.out_dir={tmp_path}", "run.seed=3",
-        "agent.options={warmup_steps: 2, batch_size: 4, width: 16}",
-    ], task=str(small_task))
+    cfg = load_config(
+        None,
+        [
+            "proxy.episodes=2",
+            "train.total_steps=6",
+            "env.eval_interval=3",
+            f"run.out_dir={tmp_path}",
+            "run.seed=3",
+            "agent.options={warmup_steps: 2, batch_size: 4, width: 16}",
+        ],
+        task=str(small_task),
+    )
     cfg.run.proxy_model = "tiny-proxy"
     actor = proxy_stage(cfg, "stage", log=lambda _: None)
     assert actor == tmp_path / "stage-ep1" / "agent.pt"

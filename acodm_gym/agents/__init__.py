@@ -1,4 +1,5 @@
 """Agents that choose domain weights, behind one interface (``Agent``), built by name."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,8 +58,11 @@ def options_markdown() -> str:
     for options, names in groups.items():
         parent = next((groups[base][0] for base in options.__mro__[1:] if base in groups), None)
         inherited = {f.name: f for f in dataclasses.fields(parent and AGENTS[parent].Options)} if parent else {}
-        items = [f"`{f.name}={_default(f)}`" for f in dataclasses.fields(options)
-                 if f.name != "algorithm_kwargs" and (f.name not in inherited or _default(inherited[f.name]) != _default(f))]
+        items = [
+            f"`{f.name}={_default(f)}`"
+            for f in dataclasses.fields(options)
+            if f.name != "algorithm_kwargs" and (f.name not in inherited or _default(inherited[f.name]) != _default(f))
+        ]
         if any(f.name == "algorithm_kwargs" for f in dataclasses.fields(options)) and not parent:
             items.append("any keyword of the SB3 algorithm")
         text = (f"options of `{parent}`, and " if parent else "") + (", ".join(items) or "none")
@@ -72,9 +76,33 @@ def _default(f: dataclasses.Field) -> str:
 
 
 __all__ = [
-    "Agent", "EnvSpec", "AGENTS", "agent_class", "make_agent", "options_markdown", "read_agent_file", "read_weights",
-    "NaturalAgent", "UniformAgent", "StaticAgent", "ACODMAgent", "ACODMTD3Agent", "FrozenActorAgent", "EXP3Agent",
-    "VectorSACAgent", "DoGEAgent",
-    "DDPGAgent", "TD3Agent", "SACAgent", "PPOAgent", "VectorTD3", "VectorDDPG", "VectorTD3Policy", "VectorReplayBuffer",
-    "VectorSAC", "VectorSACPolicy", "LogisticNormalActor", "LogisticNormalDistribution",
+    "Agent",
+    "EnvSpec",
+    "AGENTS",
+    "agent_class",
+    "make_agent",
+    "options_markdown",
+    "read_agent_file",
+    "read_weights",
+    "NaturalAgent",
+    "UniformAgent",
+    "StaticAgent",
+    "ACODMAgent",
+    "ACODMTD3Agent",
+    "FrozenActorAgent",
+    "EXP3Agent",
+    "VectorSACAgent",
+    "DoGEAgent",
+    "DDPGAgent",
+    "TD3Agent",
+    "SACAgent",
+    "PPOAgent",
+    "VectorTD3",
+    "VectorDDPG",
+    "VectorTD3Policy",
+    "VectorReplayBuffer",
+    "VectorSAC",
+    "VectorSACPolicy",
+    "LogisticNormalActor",
+    "LogisticNormalDistribution",
 ]

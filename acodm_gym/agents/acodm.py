@@ -10,6 +10,7 @@ a − U(0, 1)/1000 (option ``exploration="authors"``) moves each weight by at mo
 weights of ~1/k, so the replay would hold almost no action variation to learn ∇_a Q from.
 The learning rate decays on a cosine from 0.01 to 0.001 over ``total_steps`` (the paper).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -109,11 +110,15 @@ class ACODMAgent(Agent):
         super().__init__(spec)
         o = self.options = self.make_options(options)
         if o.warmup_behaviour not in BEHAVIOURS:
-            raise ConfigError(f"{self.name} warmup_behaviour='{o.warmup_behaviour}'; choose one of {', '.join(BEHAVIOURS)}.")
+            raise ConfigError(
+                f"{self.name} warmup_behaviour='{o.warmup_behaviour}'; choose one of {', '.join(BEHAVIOURS)}."
+            )
         if o.prior not in PRIORS:
             raise ConfigError(f"{self.name} prior='{o.prior}'; choose one of {', '.join(PRIORS)}.")
         if o.exploration not in self.explorations:
-            raise ConfigError(f"{self.name} exploration='{o.exploration}'; choose one of {', '.join(self.explorations)}.")
+            raise ConfigError(
+                f"{self.name} exploration='{o.exploration}'; choose one of {', '.join(self.explorations)}."
+            )
         target = None if o.target_weights is None else read_weights(o.target_weights, spec.domains)
         self.diagnostics = Diagnostics(self.k, o.gamma, target, o.diagnostics_window, o.holdout_every)
         self.net_arch = [o.width] * o.layers
@@ -214,7 +219,9 @@ class ACODMAgent(Agent):
 
     def load_state_dict(self, state):
         if list(state["net_arch"]) != self.net_arch:
-            raise AgentError(f"The saved {self.name} networks have hidden sizes {state['net_arch']}, not {self.net_arch}: set layers/width to match.")
+            raise AgentError(
+                f"The saved {self.name} networks have hidden sizes {state['net_arch']}, not {self.net_arch}: set layers/width to match."
+            )
         load_sb3_state(self.model, state["sb3"])
         self.t = int(state["t"])
         self.rng.bit_generator.state = state["rng"]
@@ -248,7 +255,11 @@ class ACODMTD3Agent(ACODMAgent):
 
     def algorithm_options(self):
         o = self.options
-        return {"policy_delay": o.policy_delay, "target_policy_noise": o.target_policy_noise, "target_noise_clip": o.target_noise_clip}
+        return {
+            "policy_delay": o.policy_delay,
+            "target_policy_noise": o.target_policy_noise,
+            "target_noise_clip": o.target_noise_clip,
+        }
 
 
 @dataclass
@@ -280,7 +291,10 @@ class VectorSACAgent(ACODMAgent):
 
     def algorithm_options(self):
         o = self.options
-        return {"ent_coef": o.ent_coef, "target_entropy": entropy_target(self.k) if o.target_entropy is None else o.target_entropy}
+        return {
+            "ent_coef": o.ent_coef,
+            "target_entropy": entropy_target(self.k) if o.target_entropy is None else o.target_entropy,
+        }
 
 
 @dataclass
@@ -304,20 +318,30 @@ class FrozenActorAgent(Agent):
     name = "frozen"
     Options = FrozenOptions
     needs_reward = False
-    sources = {ACODMAgent.name: SoftmaxActor, ACODMTD3Agent.name: SoftmaxActor, VectorSACAgent.name: LogisticNormalActor}
+    sources = {
+        ACODMAgent.name: SoftmaxActor,
+        ACODMTD3Agent.name: SoftmaxActor,
+        VectorSACAgent.name: LogisticNormalActor,
+    }
 
     def __init__(self, spec: EnvSpec, path: str):
         super().__init__(spec)
         blob = read_agent_file(path)
         if blob["agent"] not in self.sources:
-            raise AgentError(f"{path} holds a '{blob['agent']}' agent; a frozen actor must be saved by {' or '.join(self.sources)}.")
+            raise AgentError(
+                f"{path} holds a '{blob['agent']}' agent; a frozen actor must be saved by {' or '.join(self.sources)}."
+            )
         spec.check(blob, str(path))
         obs_space = spec.observation_space
         try:
             state = blob["state"]
-            self.actor = self.sources[blob["agent"]](obs_space, spec.action_space, list(state["net_arch"]), FlattenExtractor(obs_space), obs_space.shape[0])
+            self.actor = self.sources[blob["agent"]](
+                obs_space, spec.action_space, list(state["net_arch"]), FlattenExtractor(obs_space), obs_space.shape[0]
+            )
             policy = state["sb3"]["params"]["policy"]
-            self.actor.load_state_dict({k.removeprefix("actor."): v for k, v in policy.items() if k.startswith("actor.")})
+            self.actor.load_state_dict(
+                {k.removeprefix("actor."): v for k, v in policy.items() if k.startswith("actor.")}
+            )
         except (KeyError, TypeError, RuntimeError) as exc:
             raise AgentError(f"{path} does not hold a loadable actor: {type(exc).__name__}: {str(exc)[:300]}") from None
         self.actor.set_training_mode(False)

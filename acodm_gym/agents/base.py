@@ -4,6 +4,7 @@ An agent sees only spaces and arrays (``EnvSpec``): it acts on an observation, o
 transition that followed, updates itself, and saves or loads its state. A saved agent records
 the domains and observation layout it was built for, and refuses any other environment.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -101,7 +102,9 @@ class Agent(ABC):
         self.k = len(spec.domains)
         a, o = spec.action_space, spec.observation_space
         if not isinstance(a, spaces.Box) or a.shape != (self.k,) or np.any(a.low != 0) or np.any(a.high != 1):
-            raise ValueError(f"Agent '{self.name}' acts on Box(0, 1, ({self.k},)), one weight per domain; the env's action space is {a}.")
+            raise ValueError(
+                f"Agent '{self.name}' acts on Box(0, 1, ({self.k},)), one weight per domain; the env's action space is {a}."
+            )
         if not isinstance(o, spaces.Box) or len(o.shape) != 1:
             raise ValueError(f"Agent '{self.name}' reads a flat Box observation; the env's observation space is {o}.")
 

@@ -24,6 +24,7 @@ writes them to metrics.csv as ``diag/<name>``, empty where an agent has no such 
   target. Only with ``target_weights``, and only where the update moved the weights.
 - ``weight_entropy``: −Σ_i α_i ln α_i of the greedy weights after the update (ln k: uniform; 0: one domain).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,13 @@ import numpy as np
 from ..errors import AgentError
 
 DIAGNOSTICS = (
-    "td_error", "q_return_spearman", "reward_signal", "reward_noise", "reward_snr", "target_cosine", "weight_entropy",
+    "td_error",
+    "q_return_spearman",
+    "reward_signal",
+    "reward_noise",
+    "reward_snr",
+    "target_cosine",
+    "weight_entropy",
 )
 MIN_HELDOUT = 5
 QAndReturn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -91,13 +98,24 @@ class Diagnostics:
     :param holdout_size: the Spearman correlation uses at most this many most recent held-out transitions
     """
 
-    def __init__(self, k: int, gamma: float | None = None, target_weights: np.ndarray | None = None, window: int = 50,
-                 holdout_every: int = 10, holdout_size: int = 64):
+    def __init__(
+        self,
+        k: int,
+        gamma: float | None = None,
+        target_weights: np.ndarray | None = None,
+        window: int = 50,
+        holdout_every: int = 10,
+        holdout_size: int = 64,
+    ):
         if int(window) < 2:
-            raise AgentError(f"diagnostics_window={window} must be at least 2 steps (a standard deviation across steps).")
+            raise AgentError(
+                f"diagnostics_window={window} must be at least 2 steps (a standard deviation across steps)."
+            )
         if int(holdout_every) < 0 or int(holdout_every) == 1:
-            raise AgentError(f"holdout_every={holdout_every} must be 0 (no held-out transitions) or at least 2 "
-                             "(1 would hold out every transition and leave the critic nothing to train on).")
+            raise AgentError(
+                f"holdout_every={holdout_every} must be 0 (no held-out transitions) or at least 2 "
+                "(1 would hold out every transition and leave the critic nothing to train on)."
+            )
         self.k = k
         self.target = None if target_weights is None else self._simplex(target_weights, k)
         self.horizon = return_horizon(gamma) if gamma is not None else None
@@ -112,23 +130,33 @@ class Diagnostics:
     def _simplex(weights, k: int) -> np.ndarray:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (k,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise AgentError(f"target_weights {np.asarray(weights).tolist()} must be {k} finite non-negative numbers with a "
-                             "positive sum (the mixture, one weight per domain, that target_cosine measures against).")
+            raise AgentError(
+                f"target_weights {np.asarray(weights).tolist()} must be {k} finite non-negative numbers with a "
+                "positive sum (the mixture, one weight per domain, that target_cosine measures against)."
+            )
         return w / w.sum()
 
     def holds_out(self) -> bool:
         """Whether the next transition is held out of training."""
         return self.holdout_every > 0 and self.seen % self.holdout_every == self.holdout_every - 1
 
-    def record(self, raw_reward: np.ndarray, obs=None, action=None, learned_reward=None, held_out: bool = False) -> None:
+    def record(
+        self, raw_reward: np.ndarray, obs=None, action=None, learned_reward=None, held_out: bool = False
+    ) -> None:
         """One step: the env's W (for the SNR) and, for a critic, the transition and the reward it learns."""
         self.rewards.append(np.asarray(raw_reward, dtype=np.float64).copy())
         self.seen += 1
         if self.horizon is None:
             return
         if held_out:
-            self.pending.append({"obs": np.asarray(obs, np.float32).copy(), "action": np.asarray(action, np.float32).copy(),
-                                 "ret": np.zeros(self.k), "age": 0})
+            self.pending.append(
+                {
+                    "obs": np.asarray(obs, np.float32).copy(),
+                    "action": np.asarray(action, np.float32).copy(),
+                    "ret": np.zeros(self.k),
+                    "age": 0,
+                }
+            )
         r = np.asarray(learned_reward, dtype=np.float64)
         for item in self.pending:
             item["ret"] = item["ret"] + self.gamma ** item["age"] * r
@@ -136,8 +164,9 @@ class Diagnostics:
         while self.pending and self.pending[0]["age"] >= self.horizon:
             self.heldout.append(self.pending.pop(0))
 
-    def stats(self, before: np.ndarray | None = None, after: np.ndarray | None = None,
-              q_and_return: QAndReturn | None = None) -> dict[str, float]:
+    def stats(
+        self, before: np.ndarray | None = None, after: np.ndarray | None = None, q_and_return: QAndReturn | None = None
+    ) -> dict[str, float]:
         """The diagnostics available now. ``before``/``after``: greedy weights around the update;
         ``q_and_return(obs, actions, returns)``: scalarised Q and scalarised returns of held-out transitions."""
         out: dict[str, float] = {}
@@ -151,14 +180,21 @@ class Diagnostics:
                     out["target_cosine"] = cosine
         if q_and_return is not None and len(self.heldout) >= MIN_HELDOUT:
             items = list(self.heldout)
-            q, g = q_and_return(np.stack([i["obs"] for i in items]), np.stack([i["action"] for i in items]),
-                                np.stack([i["ret"] for i in items]))
+            q, g = q_and_return(
+                np.stack([i["obs"] for i in items]),
+                np.stack([i["action"] for i in items]),
+                np.stack([i["ret"] for i in items]),
+            )
             out["q_return_spearman"] = spearman(q, g)
         return {k: v for k, v in out.items() if math.isfinite(v)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rewards": [r.tolist() for r in self.rewards], "pending": [_pack(i) for i in self.pending],
-                "heldout": [_pack(i) for i in self.heldout], "seen": self.seen}
+        return {
+            "rewards": [r.tolist() for r in self.rewards],
+            "pending": [_pack(i) for i in self.pending],
+            "heldout": [_pack(i) for i in self.heldout],
+            "seen": self.seen,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rewards.clear()
@@ -171,9 +207,18 @@ class Diagnostics:
 
 def _pack(item: dict[str, Any]) -> dict[str, Any]:
     """A held-out transition as plain Python values (saved agents are read back with ``weights_only``)."""
-    return {"obs": item["obs"].tolist(), "action": item["action"].tolist(), "ret": item["ret"].tolist(), "age": item["age"]}
+    return {
+        "obs": item["obs"].tolist(),
+        "action": item["action"].tolist(),
+        "ret": item["ret"].tolist(),
+        "age": item["age"],
+    }
 
 
 def _unpack(item: dict[str, Any]) -> dict[str, Any]:
-    return {"obs": np.asarray(item["obs"], np.float32), "action": np.asarray(item["action"], np.float32),
-            "ret": np.asarray(item["ret"], np.float64), "age": int(item["age"])}
+    return {
+        "obs": np.asarray(item["obs"], np.float32),
+        "action": np.asarray(item["action"], np.float32),
+        "ret": np.asarray(item["ret"], np.float64),
+        "age": int(item["age"]),
+    }

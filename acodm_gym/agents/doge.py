@@ -14,6 +14,7 @@ An optional mixing floor ε (fixed-share) keeps every weight at least ε/k:
 
     α ← (1 − ε)·normalise(α ⊙ exp(η r̃)) + ε/k.
 """
+
 from __future__ import annotations
 
 import math
@@ -117,8 +118,13 @@ class DoGEAgent(Agent):
         return self.diagnostics.stats(before, self.weights)
 
     def state_dict(self):
-        return {"weights": self.weights.tolist(), "ema": None if self.ema is None else self.ema.tolist(), "t": self.t,
-                "n_updates": self.n_updates, "diagnostics": self.diagnostics.state_dict()}
+        return {
+            "weights": self.weights.tolist(),
+            "ema": None if self.ema is None else self.ema.tolist(),
+            "t": self.t,
+            "n_updates": self.n_updates,
+            "diagnostics": self.diagnostics.state_dict(),
+        }
 
     def load_state_dict(self, state):
         self.weights = np.asarray(state["weights"], dtype=np.float64)

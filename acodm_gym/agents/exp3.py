@@ -8,6 +8,7 @@ probability its sequences were drawn with (``info["sampling_probs"]``: π itself
 without the exploration floor). The ``smoothed_mean`` updater of ODM's repository instead sets
 R̂_i ← 0.5 R̂_i + 0.5 exp(L_i). ODM needs no alignment reward, so the env skips its probes.
 """
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ act = SB3's own exploration (``_sample_action``: uniform random before ``learnin
 ``predict`` plus action noise), observe = add to its buffer, update = its ``train()``. PPO collects
 its rollout buffer in ``observe`` and trains when the buffer is full.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -28,7 +29,9 @@ from .base import Agent, EnvSpec
 _BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
-def build_sb3_model(algorithm: type[BaseAlgorithm], spec: EnvSpec, *, policy: str = "MlpPolicy", **kwargs) -> BaseAlgorithm:
+def build_sb3_model(
+    algorithm: type[BaseAlgorithm], spec: EnvSpec, *, policy: str = "MlpPolicy", **kwargs
+) -> BaseAlgorithm:
     """An SB3 model for ``spec``'s spaces without an env; its logger only collects values."""
     model = algorithm(policy, env=None, _init_setup_model=False, **kwargs)
     model.observation_space, model.action_space, model.n_envs = spec.observation_space, spec.action_space, 1
@@ -117,7 +120,12 @@ class SB3Agent(Agent):
         """Declared options merged as a config section; the keys the algorithm takes go to ``algorithm_kwargs``."""
         values = dict(values or {})
         declared = {f.name for f in fields(cls.Options)}
-        taken = set(inspect.signature(cls.algorithm.__init__).parameters) - {"self", "policy", "env", "_init_setup_model"}
+        taken = set(inspect.signature(cls.algorithm.__init__).parameters) - {
+            "self",
+            "policy",
+            "env",
+            "_init_setup_model",
+        }
         extra = {key: values.pop(key) for key in list(values) if key not in declared and key in taken}
         options = super().make_options(values)  # an unknown key: refused with the closest declared one
         options.algorithm_kwargs = {**options.algorithm_kwargs, **extra}
@@ -176,7 +184,9 @@ class OffPolicySB3Agent(SB3Agent):
         return self._to_weights(action[0])
 
     def observe(self, obs, action, reward, next_obs, info):
-        self.model.replay_buffer.add(obs[None], next_obs[None], self._buffer_action, np.array([reward]), np.array([False]), [info])
+        self.model.replay_buffer.add(
+            obs[None], next_obs[None], self._buffer_action, np.array([reward]), np.array([False]), [info]
+        )
         self.model.num_timesteps += 1
 
     def update(self):
@@ -255,7 +265,9 @@ class PPOAgent(SB3Agent):
     def act(self, obs):
         model = self.model
         with th.no_grad():
-            actions, values, log_probs = model.policy(obs_as_tensor(np.asarray(obs, dtype=np.float32)[None], model.device))
+            actions, values, log_probs = model.policy(
+                obs_as_tensor(np.asarray(obs, dtype=np.float32)[None], model.device)
+            )
         self._pending = (actions.cpu().numpy(), values, log_probs)
         return self._to_weights(np.clip(self._pending[0][0], model.action_space.low, model.action_space.high))
 

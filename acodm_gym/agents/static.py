@@ -1,4 +1,5 @@
 """Static mixtures: the corpus' natural weights, uniform, or weights from a file (DoReMi, DoGE…)."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ class StaticAgent(Agent):
         super().__init__(spec)
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (self.k,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise AgentError(f"Static weights {w.tolist()} must be {self.k} finite non-negative numbers with a positive sum.")
+            raise AgentError(
+                f"Static weights {w.tolist()} must be {self.k} finite non-negative numbers with a positive sum."
+            )
         self.weights = w / w.sum()
 
     @classmethod

@@ -29,6 +29,7 @@ to the behaviour weights (−ln p(α_behaviour); its gradient is the Gaussian on
 the Jacobian term has no parameters), so the policy starts with the behaviour's mean and spread, and
 the critic to (1 + γ)·r, as VectorTD3 does.
 """
+
 from __future__ import annotations
 
 import math
@@ -109,7 +110,9 @@ class LogisticNormalActor(Actor):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.use_sde:
-            raise AgentError("vector-sac does not support gSDE (use_sde): its policy is a logistic-normal on the simplex.")
+            raise AgentError(
+                "vector-sac does not support gSDE (use_sde): its policy is a logistic-normal on the simplex."
+            )
         k = get_action_dim(self.action_space)
         hidden = mlp(self.features_dim, 1, self.net_arch, self.activation_fn)[:-1]  # the hidden layers only
         self.latent_pi = nn.Sequential(*hidden)
@@ -138,7 +141,9 @@ class VectorSACPolicy(SACPolicy):
         super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor=None) -> LogisticNormalActor:
-        return LogisticNormalActor(**self._update_features_extractor(self.actor_kwargs, features_extractor)).to(self.device)
+        return LogisticNormalActor(**self._update_features_extractor(self.actor_kwargs, features_extractor)).to(
+            self.device
+        )
 
     def make_critic(self, features_extractor=None) -> VectorCritic:
         kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
@@ -157,9 +162,18 @@ class VectorSAC(VectorObjective, SAC):
     policy: VectorSACPolicy
     actor: LogisticNormalActor
 
-    def __init__(self, policy: str | type[VectorSACPolicy] = "MlpPolicy", env=None, *, scalarization: str = "alpha_weighted",
-                 prior: np.ndarray | None = None, prior_coef: float = 0.0,
-                 replay_buffer_class: type[ReplayBuffer] = VectorReplayBuffer, _init_setup_model: bool = True, **kwargs):
+    def __init__(
+        self,
+        policy: str | type[VectorSACPolicy] = "MlpPolicy",
+        env=None,
+        *,
+        scalarization: str = "alpha_weighted",
+        prior: np.ndarray | None = None,
+        prior_coef: float = 0.0,
+        replay_buffer_class: type[ReplayBuffer] = VectorReplayBuffer,
+        _init_setup_model: bool = True,
+        **kwargs,
+    ):
         self._init_objective(scalarization, prior, prior_coef)
         super().__init__(policy, env, replay_buffer_class=replay_buffer_class, _init_setup_model=False, **kwargs)
         if _init_setup_model:
@@ -206,7 +220,9 @@ class VectorSAC(VectorObjective, SAC):
     def _run_updates(self, gradient_steps: int, batch_size: int, warmup: bool) -> None:
         self.policy.set_training_mode(True)
         optimizers = [self.actor.optimizer, self.critic.optimizer]
-        self._update_learning_rate(optimizers + ([self.ent_coef_optimizer] if self.ent_coef_optimizer is not None else []))
+        self._update_learning_rate(
+            optimizers + ([self.ent_coef_optimizer] if self.ent_coef_optimizer is not None else [])
+        )
         actor_losses, critic_losses, coefs = [], [], []
         for _ in range(gradient_steps):
             self._n_updates += 1

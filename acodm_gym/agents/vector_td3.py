@@ -30,6 +30,7 @@ and ``VectorReplayBuffer.add`` reads it from there; ``VectorTD3`` therefore also
 [0, 1]^k, so it emits 2p − 1 and ``predict`` returns p. ``VectorDDPG`` is ``VectorTD3`` with DDPG's
 arguments, as SB3's DDPG is of TD3: the training code exists once.
 """
+
 from __future__ import annotations
 
 import math
@@ -98,7 +99,15 @@ class SoftmaxActor(Actor):
 class VectorCritic(ContinuousCritic):
     """Q(s, a) with one output per reward component (domain) in each of its ``n_critics`` networks."""
 
-    def __init__(self, *, reward_dim: int, net_arch: list[int], features_dim: int, activation_fn: type[nn.Module] = nn.ReLU, **kwargs):
+    def __init__(
+        self,
+        *,
+        reward_dim: int,
+        net_arch: list[int],
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        **kwargs,
+    ):
         super().__init__(net_arch=net_arch, features_dim=features_dim, activation_fn=activation_fn, **kwargs)
         self.reward_dim = reward_dim
         in_dim = features_dim + get_action_dim(self.action_space)
@@ -135,8 +144,16 @@ class VectorReplayBuffer(ReplayBuffer):
     the average restarts after a done.
     """
 
-    def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Box, *args,
-                 reward_dim: int | None = None, reward_ema: float | None = None, **kwargs):
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        *args,
+        reward_dim: int | None = None,
+        reward_ema: float | None = None,
+        **kwargs,
+    ):
         super().__init__(buffer_size, observation_space, action_space, *args, **kwargs)
         if reward_ema is not None and not 0.0 <= reward_ema < 1.0:
             raise AgentError(f"reward_ema={reward_ema} must be in [0, 1) (or None for the raw reward).")
@@ -160,9 +177,13 @@ class VectorReplayBuffer(ReplayBuffer):
         try:
             vector = np.stack([np.asarray(info["vector_reward"], dtype=np.float64) for info in infos])
         except KeyError:
-            raise KeyError("VectorReplayBuffer reads the reward vector from info['vector_reward'], which the env did not give.") from None
+            raise KeyError(
+                "VectorReplayBuffer reads the reward vector from info['vector_reward'], which the env did not give."
+            ) from None
         if vector.shape != (self.n_envs, self.reward_dim) or not np.all(np.isfinite(vector)):
-            raise ValueError(f"info['vector_reward'] must be {self.reward_dim} finite values per env; got {vector.tolist()}.")
+            raise ValueError(
+                f"info['vector_reward'] must be {self.reward_dim} finite values per env; got {vector.tolist()}."
+            )
         if self.reward_ema is not None:
             probs = np.stack([info["sampling_probs"] for info in infos])
             self.ema = importance_weighted_ema(self.ema, vector, probs, self.reward_ema)
@@ -196,11 +217,17 @@ class VectorObjective:
 
     def _init_objective(self, scalarization: str, prior: np.ndarray | None, prior_coef: float) -> None:
         if scalarization not in SCALARIZATIONS:
-            raise AgentError(f"scalarization='{scalarization}' is not supported; choose one of {', '.join(SCALARIZATIONS)}.")
+            raise AgentError(
+                f"scalarization='{scalarization}' is not supported; choose one of {', '.join(SCALARIZATIONS)}."
+            )
         if not (prior_coef >= 0 and math.isfinite(prior_coef)):
-            raise AgentError(f"prior_coef={prior_coef} must be a finite number >= 0 (0: no pull towards the prior mixture).")
+            raise AgentError(
+                f"prior_coef={prior_coef} must be a finite number >= 0 (0: no pull towards the prior mixture)."
+            )
         if prior_coef > 0 and prior is None:
-            raise AgentError("prior_coef > 0 needs prior: the mixture the actor is pulled towards (e.g. the natural weights).")
+            raise AgentError(
+                "prior_coef > 0 needs prior: the mixture the actor is pulled towards (e.g. the natural weights)."
+            )
         self.scalarization = scalarization
         self.prior = None if prior is None else th.as_tensor(np.asarray(prior, dtype=np.float32) / np.sum(prior))
         self.prior_coef = float(prior_coef)
@@ -254,9 +281,18 @@ class VectorTD3(VectorObjective, TD3):
     policy_aliases = {"MlpPolicy": VectorTD3Policy}
     policy: VectorTD3Policy
 
-    def __init__(self, policy: str | type[VectorTD3Policy] = "MlpPolicy", env=None, *, scalarization: str = "alpha_weighted",
-                 prior: np.ndarray | None = None, prior_coef: float = 0.0,
-                 replay_buffer_class: type[ReplayBuffer] = VectorReplayBuffer, _init_setup_model: bool = True, **kwargs):
+    def __init__(
+        self,
+        policy: str | type[VectorTD3Policy] = "MlpPolicy",
+        env=None,
+        *,
+        scalarization: str = "alpha_weighted",
+        prior: np.ndarray | None = None,
+        prior_coef: float = 0.0,
+        replay_buffer_class: type[ReplayBuffer] = VectorReplayBuffer,
+        _init_setup_model: bool = True,
+        **kwargs,
+    ):
         self._init_objective(scalarization, prior, prior_coef)
         super().__init__(policy, env, replay_buffer_class=replay_buffer_class, _init_setup_model=False, **kwargs)
         if _init_setup_model:
@@ -268,7 +304,11 @@ class VectorTD3(VectorObjective, TD3):
         with th.no_grad():
             next_actions = self.actor_target(data.next_observations)
             if self.target_policy_noise > 0:
-                noise = th.randn_like(next_actions).mul_(self.target_policy_noise).clamp_(-self.target_noise_clip, self.target_noise_clip)
+                noise = (
+                    th.randn_like(next_actions)
+                    .mul_(self.target_policy_noise)
+                    .clamp_(-self.target_noise_clip, self.target_noise_clip)
+                )
                 w = weights_of(next_actions + noise).clamp_min(0)
                 next_actions = 2 * w / w.sum(dim=1, keepdim=True).clamp_min(1e-12) - 1
             next_q = th.stack(self.critic_target(data.next_observations, next_actions)).min(dim=0).values
@@ -323,8 +363,18 @@ class VectorTD3(VectorObjective, TD3):
 class VectorDDPG(VectorTD3):
     """DDPG as a special case of VectorTD3: one critic, no policy delay, no target smoothing."""
 
-    def __init__(self, policy: str | type[VectorTD3Policy] = "MlpPolicy", env=None, _init_setup_model: bool = True, **kwargs):
-        super().__init__(policy, env, policy_delay=1, target_policy_noise=0.0, target_noise_clip=0.0, _init_setup_model=False, **kwargs)
+    def __init__(
+        self, policy: str | type[VectorTD3Policy] = "MlpPolicy", env=None, _init_setup_model: bool = True, **kwargs
+    ):
+        super().__init__(
+            policy,
+            env,
+            policy_delay=1,
+            target_policy_noise=0.0,
+            target_noise_clip=0.0,
+            _init_setup_model=False,
+            **kwargs,
+        )
         self.policy_kwargs.setdefault("n_critics", 1)
         if _init_setup_model:
             self._setup_model()

@@ -13,6 +13,7 @@ A ``manifest.json`` records, per domain, where the text came from, its license, 
 skipped binary files, undecodable bytes and a checksum per token file, plus a fingerprint of the
 inputs: a changed input rebuilds the corpus, a changed token file is an error.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -231,7 +232,9 @@ def iter_jsonl(
         if not isinstance(text, str):
             raise CorpusError(f"{path}:{lineno} has no string field '{text_field}': set data.text_field.")
         if reports is not None and _undecodable[0] > before:
-            reports.setdefault(str(domain), _DomainReport()).undecodable(f"{path.name}:{lineno}", _undecodable[0] - before)
+            reports.setdefault(str(domain), _DomainReport()).undecodable(
+                f"{path.name}:{lineno}", _undecodable[0] - before
+            )
         yield str(domain), text
 
 
@@ -380,8 +383,15 @@ def _apply_recipe(cfg: DataConfig, source: _Source, reports: dict[str, _DomainRe
     meta = {}
     for name in built:
         planted = cfg.recipe.planted.get(name)
-        meta[name] = {**source.meta.get(name, {}), "recipe_share": cfg.recipe.shares[name]} if planted is None else {
-            "source": f"planted:{planted['generator']}", "license": "derived from the clean domains", "planted": dict(planted)}
+        meta[name] = (
+            {**source.meta.get(name, {}), "recipe_share": cfg.recipe.shares[name]}
+            if planted is None
+            else {
+                "source": f"planted:{planted['generator']}",
+                "license": "derived from the clean domains",
+                "planted": dict(planted),
+            }
+        )
     return _Source("recipe", source.path, list(built), meta, splits=built)
 
 
@@ -399,7 +409,11 @@ def _input_fingerprint(source: _Source, requested: list[str]) -> dict:
     for d in requested:
         files = _text_files(source.path, d) if (source.path / d).is_dir() else []
         stats = [(str(p.relative_to(source.path / d)), (st := p.stat()).st_size, st.st_mtime_ns) for p in files]
-        domains[d] = {"files": len(stats), "bytes": sum(s[1] for s in stats), "digest": _digest(json.dumps(stats).encode())}
+        domains[d] = {
+            "files": len(stats),
+            "bytes": sum(s[1] for s in stats),
+            "digest": _digest(json.dumps(stats).encode()),
+        }
     return {"fingerprint": _digest(json.dumps(domains, sort_keys=True).encode()), "domains": domains}
 
 
@@ -441,7 +455,8 @@ def corpus_dir(cfg: DataConfig) -> Path:
         {
             "corpus": cfg.corpus if cfg.corpus == "default" else str(Path(cfg.corpus).expanduser().resolve()),
             "domains": cfg.domains,
-            "tokenizer": cfg.tokenizer and [str(Path(cfg.tokenizer).expanduser().resolve()), _file_digest(cfg.tokenizer)],
+            "tokenizer": cfg.tokenizer
+            and [str(Path(cfg.tokenizer).expanduser().resolve()), _file_digest(cfg.tokenizer)],
             "vocab": cfg.vocab_size,
             "max_bytes": cfg.max_bytes_per_domain,
             "split": [cfg.val_fraction, cfg.test_fraction],
@@ -492,7 +507,11 @@ def _split_by_position(folder: Path, dtype, cfg: DataConfig) -> dict[str, int]:
     stream = np.concatenate([np.fromfile(folder / f"{s}.bin", dtype=dtype) for s in SPLITS])
     n = len(stream)
     n_test, n_val = max(1, int(n * cfg.test_fraction)), max(1, int(n * cfg.val_fraction))
-    parts = {"train": stream[: n - n_val - n_test], "validation": stream[n - n_val - n_test : n - n_test], "test": stream[n - n_test :]}
+    parts = {
+        "train": stream[: n - n_val - n_test],
+        "validation": stream[n - n_val - n_test : n - n_test],
+        "test": stream[n - n_test :],
+    }
     for split, arr in parts.items():
         arr.tofile(folder / f"{split}.bin")
     return {k: int(len(v)) for k, v in parts.items()}
@@ -527,17 +546,22 @@ def _survey(
         s.hist[_piece_hash(data, cfg.seed)[0]] += len(data)
     for d, r in sorted(reports.items()):
         if r.binary_files:
-            log(f"  {d}: skipped {len(r.binary_files)} binary file(s): {', '.join(r.binary_files[:5])}"
+            log(
+                f"  {d}: skipped {len(r.binary_files)} binary file(s): {', '.join(r.binary_files[:5])}"
                 + (" ..." if len(r.binary_files) > 5 else "")
-                + f" (if they are text in another encoding than {cfg.encoding}, set data.encoding)")
+                + f" (if they are text in another encoding than {cfg.encoding}, set data.encoding)"
+            )
         if r.undecodable_bytes:
             hint = (
                 "set data.encoding=latin-1 (or data.encoding=auto: UTF-8, else cp1252, per file)"
-                if _is_utf8_name(cfg.encoding) else f"they are not {cfg.encoding} either"
+                if _is_utf8_name(cfg.encoding)
+                else f"they are not {cfg.encoding} either"
             )
             files = ", ".join(f"{f} ({n} bytes)" for f, n in list(r.undecodable_files.items())[:5])
-            log(f"  warning: {d}: {r.undecodable_bytes} bytes in {r.undecodable_count} file(s) are not {cfg.encoding} "
-                f"and became U+FFFD: {files}{' ...' if r.undecodable_count > 5 else ''}. If they are Latin-1, {hint}.")
+            log(
+                f"  warning: {d}: {r.undecodable_bytes} bytes in {r.undecodable_count} file(s) are not {cfg.encoding} "
+                f"and became U+FFFD: {files}{' ...' if r.undecodable_count > 5 else ''}. If they are Latin-1, {hint}."
+            )
     return stats
 
 
@@ -556,7 +580,9 @@ def _train_tokenizer(source: _Source, cfg: DataConfig, stats: dict[str, _DomainS
     return toklib.train_bpe(sample, cfg.vocab_size)
 
 
-def _write_splits(source: _Source, cfg: DataConfig, stats: dict[str, _DomainStats], tok, eos: int, dtype, tmp: Path) -> None:
+def _write_splits(
+    source: _Source, cfg: DataConfig, stats: dict[str, _DomainStats], tok, eos: int, dtype, tmp: Path
+) -> None:
     """Last pass: tokenize the kept pieces, each appended to its domain's split (hash-chosen, or the recipe's)."""
     files = {}
     for d in stats:
@@ -676,17 +702,19 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
             sampled = f", an even sample of {s.input_bytes / 1e6:.2f} MB" if s.bytes < s.input_bytes else ""
             by = ", split by position (too few documents to split by document)" if split == "position" else ""
             log(f"  {d:<12} {s.bytes / 1e6:6.2f} MB  {s.documents:6d} docs  {n / 1e6:6.2f} M tokens{sampled}{by}")
-            domains.append({
-                "name": d,
-                **source.meta.get(d, {}),
-                "bytes": s.bytes,
-                "input_bytes": s.input_bytes,
-                "documents": s.documents,
-                "tokens": tokens,
-                "split": split,
-                "checksums": {k: _checksum(tmp / d / f"{k}.bin") for k in SPLITS},
-                **reports.get(d, _DomainReport()).as_manifest(),
-            })
+            domains.append(
+                {
+                    "name": d,
+                    **source.meta.get(d, {}),
+                    "bytes": s.bytes,
+                    "input_bytes": s.input_bytes,
+                    "documents": s.documents,
+                    "tokens": tokens,
+                    "split": split,
+                    "checksums": {k: _checksum(tmp / d / f"{k}.bin") for k in SPLITS},
+                    **reports.get(d, _DomainReport()).as_manifest(),
+                }
+            )
         manifest = {
             "format": FORMAT_VERSION,
             "corpus": cfg.corpus,
@@ -747,7 +775,9 @@ class TokenCorpus:
             self.eos_id: int = int(self.manifest["eos_id"])
             self.dtype = np.dtype(self.manifest["dtype"])
             tokenizer_path = self.root / self.manifest["tokenizer"]
-            expected = {(d["name"], split): int(d["tokens"][split]) for d in self.manifest["domains"] for split in SPLITS}
+            expected = {
+                (d["name"], split): int(d["tokens"][split]) for d in self.manifest["domains"] for split in SPLITS
+            }
             self._checksums = {
                 (d["name"], split): str(d["checksums"][split]) for d in self.manifest["domains"] for split in SPLITS
             }
@@ -758,7 +788,9 @@ class TokenCorpus:
         self._arrays: dict[tuple[str, str], np.ndarray] = {}
         for (name, split), n in expected.items():
             self._arrays[name, split] = self._open(name, split, n)
-        if verify or (verify is None and sum(n for n in expected.values()) * self.dtype.itemsize <= VERIFY_ON_OPEN_BYTES):
+        if verify or (
+            verify is None and sum(n for n in expected.values()) * self.dtype.itemsize <= VERIFY_ON_OPEN_BYTES
+        ):
             self.verify()
         self._check_tokenizer(tokenizer_path)
 

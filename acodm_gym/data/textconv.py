@@ -3,6 +3,7 @@ the ``bible`` program's output, metamath) turned into clean plain-text documents
 
 Pure functions of strings (no I/O), so each is tested on inline samples.
 """
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,18 @@ from html.parser import HTMLParser
 from typing import Sequence
 
 __all__ = [
-    "Doc", "CHUNK_CHARS", "clean_text", "chunk_texts", "strip_yaml_header", "strip_metamath_proofs",
-    "html_to_text", "groff_to_text", "dictd_entries", "info_nodes", "chitchat_turns", "split_bible_books",
+    "Doc",
+    "CHUNK_CHARS",
+    "clean_text",
+    "chunk_texts",
+    "strip_yaml_header",
+    "strip_metamath_proofs",
+    "html_to_text",
+    "groff_to_text",
+    "dictd_entries",
+    "info_nodes",
+    "chitchat_turns",
+    "split_bible_books",
 ]
 
 CHUNK_CHARS = 32_000  # target size of documents cut from long continuous sources
@@ -52,7 +63,7 @@ def chunk_texts(pieces: Sequence[str], target: int = CHUNK_CHARS, sep: str = "\n
 def strip_yaml_header(text: str) -> str:
     """Drop a leading ``---`` ... ``---`` YAML front-matter block (ScanCode .LICENSE files)."""
     m = re.match(r"\A\s*---[ \t]*\n.*?\n---[ \t]*(\n|\Z)", text, flags=re.S)
-    return text[m.end():] if m else text
+    return text[m.end() :] if m else text
 
 
 _PROOF = re.compile(r"(?<!\S)([$@])=\s.*?(?<!\S)\1\.(?!\S)", flags=re.S)
@@ -67,12 +78,41 @@ def strip_metamath_proofs(text: str) -> str:
 
 class _HTMLText(HTMLParser):
     LINE = {"br", "tr", "li", "dt", "dd", "title", "caption"}  # end a line
-    PARA = {"p", "div", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "table",
-            "pre", "blockquote", "section", "article", "header", "footer", "form", "figure"}
+    PARA = {
+        "p",
+        "div",
+        "hr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "ul",
+        "ol",
+        "dl",
+        "table",
+        "pre",
+        "blockquote",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "form",
+        "figure",
+    }
     SKIP = {"script", "style", "noscript", "head", "svg"}
     # navigation chrome of DocBook (PostgreSQL) and GAPDoc (GAP) pages
-    SKIP_CLASSES = {"navheader", "navfooter", "chlinktop", "chlinkbot", "chlinkprevnexttop",
-                    "chlinkprevnextbot", "foot", "mathjaxlink"}
+    SKIP_CLASSES = {
+        "navheader",
+        "navfooter",
+        "chlinktop",
+        "chlinkbot",
+        "chlinkprevnexttop",
+        "chlinkprevnextbot",
+        "foot",
+        "mathjaxlink",
+    }
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -143,12 +183,54 @@ def html_to_text(html_src: str) -> str:
 
 
 _GROFF_NAMED = {
-    "em": "—", "en": "–", "hy": "-", "mi": "-", "aq": "'", "dq": '"', "bu": "•", "co": "©",
-    "rg": "®", "tm": "™", "lq": "“", "rq": "”", "oq": "‘", "cq": "’", "pl": "+", "mu": "×",
-    "di": "÷", "->": "→", "<-": "←", "<=": "≤", ">=": "≥", "!=": "≠", "==": "≡", "ti": "~",
-    "ha": "^", "rs": "\\", "sl": "/", "ba": "|", "or": "|", "de": "°", "+-": "±", "Fo": "«",
-    "Fc": "»", "ga": "`", "aa": "´", "sc": "§", "dg": "†", "eq": "=", "lB": "[", "rB": "]",
-    "lC": "{", "rC": "}", "la": "⟨", "ra": "⟩", "sq": "□", "ua": "↑", "da": "↓", "12": "½",
+    "em": "—",
+    "en": "–",
+    "hy": "-",
+    "mi": "-",
+    "aq": "'",
+    "dq": '"',
+    "bu": "•",
+    "co": "©",
+    "rg": "®",
+    "tm": "™",
+    "lq": "“",
+    "rq": "”",
+    "oq": "‘",
+    "cq": "’",
+    "pl": "+",
+    "mu": "×",
+    "di": "÷",
+    "->": "→",
+    "<-": "←",
+    "<=": "≤",
+    ">=": "≥",
+    "!=": "≠",
+    "==": "≡",
+    "ti": "~",
+    "ha": "^",
+    "rs": "\\",
+    "sl": "/",
+    "ba": "|",
+    "or": "|",
+    "de": "°",
+    "+-": "±",
+    "Fo": "«",
+    "Fc": "»",
+    "ga": "`",
+    "aa": "´",
+    "sc": "§",
+    "dg": "†",
+    "eq": "=",
+    "lB": "[",
+    "rB": "]",
+    "lC": "{",
+    "rC": "}",
+    "la": "⟨",
+    "ra": "⟩",
+    "sq": "□",
+    "ua": "↑",
+    "da": "↓",
+    "12": "½",
 }
 _GROFF_ESC = re.compile(
     r"""\\(?:
@@ -159,7 +241,9 @@ _GROFF_ESC = re.compile(
     | (?P<lit>[-e\\.'`])                              # literal characters
     | (?P<space>[ ~0])                                # unpaddable spaces
     | [&|^%c:)!{}zdurtap]                             # zero-width / layout: drop
-    )""", re.X)
+    )""",
+    re.X,
+)
 _GROFF_ALT = {"BI", "BR", "IB", "IR", "RB", "RI"}
 _GROFF_JOIN = {"B", "I", "SM", "SB", "OP", "UR", "MT", "Nm", "Ar", "Fl"}
 
@@ -174,13 +258,13 @@ def _groff_escapes(s: str) -> str:
         if m.group("lit"):
             return {"e": "\\", "-": "-"}.get(m.group("lit"), m.group("lit"))
         return " " if m.group("space") else ""
+
     return _GROFF_ESC.sub(rep, s)
 
 
 def _groff_args(s: str) -> list[str]:
     """Arguments of a request line: quoted or bare, ``\\ `` does not split."""
-    return [a[1:].rstrip('"') if a.startswith('"') else a
-            for a in re.findall(r'"[^"]*"?|(?:\\.|[^\s\\])+', s)]
+    return [a[1:].rstrip('"') if a.startswith('"') else a for a in re.findall(r'"[^"]*"?|(?:\\.|[^\s\\])+', s)]
 
 
 def groff_to_text(src: str) -> str:
@@ -281,7 +365,7 @@ def dictd_entries(index: str, data: bytes) -> list[str]:
             continue
         span = (_b64(f[1]), _b64(f[2]))
         (meta if f[0].startswith(("00-", "00database")) else spans).add(span)
-    return [data[o:o + n].decode("utf-8", "replace").rstrip() for o, n in sorted(spans - meta)]
+    return [data[o : o + n].decode("utf-8", "replace").rstrip() for o, n in sorted(spans - meta)]
 
 
 def chitchat_turns(messages: list[list[dict]]) -> list[str]:

@@ -1,4 +1,5 @@
 """Tokenizers: a byte-level BPE trained locally (no hub), or any local ``tokenizer.json``."""
+
 from __future__ import annotations
 
 from pathlib import Path

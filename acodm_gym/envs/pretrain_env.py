@@ -1,6 +1,7 @@
 """PretrainEnv: one LLM pretraining run as a Gymnasium episode (spaces, reward and episode end: the
 class docstring). The environment does not know which agent drives it.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -105,7 +106,9 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
         self._val_blocks = [torch.from_numpy(self.corpus.blocks(d, "validation", seq, limit)) for d in self.domains]
         if any(len(b) == 0 for b in self._val_blocks):
             short = [d for d, b in zip(self.domains, self._val_blocks) if len(b) == 0]
-            raise CorpusError(f"Domains {short} have fewer than seq_len={seq} validation tokens: add text or raise data.val_fraction.")
+            raise CorpusError(
+                f"Domains {short} have fewer than seq_len={seq} validation tokens: add text or raise data.val_fraction."
+            )
         self.backend: TorchBackend | None = None
         self._alignment: AlignmentProbe | None = None
         self._truncated = False  # the episode reached train.total_steps: step() waits for reset()
@@ -148,7 +151,9 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
             else None
         )
         t = self.cfg.train
-        self.sampler = DomainSampler(self.corpus, self.cfg.model.seq_len, t.batch_size, t.exploration_share, t.exploration_floor, run_seed)
+        self.sampler = DomainSampler(
+            self.corpus, self.cfg.model.seq_len, t.batch_size, t.exploration_share, t.exploration_floor, run_seed
+        )
         self.t = 0
         self.tokens = 0
         self._truncated = False
@@ -157,7 +162,12 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
         first_blocks = [b[:1] for b in self._val_blocks]
         initial_losses = evaluate_domains(self.backend, first_blocks, t.batch_size)
         self.state = TrainingState(t.total_steps, self.corpus.vocab_size, initial_losses, self._norm_probe.norms())
-        info = {"step": 0, "tokens": 0, "domain_losses": initial_losses, "domain_weights": np.full(self.k, 1.0 / self.k)}
+        info = {
+            "step": 0,
+            "tokens": 0,
+            "domain_losses": initial_losses,
+            "domain_weights": np.full(self.k, 1.0 / self.k),
+        }
         return self._observation(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, StepInfo]:
@@ -172,7 +182,9 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
         alpha = distributed.from_main(lambda: self._weights(action), (self.k,))
         t = self.cfg.train
         batch = self.sampler.sample(alpha)
-        out = train_step(self.backend, batch, alpha, t.loss_weighting, t.micro_batch_size, self._alignment, self._norm_probe)
+        out = train_step(
+            self.backend, batch, alpha, t.loss_weighting, t.micro_batch_size, self._alignment, self._norm_probe
+        )
         if out.finite:
             self._nonfinite = 0
             self.state.record(out.domain_losses, out.weight_norms, out.update_norms)
@@ -223,7 +235,9 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _check_vocab(self, model) -> None:
         """Every token id of the corpus must index the model's embedding and output layers."""
-        sizes = [m.weight.shape[0] for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None]
+        sizes = [
+            m.weight.shape[0] for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
+        ]
         if min(sizes) < self.corpus.vocab_size:
             raise ConfigError(
                 f"Vocabulary mismatch: the model has {min(sizes)} token embeddings but the corpus {self.corpus.root} "
@@ -238,7 +252,9 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
             blocks = self._val_blocks
         else:
             limit = self.cfg.env.eval_batches * self.cfg.train.batch_size
-            blocks = [torch.from_numpy(self.corpus.blocks(d, split, self.cfg.model.seq_len, limit)) for d in self.domains]
+            blocks = [
+                torch.from_numpy(self.corpus.blocks(d, split, self.cfg.model.seq_len, limit)) for d in self.domains
+            ]
         return evaluate_domains(self.backend, blocks, self.cfg.train.batch_size)
 
     def episode_result(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ update norm           L     (log10(‖ω_l(t) − ω_l(t−1)‖ / ‖ω_l(t)‖
 A domain absent from a batch keeps its last loss (change 0), and non-finite norms keep their last
 finite values: nothing is ever NaN.
 """
+
 from __future__ import annotations
 
 import math

@@ -9,6 +9,7 @@ split, where natural and best static are the task's reference scores (``acodm-gy
 the natural mixture a practitioner starts from, 100 the best static mixture a budgeted search found;
 an online method may score above 100.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -83,7 +84,9 @@ def load_references(task: TaskConfig, corpus) -> dict[str, Any] | None:
         if missing:
             raise KeyError(missing)
     except FileNotFoundError:
-        raise ConfigError(f"task.references={path} does not exist: give the path of a reference file, or {fix}.") from None
+        raise ConfigError(
+            f"task.references={path} does not exist: give the path of a reference file, or {fix}."
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"Reference file {path} is not a valid reference file ({exc}): {fix}.") from None
     signature = corpus_signature(corpus)

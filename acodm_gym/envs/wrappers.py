@@ -1,4 +1,5 @@
 """Wrappers that change what an agent reads from PretrainEnv, not how the model trains."""
+
 from __future__ import annotations
 
 import gymnasium as gym

@@ -31,6 +31,7 @@ Semantics kept equal to the torch backend (tested against it):
 ZeRO stage 3 is refused: it partitions every weight, and the probes read whole weights (norms,
 Gram matrix) and the gradient hooks' weight-shaped buffers; see ``SUPPORTED_STAGES``.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,7 +63,9 @@ def resolve_deepspeed_config(name: str | Path) -> Path:
         if candidate.is_file():
             return candidate
     names = sorted(p.stem for p in (CONFIG_DIR / "deepspeed").glob("*.json"))
-    raise ConfigError(f"DeepSpeed config '{name}' not found: give a JSON path or one of {', '.join(names)} (configs/deepspeed/).")
+    raise ConfigError(
+        f"DeepSpeed config '{name}' not found: give a JSON path or one of {', '.join(names)} (configs/deepspeed/)."
+    )
 
 
 def load_deepspeed_config(source: str | Path | dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +88,7 @@ def engine_config(cfg: TrainConfig, world: int, on_cuda: bool) -> dict[str, Any]
                 "warm-up + cosine schedule as the torch backend (train.lr, train.betas, train.weight_decay, train.warmup_steps)."
             )
     if ds.get("fp16", {}).get("enabled") in (True, "true", "auto"):
-        raise ConfigError("train.deepspeed_config enables fp16: use bf16 (\"bf16\": {\"enabled\": \"auto\"}) instead.")
+        raise ConfigError('train.deepspeed_config enables fp16: use bf16 ("bf16": {"enabled": "auto"}) instead.')
     stage = int(ds.get("zero_optimization", {}).get("stage", 0))
     if stage not in SUPPORTED_STAGES:
         raise ConfigError(
@@ -107,7 +110,9 @@ def engine_config(cfg: TrainConfig, world: int, on_cuda: bool) -> dict[str, Any]
     if bf16.get("enabled", False) == "auto":
         bf16["enabled"] = on_cuda
     if bf16.get("enabled") and not on_cuda:
-        raise ConfigError("bf16 training needs CUDA; on CPU set \"bf16\": {\"enabled\": \"auto\"} (fp32) in train.deepspeed_config.")
+        raise ConfigError(
+            'bf16 training needs CUDA; on CPU set "bf16": {"enabled": "auto"} (fp32) in train.deepspeed_config.'
+        )
     ds.setdefault("steps_per_print", None)
     ds.setdefault("zero_allow_untested_optimizer", True)
     return ds
@@ -127,7 +132,9 @@ class DeepSpeedBackend:
         distributed.shard_rows(cfg.batch_size, self.rank, self.world_size)  # raises unless the batch splits evenly
         accel = get_accelerator()
         on_cuda = accel.device_name() == "cuda"
-        self.device = torch.device(accel.device_name(int(os.environ.get("LOCAL_RANK", "0")))) if on_cuda else torch.device("cpu")
+        self.device = (
+            torch.device(accel.device_name(int(os.environ.get("LOCAL_RANK", "0")))) if on_cuda else torch.device("cpu")
+        )
         if on_cuda:
             accel.set_device(self.device.index)
         self.config = engine_config(cfg, self.world_size, on_cuda)
@@ -137,9 +144,13 @@ class DeepSpeedBackend:
         self.optimizer, self.scheduler = build_optimizer(model, cfg)
         with warnings.catch_warnings():  # its lazy imports (torch.compile, mkldnn) touch deprecated torch.jit APIs
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.engine, *_ = deepspeed.initialize(model=model, optimizer=self.optimizer, config=self.config, dist_init_required=False)
+            self.engine, *_ = deepspeed.initialize(
+                model=model, optimizer=self.optimizer, config=self.config, dist_init_required=False
+            )
         self.model = self.engine.module
-        if self.zero_stage > 0 and not all(hasattr(self.engine.optimizer, a) for a in ("scaled_global_norm", "check_grad_overflow")):
+        if self.zero_stage > 0 and not all(
+            hasattr(self.engine.optimizer, a) for a in ("scaled_global_norm", "check_grad_overflow")
+        ):
             raise ConfigError(  # e.g. a precision mix DeepSpeed serves with another optimiser wrapper
                 f"DeepSpeed wrapped the optimiser in {type(self.engine.optimizer).__name__}, not its ZeRO 1/2 optimiser: this "
                 "backend reads the gradient norm and skips steps through the latter. Use zero0, or fp32/bf16 without extra precision options."
@@ -234,16 +245,24 @@ class DeepSpeedBackend:
         ZeRO 1/2, one optimiser partition per rank; the LR schedule travels as client state. A
         collective: every rank must call it."""
         self.engine.save_checkpoint(
-            str(Path(directory) / "deepspeed"), tag=CHECKPOINT_TAG, client_state={"scheduler": self.scheduler.state_dict()}, save_latest=False
+            str(Path(directory) / "deepspeed"),
+            tag=CHECKPOINT_TAG,
+            client_state={"scheduler": self.scheduler.state_dict()},
+            save_latest=False,
         )
 
     def load_checkpoint(self, directory: Path) -> None:
         """Load what ``save_checkpoint`` wrote, into the same rank of the same world size and ZeRO stage."""
         path, client = self.engine.load_checkpoint(
-            str(Path(directory) / "deepspeed"), tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=False
+            str(Path(directory) / "deepspeed"),
+            tag=CHECKPOINT_TAG,
+            load_optimizer_states=True,
+            load_lr_scheduler_states=False,
         )
         if path is None or "scheduler" not in (client or {}):
-            raise ResumeError(f"{Path(directory) / 'deepspeed'} holds no DeepSpeed checkpoint '{CHECKPOINT_TAG}' written by this backend.")
+            raise ResumeError(
+                f"{Path(directory) / 'deepspeed'} holds no DeepSpeed checkpoint '{CHECKPOINT_TAG}' written by this backend."
+            )
         self.scheduler.load_state_dict(client["scheduler"])
 
 

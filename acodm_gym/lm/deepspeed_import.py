@@ -4,6 +4,7 @@ backend (lm/deepspeed_backend.py) without either importing the other's module.
 DeepSpeed picks its accelerator when it is first imported (DS_ACCELERATOR), so the import is done
 here, for the configured device, and checked.
 """
+
 from __future__ import annotations
 
 import logging

@@ -18,6 +18,7 @@ rank, all in the same state:
 Every helper here is a no-op in a single process (no process group, or a world of one), so the
 single-process torch backend never pays for any of it. Nothing here imports DeepSpeed.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -108,7 +109,9 @@ def prepare_environment(cfg: TrainConfig) -> None:
     if not all(v in os.environ for v in LAUNCH_VARS):
         if any(v in os.environ for v in ("RANK", "WORLD_SIZE")) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             missing = [v for v in LAUNCH_VARS if v not in os.environ]
-            raise ConfigError(f"Incomplete launch environment: {', '.join(missing)} unset; start the ranks with torchrun or deepspeed.")
+            raise ConfigError(
+                f"Incomplete launch environment: {', '.join(missing)} unset; start the ranks with torchrun or deepspeed."
+            )
         os.environ.setdefault("RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
         os.environ.setdefault("LOCAL_RANK", "0")

@@ -1,4 +1,5 @@
 """Model factory: randomly initialised ``transformers`` causal LMs built from configs (no hub)."""
+
 from __future__ import annotations
 
 import re
@@ -30,7 +31,9 @@ def build_model(cfg: ModelConfig, vocab_size: int, seed: int) -> PreTrainedModel
     )
     check_model(cfg)  # also for a ModelConfig built in code, which load_config never validated
     if cfg.arch == "gpt_neox":
-        config = GPTNeoXConfig(**common, rotary_pct=0.25, tie_word_embeddings=False, attention_dropout=0.0, hidden_dropout=0.0)
+        config = GPTNeoXConfig(
+            **common, rotary_pct=0.25, tie_word_embeddings=False, attention_dropout=0.0, hidden_dropout=0.0
+        )
         model: PreTrainedModel = GPTNeoXForCausalLM(config)
     else:
         config = LlamaConfig(**common, num_key_value_heads=cfg.num_kv_heads or cfg.num_heads, tie_word_embeddings=False)

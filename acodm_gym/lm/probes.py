@@ -15,6 +15,7 @@
       (k·p·q per layer).
 * ``WeightNormProbe`` reads ‖ω‖ and the norm of the last update ‖ω_t − ω_{t−1}‖ of L layers.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,14 @@ class AlignmentProbe:
     :param seed: seed of the random projections (the run seed: the same on every rank)
     """
 
-    def __init__(self, modules: list[nn.Linear], num_domains: int, variant: str = "paper",
-                 sketch: list[int] | None = None, seed: int = 0):
+    def __init__(
+        self,
+        modules: list[nn.Linear],
+        num_domains: int,
+        variant: str = "paper",
+        sketch: list[int] | None = None,
+        seed: int = 0,
+    ):
         if variant not in ("paper", "authors"):
             raise ValueError(f"Unknown reward variant '{variant}': use 'paper' or 'authors'.")
         self.modules = modules
@@ -160,7 +167,9 @@ class AlignmentProbe:
         w_local = torch.zeros(len(s64), dtype=torch.float64)
         for g in self.grads:
             flat = g.reshape(len(s64), -1)
-            s_vec = self._all_reduce(s64.to(flat) @ flat)  # S of the global batch: one weight- (or sketch-) sized buffer
+            s_vec = self._all_reduce(
+                s64.to(flat) @ flat
+            )  # S of the global batch: one weight- (or sketch-) sized buffer
             w_local += (flat @ s_vec).double().cpu()
         w = self._all_reduce(w_local * s64)  # the k numbers ⟨g_i^rank, S⟩, summed over ranks
         out = np.zeros(self.k)

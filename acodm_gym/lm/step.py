@@ -8,6 +8,7 @@ optimiser step. ``TorchBackend`` is the single-process reference; ``DeepSpeedBac
 ``rank`` and ``world_size`` (a multi-rank backend averages gradients over ranks; ``train_step``
 then trains on this rank's rows and sums losses and the probe's statistics over ranks: lm/distributed.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,9 @@ def lr_lambda(cfg: TrainConfig):
     return factor
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build_optimizer(
+    model: nn.Module, cfg: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (no decay on biases and norms) with the warm-up + cosine schedule."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -108,7 +111,11 @@ class TorchBackend:
         return self.optimizer.param_groups[0]["lr"]
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])

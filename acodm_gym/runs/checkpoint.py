@@ -27,6 +27,7 @@ untouched; a failed write removes the partial directory and raises ``CheckpointE
 Reading (``find``): the checkpoint ``latest`` names, if it is complete (``meta.json`` present and
 every file it lists there with the recorded size); else, with a warning, the newest complete one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -109,7 +110,8 @@ def corpus_fingerprint(corpus) -> dict[str, Any]:
         "dtype": manifest.get("dtype"),
         "eos_id": manifest.get("eos_id"),
         "domains": [
-            {k: d.get(k) for k in ("name", "tokens", "documents", "bytes", "checksums")} for d in manifest.get("domains", [])
+            {k: d.get(k) for k in ("name", "tokens", "documents", "bytes", "checksums")}
+            for d in manifest.get("domains", [])
         ],
     }
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode())
@@ -117,7 +119,12 @@ def corpus_fingerprint(corpus) -> dict[str, Any]:
     if tokenizer.is_file():
         digest.update(tokenizer.read_bytes())
     inputs = (manifest.get("inputs") or {}).get("fingerprint")
-    return {"root": str(corpus.root), "domains": list(corpus.domains), "fingerprint": digest.hexdigest()[:16], "inputs": inputs}
+    return {
+        "root": str(corpus.root),
+        "domains": list(corpus.domains),
+        "fingerprint": digest.hexdigest()[:16],
+        "inputs": inputs,
+    }
 
 
 def model_signature(model: torch.nn.Module) -> dict[str, Any]:
@@ -202,7 +209,9 @@ def _agree(error: BaseException | None, step: int, tmp: Path, run_dir: Path, pre
         )
     else:  # nothing to resume from: saying --resume would only lead to "no checkpoint"
         kept = "no earlier checkpoint exists, so there is nothing to resume. Free disk space, then start the run again"
-    raise CheckpointError(f"Writing the checkpoint of step {step} failed ({reason}); the run stops here and {kept}.") from error
+    raise CheckpointError(
+        f"Writing the checkpoint of step {step} failed ({reason}); the run stops here and {kept}."
+    ) from error
 
 
 def save(
@@ -360,7 +369,9 @@ def find(run_dir: str | Path, warn: Callable[[str], None] = print) -> Checkpoint
             return Checkpoint(path, verify(path))
         except ValueError as exc:
             warn(f"warning: checkpoint {path} is incomplete or corrupt ({exc}); falling back to the previous one")
-    raise ResumeError(f"Cannot resume {run_dir}: none of its checkpoints ({', '.join(p.name for _, p in candidates)}) is complete.")
+    raise ResumeError(
+        f"Cannot resume {run_dir}: none of its checkpoints ({', '.join(p.name for _, p in candidates)}) is complete."
+    )
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -388,13 +399,17 @@ def _covered(key: str, allowed: Iterable[str]) -> bool:
     return any(key == a or key.startswith(a + ".") for a in allowed)
 
 
-def refused_changes(saved: dict[str, Any], cfg: Config, allow_changes: Sequence[str] = ()) -> dict[str, tuple[Any, Any]]:
+def refused_changes(
+    saved: dict[str, Any], cfg: Config, allow_changes: Sequence[str] = ()
+) -> dict[str, tuple[Any, Any]]:
     """The changes from the ``saved`` config dict to ``cfg`` that would not continue the same run."""
     changes = config_changes(saved, cfg.to_dict())
     return {k: v for k, v in changes.items() if not _covered(k, SAFE_KEYS) and not _covered(k, allow_changes)}
 
 
-def check_resumable(ckpt: Checkpoint, cfg: Config, allow_changes: Sequence[str] = (), run_dir: Path | None = None) -> None:
+def check_resumable(
+    ckpt: Checkpoint, cfg: Config, allow_changes: Sequence[str] = (), run_dir: Path | None = None
+) -> None:
     """Refuse, naming what differs, a config or world size that would not continue the same run."""
     where = run_dir or ckpt.path.parent.parent
     refused = refused_changes(ckpt.meta["config"], cfg, allow_changes)
@@ -442,7 +457,8 @@ def restore(ckpt: Checkpoint, env, agent) -> dict[str, Any]:
         raise ResumeError(
             f"{ckpt.path} was written for another corpus ({saved['root']}: domains {saved['domains']}, fingerprint "
             f"{saved['fingerprint']}); this run reads {corpus['root']} (domains {corpus['domains']}, fingerprint "
-            f"{corpus['fingerprint']})" + (": the corpus' input files changed since, so it was rebuilt" if rebuilt else "")
+            f"{corpus['fingerprint']})"
+            + (": the corpus' input files changed since, so it was rebuilt" if rebuilt else "")
             + ". A checkpoint only continues on the corpus it was trained on"
             + (": restore its input files." if rebuilt else ".")
         )
@@ -489,4 +505,6 @@ def check_metrics(run_dir: Path, size: int, step: int) -> None:
         tail = fh.read(size - max(0, size - 65536)).decode("utf-8", errors="replace")
     last = tail.rstrip("\r\n").rsplit("\n", 1)[-1].split(",", 1)[0]
     if step and last != str(step):
-        raise ResumeError(f"{path} does not end with step {step}'s row at the checkpoint's length ({size} bytes): was it edited?")
+        raise ResumeError(
+            f"{path} does not end with step {step}'s row at the checkpoint's length ({size} bytes): was it edited?"
+        )

@@ -9,6 +9,7 @@ Sweeps resume instead of restarting: run again into the same ``out``, a run that
 same config (apart from ``checkpoint.SAFE_KEYS``) is reused, and one that stopped is resumed from its
 last checkpoint; ``overwrite=True`` (``--overwrite``) runs every method from scratch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -76,7 +77,9 @@ def train_or_reuse(cfg: Config, log: Callable[[str], None] = print, overwrite: b
     ``overwrite``); returns the run directory."""
     run_dir = run_dir_for(prepare_config(cfg))
     saved = run_dir / "config.yaml"
-    same = saved.is_file() and not checkpoint.refused_changes(yaml.safe_load(saved.read_text()), prepare_config(cfg), REUSE_ALLOWED)
+    same = saved.is_file() and not checkpoint.refused_changes(
+        yaml.safe_load(saved.read_text()), prepare_config(cfg), REUSE_ALLOWED
+    )
     if not overwrite and same:
         if (run_dir / rundir.SUMMARY).is_file():
             log(f"{run_dir} finished earlier with this config: reused")
@@ -105,7 +108,9 @@ def compare(
         for method in methods:
             log(f"== {method} (seed {seed})")
             runs[method].append(str(run_method(cfg, method, seed, out, log, overwrite)))
-            (out / "compare.json").write_text(json.dumps({"methods": list(methods), "seeds": list(seeds), "runs": runs}, indent=2))
+            (out / "compare.json").write_text(
+                json.dumps({"methods": list(methods), "seeds": list(seeds), "runs": runs}, indent=2)
+            )
     report(out)
     return out
 
@@ -195,10 +200,20 @@ def report(out: str | Path) -> Path:
             "mean_weights": {d: float(np.mean([s["mean_weights"][d] for s in runs])) for d in domains},
         }
         r = results[method]
-        lines.append("| " + " | ".join([
-            method, _fmt(r["score"]), _fmt(test_metric, 2), _fmt(r["test_metric_arith"], 2), reach_text,
-            f"{np.mean(r['seconds_per_step']):.3f}",
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    method,
+                    _fmt(r["score"]),
+                    _fmt(test_metric, 2),
+                    _fmt(r["test_metric_arith"], 2),
+                    reach_text,
+                    f"{np.mean(r['seconds_per_step']):.3f}",
+                ]
+            )
+            + " |"
+        )
         per_domain = np.array([[s["test_ppl"][d] for d in domains] for s in runs]).mean(axis=0)
         domain_lines.append(f"| {method} | " + " | ".join(f"{v:.1f}" for v in per_domain) + " |")
 
@@ -224,7 +239,13 @@ def report(out: str | Path) -> Path:
     (out / "report.md").write_text("\n".join(text) + "\n")
     keep = ("weights", "seeds", "val_metric", "test_metric")
     references = {kind: {k: ref[k] for k in keep} for kind, ref in refs["references"].items()} if refs else {}
-    payload = {"task": task, "metric_domains": eval_domains, "domains": domains, "references": references, "methods": results}
+    payload = {
+        "task": task,
+        "metric_domains": eval_domains,
+        "domains": domains,
+        "references": references,
+        "methods": results,
+    }
     (out / "results.json").write_text(json.dumps(payload, indent=2))
 
     curves = {}
@@ -242,5 +263,11 @@ def report(out: str | Path) -> Path:
             continue
         mixture = json.loads((Path(index["runs"][method][0]) / "mixture.json").read_text())
         sched = mixture["schedule"]
-        plots.plot_weights(np.array(sched["steps"]), np.array(sched["weights"]), domains, out / f"weights_{method}.png", f"Domain weights ({method})")
+        plots.plot_weights(
+            np.array(sched["steps"]),
+            np.array(sched["weights"]),
+            domains,
+            out / f"weights_{method}.png",
+            f"Domain weights ({method})",
+        )
     return out / "report.md"

@@ -5,6 +5,7 @@ agent gave none that step; every other statistic of ``update()`` goes to TensorB
 reward computation (``env.compute_reward: false``: static agents, frozen actors, ODM) the reward and
 diagnostics columns are left out rather than logged as a constant 0 or always empty.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,7 +37,17 @@ class MetricsLogger:
         self.domains = domains
         self.rewards = rewards
         reward = ["reward"] if rewards else []
-        self.columns = ["step", "tokens", "objective", "lr", "grad_norm", *reward, "skipped", "val_ppl_avg", "val_metric"]
+        self.columns = [
+            "step",
+            "tokens",
+            "objective",
+            "lr",
+            "grad_norm",
+            *reward,
+            "skipped",
+            "val_ppl_avg",
+            "val_metric",
+        ]
         self.columns += [f"{part}/{d}" for part in PER_DOMAIN if rewards or part != "reward" for d in domains]
         self.columns += [f"diag/{name}" for name in DIAGNOSTICS] if rewards else []
         if resume_from is None:

@@ -1,4 +1,5 @@
 """Plots people would rather look at than CSVs: weights, perplexity curves, per-domain perplexity."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_weights(steps: np.ndarray, weights: np.ndarray, domains: list[str], path: Path, title: str = "Domain weights") -> None:
+def plot_weights(
+    steps: np.ndarray, weights: np.ndarray, domains: list[str], path: Path, title: str = "Domain weights"
+) -> None:
     """Stacked domain weights α over training steps (the paper's Fig. 7)."""
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.stackplot(steps, weights.T, labels=domains, alpha=0.9)
@@ -22,7 +25,9 @@ def plot_weights(steps: np.ndarray, weights: np.ndarray, domains: list[str], pat
     plt.close(fig)
 
 
-def plot_val_ppl(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str = "Average validation perplexity") -> None:
+def plot_val_ppl(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str = "Average validation perplexity"
+) -> None:
     """Average validation perplexity over steps, one line per method or domain (the paper's Fig. 1a)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, (steps, ppl) in curves.items():
@@ -35,7 +40,9 @@ def plot_val_ppl(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path
     plt.close(fig)
 
 
-def plot_domain_ppl(values: Mapping[str, np.ndarray], domains: list[str], path: Path, title: str = "Per-domain test perplexity") -> None:
+def plot_domain_ppl(
+    values: Mapping[str, np.ndarray], domains: list[str], path: Path, title: str = "Per-domain test perplexity"
+) -> None:
     """Grouped bars: perplexity per domain for each method (the paper's Fig. 4)."""
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(domains)), 4))
     width = 0.8 / max(1, len(values))

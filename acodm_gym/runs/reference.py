@@ -19,6 +19,7 @@ records the values per seed, the search, the budget, the command, the date, and 
 discriminates: the best static mixture must beat natural by at least 5× the pooled seed standard
 deviation of the two on the task metric.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,9 @@ def _static_run(cfg: Config, out: Path, name: str, weights, seed: int, steps: in
     run_dir = out / name
     if (run_dir / "summary.json").exists():
         return json.loads((run_dir / "summary.json").read_text())
-    agent = {"name": weights} if isinstance(weights, str) else {"name": "static", "weights": [float(w) for w in weights]}
+    agent = (
+        {"name": weights} if isinstance(weights, str) else {"name": "static", "weights": [float(w) for w in weights]}
+    )
     overrides = {"agent": agent, "run": {"name": name, "out_dir": str(out), "seed": seed}}
     if steps is not None:  # a short search run: validation at its end only, nothing kept but the summary
         overrides["train"] = {"total_steps": steps, "warmup_steps": min(cfg.train.warmup_steps, steps // 4)}
@@ -56,7 +59,9 @@ def _features(weights: np.ndarray) -> np.ndarray:
     return np.concatenate([np.log(np.clip(weights, 1e-4, None)), np.ones((len(weights), 1))], axis=1)
 
 
-def _predict_best(weights: np.ndarray, metric: np.ndarray, anchor: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def _predict_best(
+    weights: np.ndarray, metric: np.ndarray, anchor: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
     """RegMix-style: ridge regression of log metric on log weights; the ``n`` best-predicted fresh candidates."""
     x, y = _features(weights), np.log(metric)
     coef = np.linalg.solve(x.T @ x + 1e-2 * np.eye(x.shape[1]), x.T @ y)
@@ -85,10 +90,19 @@ def _reference(summaries: list[dict], weights: Sequence[float]) -> dict:
 
 
 def _discrimination(natural: list[float], best: list[float]) -> dict:
-    pooled = float(np.sqrt((np.var(natural, ddof=1) + np.var(best, ddof=1)) / 2)) if min(len(natural), len(best)) > 1 else None
+    pooled = (
+        float(np.sqrt((np.var(natural, ddof=1) + np.var(best, ddof=1)) / 2))
+        if min(len(natural), len(best)) > 1
+        else None
+    )
     gap = float(np.mean(natural) - np.mean(best))
     ratio = gap / pooled if pooled else None
-    return {"gap": gap, "pooled_std": pooled, "gap_over_std": ratio, "discriminates": bool(ratio is not None and ratio >= DISCRIMINATION)}
+    return {
+        "gap": gap,
+        "pooled_std": pooled,
+        "gap_over_std": ratio,
+        "discriminates": bool(ratio is not None and ratio >= DISCRIMINATION),
+    }
 
 
 def evaluation_noise(cfg: Config, corpus, run_dir: Path, seed_values: Sequence[float]) -> dict:
@@ -161,14 +175,32 @@ def references(
     started = time.time()
 
     search: list[dict] = []
-    for name, weights in [("natural", natural), ("uniform", np.full(k, 1.0 / k))] + [(f"{i:02d}", w) for i, w in enumerate(proposals)]:
+    for name, weights in [("natural", natural), ("uniform", np.full(k, 1.0 / k))] + [
+        (f"{i:02d}", w) for i, w in enumerate(proposals)
+    ]:
         summary = _static_run(cfg, out, f"search-{name}", weights, 0, search_steps, log)
-        search.append({"name": f"search-{name}", "stage": "random", "weights": np.asarray(weights).tolist(), "val_metric": summary["val_metric"]})
+        search.append(
+            {
+                "name": f"search-{name}",
+                "stage": "random",
+                "weights": np.asarray(weights).tolist(),
+                "val_metric": summary["val_metric"],
+            }
+        )
     best_so_far = np.array(min(search, key=lambda r: r["val_metric"])["weights"])
     tried = np.array([r["weights"] for r in search])
-    for i, weights in enumerate(_predict_best(tried, np.array([r["val_metric"] for r in search]), best_so_far, refine_runs, rng)):
+    for i, weights in enumerate(
+        _predict_best(tried, np.array([r["val_metric"] for r in search]), best_so_far, refine_runs, rng)
+    ):
         summary = _static_run(cfg, out, f"search-refine-{i:02d}", weights, 0, search_steps, log)
-        search.append({"name": f"search-refine-{i:02d}", "stage": "refine", "weights": weights.tolist(), "val_metric": summary["val_metric"]})
+        search.append(
+            {
+                "name": f"search-refine-{i:02d}",
+                "stage": "refine",
+                "weights": weights.tolist(),
+                "val_metric": summary["val_metric"],
+            }
+        )
     best = np.array(min(search, key=lambda r: r["val_metric"])["weights"])
     log(f"best static mixture of {len(search)} search runs: {dict(zip(corpus.domains, best.round(3).tolist()))}")
 
@@ -190,10 +222,14 @@ def references(
             "best_static": _reference(finals["best_static"], best),
         },
         "discrimination": {
-            split: _discrimination([s[f"{split}_metric"] for s in finals["natural"]], [s[f"{split}_metric"] for s in finals["best_static"]])
+            split: _discrimination(
+                [s[f"{split}_metric"] for s in finals["natural"]], [s[f"{split}_metric"] for s in finals["best_static"]]
+            )
             for split in ("val", "test")
         },
-        "evaluation": evaluation_noise(cfg, corpus, out / f"natural-seed{seeds[0]}", [s["val_metric"] for s in finals["natural"]]),
+        "evaluation": evaluation_noise(
+            cfg, corpus, out / f"natural-seed{seeds[0]}", [s["val_metric"] for s in finals["natural"]]
+        ),
         "budget": {
             "search_runs": len(search),
             "search_steps": search_steps,

@@ -11,6 +11,7 @@ accident, and final outputs that are either whole or absent.
 
 Nothing here imports torch, so the command line can use it before the heavy modules load.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,16 @@ from ..errors import RunDirError
 LOCK = ".lock"
 CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.json"  # written last: its presence means every other output is complete
-OUTPUTS = ("model", "agent.pt", "mixture.json", "transitions.npz", "weights.png", "val_ppl.png", "test_ppl.png", SUMMARY)
+OUTPUTS = (
+    "model",
+    "agent.pt",
+    "mixture.json",
+    "transitions.npz",
+    "weights.png",
+    "val_ppl.png",
+    "test_ppl.png",
+    SUMMARY,
+)
 
 
 class RunLock:
@@ -43,7 +53,9 @@ class RunLock:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(self._fd, 256, 0).decode("utf-8", errors="replace").strip() or "a process that wrote no name"
+            holder = (
+                os.pread(self._fd, 256, 0).decode("utf-8", errors="replace").strip() or "a process that wrote no name"
+            )
             self.release()
             raise RunDirError(
                 f"{run_dir} is in use by another run ({holder}; lock file {self.path}). Wait for it to finish or stop it, "
@@ -64,7 +76,11 @@ class RunLock:
 
 def _steps(run_dir: Path) -> list[str]:
     root = run_dir / CHECKPOINTS
-    return sorted(p.name for p in root.iterdir() if p.name.startswith("step-") and ".tmp-" not in p.name) if root.is_dir() else []
+    return (
+        sorted(p.name for p in root.iterdir() if p.name.startswith("step-") and ".tmp-" not in p.name)
+        if root.is_dir()
+        else []
+    )
 
 
 def check_fresh(run_dir: str | Path, overwrite: bool = False) -> None:

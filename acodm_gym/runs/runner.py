@@ -19,6 +19,7 @@ or actor–critic — is driven the same way, and writes a run directory:
 run from its latest complete checkpoint: the metrics and the numbers are those of a run that never
 stopped (metrics.csv is cut back to the checkpoint's step, so no row is lost or repeated).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,7 +100,13 @@ class _Progress:
         )
 
     def record_transition(self, obs, action, reward: float, info: StepInfo, next_obs) -> None:
-        row = {"obs": obs, "action": info["domain_weights"], "reward": reward, "vector_reward": info["vector_reward"], "next_obs": next_obs}
+        row = {
+            "obs": obs,
+            "action": info["domain_weights"],
+            "reward": reward,
+            "vector_reward": info["vector_reward"],
+            "next_obs": next_obs,
+        }
         for key, value in row.items():
             self.transitions.setdefault(key, []).append(np.asarray(value, dtype=np.float32).tolist())
 
@@ -216,7 +223,9 @@ def _restore(cfg: Config, env: PretrainEnv, agent: Agent | None, ckpt, run_dir: 
     """Env, agent and progress as the checkpoint ``ckpt`` left them (the metrics file is checked against it)."""
     main = distributed.is_main_process()
     if distributed.broadcast_int(ckpt.step) != ckpt.step:
-        raise ResumeError(f"The ranks chose different checkpoints of {run_dir}: is checkpoints/ on a shared file system?")
+        raise ResumeError(
+            f"The ranks chose different checkpoints of {run_dir}: is checkpoints/ on a shared file system?"
+        )
     if main:
         checkpoint.check_metrics(run_dir, int(ckpt.meta["csv_bytes"]), ckpt.step)
     progress = _Progress.from_state(checkpoint.restore(ckpt, env, agent))
@@ -232,10 +241,18 @@ def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Pr
     step was left) and the run's seconds so far."""
     main = distributed.is_main_process()
     resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
-    logger = MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward) if main else None
+    logger = (
+        MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward) if main else None
+    )
     last_checkpoint = ckpt.step if ckpt is not None else None
     total, interval = cfg.train.total_steps, cfg.run.checkpoint_interval
-    bar = tqdm(total=total, initial=env.t, desc=f"{cfg.agent.name}", disable=not (cfg.run.progress and main), dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=env.t,
+        desc=f"{cfg.agent.name}",
+        disable=not (cfg.run.progress and main),
+        dynamic_ncols=True,
+    )
     started, tokens_before = time.perf_counter(), env.tokens
 
     def save_checkpoint() -> None:
@@ -245,7 +262,9 @@ def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Pr
         checkpoint.save(run_dir, cfg, env, agent, progress.state(csv_bytes), last_checkpoint, log)
         last_checkpoint = env.t
 
-    info: StepInfo | dict = {}  # stays empty when a resume starts at the last step (the outputs are then all that is left)
+    info: (
+        StepInfo | dict
+    ) = {}  # stays empty when a resume starts at the last step (the outputs are then all that is left)
     try:
         for _ in range(env.t, total):
             action = agent.act(obs) if main else None
@@ -268,7 +287,9 @@ def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Pr
                 save_checkpoint()
             if terminated or truncated:
                 break
-        if last_checkpoint != env.t:  # the final state, so that a failure while writing the outputs is redone by --resume
+        if (
+            last_checkpoint != env.t
+        ):  # the final state, so that a failure while writing the outputs is redone by --resume
             save_checkpoint()
     except NonFiniteLossError as exc:
         if last_checkpoint is None:
@@ -289,8 +310,15 @@ def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Pr
     return info, progress.seconds_before + (time.perf_counter() - started)
 
 
-def _outputs(cfg: Config, env: PretrainEnv, agent: Agent | None, progress: _Progress, info: StepInfo | dict,
-             seconds: float, run_dir: Path) -> RunResult:
+def _outputs(
+    cfg: Config,
+    env: PretrainEnv,
+    agent: Agent | None,
+    progress: _Progress,
+    info: StepInfo | dict,
+    seconds: float,
+    run_dir: Path,
+) -> RunResult:
     """The episode's result and the run directory's outputs (rank 0; the other ranks wait for it)."""
     main = distributed.is_main_process()
     try:
@@ -303,7 +331,9 @@ def _outputs(cfg: Config, env: PretrainEnv, agent: Agent | None, progress: _Prog
             return RunResult(run_dir, {})
         summary = _write_outputs(cfg, env, agent, progress, result, seconds, run_dir)
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"stopped after the last step, while writing the outputs; {_resume_hint(run_dir)}") from None
+        raise KeyboardInterrupt(
+            f"stopped after the last step, while writing the outputs; {_resume_hint(run_dir)}"
+        ) from None
     if not cfg.run.checkpoint_interval:  # 0: the final checkpoint was only a safety net for the outputs
         shutil.rmtree(checkpoint.checkpoints_dir(run_dir), ignore_errors=True)
     env.close()
@@ -381,7 +411,9 @@ def _write_outputs(
     if cfg.run.plots:
         title = cfg.agent.name
         weights_title = f"Domain weights ({title})"
-        outputs.append(("weights.png", lambda p: plots.plot_weights(steps_arr, weights_arr, env.domains, p, weights_title)))
+        outputs.append(
+            ("weights.png", lambda p: plots.plot_weights(steps_arr, weights_arr, env.domains, p, weights_title))
+        )
         if len(val_arr):
             curves = {"task metric (geometric mean)": (np.array(val_steps), np.array(summary["val_curve"]["metric"]))}
             curves.update({d: (np.array(val_steps), val_arr[:, i]) for i, d in enumerate(env.domains)})
