@@ -250,7 +250,8 @@ def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_
         search_steps=4,
         log=lambda _: None,
     )
-    assert len(result["search"]) == 5 and result["budget"]["search_runs"] == 5
+    assert len(result["search"]) == 5 + 6 and result["budget"]["search_runs"] == 11  # + one coordinate step per domain
+    assert [r["stage"] for r in result["search"]].count("coordinate") == 6
     best = min(result["search"], key=lambda r: r["val_metric"])
     assert result["references"]["best_static"]["weights"] == pytest.approx(best["weights"])
     for ref in result["references"].values():
@@ -307,3 +308,15 @@ def test_a_multi_episode_proxy_stage_carries_the_agent_across_episodes(small_tas
         load_config(None, ["proxy.episodes=0"])
     with pytest.raises(ConfigError, match="agent.init_from=.* is not a file"):
         load_config(None, [f"agent.init_from={tmp_path / 'none.pt'}"])
+
+
+def test_a_best_static_run_of_a_superseded_mixture_is_kept_aside(tmp_path):
+    from acodm_gym.runs.reference import _set_aside_other_mixture
+
+    run = tmp_path / "best-static-seed0"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"agent": {"weights": [0.5, 0.5]}}))
+    _set_aside_other_mixture(run, np.array([0.5, 0.5]), log=lambda _: None)
+    assert run.is_dir()  # the same mixture: reused
+    _set_aside_other_mixture(run, np.array([0.7, 0.3]), log=lambda _: None)
+    assert not run.exists() and (tmp_path / "best-static-seed0.superseded-0" / "config.yaml").is_file()

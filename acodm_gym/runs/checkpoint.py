@@ -384,9 +384,16 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Dotted keys whose values differ between two config dicts: key → (saved, current)."""
+    """Dotted keys whose values differ between two config dicts: key → (saved, current).
+
+    A key the saved config lacks (one added to the project after it was written) counts as its
+    default: new keys default to what the code did before them.
+    """
     missing = object()
     a, b = _flatten(saved), _flatten(current)
+    for key, value in _flatten(Config().to_dict()).items():
+        if not any(k == key or k.startswith(key + ".") or key.startswith(k + ".") for k in a):
+            a[key] = value
     out = {}
     for key in sorted(set(a) | set(b)):
         old, new = a.get(key, missing), b.get(key, missing)

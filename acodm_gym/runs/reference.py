@@ -1,6 +1,6 @@
 """Reference scores of a benchmark task: natural, uniform and the best static mixture a budgeted search finds.
 
-``acodm-gym reference --task NAME`` (``references(task, ...)``) works in three stages, on the
+``acodm-gym reference --task NAME`` (``references(task, ...)``) works in four stages, on the
 validation split only, one run after another into ``<out>/``:
 
 1. **Random search**: ``random_runs`` short static runs (``search_steps`` steps, seed 0) of mixtures
@@ -9,11 +9,14 @@ validation split only, one run after another into ``<out>/``:
 2. **Regression refinement** (RegMix-style): a ridge regression of the log validation metric on the
    log weights of every search run so far predicts the metric of 20,000 fresh Dirichlet candidates
    (around uniform and around the best run); the ``refine_runs`` best-predicted are run.
-3. **Final references**: natural, uniform and the search's best mixture (lowest validation metric)
+3. **Coordinate steps**: from the best run so far, each domain's weight halved in turn
+   (renormalised), one run each (k runs).
+4. **Final references**: natural, uniform and the search's best mixture (lowest validation metric)
    at the task's full budget with every seed in ``seeds``, scored on validation and test.
 
-Every run is an ordinary run directory; one that already has its ``summary.json`` is read, not
-rerun, so an interrupted reference computation continues where it stopped. The result,
+Every run is an ordinary run directory; a finished one of the same config is read back and a
+stopped one resumed (``compare.train_or_reuse``), so an interrupted reference computation continues
+where it stopped. The result,
 ``<out>/references.json`` (``--ship``: also the task's ``configs/tasks/<task>.references.json``),
 records the values per seed, the search, the budget, the command, the date, and whether the task
 discriminates: the best static mixture must beat natural by at least 5× the pooled seed standard
@@ -29,20 +32,18 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import yaml
 
 from ..config import TASK_DIR, Config, load_config
 from ..data.corpus import open_corpus
 from ..envs.task import corpus_signature
-from .runner import train
+from .compare import train_or_reuse
 
 DISCRIMINATION = 5.0  # best static must beat natural by this many pooled seed standard deviations
 
 
 def _static_run(cfg: Config, out: Path, name: str, weights, seed: int, steps: int | None, log) -> dict:
     """One static-mixture run (``weights``: a list, or the agent names natural / uniform); its summary."""
-    run_dir = out / name
-    if (run_dir / "summary.json").exists():
-        return json.loads((run_dir / "summary.json").read_text())
     agent = (
         {"name": weights} if isinstance(weights, str) else {"name": "static", "weights": [float(w) for w in weights]}
     )
@@ -52,7 +53,23 @@ def _static_run(cfg: Config, out: Path, name: str, weights, seed: int, steps: in
         overrides["env"] = {"eval_interval": steps}
         overrides["run"].update(checkpoint_interval=0, plots=False, tensorboard=False)
     log(f"== {name}: {agent['name']} {np.round(weights, 3).tolist() if not isinstance(weights, str) else ''}")
-    return train(load_config(cfg, overrides), log=log).summary
+    run_dir = train_or_reuse(load_config(cfg, overrides), log)  # a finished run of this config is read back
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def _set_aside_other_mixture(run_dir: Path, weights: np.ndarray, log) -> None:
+    """A best-static run of another mixture (the search has since found a better one) is renamed, not rerun over."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    old = yaml.safe_load(saved.read_text())["agent"].get("weights")
+    if old is not None and np.allclose(old, weights):
+        return
+    n = 0
+    while run_dir.with_name(f"{run_dir.name}.superseded-{n}").exists():
+        n += 1
+    run_dir.rename(run_dir.with_name(f"{run_dir.name}.superseded-{n}"))
+    log(f"   {run_dir} ran another mixture than the search's best now: moved to {run_dir.name}.superseded-{n}")
 
 
 def _features(weights: np.ndarray) -> np.ndarray:
@@ -201,6 +218,21 @@ def references(
                 "val_metric": summary["val_metric"],
             }
         )
+    # coordinate steps from the best so far: each domain's weight halved in turn (renormalised)
+    start = np.array(min(search, key=lambda r: r["val_metric"])["weights"])
+    for i in range(k):
+        weights = start.copy()
+        weights[i] /= 2
+        weights /= weights.sum()
+        summary = _static_run(cfg, out, f"search-coord-{i:02d}", weights, 0, search_steps, log)
+        search.append(
+            {
+                "name": f"search-coord-{i:02d}",
+                "stage": "coordinate",
+                "weights": weights.tolist(),
+                "val_metric": summary["val_metric"],
+            }
+        )
     best = np.array(min(search, key=lambda r: r["val_metric"])["weights"])
     log(f"best static mixture of {len(search)} search runs: {dict(zip(corpus.domains, best.round(3).tolist()))}")
 
@@ -208,6 +240,8 @@ def references(
     for seed in seeds:
         for kind, weights in (("natural", "natural"), ("uniform", "uniform"), ("best_static", best)):
             name = f"{'best-static' if kind == 'best_static' else kind}-seed{seed}"
+            if kind == "best_static":
+                _set_aside_other_mixture(out / name, best, log)
             summary = _static_run(cfg, out, name, weights, seed, None, log)
             finals[kind].append({**summary, "run_dir": str(out / name)})
     result = {
@@ -235,7 +269,8 @@ def references(
             "search_steps": search_steps,
             "final_steps": cfg.train.total_steps,
             "seeds": list(seeds),
-            "search": "random Dirichlet (concentration 1 and 4) + ridge regression on log weights (RegMix-style)",
+            "search": "random Dirichlet (concentration 1 and 4), ridge regression on log weights (RegMix-style), "
+            "then one coordinate step per domain (its weight halved) from the best",
         },
         "search": search,
         "command": command or f"acodm-gym reference --task {task}",
