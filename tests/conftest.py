@@ -11,6 +11,17 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 DOMAIN_BYTES = 160_000
+# What torchrun / the deepspeed launcher set: cleared from the environment of a child that must start alone.
+LAUNCH_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "LOCAL_SIZE",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
 
 
 def _write_domain(root: Path, name: str, files: list[Path], budget: int = DOMAIN_BYTES) -> None:

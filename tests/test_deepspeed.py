@@ -28,16 +28,6 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-LAUNCH_VARS = (
-    "RANK",
-    "WORLD_SIZE",
-    "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE",
-    "LOCAL_SIZE",
-    "GROUP_RANK",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -133,7 +123,7 @@ from acodm_gym.lm import distributed  # noqa: E402
 from acodm_gym.lm.deepspeed_backend import engine_config  # noqa: E402
 from acodm_gym.lm.step import sequence_losses, train_step  # noqa: E402
 
-from conftest import small_config  # noqa: E402
+from conftest import LAUNCH_VARS, small_config  # noqa: E402
 
 
 def _rel(a, b) -> float:

@@ -26,16 +26,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LAUNCH_VARS = (
-    "RANK",
-    "WORLD_SIZE",
-    "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE",
-    "LOCAL_SIZE",
-    "GROUP_RANK",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-)
 TOTAL, INTERVAL = 30, 10
 
 
@@ -85,7 +75,7 @@ from acodm_gym.runs import checkpoint  # noqa: E402
 from acodm_gym.runs.logger import read_metrics  # noqa: E402
 from acodm_gym.runs.runner import resume, train  # noqa: E402
 
-from conftest import small_config  # noqa: E402
+from conftest import LAUNCH_VARS, small_config  # noqa: E402
 
 ACODM = {"name": "acodm", "options": {"layers": 1, "width": 16, "batch_size": 16, "warmup_steps": 5}}
 
