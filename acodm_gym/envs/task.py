@@ -53,10 +53,20 @@ class TaskMetric:
 
 
 def references_path(task: TaskConfig) -> Path | None:
-    """The task's reference file: ``task.references``, else the one shipped with the task (None if neither)."""
+    """The task's reference file: ``task.references``, else the one shipped with the task (None if neither,
+    or for ``task.references: none``)."""
+    if task.references == "none":
+        return None
     if task.references:
         return Path(task.references).expanduser()
     return TASK_DIR / f"{task.name}.references.json" if task.name else None
+
+
+def read_references(task: TaskConfig) -> dict[str, Any] | None:
+    """The task's reference file as it is, unchecked (None where there is none): for what only reads it
+    back, such as a report. A run checks it against its corpus with ``load_references``."""
+    path = references_path(task)
+    return json.loads(path.read_text()) if path is not None and path.exists() else None
 
 
 def corpus_signature(corpus) -> dict[str, Any]:
@@ -71,8 +81,6 @@ def load_references(task: TaskConfig, corpus) -> dict[str, Any] | None:
     A file named by ``task.references`` must exist; references of another corpus (other domains or
     tokenizer) are refused with the command that recomputes them.
     """
-    if task.references == "none":
-        return None
     path = references_path(task)
     if path is None or (not path.exists() and not task.references):
         return None

@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 import yaml
 
-from ..config import TASK_DIR, Config, load_config
-from ..envs.task import normalised_score
+from ..config import Config, TaskConfig, load_config
+from ..envs.task import normalised_score, read_references
 from ..errors import ResumeError
 from . import checkpoint, plots, rundir
 from .runner import prepare_config, run_dir_for, train
@@ -75,10 +75,11 @@ def proxy_stage(cfg: Config, name: str, log: Callable[[str], None] = print, over
 def train_or_reuse(cfg: Config, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
     """Reuse a finished run of this config, resume a stopped one, else train (refusing other work unless
     ``overwrite``); returns the run directory."""
-    run_dir = run_dir_for(prepare_config(cfg))
+    prepared = prepare_config(cfg)
+    run_dir = run_dir_for(prepared)
     saved = run_dir / "config.yaml"
     same = saved.is_file() and not checkpoint.refused_changes(
-        yaml.safe_load(saved.read_text()), prepare_config(cfg), REUSE_ALLOWED
+        yaml.safe_load(saved.read_text()), prepared, REUSE_ALLOWED
     )
     if not overwrite and same:
         if (run_dir / rundir.SUMMARY).is_file():
@@ -155,12 +156,6 @@ def _fmt(values: list, digits: int = 1) -> str:
     return f"{present[0]:.{digits}f}" if present else "n/a"
 
 
-def _task_references(task: str | None) -> dict | None:
-    """The task's shipped reference file (None when there is none)."""
-    path = TASK_DIR / f"{task}.references.json"
-    return json.loads(path.read_text()) if task and path.exists() else None
-
-
 def report(out: str | Path) -> Path:
     """Write ``report.md``, ``results.json`` and the comparison plots from the runs listed in compare.json.
 
@@ -175,7 +170,7 @@ def report(out: str | Path) -> Path:
     first = next(iter(summaries.values()))[0]
     domains, task = first["domains"], first.get("task")
     eval_domains = first.get("eval_domains") or domains
-    refs = _task_references(task)
+    refs = read_references(TaskConfig(name=task)) if task else None
     odm = summaries.get("odm")
     odm_best = {s["seed"]: min(val_curve(s)) for s in odm} if odm else {}
 

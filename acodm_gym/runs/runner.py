@@ -41,7 +41,7 @@ from ..config import Config, load_config
 from ..data.tokenizer import to_hf_tokenizer
 from ..envs.pretrain_env import PretrainEnv
 from ..envs.state import StepInfo
-from ..envs.task import references_path
+from ..envs.task import read_references
 from ..errors import NonFiniteLossError, OutputError, ResumeError
 from ..lm import distributed
 from . import checkpoint, plots, rundir
@@ -134,10 +134,9 @@ def prepare_config(cfg: Config) -> Config:
 
 def _best_static(cfg: Config) -> dict[str, float] | None:
     """The task's best static mixture from its reference file, as {domain: weight} (None without one)."""
-    path = references_path(cfg.task) if cfg.task.references != "none" else None
-    if path is None or not path.exists():
+    refs = read_references(cfg.task)
+    if refs is None:
         return None
-    refs = json.loads(path.read_text())
     return dict(zip(refs["domains"], refs["references"]["best_static"]["weights"]))
 
 
