@@ -179,6 +179,10 @@ def test_references_of_another_corpus_are_refused(small_task, tmp_path):
     cfg = load_config(None, [f"task.references={tmp_path / 'missing.json'}"], task=str(small_task))
     with pytest.raises(ConfigError, match="does not exist"):
         load_references(cfg.task, corpus)
+    # the file shipped with a task, on a corpus that built differently: the task runs, unscored, with a warning
+    shipped = load_config(None, ["task.name=noisy"], task=str(small_task))
+    with pytest.warns(UserWarning, match="another corpus.*No normalised score.*acodm-gym reference --task noisy"):
+        assert load_references(shipped.task, corpus) is None
 
 
 def test_bad_task_input_fails_before_any_training(small_task, corpus_text_dir, tmp_path):
@@ -258,7 +262,10 @@ def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_
         assert ref["seeds"] == [0, 1] and len(ref["test_metric"]) == 2 and all(v > 1 for v in ref["val_metric"])
     assert set(result["discrimination"]) == {"val", "test"}
     noise = result["evaluation"]
-    assert noise["sequences_per_domain"] > 1 and 0 < noise["metric_rel_se"] < 1
+    for split in ("validation", "test"):
+        assert noise[split]["sequences_per_domain"] > 1 and 0 < noise[split]["metric_rel_se"] < 1
+        # the two models share the blocks: their difference is measured with less noise than either metric
+        assert 0 < noise[split]["paired_rel_se"] < noise[split]["metric_rel_se"]
     saved = json.loads((tmp_path / "ref" / "references.json").read_text())
     assert set(saved["corpus"]["domains"]) == {*CLEAN, "salad", "boiler"}
     # the file is a valid reference file for the task: natural scores 0 on its own mean

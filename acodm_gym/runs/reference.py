@@ -122,40 +122,58 @@ def _discrimination(natural: list[float], best: list[float]) -> dict:
     }
 
 
-def evaluation_noise(cfg: Config, corpus, run_dir: Path, seed_values: Sequence[float]) -> dict:
-    """How much of the metric's spread is the evaluation set: the standard error of the log task metric
-    from the per-sequence losses of a trained model on the validation blocks, against the seeds' spread.
-
-    log metric = mean over eval domains of the domain's mean loss, so its standard error is
-    sqrt(Σ_d s_d² / n_d) / D for per-sequence standard deviations s_d over n_d sequences.
-    """
+def _sequence_losses(model, corpus, cfg: Config, domain: str, split: str):
+    """Per-sequence mean losses of ``model`` on the evaluation blocks of one domain and split."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from ..lm.step import sequence_losses
 
-    model = AutoModelForCausalLM.from_pretrained(run_dir / "model").eval()
-    eval_domains = cfg.task.eval_domains or list(corpus.domains)
     limit = cfg.env.eval_batches * cfg.train.batch_size
-    variances, n = [], 0
+    blocks = torch.from_numpy(corpus.blocks(domain, split, cfg.model.seq_len, limit))
     with torch.no_grad():
+        return torch.cat([sequence_losses(model(b).logits, b) for b in blocks.split(cfg.train.batch_size)]).numpy()
+
+
+def evaluation_noise(
+    cfg: Config, corpus, natural_dir: Path, best_dir: Path, natural_seeds: Sequence[float], best_seeds: Sequence[float]
+) -> dict:
+    """How much of the metric's spread is the evaluation set, next to the seeds' spread, per split.
+
+    log metric = mean over eval domains of the domain's mean loss. Two standard errors from the
+    per-sequence losses of the trained natural and best-static models (seed 0) on the evaluation blocks:
+
+    * ``metric_rel_se``: of one model's log metric, sqrt(Σ_d s_d² / n_d) / D: how far the metric
+      would move on another evaluation set of the same size (the absolute perplexity);
+    * ``paired_rel_se``: of the difference between the two models' log metrics on the same blocks,
+      from the per-sequence differences. Every method is scored on the same blocks, so this is the
+      evaluation noise in a comparison, the normalised score included.
+
+    Each is set against the seeds' spread of the log metric (pooled over natural and best static),
+    with the tokens per domain it would take for it to be a third of that (it shrinks as 1/sqrt(n)).
+    """
+    from transformers import AutoModelForCausalLM
+
+    eval_domains = cfg.task.eval_domains or list(corpus.domains)
+    natural = AutoModelForCausalLM.from_pretrained(natural_dir / "model").eval()
+    best = AutoModelForCausalLM.from_pretrained(best_dir / "model").eval()
+    seed_var = [np.var(np.log(v), ddof=1) for v in (natural_seeds, best_seeds) if len(v) > 1]
+    seed_std = float(np.sqrt(np.mean(seed_var))) if seed_var else None
+    result: dict = {"runs": [str(natural_dir), str(best_dir)], "seed_rel_std": seed_std}
+    for split in ("validation", "test"):
+        single, paired, n = [], [], 0
         for d in eval_domains:
-            blocks = torch.from_numpy(corpus.blocks(d, "validation", cfg.model.seq_len, limit))
-            losses = torch.cat([sequence_losses(model(b).logits, b) for b in blocks.split(cfg.train.batch_size)])
-            variances.append(float(losses.var()) / len(losses))
-            n = len(losses)
-    se = float(np.sqrt(np.sum(variances)) / len(eval_domains))
-    seed_std = float(np.std(np.log(seed_values), ddof=1)) if len(seed_values) > 1 else None
-    # tokens per domain for the evaluation error to be a third of the seed spread (it shrinks as 1/sqrt(n))
-    needed = int(np.ceil(n * (se / (seed_std / 3)) ** 2)) * cfg.model.seq_len if seed_std else None
-    return {
-        "sequences_per_domain": n,
-        "tokens_per_domain": n * cfg.model.seq_len,
-        "metric_rel_se": se,
-        "seed_rel_std": seed_std,
-        "tokens_per_domain_for_se_third_of_seed_std": needed,
-        "run": str(run_dir),
-    }
+            a, b = _sequence_losses(natural, corpus, cfg, d, split), _sequence_losses(best, corpus, cfg, d, split)
+            single.append(a.var(ddof=1) / len(a))
+            paired.append((a - b).var(ddof=1) / len(a))
+            n = len(a)
+        figures = {}
+        for name, variances in (("metric", single), ("paired", paired)):
+            se = float(np.sqrt(np.sum(variances)) / len(eval_domains))
+            needed = int(np.ceil(n * (se / (seed_std / 3)) ** 2)) * cfg.model.seq_len if seed_std else None
+            figures[f"{name}_rel_se"] = se
+            figures[f"{name}_tokens_per_domain_for_se_third_of_seed_std"] = needed
+        result[split] = {"sequences_per_domain": n, "tokens_per_domain": n * cfg.model.seq_len, **figures}
+    return result
 
 
 def references(
@@ -262,7 +280,12 @@ def references(
             for split in ("val", "test")
         },
         "evaluation": evaluation_noise(
-            cfg, corpus, out / f"natural-seed{seeds[0]}", [s["val_metric"] for s in finals["natural"]]
+            cfg,
+            corpus,
+            out / f"natural-seed{seeds[0]}",
+            out / f"best-static-seed{seeds[0]}",
+            [s["val_metric"] for s in finals["natural"]],
+            [s["val_metric"] for s in finals["best_static"]],
         ),
         "budget": {
             "search_runs": len(search),
@@ -282,6 +305,8 @@ def references(
     tmp = out / "references.json.tmp"
     tmp.write_text(text)
     tmp.replace(out / "references.json")
-    if ship:
-        shutil.copyfile(out / "references.json", TASK_DIR / f"{task}.references.json")
+    if ship:  # atomically: runs of the task read the shipped file when they start
+        shipped = TASK_DIR / f"{task}.references.json"
+        shutil.copyfile(out / "references.json", shipped.with_suffix(".json.tmp"))
+        shipped.with_suffix(".json.tmp").replace(shipped)
     return result
