@@ -14,7 +14,7 @@ import json
 import sys
 import time
 
-from .config import AGENT_NAMES, load_config
+from .config import AGENT_NAMES, ALL_METHODS, METHODS, check_methods, load_config
 from .errors import ConfigError, InputError, RunFailure
 
 
@@ -97,9 +97,10 @@ def cmd_transfer(args) -> int:
 
 def cmd_compare(args) -> int:
     cfg = _config(args, {"run.out_dir": args.out_dir})
-    from .runs.compare import METHODS, compare
-
     methods = args.methods.split(",") if args.methods else list(METHODS)
+    check_methods(methods)  # before torch is imported
+    from .runs.compare import compare
+
     # A task's sweep goes beside its references, so their natural and uniform runs are reused.
     out = args.out or (f"{cfg.run.out_dir}/tasks/{cfg.task.name}" if cfg.task.name else None)
     out = compare(cfg, seeds=args.seeds, methods=methods, out=out, overwrite=args.overwrite)
@@ -208,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = common(sub.add_parser(name, help=help_))
         p.add_argument("--seeds", type=int, nargs="+", default=[0])
         p.add_argument(
-            "--methods", default=None, help="comma-separated subset of natural,uniform,odm,acodm,acodm-proxy"
+            "--methods",
+            default=None,
+            help=f"comma-separated methods (default: {','.join(METHODS)}; any of {', '.join(ALL_METHODS)})",
         )
         p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/compare)")
         p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)

@@ -141,6 +141,21 @@ AGENT_NAMES = (
     "sac",
     "ppo",
 )
+# What `compare` runs: agents by name, and `acodm-proxy` (AC-ODM learnt on the proxy model, then frozen).
+METHODS = ("natural", "uniform", "odm", "acodm", "acodm-proxy")
+# Every learned agent as well: what the benchmark tasks compare (benchmarks/tasks.py).
+ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")
+
+
+def check_methods(methods: Sequence[str]) -> None:
+    """Refuse an unknown compare method before any run starts."""
+    unknown = [m for m in methods if m not in ALL_METHODS]
+    if unknown or not methods:
+        raise ConfigError(
+            f"Unknown compare method(s) {unknown}: choose from {', '.join(ALL_METHODS)}."
+            if unknown
+            else f"No compare method given: choose from {', '.join(ALL_METHODS)}."
+        )
 
 
 @dataclass

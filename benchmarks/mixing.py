@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from acodm_gym.config import load_config
-from acodm_gym.runs.compare import METHODS, compare
+from acodm_gym.config import METHODS, load_config
+from acodm_gym.runs.compare import compare
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

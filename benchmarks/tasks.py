@@ -8,6 +8,11 @@ For each task (default: skewed, noisy, target), one after another:
 2. ``acodm-gym compare --task NAME`` of ``--methods`` with ``--seeds``, into the same directory as
    the references, so their natural and uniform runs are reused, not rerun.
 
+Every finished run's record (config, summary, mixture schedule; ``acodm_gym.runs.records``) is kept in
+``benchmarks/results/tasks/runs/<task>/``, which is committed: a run directory missing from ``--out``
+(a fresh clone, another session) is restored from it first, so a sweep continues where any earlier
+session stopped instead of starting again.
+
 Writes, per task, ``benchmarks/results/tasks/<task>.json`` (the keys of compare's results.json:
 task, metric_domains, references, methods; plus the references' discrimination and evaluation-noise
 figures, the command, date and machine), ``<task>.md`` and the plots in ``<task>/``. Every run is a
@@ -34,11 +39,13 @@ import sys
 import time
 from pathlib import Path
 
-from acodm_gym.config import TASK_DIR, load_config
-from acodm_gym.runs.compare import ALL_METHODS, compare, report
+from acodm_gym.config import ALL_METHODS, TASK_DIR, load_config
+from acodm_gym.runs.compare import compare, report
+from acodm_gym.runs.records import restore_records, save_records
 from acodm_gym.runs.reference import references
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tasks"
+RECORDS = RESULTS / "runs"
 
 
 def main(argv=None) -> int:
@@ -60,80 +67,90 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for task in args.tasks.split(","):
         out = Path(args.out) / task
+        out.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        shipped = TASK_DIR / f"{task}.references.json"
-        if not shipped.exists() and not args.report_only:
-            references(
-                task,
-                ["run.progress=false", *args.overrides],
-                out=out,
-                seeds=args.seeds,
-                ship=True,
-                command=" ".join(
-                    ["acodm-gym reference", f"--task {task} --ship --out {out} --seeds", *map(str, args.seeds)]
-                    + args.overrides
-                ),
-            )
-        refs = json.loads(shipped.read_text()) if shipped.exists() else None
-        if args.references_only:
-            continue
-        methods = args.methods.split(",")
-        if not args.report_only:
-            compare(
-                load_config(None, ["run.progress=false", *args.overrides], task=task),
-                seeds=args.seeds,
-                methods=methods,
-                out=out,
-            )
-        # the report: every finished run of the methods, and the references' best static mixture beside them
-        runs = {
-            m: [str(out / f"{m}-seed{s}") for s in args.seeds if (out / f"{m}-seed{s}" / "summary.json").exists()]
-            for m in [*methods, "best-static"]
-        }
-        runs = {m: r for m, r in runs.items() if r}
-        if not runs:
-            continue
-        (out / "compare.json").write_text(
-            json.dumps({"methods": list(runs), "seeds": args.seeds, "runs": runs}, indent=2)
-        )
-        report(out)
-        results = json.loads((out / "results.json").read_text())
-        results.update(
-            discrimination=refs and refs["discrimination"],
-            evaluation=refs and refs.get("evaluation"),
-            reference_budget=refs and refs["budget"],
-            complete=all(len(results["methods"].get(m, {}).get("seeds", [])) == len(args.seeds) for m in methods),
-            command=command,
-            date=time.strftime("%Y-%m-%d"),
-            machine=machine,
-            seconds=round(time.time() - started),
-        )
-        tmp = RESULTS / f"{task}.json.tmp"
-        tmp.write_text(json.dumps(results, indent=2))
-        tmp.replace(RESULTS / f"{task}.json")
-        header = [f"# Task `{task}` ({results['date']})", "", f"Command: `{command}` on {machine}.", ""]
-        if not results["complete"]:
-            header += ["**Partial**: not every method has run with every seed yet; rerun without --report-only.", ""]
-        if refs:
-            d = refs["discrimination"]["test"]
-            verdict = "discriminates" if d["discriminates"] else "does NOT discriminate"
-            header += [
-                f"References: best static beats natural by {d['gap']:.2f} on the test metric, "
-                f"{d['gap_over_std'] or float('nan'):.1f}x the pooled seed std ({verdict}).",
-                "",
-            ]
-        else:
-            header += [
-                "No reference scores yet (`acodm-gym reference --task " + task + " --ship`): no normalised scores.",
-                "",
-            ]
-        (RESULTS / f"{task}.md").write_text("\n".join(header) + (out / "report.md").read_text())
-        plots = RESULTS / task
-        plots.mkdir(exist_ok=True)
-        for png in out.glob("*.png"):
-            shutil.copy(png, plots / png.name)
-        print((RESULTS / f"{task}.md").read_text())
+        restored = restore_records(RECORDS / task, out)
+        if restored:
+            print(f"{task}: {len(restored)} finished runs restored from {RECORDS / task}")
+        try:
+            _sweep(task, out, args, command, machine, started)
+        finally:  # whatever finished is kept, also when the sweep stops
+            save_records(out, RECORDS / task)
     return 0
+
+
+def _sweep(task: str, out: Path, args, command: str, machine: str, started: float) -> None:
+    """References (unless shipped), then compare, then the task's results files."""
+    shipped = TASK_DIR / f"{task}.references.json"
+    if not shipped.exists() and not args.report_only:
+        references(
+            task,
+            ["run.progress=false", *args.overrides],
+            out=out,
+            seeds=args.seeds,
+            ship=True,
+            command=" ".join(
+                ["acodm-gym reference", f"--task {task} --ship --out {out} --seeds", *map(str, args.seeds)]
+                + args.overrides
+            ),
+        )
+    refs = json.loads(shipped.read_text()) if shipped.exists() else None
+    if args.references_only:
+        return
+    methods = args.methods.split(",")
+    if not args.report_only:
+        compare(
+            load_config(None, ["run.progress=false", *args.overrides], task=task),
+            seeds=args.seeds,
+            methods=methods,
+            out=out,
+        )
+    # the report: every finished run of the methods, and the references' best static mixture beside them
+    runs = {
+        m: [str(out / f"{m}-seed{s}") for s in args.seeds if (out / f"{m}-seed{s}" / "summary.json").exists()]
+        for m in [*methods, "best-static"]
+    }
+    runs = {m: r for m, r in runs.items() if r}
+    if not runs:
+        return
+    (out / "compare.json").write_text(json.dumps({"methods": list(runs), "seeds": args.seeds, "runs": runs}, indent=2))
+    report(out)
+    results = json.loads((out / "results.json").read_text())
+    results.update(
+        discrimination=refs and refs["discrimination"],
+        evaluation=refs and refs.get("evaluation"),
+        reference_budget=refs and refs["budget"],
+        complete=all(len(results["methods"].get(m, {}).get("seeds", [])) == len(args.seeds) for m in methods),
+        command=command,
+        date=time.strftime("%Y-%m-%d"),
+        machine=machine,
+        seconds=round(time.time() - started),
+    )
+    tmp = RESULTS / f"{task}.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(RESULTS / f"{task}.json")
+    header = [f"# Task `{task}` ({results['date']})", "", f"Command: `{command}` on {machine}.", ""]
+    if not results["complete"]:
+        header += ["**Partial**: not every method has run with every seed yet; rerun without --report-only.", ""]
+    if refs:
+        d = refs["discrimination"]["test"]
+        verdict = "discriminates" if d["discriminates"] else "does NOT discriminate"
+        header += [
+            f"References: best static beats natural by {d['gap']:.2f} on the test metric, "
+            f"{d['gap_over_std'] or float('nan'):.1f}x the pooled seed std ({verdict}).",
+            "",
+        ]
+    else:
+        header += [
+            "No reference scores yet (`acodm-gym reference --task " + task + " --ship`): no normalised scores.",
+            "",
+        ]
+    (RESULTS / f"{task}.md").write_text("\n".join(header) + (out / "report.md").read_text())
+    plots = RESULTS / task
+    plots.mkdir(exist_ok=True)
+    for png in out.glob("*.png"):
+        shutil.copy(png, plots / png.name)
+    print((RESULTS / f"{task}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ def test_agent_names_of_the_cli_are_the_registry():
         (["train", "--help"], 0, "natural"),
         (["train", "--agent", "natural", "train.lrr=1e-3"], 2, "Did you mean 'train.lr'?"),
         (["train", "--agent", "nope"], 2, "agent.name='nope' is not supported; choose one of natural"),
+        (["compare", "--help"], 0, "vector-sac"),
+        (["compare", "--methods", "natural,odmm"], 2, "Unknown compare method(s) ['odmm']: choose from natural"),
     ],
 )
 def test_help_and_config_errors_come_before_torch_and_the_corpus(argv, code, text):

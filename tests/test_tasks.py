@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import shutil
 from pathlib import Path
 
 import gymnasium as gym
@@ -241,6 +242,32 @@ def test_compare_on_a_task_scores_every_method_and_reuses_finished_runs(small_ta
     assert (out / "natural-seed0" / "summary.json").stat().st_mtime_ns == before
 
 
+def test_a_sweep_continues_from_the_records_of_its_finished_runs(small_task, tmp_path):
+    from acodm_gym.runs.compare import compare
+    from acodm_gym.runs.records import restore_records, save_records
+
+    cfg = load_config(None, ["train.total_steps=4", "env.eval_interval=2"], task=str(small_task))
+    first = compare(cfg, seeds=[0], methods=["natural", "odm"], out=tmp_path / "a", log=lambda _: None)
+    assert save_records(first, tmp_path / "records") == ["natural-seed0", "odm-seed0"]
+    assert save_records(first, tmp_path / "records") == []  # nothing changed: nothing rewritten
+    assert sorted(p.name for p in (tmp_path / "records" / "odm-seed0").iterdir()) == [
+        "config.yaml",
+        "mixture.json",
+        "summary.json",
+    ]
+    assert not (tmp_path / "records" / "natural-seed0" / "mixture.json").exists()  # a constant: in its config
+    # another machine: a fresh sweep directory with one run of its own, the others restored and reused
+    (tmp_path / "b" / "odm-seed0").mkdir(parents=True)
+    (tmp_path / "b" / "odm-seed0" / "mine.txt").write_text("kept")
+    assert restore_records(tmp_path / "records", tmp_path / "b") == ["natural-seed0"]
+    assert (tmp_path / "b" / "odm-seed0" / "mine.txt").read_text() == "kept"  # a run directory there is left alone
+    logged = []
+    compare(cfg, seeds=[0], methods=["natural"], out=tmp_path / "b", log=logged.append)
+    assert any("reused" in line for line in logged) and not (tmp_path / "b" / "natural-seed0" / "model").exists()
+    restored = json.loads((tmp_path / "b" / "results.json").read_text())["methods"]["natural"]["test_metric"]
+    assert restored == json.loads((first / "results.json").read_text())["methods"]["natural"]["test_metric"]
+
+
 def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_path):
     from acodm_gym.runs.reference import references
 
@@ -268,6 +295,29 @@ def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_
         assert 0 < noise[split]["paired_rel_se"] < noise[split]["metric_rel_se"]
     saved = json.loads((tmp_path / "ref" / "references.json").read_text())
     assert set(saved["corpus"]["domains"]) == {*CLEAN, "salad", "boiler"}
+    # continued elsewhere from the runs' records: nothing trains, the evaluation noise is kept as recorded
+    from acodm_gym.runs.records import restore_records, save_records
+
+    save_records(tmp_path / "ref", tmp_path / "records")
+    restore_records(tmp_path / "records", tmp_path / "ref2")
+    shutil.copyfile(tmp_path / "ref" / "references.json", tmp_path / "ref2" / "references.json")
+    logged = []
+    again = references(
+        str(small_task),
+        ["train.total_steps=6", "env.eval_interval=3"],
+        out=tmp_path / "ref2",
+        seeds=(0, 1),
+        random_runs=2,
+        refine_runs=1,
+        search_steps=4,
+        log=logged.append,
+    )
+    assert again["references"] == {
+        kind: {**ref, "runs": [r.replace("/ref/", "/ref2/") for r in ref["runs"]]}
+        for kind, ref in result["references"].items()
+    }
+    assert again["evaluation"] == noise and any("evaluation noise as recorded" in line for line in logged)
+    assert not list((tmp_path / "ref2").glob("*/model"))
     # the file is a valid reference file for the task: natural scores 0 on its own mean
     cfg = load_config(None, [f"task.references={tmp_path / 'ref' / 'references.json'}"], task=str(small_task))
     refs = load_references(cfg.task, open_corpus(cfg.data, log=lambda _: None))

@@ -20,15 +20,12 @@ from typing import Callable, Sequence
 import numpy as np
 import yaml
 
-from ..config import Config, TaskConfig, load_config
+from ..config import METHODS, Config, TaskConfig, check_methods, load_config
 from ..envs.task import normalised_score, read_references
 from ..errors import ResumeError
 from . import checkpoint, plots, rundir
 from .runner import prepare_config, run_dir_for, train
 
-METHODS = ("natural", "uniform", "odm", "acodm", "acodm-proxy")
-# Every learned agent as well: what the benchmark tasks compare (benchmarks/tasks.py).
-ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")
 # A finished run may differ from the sweep's config in these keys (beyond what resuming accepts) and still be
 # reused: report() recomputes every score from the task's references.
 REUSE_ALLOWED = ("task.references",)
@@ -102,6 +99,7 @@ def compare(
     log=print,
     overwrite: bool = False,
 ) -> Path:
+    check_methods(methods)
     out = Path(out or Path(cfg.run.out_dir) / "compare")
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[str]] = {m: [] for m in methods}
