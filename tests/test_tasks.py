@@ -271,16 +271,9 @@ def test_a_sweep_continues_from_the_records_of_its_finished_runs(small_task, tmp
 def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_path):
     from acodm_gym.runs.reference import references
 
-    result = references(
-        str(small_task),
-        ["train.total_steps=6", "env.eval_interval=3"],
-        out=tmp_path / "ref",
-        seeds=(0, 1),
-        random_runs=2,
-        refine_runs=1,
-        search_steps=4,
-        log=lambda _: None,
-    )
+    budget = dict(seeds=(0, 1), random_runs=2, refine_runs=1, search_steps=4)
+    overrides = ["train.total_steps=6", "env.eval_interval=3"]
+    result = references(str(small_task), overrides, out=tmp_path / "ref", log=lambda _: None, **budget)
     assert len(result["search"]) == 5 + 6 and result["budget"]["search_runs"] == 11  # + one coordinate step per domain
     assert [r["stage"] for r in result["search"]].count("coordinate") == 6
     best = min(result["search"], key=lambda r: r["val_metric"])
@@ -302,16 +295,7 @@ def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_
     restore_records(tmp_path / "records", tmp_path / "ref2")
     shutil.copyfile(tmp_path / "ref" / "references.json", tmp_path / "ref2" / "references.json")
     logged = []
-    again = references(
-        str(small_task),
-        ["train.total_steps=6", "env.eval_interval=3"],
-        out=tmp_path / "ref2",
-        seeds=(0, 1),
-        random_runs=2,
-        refine_runs=1,
-        search_steps=4,
-        log=logged.append,
-    )
+    again = references(str(small_task), overrides, out=tmp_path / "ref2", log=logged.append, **budget)
     assert again["references"] == {
         kind: {**ref, "runs": [r.replace("/ref/", "/ref2/") for r in ref["runs"]]}
         for kind, ref in result["references"].items()
