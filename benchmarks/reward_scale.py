@@ -176,6 +176,14 @@ def child_timing(args) -> dict:
         med = {kind: statistics.median(t) for kind, t in times.items()}
         out["ms_per_step"][str(k)] = {kind: round(v * 1e3, 1) for kind, v in med.items()}
         out["ratio"][str(k)] = {kind: round(v / med["none"], 4) for kind, v in med.items()}
+        # the ratio within each round (the variants ran back to back there): its spread is the noise
+        per_round = {
+            kind: [statistics.median(t[r * args.steps : (r + 1) * args.steps]) for r in range(args.rounds)]
+            for kind, t in times.items()
+        }
+        out.setdefault("round_ratios", {})[str(k)] = {
+            kind: [round(a / b, 4) for a, b in zip(per_round[kind], per_round["none"])] for kind in kinds
+        }
         log(f"  [{args.model} k={k}] " + "  ".join(f"{kind} {v * 1e3:.0f} ms" for kind, v in med.items()))
 
         # bytes over ranks per step and bytes held, from the probes' buffers (all domains present)
@@ -477,6 +485,68 @@ def mixture_markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def timing_only(args, command: str) -> dict:
+    """Only the interleaved timing of none / exact / sketch, per model and k, with the per-round ratios."""
+    load_start, started = os.getloadavg(), time.perf_counter()
+    rows = []
+    for model in args.models.split(","):
+        log(f"{model}: interleaved timing, {args.rounds} rounds of {args.steps} steps")
+        args.model = model
+        timing = run_child("timing", args)
+        for k in args.ks:
+            for probe in ("none", "exact", "sketch"):
+                rounds = timing["round_ratios"][str(k)][probe]
+                rows.append(
+                    {
+                        "model": model,
+                        "k": k,
+                        "probe": probe,
+                        "sketch": args.sketch if probe == "sketch" else None,
+                        "ms_per_step": timing["ms_per_step"][str(k)][probe],
+                        "time_ratio": timing["ratio"][str(k)][probe],
+                        "round_ratios": rounds,
+                        "round_ratio_median": round(statistics.median(rounds), 4),
+                    }
+                )
+    return {
+        "rows": rows,
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "device": f"cpu: {platform.processor() or platform.machine()}, {args.threads} thread(s), {os.cpu_count()} cores visible",
+        "command": command,
+        "settings": {
+            "seq": args.seq,
+            "batch": args.batch,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "steps": args.steps,
+            "load_average_start": list(load_start),
+            "load_average_end": list(os.getloadavg()),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    }
+
+
+def timing_markdown(res: dict) -> str:
+    lines = [
+        "# Time per step of the alignment probe (benchmarks/reward_scale.py --timing-only)",
+        "",
+        f"{res['date']} · {res['device']} · `{res['command']}`",
+        "",
+        f"Settings: {res['settings']}. The variants run back to back in each round (rotating order); "
+        "× none is the ratio of medians over all rounds, the round ratios are within each round.",
+        "",
+        "| model | k | probe | sketch | ms/step | × none | round ratios: median (min–max) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in res["rows"]:
+        rr = r["round_ratios"]
+        lines.append(
+            f"| {r['model']} | {r['k']} | {r['probe']} | {r['sketch']} | {r['ms_per_step']:.0f} | {r['time_ratio']:.3f} "
+            f"| {r['round_ratio_median']:.3f} ({min(rr):.3f}–{max(rr):.3f}) |"
+        )
+    return "\n".join(lines)
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
@@ -503,7 +573,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--k", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--probe", help=argparse.SUPPRESS)
-    ap.add_argument("--sketch", default="64,64", help=argparse.SUPPRESS)
+    ap.add_argument("--sketch", default="512,64", help="p,q of --timing-only (a full run picks its default itself)")
+    ap.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="instead: only the interleaved time per step (with --sketch; for a quiet machine and many --rounds), "
+        "into reward_scale_timing.{json,md}",
+    )
     ap.add_argument("--mixture", action="store_true", help="instead: AC-ODM runs with the exact vs the sketched probe")
     ap.add_argument("--mixture-steps", type=int, default=200)
     ap.add_argument("--mixture-seeds", default="0,1")
@@ -533,6 +609,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.batch < max(args.ks):
         ap.error(f"--batch {args.batch} is smaller than k = {max(args.ks)}: every domain must be in every batch")
+    if args.timing_only:
+        res = timing_only(args, command)
+        write_atomic(out / "reward_scale_timing.json", json.dumps(res, indent=2) + "\n")
+        write_atomic(out / "reward_scale_timing.md", timing_markdown(res) + "\n")
+        print(timing_markdown(res))
+        return 0
 
     started = time.perf_counter()
     load_start = os.getloadavg()
