@@ -39,8 +39,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from acodm_gym.config import ALL_METHODS, TASK_DIR, load_config
-from acodm_gym.runs.compare import compare, report
+from acodm_gym.runs.compare import compare, mean_interval, report
 from acodm_gym.runs.records import restore_records, save_records
 from acodm_gym.runs.reference import references
 
@@ -76,7 +78,38 @@ def main(argv=None) -> int:
             _sweep(task, out, args, command, machine, started)
         finally:  # whatever finished is kept, also when the sweep stops
             save_records(out, RECORDS / task)
+    write_summary()
     return 0
+
+
+def write_summary() -> None:
+    """``results/tasks/summary.md``: the normalised score of every method on every task with results, as
+    mean ± std over seeds, the 95 % interval's half-width and the number of seeds."""
+    tasks = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    methods = list(dict.fromkeys(m for r in tasks.values() for m in r["methods"]))
+    lines = [
+        "# Normalised scores on the benchmark tasks (test split)",
+        "",
+        "100 × (natural − method) / (natural − best static) on the task metric; mean ± std over seeds "
+        "[95 % interval half-width] (seeds). Written by `python benchmarks/tasks.py` from "
+        "`results/tasks/<task>.json`; a task marked partial has not every method with every seed yet.",
+        "",
+        "| method | " + " | ".join(f"{t}{'' if r.get('complete') else ' (partial)'}" for t, r in tasks.items()) + " |",
+        "|---|" + "---|" * len(tasks),
+    ]
+    for m in methods:
+        cells = []
+        for r in tasks.values():
+            scores = [s for s in r["methods"].get(m, {}).get("score", []) if s is not None]
+            ci = mean_interval(scores)
+            if ci is not None:
+                cells.append(f"{ci[0]:.1f} ± {np.std(scores, ddof=1):.1f} [{ci[1]:.1f}] ({len(scores)})")
+            else:
+                cells.append(f"{scores[0]:.1f} (1)" if scores else "")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    tmp = RESULTS / "summary.md.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(RESULTS / "summary.md")
 
 
 def _sweep(task: str, out: Path, args, command: str, machine: str, started: float) -> None:

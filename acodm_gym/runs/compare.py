@@ -132,7 +132,7 @@ def steps_to_reach(summary: dict, target: float) -> int | None:
     return None
 
 
-def _interval(values: list[float]) -> tuple[float, float] | None:
+def mean_interval(values: list[float]) -> tuple[float, float] | None:
     """Mean and half-width of its 95 % Student-t interval (None for fewer than two values)."""
     v = np.array([x for x in values if x is not None], dtype=np.float64)
     if len(v) < 2:
@@ -147,7 +147,7 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 
 def _fmt(values: list, digits: int = 1) -> str:
     """``mean ± 95 % half-width`` (or the single value, or n/a)."""
-    ci = _interval(values)
+    ci = mean_interval(values)
     present = [v for v in values if v is not None]
     if ci is not None:
         return f"{ci[0]:.{digits}f} ± {ci[1]:.{digits}f}"
