@@ -211,8 +211,11 @@ def test_vector_sac_killed_and_resumed_equals_uninterrupted_run_with_its_diagnos
     run_dir, ref_dir = _kill_and_resume(tmp_path, cfg)
     _assert_same_run(run_dir, ref_dir)
     m = read_metrics(run_dir / "metrics.csv")
+    late = json.loads((run_dir / "summary.json").read_text())["diagnostics"]
     for name in ("td_error", "q_return_spearman", "reward_snr", "target_cosine", "weight_entropy"):
         assert np.isfinite(m[f"diag/{name}"]).sum() >= 10, name
+        second_half = m[f"diag/{name}"][len(m["step"]) // 2 :]
+        assert late[name] == pytest.approx(np.median(second_half[np.isfinite(second_half)]))
     assert (run_dir / "diagnostics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

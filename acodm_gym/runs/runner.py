@@ -349,6 +349,18 @@ def _resume_hint(run_dir: Path) -> str:
     return f"last checkpoint: step {ckpt.step} ({ckpt.path}); continue with: acodm-gym train --resume {run_dir}"
 
 
+def _late_diagnostics(metrics: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each agent diagnostic's median over the second half of the run (once the critic has had data):
+    what a comparison quotes; the curves are in metrics.csv and diagnostics.png."""
+    late = {}
+    for key in plots.diagnostic_columns(metrics):
+        values = metrics[key][len(metrics[key]) // 2 :]
+        values = values[np.isfinite(values)]
+        if len(values):
+            late[key.removeprefix("diag/")] = float(np.median(values))
+    return late
+
+
 def _write_outputs(
     cfg: Config, env: PretrainEnv, agent: Agent, progress: _Progress, result: dict, seconds: float, run_dir: Path
 ) -> dict:
@@ -391,6 +403,8 @@ def _write_outputs(
         "skipped_steps": progress.skipped,
         "resumed_at": progress.resumed_at,
     }
+    metrics = read_metrics(run_dir / "metrics.csv")
+    summary["diagnostics"] = _late_diagnostics(metrics)
 
     def save_model(path: Path) -> None:
         env.backend.model.save_pretrained(path)
@@ -418,7 +432,6 @@ def _write_outputs(
             curves.update({d: (np.array(val_steps), val_arr[:, i]) for i, d in enumerate(env.domains)})
             outputs.append(("val_ppl.png", lambda p: plots.plot_val_ppl(curves, p, f"Validation perplexity ({title})")))
         outputs.append(("test_ppl.png", lambda p: plots.plot_domain_ppl({title: test_ppl}, env.domains, p)))
-        metrics = read_metrics(run_dir / "metrics.csv")
         if plots.diagnostic_columns(metrics):
             outputs.append(("diagnostics.png", lambda p: plots.plot_diagnostics(metrics, p, f"Diagnostics ({title})")))
     outputs.append((rundir.SUMMARY, lambda p: p.write_text(json.dumps(summary, indent=2))))  # last: the run is complete
