@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""AC-ODM variants on a task's validation split: what each change to the agent does, before any test.
+
+Each variant is a list of config overrides on top of ``acodm``; every run goes into the task's sweep
+directory (``runs/tasks/<task>/``), so the default variant is the sweep's own ``acodm-seed<s>`` run,
+reused rather than run again. Only the validation task metric is compared here (tuning on the test
+split would make the test score meaningless); a variant that helps on validation is then run by
+``benchmarks/tasks.py`` and scored on test. Each run's record is kept in
+``results/tasks/runs/<task>/`` (``acodm_gym.runs.records``), so the sweep continues where it stopped.
+
+    python benchmarks/acodm_tuning.py --tasks noisy --seeds 0 train.threads=1
+    python benchmarks/acodm_tuning.py --variants default,prior-uniform --seeds 0 1
+
+Writes ``results/tuning/<task>.{json,md}``: per variant and seed the validation task metric, the
+planted (junk) domains' mean weight, the mean weights, and the agent diagnostics' medians over the
+second half of the run (``summary.json`` ``diagnostics``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from acodm_gym.config import load_config
+from acodm_gym.runs.compare import mean_interval, train_or_reuse
+from acodm_gym.runs.records import restore_records, save_records
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# name -> overrides of the acodm agent. "default" is the agent as compare runs it.
+VARIANTS = {
+    "default": [],
+    "prior-uniform": ["agent.options.prior=uniform"],
+    "prior-coef-1": ["agent.options.prior_coef=1.0"],
+    "warmup-odm": ["agent.options.warmup_behaviour=odm"],
+    "exploration-0.1": ["agent.options.exploration_noise=0.1"],
+    "authors-reward": ["env.reward_variant=authors", "agent.options.reward_ema=null"],
+}
+
+
+def run_name(variant: str, seed: int) -> str:
+    return f"acodm-seed{seed}" if variant == "default" else f"acodm-{variant}-seed{seed}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="noisy")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--out", default="runs/tasks", help="the sweeps' directory (one folder per task)")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs")
+    parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.threads=1")
+    args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}: choose from {', '.join(VARIANTS)}")
+    command = " ".join(["python", "benchmarks/acodm_tuning.py", *(argv if argv is not None else sys.argv[1:])])
+    for task in args.tasks.split(","):
+        out = Path(args.out) / task
+        out.mkdir(parents=True, exist_ok=True)
+        records = RESULTS / "tasks" / "runs" / task
+        restore_records(records, out)
+        try:
+            for seed in [] if args.report_only else args.seeds:
+                for variant in variants:
+                    name = run_name(variant, seed)
+                    overrides = ["run.progress=false", "agent.name=acodm", f"run.seed={seed}", f"run.out_dir={out}"]
+                    cfg = load_config(
+                        None, [*overrides, f"run.name={name}", *VARIANTS[variant], *args.overrides], task=task
+                    )
+                    print(f"== {task} {variant} (seed {seed})")
+                    train_or_reuse(cfg)
+        finally:
+            save_records(out, records)
+        write_results(task, out, variants, args.seeds, command)
+    return 0
+
+
+def write_results(task: str, out: Path, variants: list[str], seeds: list[int], command: str) -> None:
+    """results/tuning/<task>.{json,md} from the finished runs of the variants."""
+    planted = list(load_config(None, task=task).data.recipe.planted)
+    results = {}
+    for variant in variants:
+        runs = [(s, out / run_name(variant, s) / "summary.json") for s in seeds]
+        summaries = [(s, json.loads(p.read_text())) for s, p in runs if p.exists()]
+        if not summaries:
+            continue
+        results[variant] = {
+            "overrides": VARIANTS[variant],
+            "seeds": [s for s, _ in summaries],
+            "val_metric": [m["val_metric"] for _, m in summaries],
+            "planted_weight": [sum(m["mean_weights"].get(d, 0.0) for d in planted) for _, m in summaries],
+            "mean_weights": [m["mean_weights"] for _, m in summaries],
+            "diagnostics": [m.get("diagnostics") for _, m in summaries],
+        }
+    target = RESULTS / "tuning"
+    target.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "task": task,
+        "split": "validation",
+        "variants": results,
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    (target / f"{task}.json.tmp").write_text(json.dumps(payload, indent=2))
+    (target / f"{task}.json.tmp").replace(target / f"{task}.json")
+    lines = [
+        f"# AC-ODM variants on `{task}`, validation split ({payload['date']})",
+        "",
+        f"Command: `{command}`. Validation task metric (lower is better), mean ± 95 % half-width where there are "
+        "two seeds or more; planted = the mean batch weight of the planted domains; diagnostics: medians over "
+        "the second half of the first seed's run.",
+        "",
+        "| variant | overrides | val metric | per seed | planted | reward SNR | Q–return ρ | target cos | entropy |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, r in results.items():
+        ci = mean_interval(r["val_metric"])
+        val = f"{ci[0]:.1f} ± {ci[1]:.1f}" if ci else f"{r['val_metric'][0]:.1f}"
+        diag = r["diagnostics"][0] or {}
+
+        def cell(key: str) -> str:
+            return f"{diag[key]:.2f}" if key in diag else "n/a"
+
+        lines.append(
+            f"| {variant} | {' '.join(f'`{o}`' for o in r['overrides']) or '(as compare runs it)'} | {val} "
+            f"| {', '.join(f'{v:.1f}' for v in r['val_metric'])} | {np.mean(r['planted_weight']):.3f} "
+            f"| {cell('reward_snr')} | {cell('q_return_spearman')} | {cell('target_cosine')} | {cell('weight_entropy')} |"
+        )
+    (target / f"{task}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
