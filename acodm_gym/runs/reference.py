@@ -135,7 +135,12 @@ def _sequence_losses(model, corpus, cfg: Config, domain: str, split: str):
 
 
 def evaluation_noise(
-    cfg: Config, corpus, natural_dir: Path, best_dir: Path, natural_seeds: Sequence[float], best_seeds: Sequence[float]
+    cfg: Config,
+    corpus,
+    natural_dir: Path,
+    best_dir: Path,
+    natural_values: Sequence[float],
+    best_values: Sequence[float],
 ) -> dict:
     """How much of the metric's spread is the evaluation set, next to the seeds' spread, per split.
 
@@ -148,7 +153,8 @@ def evaluation_noise(
       from the per-sequence differences. Every method is scored on the same blocks, so this is the
       evaluation noise in a comparison, the normalised score included.
 
-    Each is set against the seeds' spread of the log metric (pooled over natural and best static),
+    Each is set against the seeds' spread of the log metric (``natural_values`` and ``best_values``: the
+    validation metric of every seed, the spread pooled over the two),
     with the tokens per domain it would take for it to be a third of that (it shrinks as 1/sqrt(n)).
     """
     from transformers import AutoModelForCausalLM
@@ -156,7 +162,7 @@ def evaluation_noise(
     eval_domains = cfg.task.eval_domains or list(corpus.domains)
     natural = AutoModelForCausalLM.from_pretrained(natural_dir / "model").eval()
     best = AutoModelForCausalLM.from_pretrained(best_dir / "model").eval()
-    seed_var = [np.var(np.log(v), ddof=1) for v in (natural_seeds, best_seeds) if len(v) > 1]
+    seed_var = [np.var(np.log(v), ddof=1) for v in (natural_values, best_values) if len(v) > 1]
     seed_std = float(np.sqrt(np.mean(seed_var))) if seed_var else None
     result: dict = {"runs": [str(natural_dir), str(best_dir)], "seed_rel_std": seed_std}
     for split in ("validation", "test"):
