@@ -485,6 +485,25 @@ def mixture_markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def run_info(args, command: str, load_start, started: float, settings: dict) -> dict:
+    """Date, device, command and settings of a measurement (``settings``: the mode's own, between the shared
+    shape and the load averages)."""
+    return {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "device": f"cpu: {platform.processor() or platform.machine()}, {args.threads} thread(s), {os.cpu_count()} cores visible",
+        "command": command,
+        "settings": {
+            "seq": args.seq,
+            "batch": args.batch,
+            "threads": args.threads,
+            **settings,
+            "load_average_start": list(load_start),
+            "load_average_end": list(os.getloadavg()),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    }
+
+
 def timing_only(args, command: str) -> dict:
     """Only the interleaved timing of none / exact / sketch, per model and k, with the per-round ratios."""
     load_start, started = os.getloadavg(), time.perf_counter()
@@ -510,19 +529,7 @@ def timing_only(args, command: str) -> dict:
                 )
     return {
         "rows": rows,
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "device": f"cpu: {platform.processor() or platform.machine()}, {args.threads} thread(s), {os.cpu_count()} cores visible",
-        "command": command,
-        "settings": {
-            "seq": args.seq,
-            "batch": args.batch,
-            "threads": args.threads,
-            "rounds": args.rounds,
-            "steps": args.steps,
-            "load_average_start": list(load_start),
-            "load_average_end": list(os.getloadavg()),
-            "seconds": round(time.perf_counter() - started, 1),
-        },
+        **run_info(args, command, load_start, started, {"rounds": args.rounds, "steps": args.steps}),
     }
 
 
@@ -676,22 +683,19 @@ def main(argv: list[str] | None = None) -> int:
         "default_sketch": args.sketch,
         "default_reason": reason,
         "paper_scale": paper_scale(args.sketch),
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "device": f"cpu: {platform.processor() or platform.machine()}, {args.threads} thread(s), {os.cpu_count()} cores visible",
-        "command": command,
-        "settings": {
-            "seq": args.seq,
-            "batch": args.batch,
-            "threads": args.threads,
-            "mem_steps": args.mem_steps,
-            "rounds": args.rounds,
-            "steps": args.steps,
-            "seeds": args.seeds,
-            "error_steps": args.error_steps,
-            "load_average_start": list(load_start),
-            "load_average_end": list(os.getloadavg()),
-            "seconds": round(time.perf_counter() - started, 1),
-        },
+        **run_info(
+            args,
+            command,
+            load_start,
+            started,
+            {
+                "mem_steps": args.mem_steps,
+                "rounds": args.rounds,
+                "steps": args.steps,
+                "seeds": args.seeds,
+                "error_steps": args.error_steps,
+            },
+        ),
         "note": "The machine was shared with other jobs: peak memory is robust to that, times are not (few steps, "
         "interleaved; read the ratios, not the milliseconds).",
     }
