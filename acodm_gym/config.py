@@ -150,12 +150,10 @@ ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")
 def check_methods(methods: Sequence[str]) -> None:
     """Refuse an unknown compare method before any run starts."""
     unknown = [m for m in methods if m not in ALL_METHODS]
-    if unknown or not methods:
-        raise ConfigError(
-            f"Unknown compare method(s) {unknown}: choose from {', '.join(ALL_METHODS)}."
-            if unknown
-            else f"No compare method given: choose from {', '.join(ALL_METHODS)}."
-        )
+    if not methods:
+        raise ConfigError(f"No compare method given: choose from {', '.join(ALL_METHODS)}.")
+    if unknown:
+        raise ConfigError(f"Unknown compare method(s) {unknown}: choose from {', '.join(ALL_METHODS)}.")
 
 
 @dataclass
