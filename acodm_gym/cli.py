@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 
@@ -239,16 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ``section.key=value`` (also ``section.sub.key=value``): an override wherever it stands on the line
+OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the line, taking ``section.key=value`` overrides wherever they stand (argparse alone
-    takes one positional run of them and refuses the rest as unrecognized)."""
-    args, rest = parser.parse_known_args(argv)
-    late = [item for item in rest if "=" in item and not item.startswith("-")]
-    unknown = [item for item in rest if item not in late]
-    if unknown or (late and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(unknown or late)}")
-    if late:
-        args.overrides = [*args.overrides, *late]
+    """Parse the line, taking ``section.key=value`` overrides wherever they stand. They are taken out
+    first: argparse alone takes one positional run of them, refuses the rest, and lets a list option
+    (``--seeds 0 1 train.lr=1e-3``) swallow the ones that follow it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides = [item for item in argv if OVERRIDE.match(item)]
+    args = parser.parse_args([item for item in argv if not OVERRIDE.match(item)])
+    stray = [item for item in getattr(args, "overrides", []) if not OVERRIDE.match(item)]
+    if stray or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or overrides)}")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
     return args
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
 from acodm_gym.runs.compare import train_or_reuse
 
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 seed, 60 steps, three variants")
     parser.add_argument("--out", default="runs/bench-ablations")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)  # overrides anywhere, also after --seeds
     names = args.only.split(",") if args.only else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:

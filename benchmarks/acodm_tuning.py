@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
+from acodm_gym.envs.task import read_references
 from acodm_gym.runs.compare import mean_interval, train_or_reuse
 from acodm_gym.runs.records import restore_records, save_records
 
@@ -39,6 +41,8 @@ VARIANTS = {
     "warmup-odm": ["agent.options.warmup_behaviour=odm"],
     "exploration-0.1": ["agent.options.exploration_noise=0.1"],
     "authors-reward": ["env.reward_variant=authors", "agent.options.reward_ema=null"],
+    "eval-reward": ["env.reward_target=eval_domains"],
+    "eval-reward-prior-uniform": ["env.reward_target=eval_domains", "agent.options.prior=uniform"],
 }
 
 
@@ -54,7 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/tasks", help="the sweeps' directory (one folder per task)")
     parser.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.threads=1")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)  # overrides anywhere, also after --seeds
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -132,6 +136,14 @@ def write_results(task: str, out: Path, variants: list[str], seeds: list[int], c
             f"| {', '.join(f'{v:.1f}' for v in r['val_metric'])} | {np.mean(r['planted_weight']):.3f} "
             f"| {cell('reward_snr')} | {cell('q_return_spearman')} | {cell('target_cosine')} | {cell('weight_entropy')} |"
         )
+    refs = (read_references(load_config(None, task=task).task) or {}).get("references", {})
+    if refs:
+        lines += [
+            "",
+            "References on the same split (mean val metric over their seeds): "
+            + ", ".join(f"{name} {np.mean(r['val_metric']):.1f}" for name, r in refs.items())
+            + ".",
+        ]
     (target / f"{task}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acodm_gym.cli import parse_args
 from acodm_gym.config import METHODS, load_config
 from acodm_gym.runs.compare import compare
 
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 seed, 60 steps: checks the pipeline")
     parser.add_argument("--out", default="runs/bench-mixing", help="where the run directories go")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)  # overrides anywhere, also after --seeds
     overrides = list(args.overrides) + ["run.progress=false"]
     if args.quick:
         args.seeds = args.seeds[:1]

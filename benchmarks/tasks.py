@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acodm_gym.cli import parse_args
 from acodm_gym.config import ALL_METHODS, TASK_DIR, load_config
 from acodm_gym.runs.compare import compare, mean_interval, report
 from acodm_gym.runs.records import restore_records, save_records
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
         action="store_true",
         help="train nothing: report the runs finished so far (a partial sweep, marked as such)",
     )
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)  # overrides anywhere, also after --seeds
     command = " ".join(["python", "benchmarks/tasks.py", *(argv if argv is not None else sys.argv[1:])])
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -74,6 +74,9 @@ def test_overrides_are_accepted_anywhere_on_the_line():
         "x",
         3,
     )
+    # after a list option: the seeds stop at the first override
+    args = parse_args(build_parser(), ["compare", "--seeds", "0", "1", "train.threads=1", "--methods", "odm"])
+    assert (args.seeds, args.overrides, args.methods) == ([0, 1], ["train.threads=1"], "odm")
     for argv in (["train", "a.b=1", "--name", "x", "stray"], ["report", "dir", "train.lr=1"]):
         with pytest.raises(SystemExit) as exc:
             parse_args(build_parser(), argv)

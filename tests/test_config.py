@@ -96,6 +96,7 @@ def test_dict_options_merge_across_overrides():
         ("model.arch=gpt2", "gpt_neox, llama"),
         ("train.loss_weighting=sum", "alpha, mean"),
         ("env.reward_variant=doge", "paper, authors"),
+        ("env.reward_target=validation", "corpus, eval_domains"),
         ("env.scalarization=max", "alpha_weighted, sum, mean"),
         ("model.dtype=float8", "float32"),
     ],

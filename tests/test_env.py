@@ -355,6 +355,22 @@ def test_authors_reward_variant(make_env):
         assert w.std() == pytest.approx(1.0, rel=1e-6)  # z-scored over domains (no clamp hit at k=4)
 
 
+def test_reward_aligned_with_the_eval_domains(make_env):
+    """env.reward_target: eval_domains aligns W with the task's eval domains; with every domain it is the paper's W."""
+    corpus_env = make_env()
+    domains = corpus_env.domains
+    every = make_env(env={"reward_target": "eval_domains"})
+    two = make_env(env={"reward_target": "eval_domains"}, task={"eval_domains": domains[:2]})
+    rewards = []
+    for env in (corpus_env, every, two):
+        env.reset(seed=0)
+        *_, info = env.step(ALPHA)
+        rewards.append(info["vector_reward"])
+    assert np.array_equal(rewards[0], rewards[1])
+    assert two._alignment.target.tolist() == [True, True] + [False] * (len(domains) - 2)
+    assert not np.allclose(rewards[2], rewards[0], rtol=1e-3)
+
+
 def test_authors_reward_with_absent_domains_stays_bounded_under_the_ema(make_env):
     env = ImportanceWeightedRewardEMA(make_env(train={"exploration_floor": False}, env={"reward_variant": "authors"}))
     env.reset(seed=0)

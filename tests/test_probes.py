@@ -134,6 +134,28 @@ def test_alignment_with_an_absent_domain(corpus_text_dir, cache_dir, corpus):
     assert np.isnan(out.domain_losses[[1, 3]]).all() and np.isfinite(out.domain_losses[[0, 2]]).all()
 
 
+def test_alignment_with_eval_domains_as_target(corpus_text_dir, cache_dir, corpus):
+    """env.reward_target: eval_domains: S sums only the target domains, W_i = Σ_{j∈target} ⟨g_i, g_j⟩ (k autograd calls)."""
+    cfg, backend, _, norms, reference, ref_weights, sampler = _setup(corpus_text_dir, cache_dir, corpus)
+    target = np.array([False, True, False, True])
+    probe = AlignmentProbe(backend_probe_layers(backend, cfg), K, target=target)
+    alpha = np.array([0.2, 0.3, 0.1, 0.4])
+    batch = sampler.sample(alpha)
+    out = train_step(backend, batch, alpha, "alpha", None, probe, norms)
+    gram = _naive_gram(reference, ref_weights, batch)
+    _close(out.reward, gram[:, target].sum(axis=1))
+    assert not np.allclose(out.reward, gram.sum(axis=1), rtol=1e-2)  # not the whole-corpus W
+    probe_gram = probe.gram(_scale(batch, alpha, "alpha"))
+    _close(out.reward, alignment_reward(probe_gram, "paper", target), rel=1e-6)
+    with pytest.raises(ValueError, match="at least one"):
+        AlignmentProbe(backend_probe_layers(backend, cfg), K, target=np.zeros(K, dtype=bool))
+
+
+def backend_probe_layers(backend, cfg) -> list:
+    blocks = probe_layers(backend.model, cfg.model)
+    return [blocks[i][1] for i in layers_at_depths(len(blocks), cfg.env.reward_depths)]
+
+
 def test_alignment_on_llama(corpus_text_dir, cache_dir, corpus):
     cfg, backend, probe, norms, reference, ref_weights, sampler = _setup(
         corpus_text_dir, cache_dir, corpus, arch="llama", micro_batch_size=7
@@ -175,6 +197,18 @@ def test_authors_variant_from_the_same_gram():
     assert np.allclose(alignment_reward(gram * 1e-6, "authors"), alignment_reward(gram, "authors"))
     with pytest.raises(ValueError, match="paper.*authors"):
         alignment_reward(gram, "doge")
+
+
+def test_authors_variant_with_a_target():
+    """The authors' variant over a target: W_i = Σ_{j∈target, j≠i}⟨g_i, g_j⟩ / mean ‖g‖, then z-scored."""
+    rng = np.random.default_rng(2)
+    g = rng.normal(size=(5, 40))
+    gram = g @ g.T
+    target = np.array([True, False, True, False, False])
+    raw = np.array([sum(gram[i, j] for j in (0, 2) if j != i) for i in range(5)]) / np.sqrt(np.diag(gram)).mean()
+    assert np.allclose(alignment_reward(gram, "authors", target), np.clip((raw - raw.mean()) / raw.std(), -3, 3))
+    assert np.allclose(alignment_reward(gram, "paper", target), g @ g[[0, 2]].sum(axis=0))
+    assert np.allclose(alignment_reward(gram, "paper", np.ones(5, dtype=bool)), alignment_reward(gram, "paper"))
 
 
 def test_authors_variant_leaves_absent_domains_out():

@@ -50,7 +50,8 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
     layers (``env.reward_depths``; ``env.reward_sketch``: estimated from a sketch). The scalar
     returned by ``step`` (for stock agents) is, by default, the α-weighted sum Σ α_i W_i =
     ⟨Σ_i α_i ∇ℓ_i, Σ_j ∇ℓ_j⟩: the first-order decrease of the summed domain losses under the update
-    this mixture makes (``env.scalarization``: ``sum``, ‖Σ g‖², hardly action-dependent; ``mean``,
+    this mixture makes (``env.reward_target: eval_domains``: S sums only the task's eval domains, DoGE's
+    out-of-domain reward; ``env.scalarization``: ``sum``, ‖Σ g‖², hardly action-dependent; ``mean``,
     its 1/k). Agents without a reward (``env.compute_reward: false``) get zeros.
 
     ## Starting State
@@ -146,6 +147,7 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
                 self.cfg.env.reward_variant,
                 self.cfg.env.reward_sketch,
                 seed=run_seed,
+                target=self.metric.mask if self.cfg.env.reward_target == "eval_domains" else None,
             )
             if self.cfg.env.compute_reward
             else None

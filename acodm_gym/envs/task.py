@@ -43,6 +43,7 @@ class TaskMetric:
                 "fix the task's eval_domains or the corpus."
             )
         self.index = np.array([self.domains.index(d) for d in self.eval_domains])
+        self.mask = np.isin(np.arange(len(self.domains)), self.index)  # k booleans: the eval domains
 
     def value(self, losses: np.ndarray) -> float:
         """Geometric mean of the eval domains' perplexities: exp(mean loss)."""

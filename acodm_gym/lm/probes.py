@@ -35,6 +35,9 @@ class AlignmentProbe:
     :param sketch: None for the exact gradients, or [p, q]: sketch sizes of each layer's output and
         input side (1 ≤ p ≤ out, 1 ≤ q ≤ in)
     :param seed: seed of the random projections (the run seed: the same on every rank)
+    :param target: the domains whose gradients W aligns with (k booleans): S = Σ_{j∈target} g_j; None:
+        every domain (the paper's whole-corpus S). A target-domain task aligns with its eval domains, as DoGE's
+        out-of-domain mode does, so planted junk or the sources do not set the direction they are scored on.
     """
 
     def __init__(
@@ -44,12 +47,16 @@ class AlignmentProbe:
         variant: str = "paper",
         sketch: list[int] | None = None,
         seed: int = 0,
+        target: np.ndarray | None = None,
     ):
         if variant not in ("paper", "authors"):
             raise ValueError(f"Unknown reward variant '{variant}': use 'paper' or 'authors'.")
         self.modules = modules
         self.k = num_domains
         self.variant = variant
+        self.target = np.ones(num_domains, dtype=bool) if target is None else np.asarray(target, dtype=bool)
+        if self.target.shape != (num_domains,) or not self.target.any():
+            raise ValueError(f"AlignmentProbe target must be {num_domains} booleans with at least one set.")
         if sketch is not None:
             check_sketch(sketch, [tuple(m.weight.shape) for m in modules])
         self.sketch = None if sketch is None else tuple(sketch)
@@ -159,16 +166,17 @@ class AlignmentProbe:
     def reward(self, scale) -> np.ndarray:
         """W (k values, 0 for absent domains) of the global batch, for this probe's variant; once a step."""
         if self.variant == "authors":
-            return alignment_reward(self.gram(scale), self.variant)
-        # Paper: W_i = scale_i ⟨G_i, S⟩ with S = Σ_j scale_j G_j, summed over layers and ranks. A sketch is linear
-        # in G, so the same holds for the sketches (S's sketch is the sum of the domains' sketches).
+            return alignment_reward(self.gram(scale), self.variant, self.target)
+        # Paper: W_i = scale_i ⟨G_i, S⟩ with S = Σ_{j∈target} scale_j G_j, summed over layers and ranks. A sketch is
+        # linear in G, so the same holds for the sketches (S's sketch is the sum of the domains' sketches).
         self.reduced_bytes = 0
         s64 = self._scale(scale)
+        s_target = s64 * torch.from_numpy(self.target[self.present])  # a domain outside the target adds nothing to S
         w_local = torch.zeros(len(s64), dtype=torch.float64)
         for g in self.grads:
             flat = g.reshape(len(s64), -1)
             s_vec = self._all_reduce(
-                s64.to(flat) @ flat
+                s_target.to(flat) @ flat
             )  # S of the global batch: one weight- (or sketch-) sized buffer
             w_local += (flat @ s_vec).double().cpu()
         w = self._all_reduce(w_local * s64)  # the k numbers ⟨g_i^rank, S⟩, summed over ranks
@@ -196,8 +204,9 @@ class AlignmentProbe:
         self._handles = []
 
 
-def alignment_reward(gram: np.ndarray, variant: str = "paper") -> np.ndarray:
-    """Reward vector W from the Gram matrix of per-domain gradients.
+def alignment_reward(gram: np.ndarray, variant: str = "paper", target: np.ndarray | None = None) -> np.ndarray:
+    """Reward vector W from the Gram matrix of per-domain gradients; the sums over j run over ``target``
+    (k booleans; None: every domain).
 
     paper:   W_i = ⟨g_i, Σ_j g_j⟩ (row sums of the Gram matrix).
     authors: the authors' code: W_i = Σ_{j≠i}⟨g_i, g_j⟩ / mean_k ‖g_k‖, z-scored over domains and
@@ -205,8 +214,10 @@ def alignment_reward(gram: np.ndarray, variant: str = "paper") -> np.ndarray:
              A domain absent from the batch (zero gradient) gets 0 and is left out of the mean,
              norm and z-score, as it is in the paper variant.
     """
+    target = np.ones(len(gram), dtype=bool) if target is None else np.asarray(target, dtype=bool)
+    row_sums = gram[:, target].sum(axis=1)
     if variant == "paper":
-        return gram.sum(axis=1)
+        return row_sums
     if variant == "authors":
         diag = np.diag(gram)
         present = diag > 0
@@ -214,7 +225,7 @@ def alignment_reward(gram: np.ndarray, variant: str = "paper") -> np.ndarray:
         if not present.any():
             return out
         norm = np.sqrt(diag[present]).mean()
-        w = ((gram.sum(axis=1) - diag) / max(norm, 1e-12))[present]
+        w = ((row_sums - diag * target) / max(norm, 1e-12))[present]
         std = w.std()
         out[present] = np.clip((w - w.mean()) / (std if std > 0 else 1.0), -3.0, 3.0)
         return out
