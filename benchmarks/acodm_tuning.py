@@ -28,7 +28,7 @@ import numpy as np
 
 from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
-from acodm_gym.envs.task import read_references
+from acodm_gym.envs.task import normalised_score, read_references
 from acodm_gym.runs.compare import mean_interval, train_or_reuse
 from acodm_gym.runs.records import restore_records, save_records
 
@@ -43,6 +43,18 @@ VARIANTS = {
     "authors-reward": ["env.reward_variant=authors", "agent.options.reward_ema=null"],
     "eval-reward": ["env.reward_target=eval_domains"],
     "eval-reward-prior-uniform": ["env.reward_target=eval_domains", "agent.options.prior=uniform"],
+    # the paper's importance correction r_i / p_i inflates a rare domain's reward by 1/p (57x for a 0.35 % domain)
+    "raw-reward": ["agent.options.reward_ema=null"],
+    "raw-reward-eval": ["agent.options.reward_ema=null", "env.reward_target=eval_domains"],
+    # a critic that converges within one 400-step episode: with γ 0.95 and τ 0.005 the target network's random
+    # initial per-domain offsets (about ±0.5) outweigh the learned values (W ≈ 0.05 a step) to the end of the run
+    "fast-critic": ["agent.options.gamma=0.5", "agent.options.tau=0.05"],
+    "fast-critic-raw-eval": [
+        "agent.options.gamma=0.5",
+        "agent.options.tau=0.05",
+        "agent.options.reward_ema=null",
+        "env.reward_target=eval_domains",
+    ],
 }
 
 
@@ -57,6 +69,11 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", default="runs/tasks", help="the sweeps' directory (one folder per task)")
     parser.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs")
+    parser.add_argument(
+        "--chosen",
+        default=None,
+        help="the variant picked on validation: only its test split is reported (normalised score per seed)",
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.threads=1")
     args = parse_args(parser, argv)  # overrides anywhere, also after --seeds
     variants = args.variants.split(",")
@@ -81,13 +98,17 @@ def main(argv=None) -> int:
                     train_or_reuse(cfg)
         finally:
             save_records(out, records)
-        write_results(task, out, variants, args.seeds, command)
+        write_results(task, out, variants, args.seeds, command, args.chosen)
     return 0
 
 
-def write_results(task: str, out: Path, variants: list[str], seeds: list[int], command: str) -> None:
-    """results/tuning/<task>.{json,md} from the finished runs of the variants."""
-    planted = list(load_config(None, task=task).data.recipe.planted)
+def write_results(
+    task: str, out: Path, variants: list[str], seeds: list[int], command: str, chosen: str | None = None
+) -> None:
+    """results/tuning/<task>.{json,md} from the finished runs of the variants; the test split only for ``chosen``."""
+    cfg = load_config(None, task=task)
+    planted = list(cfg.data.recipe.planted)
+    refs = read_references(cfg.task)
     results = {}
     for variant in variants:
         runs = [(s, out / run_name(variant, s) / "summary.json") for s in seeds]
@@ -102,12 +123,16 @@ def write_results(task: str, out: Path, variants: list[str], seeds: list[int], c
             "mean_weights": [m["mean_weights"] for _, m in summaries],
             "diagnostics": [m.get("diagnostics") for _, m in summaries],
         }
+        if variant == chosen:
+            test = [m["test_metric"] for _, m in summaries]
+            results[variant].update(test_metric=test, score=[normalised_score(t, refs) for t in test])
     target = RESULTS / "tuning"
     target.mkdir(parents=True, exist_ok=True)
     payload = {
         "task": task,
         "split": "validation",
         "variants": results,
+        "chosen": chosen,
         "command": command,
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -136,13 +161,22 @@ def write_results(task: str, out: Path, variants: list[str], seeds: list[int], c
             f"| {', '.join(f'{v:.1f}' for v in r['val_metric'])} | {np.mean(r['planted_weight']):.3f} "
             f"| {cell('reward_snr')} | {cell('q_return_spearman')} | {cell('target_cosine')} | {cell('weight_entropy')} |"
         )
-    refs = (read_references(load_config(None, task=task).task) or {}).get("references", {})
     if refs:
         lines += [
             "",
             "References on the same split (mean val metric over their seeds): "
-            + ", ".join(f"{name} {np.mean(r['val_metric']):.1f}" for name, r in refs.items())
+            + ", ".join(f"{name} {np.mean(r['val_metric']):.1f}" for name, r in refs["references"].items())
             + ".",
+        ]
+    if chosen in results and results[chosen].get("score") and None not in results[chosen]["score"]:
+        r = results[chosen]
+        ci = mean_interval(r["score"])
+        lines += [
+            "",
+            f"**Test split of the chosen variant** (`{chosen}`, picked on validation before its test figures were read): "
+            f"normalised score {ci[0]:.1f} ± {ci[1]:.1f} (95 % half-width; per seed "
+            + ", ".join(f"{v:.1f}" for v in r["score"])
+            + f"), test metric per seed {', '.join(f'{v:.1f}' for v in r['test_metric'])}.",
         ]
     (target / f"{task}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

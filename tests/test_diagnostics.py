@@ -95,9 +95,29 @@ def test_q_return_spearman_on_held_out_transitions_with_a_known_critic():
     expected = np.corrcoef(rank(q), rank(g))[0, 1]
     stats = agent.diagnostics.stats(q_and_return=agent.q_and_return)
     assert len(held) == 12 and stats["q_return_spearman"] == pytest.approx(expected, abs=1e-6)
+    # across domains: the critic's mean Q_i = c_i·mean(s_0) against each domain's mean return
+    q_domain = c * obs[held, 0].mean()
+    assert stats["q_domain_spearman"] == pytest.approx(spearman(q_domain, returns.mean(axis=0)), abs=1e-9)
     # the held-out returns are the hand-computed ones
     stored = sorted(i["ret"].tolist() for i in agent.diagnostics.heldout)
     np.testing.assert_allclose(stored, sorted(returns.tolist()), rtol=1e-12)
+
+
+def test_q_domain_spearman_tells_a_critic_that_ranks_the_domains_from_one_that_does_not():
+    """Returns that rank the domains 0 < 1 < 2: a critic c = (1, 2, 3) ranks them right (+1), c = (3, 2, 1) wrong (−1)."""
+    diag = Diagnostics(K, gamma=0.5, holdout_every=2)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        diag.record(
+            np.zeros(K), rng.normal(size=OBS), np.zeros(K), np.array([0.0, 1.0, 2.0]) + rng.normal(0, 0.1, K), True
+        )
+    obs_mean = lambda o: np.abs(o[:, :1]) + 1.0  # noqa: E731 (a positive state feature)
+
+    def critic(c):
+        return lambda o, a, r: (np.zeros(len(o)), np.zeros(len(o)), obs_mean(o) * np.asarray(c))
+
+    assert diag.stats(q_and_return=critic([1.0, 2.0, 3.0]))["q_domain_spearman"] == pytest.approx(1.0)
+    assert diag.stats(q_and_return=critic([3.0, 2.0, 1.0]))["q_domain_spearman"] == pytest.approx(-1.0)
 
 
 def test_acodm_update_returns_every_diagnostic():

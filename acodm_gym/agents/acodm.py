@@ -186,14 +186,18 @@ class ACODMAgent(Agent):
         """The actor's weights without exploration."""
         return self.model.predict(obs, deterministic=True)[0].astype(np.float64)
 
-    def q_and_return(self, obs: np.ndarray, actions: np.ndarray, returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scalarised Q1(s, a) and scalarised returns, each with the transition's own action (diagnostics)."""
+    def q_and_return(
+        self, obs: np.ndarray, actions: np.ndarray, returns: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scalarised Q1(s, a) and scalarised returns, each with the transition's own action, and the vector
+        Q1(s, a) (diagnostics)."""
         model = self.model
         a = th.as_tensor(actions, device=model.device)
         with th.no_grad():
-            q = model.scalarize(model.critic.q1_forward(th.as_tensor(obs, device=model.device), a), a)
+            q_vector = model.critic.q1_forward(th.as_tensor(obs, device=model.device), a)
+            q = model.scalarize(q_vector, a)
             g = model.scalarize(th.as_tensor(returns, dtype=th.float32, device=model.device), a)
-        return q.cpu().numpy(), g.cpu().numpy()
+        return q.cpu().numpy(), g.cpu().numpy(), q_vector.cpu().numpy()
 
     def update(self):
         if self.t == 0:

@@ -38,6 +38,7 @@ from ..errors import AgentError
 DIAGNOSTICS = (
     "td_error",
     "q_return_spearman",
+    "q_domain_spearman",
     "reward_signal",
     "reward_noise",
     "reward_snr",
@@ -45,7 +46,8 @@ DIAGNOSTICS = (
     "weight_entropy",
 )
 MIN_HELDOUT = 5
-QAndReturn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# (obs, actions, vector returns) -> (scalarised Q, scalarised returns, vector Q (n, k))
+QAndReturn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def ranks(x: np.ndarray) -> np.ndarray:
@@ -168,7 +170,8 @@ class Diagnostics:
         self, before: np.ndarray | None = None, after: np.ndarray | None = None, q_and_return: QAndReturn | None = None
     ) -> dict[str, float]:
         """The diagnostics available now. ``before``/``after``: greedy weights around the update;
-        ``q_and_return(obs, actions, returns)``: scalarised Q and scalarised returns of held-out transitions."""
+        ``q_and_return(obs, actions, returns)``: scalarised Q, scalarised returns and the vector Q of held-out
+        transitions."""
         out: dict[str, float] = {}
         if len(self.rewards) >= 2:
             out.update(reward_snr(np.stack(self.rewards)))
@@ -180,12 +183,13 @@ class Diagnostics:
                     out["target_cosine"] = cosine
         if q_and_return is not None and len(self.heldout) >= MIN_HELDOUT:
             items = list(self.heldout)
-            q, g = q_and_return(
-                np.stack([i["obs"] for i in items]),
-                np.stack([i["action"] for i in items]),
-                np.stack([i["ret"] for i in items]),
+            returns = np.stack([i["ret"] for i in items])
+            q, g, q_vector = q_and_return(
+                np.stack([i["obs"] for i in items]), np.stack([i["action"] for i in items]), returns
             )
             out["q_return_spearman"] = spearman(q, g)
+            if self.k > 1:
+                out["q_domain_spearman"] = spearman(np.asarray(q_vector).mean(axis=0), returns.mean(axis=0))
         return {k: v for k, v in out.items() if math.isfinite(v)}
 
     def state_dict(self) -> dict[str, Any]:

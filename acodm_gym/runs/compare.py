@@ -145,6 +145,27 @@ def mean_interval(values: list[float]) -> tuple[float, float] | None:
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 1.96)
 
 
+def _diagnostics_lines(results: dict[str, dict]) -> list[str]:
+    """Where the learning signal is lost: each agent diagnostic's median over the second half of a run, then
+    the mean over seeds (agents/diagnostics.py says what each measures); empty when no run logged any."""
+    keys = list(dict.fromkeys(k for r in results.values() for d in r["diagnostics"] for k in d))
+    if not keys:
+        return []
+    lines = [
+        "Agent diagnostics (median over the second half of each run, mean over seeds; n/a: not logged by this agent):",
+        "",
+        "| method | " + " | ".join(keys) + " |",
+        "|" + "---|" * (len(keys) + 1),
+    ]
+    for method, r in results.items():
+        cells = []
+        for key in keys:
+            values = [d[key] for d in r["diagnostics"] if key in d]
+            cells.append(f"{np.mean(values):.3g}" if values else "n/a")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _fmt(values: list, digits: int = 1) -> str:
     """``mean ± 95 % half-width`` (or the single value, or n/a)."""
     ci = mean_interval(values)
@@ -191,6 +212,7 @@ def report(out: str | Path) -> Path:
             "steps_to_odm_best": reach,
             "seconds_per_step": [s["seconds_per_step"] for s in runs],
             "mean_weights": {d: float(np.mean([s["mean_weights"][d] for s in runs])) for d in domains},
+            "diagnostics": [s.get("diagnostics", {}) for s in runs],
         }
         r = results[method]
         lines.append(
@@ -226,6 +248,7 @@ def report(out: str | Path) -> Path:
         "",
         *domain_lines,
         "",
+        *_diagnostics_lines(results),
         "Plots: `val_ppl.png` (validation task metric over steps), `weights_<method>.png` (domain weights of "
         "each online method, first seed), `test_ppl.png` (per-domain test perplexity).",
     ]
