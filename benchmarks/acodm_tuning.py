@@ -55,6 +55,22 @@ VARIANTS = {
         "agent.options.reward_ema=null",
         "env.reward_target=eval_domains",
     ],
+    # ... and an actor that follows the critic's per-domain values, not its slope in the action input
+    "values-actor": [
+        "agent.options.gamma=0.5",
+        "agent.options.tau=0.05",
+        "agent.options.reward_ema=null",
+        "env.reward_target=eval_domains",
+        "agent.options.actor_gradient=values",
+    ],
+    "values-actor-uniform": [
+        "agent.options.gamma=0.5",
+        "agent.options.tau=0.05",
+        "agent.options.reward_ema=null",
+        "env.reward_target=eval_domains",
+        "agent.options.actor_gradient=values",
+        "agent.options.prior=uniform",
+    ],
 }
 
 

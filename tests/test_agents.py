@@ -36,7 +36,7 @@ from acodm_gym.agents import (
 from acodm_gym.agents.sb3 import build_sb3_model
 from acodm_gym.agents.vector_td3 import cosine_schedule
 from acodm_gym.config import AgentConfig, ConfigError
-from acodm_gym.errors import NonFiniteLossError
+from acodm_gym.errors import AgentError, NonFiniteLossError
 
 K, OBS = 3, 11
 NATURAL = np.array([0.5, 0.3, 0.2])
@@ -210,6 +210,31 @@ def test_prior_term_holds_the_actor_at_its_interior_optimum(coef):
     np.testing.assert_allclose(weights, np.broadcast_to(optimum, weights.shape), atol=0.02)
     z = q / np.std(q, ddof=1)
     assert (weights >= NATURAL * coef / (coef + z.max() - z.min()) - 1e-3).all(), "the documented lower bound"
+
+
+@pytest.mark.parametrize("gradient, winner", [("critic", 0), ("values", 2)])
+def test_actor_gradient_through_the_critic_or_its_values(gradient, winner):
+    """Q_i(s, a) = q_i + 4·a_0: the values favour domain 2, the critic's slope in its action input domain 0.
+    DDPG's gradient follows the slope; ``actor_gradient: values`` follows the values."""
+    model = vector_model(VectorDDPG, learning_rate=0.01, prior=NATURAL, prior_coef=0.3, actor_gradient=gradient)
+    linear = torch.nn.Linear(OBS + K, K)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.weight[:, OBS] = 4.0
+        linear.bias.copy_(torch.tensor([0.0, 0.5, 1.0]))
+    model.critic.q_networks[0] = torch.nn.Sequential(linear)
+    obs = model.replay_buffer.sample(64).observations
+    for _ in range(200):
+        model.actor_step(obs)
+    weights = model.predict(obs.numpy(), deterministic=True)[0].mean(axis=0)
+    assert weights.argmax() == winner, weights
+
+
+def test_values_gradient_needs_the_alpha_weighted_scalarisation():
+    with pytest.raises(AgentError, match="alpha_weighted"):
+        vector_model(VectorDDPG, scalarization="sum", actor_gradient="values")
+    with pytest.raises(AgentError, match="critic, values"):
+        vector_model(VectorDDPG, actor_gradient="q")
 
 
 def test_prior_term_pulls_a_saturated_actor_back():

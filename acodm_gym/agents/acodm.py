@@ -53,6 +53,8 @@ class ACODMOptions:
     :param prior_coef: λ of the actor's pull λ·KL(prior ‖ α) towards ``prior``; it keeps the weights off
         the simplex's corners (see ``vector_td3``); 0: off
     :param prior: the mixture the actor is pulled towards, "natural" or "uniform"
+    :param actor_gradient: "critic" (DDPG: through the critic's action input) or "values" (the critic's
+        per-domain values held constant: an exponentiated-gradient-like step; see ``vector_td3``)
     :param reward_ema: ξ of r̂_i ← ξ r̂_i + (1 − ξ) r_i / p_i; None: the raw reward (e.g. with
         env.reward_variant=authors, whose code has no average)
     :param warmup_steps: steps of the behaviour policy before the actor acts (None: 10% of the run)
@@ -82,6 +84,7 @@ class ACODMOptions:
     scalarization: str = "alpha_weighted"
     prior_coef: float = 3.0
     prior: str = "natural"
+    actor_gradient: str = "critic"
     reward_ema: float | None = 0.9
     warmup_steps: int | None = None
     warmup_noise: float = 0.02
@@ -143,6 +146,7 @@ class ACODMAgent(Agent):
             scalarization=o.scalarization,
             prior=spec.natural_weights if o.prior == "natural" else np.full(self.k, 1.0 / self.k),
             prior_coef=o.prior_coef,
+            actor_gradient=o.actor_gradient,
             replay_buffer_kwargs={"reward_ema": o.reward_ema},
             policy_kwargs={"net_arch": self.net_arch},
             **self.algorithm_options(),

@@ -155,7 +155,7 @@ class VectorSACPolicy(SACPolicy):
 
 class VectorSAC(VectorObjective, SAC):
     """SAC with a vector reward on the simplex (module docstring). Overrides ``train`` and adds
-    ``train_warmup``; ``scalarization``, ``prior`` and ``prior_coef`` are VectorTD3's. A non-finite loss
+    ``train_warmup``; ``scalarization``, ``prior``, ``prior_coef`` and ``actor_gradient`` are VectorTD3's. A non-finite loss
     raises ``NonFiniteLossError`` before any optimiser step."""
 
     policy_aliases = {"MlpPolicy": VectorSACPolicy}
@@ -170,11 +170,12 @@ class VectorSAC(VectorObjective, SAC):
         scalarization: str = "alpha_weighted",
         prior: np.ndarray | None = None,
         prior_coef: float = 0.0,
+        actor_gradient: str = "critic",
         replay_buffer_class: type[ReplayBuffer] = VectorReplayBuffer,
         _init_setup_model: bool = True,
         **kwargs,
     ):
-        self._init_objective(scalarization, prior, prior_coef)
+        self._init_objective(scalarization, prior, prior_coef, actor_gradient)
         super().__init__(policy, env, replay_buffer_class=replay_buffer_class, _init_setup_model=False, **kwargs)
         if _init_setup_model:
             self._setup_model()

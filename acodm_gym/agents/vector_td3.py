@@ -24,6 +24,12 @@ warm-up, and 3× the natural mixture's perplexity). The actor therefore ascends
   vanish when the softmax saturates. ``prior`` is the natural mixture (the warm-up's weights).
   ``prior_coef`` λ = 0 recovers the unregularised actor.
 
+``actor_gradient: values`` treats the critic's per-domain values as constants in Σ α_i Q_i, so the
+actor's step on the logits is α_i (Q_i − Σ_j α_j Q_j) / spread: weight moves towards the domains the
+critic values above the current mixture's average, as an exponentiated-gradient step would, instead
+of along the critic's derivative in its action input, which the replay data (weights within a few
+hundredths of each other) barely constrains. Needs ``alpha_weighted``.
+
 SB3 rejects a non-scalar reward from ``step()``, so the vector travels in ``info["vector_reward"]``
 and ``VectorReplayBuffer.add`` reads it from there; ``VectorTD3`` therefore also runs under SB3's own
 ``learn()``. The actor is a softmax MLP; SB3 maps its TD3 actor's [−1, 1] output onto the Box
@@ -54,6 +60,9 @@ from ..errors import AgentError, NonFiniteLossError
 from ..simplex import importance_weighted_ema
 
 SCALARIZATIONS = ("alpha_weighted", "sum")
+# What the actor's gradient goes through: "critic" (DDPG's ∇_a Q: the weights and the critic's action input)
+# or "values" (the per-domain values Q_i(s, a) as constants: only the weights' own factor in Σ α_i Q_i)
+ACTOR_GRADIENTS = ("critic", "values")
 
 
 def mlp(in_dim: int, out_dim: int, hidden: list[int], activation: type[nn.Module] = nn.ReLU) -> list[nn.Module]:
@@ -215,11 +224,23 @@ class VectorObjective:
 
     _n_updates: int
 
-    def _init_objective(self, scalarization: str, prior: np.ndarray | None, prior_coef: float) -> None:
+    def _init_objective(
+        self, scalarization: str, prior: np.ndarray | None, prior_coef: float, actor_gradient: str = "critic"
+    ) -> None:
         if scalarization not in SCALARIZATIONS:
             raise AgentError(
                 f"scalarization='{scalarization}' is not supported; choose one of {', '.join(SCALARIZATIONS)}."
             )
+        if actor_gradient not in ACTOR_GRADIENTS:
+            raise AgentError(
+                f"actor_gradient='{actor_gradient}' is not supported; choose one of {', '.join(ACTOR_GRADIENTS)}."
+            )
+        if actor_gradient == "values" and scalarization != "alpha_weighted":
+            raise AgentError(
+                "actor_gradient='values' needs scalarization='alpha_weighted': Σ_i Q_i with the values held "
+                "constant does not depend on the weights, so the actor would get no gradient."
+            )
+        self.actor_gradient = actor_gradient
         if not (prior_coef >= 0 and math.isfinite(prior_coef)):
             raise AgentError(
                 f"prior_coef={prior_coef} must be a finite number >= 0 (0: no pull towards the prior mixture)."
@@ -248,6 +269,8 @@ class VectorObjective:
         """−scalarised Q / spread(Q) + λ·KL(prior ‖ softmax(logits)) per sample, at the actions the logits give."""
         actions = 2 * F.softmax(logits, dim=-1) - 1
         q = self.critic.q1_forward(obs, actions)
+        if self.actor_gradient == "values":
+            q = q.detach()
         spread = (q.std(dim=1) if q.shape[1] > 1 else q.abs()).mean().detach().clamp_min(1e-8)
         loss = -self.scalarize(q, actions) / spread
         if self.prior_coef > 0:
@@ -289,11 +312,12 @@ class VectorTD3(VectorObjective, TD3):
         scalarization: str = "alpha_weighted",
         prior: np.ndarray | None = None,
         prior_coef: float = 0.0,
+        actor_gradient: str = "critic",
         replay_buffer_class: type[ReplayBuffer] = VectorReplayBuffer,
         _init_setup_model: bool = True,
         **kwargs,
     ):
-        self._init_objective(scalarization, prior, prior_coef)
+        self._init_objective(scalarization, prior, prior_coef, actor_gradient)
         super().__init__(policy, env, replay_buffer_class=replay_buffer_class, _init_setup_model=False, **kwargs)
         if _init_setup_model:
             self._setup_model()
