@@ -63,6 +63,30 @@ VARIANTS = {
         "env.reward_target=eval_domains",
         "agent.options.actor_gradient=values",
     ],
+    "values-actor-coef-1": [
+        "agent.options.gamma=0.5",
+        "agent.options.tau=0.05",
+        "agent.options.reward_ema=null",
+        "env.reward_target=eval_domains",
+        "agent.options.actor_gradient=values",
+        "agent.options.prior_coef=1.0",
+    ],
+    "values-actor-coef-0.3": [
+        "agent.options.gamma=0.5",
+        "agent.options.tau=0.05",
+        "agent.options.reward_ema=null",
+        "env.reward_target=eval_domains",
+        "agent.options.actor_gradient=values",
+        "agent.options.prior_coef=0.3",
+    ],
+    "values-actor-coef-0.1": [
+        "agent.options.gamma=0.5",
+        "agent.options.tau=0.05",
+        "agent.options.reward_ema=null",
+        "env.reward_target=eval_domains",
+        "agent.options.actor_gradient=values",
+        "agent.options.prior_coef=0.1",
+    ],
     "values-actor-uniform": [
         "agent.options.gamma=0.5",
         "agent.options.tau=0.05",
@@ -161,8 +185,9 @@ def write_results(
         "two seeds or more; planted = the mean batch weight of the planted domains; diagnostics: medians over "
         "the second half of the first seed's run.",
         "",
-        "| variant | overrides | val metric | per seed | planted | reward SNR | Q–return ρ | target cos | entropy |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | overrides | val metric | per seed | planted | reward SNR | Q–return ρ | Q–domain ρ | target cos "
+        "| entropy |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, r in results.items():
         ci = mean_interval(r["val_metric"])
@@ -175,7 +200,8 @@ def write_results(
         lines.append(
             f"| {variant} | {' '.join(f'`{o}`' for o in r['overrides']) or '(as compare runs it)'} | {val} "
             f"| {', '.join(f'{v:.1f}' for v in r['val_metric'])} | {np.mean(r['planted_weight']):.3f} "
-            f"| {cell('reward_snr')} | {cell('q_return_spearman')} | {cell('target_cosine')} | {cell('weight_entropy')} |"
+            f"| {cell('reward_snr')} | {cell('q_return_spearman')} | {cell('q_domain_spearman')} | {cell('target_cosine')} "
+            f"| {cell('weight_entropy')} |"
         )
     if refs:
         lines += [
