@@ -112,7 +112,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--chosen",
         default=None,
-        help="the variant picked on validation: only its test split is reported (normalised score per seed)",
+        help="the variants picked on validation (comma-separated): only their test split is reported (normalised "
+        "score per seed)",
     )
     parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.threads=1")
     args = parse_args(parser, argv)  # overrides anywhere, also after --seeds
@@ -138,12 +139,12 @@ def main(argv=None) -> int:
                     train_or_reuse(cfg)
         finally:
             save_records(out, records)
-        write_results(task, out, variants, args.seeds, command, args.chosen)
+        write_results(task, out, variants, args.seeds, command, args.chosen.split(",") if args.chosen else [])
     return 0
 
 
 def write_results(
-    task: str, out: Path, variants: list[str], seeds: list[int], command: str, chosen: str | None = None
+    task: str, out: Path, variants: list[str], seeds: list[int], command: str, chosen: list[str] = ()
 ) -> None:
     """results/tuning/<task>.{json,md} from the finished runs of the variants; the test split only for ``chosen``."""
     cfg = load_config(None, task=task)
@@ -163,7 +164,7 @@ def write_results(
             "mean_weights": [m["mean_weights"] for _, m in summaries],
             "diagnostics": [m.get("diagnostics") for _, m in summaries],
         }
-        if variant == chosen:
+        if variant in chosen:
             test = [m["test_metric"] for _, m in summaries]
             results[variant].update(test_metric=test, score=[normalised_score(t, refs) for t in test])
     target = RESULTS / "tuning"
@@ -172,7 +173,7 @@ def write_results(
         "task": task,
         "split": "validation",
         "variants": results,
-        "chosen": chosen,
+        "chosen": list(chosen),
         "command": command,
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -210,12 +211,14 @@ def write_results(
             + ", ".join(f"{name} {np.mean(r['val_metric']):.1f}" for name, r in refs["references"].items())
             + ".",
         ]
-    if chosen in results and results[chosen].get("score") and None not in results[chosen]["score"]:
-        r = results[chosen]
+    for name in chosen:
+        r = results.get(name, {})
+        if not r.get("score") or None in r["score"]:
+            continue
         ci = mean_interval(r["score"])
         lines += [
             "",
-            f"**Test split of the chosen variant** (`{chosen}`, picked on validation before its test figures were read): "
+            f"**Test split of a chosen variant** (`{name}`, picked on validation before its test figures were read): "
             f"normalised score {ci[0]:.1f} ± {ci[1]:.1f} (95 % half-width; per seed "
             + ", ".join(f"{v:.1f}" for v in r["score"])
             + f"), test metric per seed {', '.join(f'{v:.1f}' for v in r['test_metric'])}.",
