@@ -117,9 +117,8 @@ class EnvConfig:
     reward_variant: str = "paper"  # paper: <g_i, sum_j g_j> | authors: off-diagonal, normalised, z-scored
     reward_depths: list[float] = field(default_factory=lambda: [0.75, 0.875, 1.0])
     reward_sketch: list[int] | None = None  # null: exact per-domain gradients | [p, q]: Kronecker sketch (lm/probes.py)
-    reward_target: str = (
-        "corpus"  # S in W_i = <g_i, S>: corpus (the paper: every domain) | eval_domains (task.eval_domains)
-    )
+    # S in W_i = <g_i, S>: corpus (the paper: every domain) | eval_domains (task.eval_domains)
+    reward_target: str = "corpus"
     num_norm_probes: int = 4  # L: layers whose weight norms are observed
     scalarization: str = "alpha_weighted"  # alpha_weighted | sum | mean
     drop_state: list[str] = field(default_factory=list)  # state parts zeroed in the observation (ablations)
