@@ -41,6 +41,8 @@ class RecipeConfig:
     )  # domain -> relative share of the training text (real and planted)
     train_bytes: int = 8_000_000  # bytes of training text the shares divide
     heldout_bytes: int = 60_000  # per domain and held-out split (validation, test), drawn before the training sample
+    heldout_max_bytes: int = 0  # >0: each held-out split is topped up to this size from the text the training sample
+    # leaves unused (drawn after it, so the training text is the same); 0: heldout_bytes only
     planted: dict[str, dict[str, Any]] = field(
         default_factory=dict
     )  # name -> {generator: word_salad | boilerplate, ...}
@@ -185,6 +187,8 @@ class TaskConfig:
     references: str | None = (
         None  # reference scores (JSON); None: the task's shipped configs/tasks/<name>.references.json; "none": no score
     )
+    eval_tokens: int | None = None  # tokens per domain of the end-of-episode evaluation (validation and test: the
+    # metric and score); None: env.eval_batches batches, as during training. A shorter held-out split is read whole.
 
 
 @dataclass
@@ -450,6 +454,11 @@ def check_recipe(recipe: RecipeConfig, where: str = "data.recipe") -> None:
             raise ConfigError(f"{where}.planted.{name} has no share: add {where}.shares.{name}.")
     if min(recipe.train_bytes, recipe.heldout_bytes, recipe.chunk_bytes) < 1:
         raise ConfigError(f"{where}.train_bytes, heldout_bytes and chunk_bytes must be positive.")
+    if recipe.heldout_max_bytes and recipe.heldout_max_bytes < recipe.heldout_bytes:
+        raise ConfigError(
+            f"{where}.heldout_max_bytes={recipe.heldout_max_bytes} is below heldout_bytes={recipe.heldout_bytes}: it is "
+            "the size held-out splits are topped up to, so give at least heldout_bytes (or 0 for no top-up)."
+        )
 
 
 def _choice(value: str, allowed: Sequence[str], key: str) -> None:
@@ -505,6 +514,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"env.eval_batches={cfg.env.eval_batches} must be >= 1 and env.eval_interval={cfg.env.eval_interval} >= 0 "
             "(0: no periodic validation)."
+        )
+    if cfg.task.eval_tokens is not None and cfg.task.eval_tokens < cfg.model.seq_len:
+        raise ConfigError(
+            f"task.eval_tokens={cfg.task.eval_tokens} is less than one sequence (model.seq_len={cfg.model.seq_len}): "
+            "give at least seq_len tokens, or null for env.eval_batches batches."
         )
     if cfg.train.batch_size < 1 or (cfg.train.micro_batch_size or 1) < 1:
         raise ConfigError("train.batch_size and train.micro_batch_size must be positive.")

@@ -17,7 +17,7 @@ from acodm_gym.config import ConfigError, RecipeConfig, load_config, task_names
 from acodm_gym.data.corpus import CorpusError, open_corpus
 from acodm_gym.data.recipes import apply_recipe, boilerplate, chunk, word_salad
 from acodm_gym.envs.pretrain_env import PretrainEnv
-from acodm_gym.envs.task import TaskMetric, corpus_signature, load_references, normalised_score
+from acodm_gym.envs.task import TaskMetric, corpus_signature, final_eval_sequences, load_references, normalised_score
 
 from conftest import small_config
 
@@ -90,6 +90,72 @@ def test_held_out_text_never_feeds_the_training_split_or_the_planted_domains():
     assert sum(len(p) for d in ("a", "b") for p in out[d]["train"]) <= 4_000 + 2 * 200
 
 
+def test_a_held_out_top_up_takes_only_text_the_training_sample_left_unused():
+    base = {
+        "a": [f"line {i} alpha beta gamma\n" * 8 for i in range(300)],
+        "b": [f"row {i} delta\n" * 8 for i in range(300)],
+    }
+    plain = RecipeConfig(shares={"a": 1, "b": 9}, train_bytes=20_000, heldout_bytes=1_000, chunk_bytes=200)
+    topped = RecipeConfig(**{**plain.__dict__, "heldout_max_bytes": 5_000})
+    before, after = apply_recipe(plain, base), apply_recipe(topped, base)
+    total = {d: sum(map(len, base[d])) for d in base}
+    for d in base:
+        for split in ("train", "validation", "test"):
+            assert after[d][split] == before[d][split]  # the training sample and the first held-out pieces stay
+        extra_val, extra_test = after[d].get("validation_top_up", []), after[d].get("test_top_up", [])
+        used = set(before[d]["train"]) | set(before[d]["validation"]) | set(before[d]["test"])
+        assert not (set(extra_val) | set(extra_test)) & used and not set(extra_val) & set(extra_test)
+        assert sum(map(len, extra_val)) <= 4_000 + 200
+    # the rare training domain has text left over and is topped up to the limit; the common one has little
+    assert sum(map(len, after["a"]["validation_top_up"])) >= 4_000
+    rest_b = total["b"] - sum(len(p) for split in ("train", "validation", "test") for p in before["b"][split])
+    assert sum(map(len, after["b"].get("validation_top_up", []))) <= rest_b // 2 + 200
+
+
+def test_a_topped_up_corpus_trains_on_the_same_tokens_and_evaluates_on_more(small_task, tmp_path):
+    cfg = load_config(None, task=str(small_task))
+    plain = open_corpus(cfg.data, log=lambda _: None)
+    topped = open_corpus(
+        load_config(None, ["data.recipe.heldout_max_bytes=30000"], task=str(small_task)).data, log=lambda _: None
+    )
+    assert topped.root != plain.root
+    assert (topped.root / "tokenizer.json").read_bytes() == (plain.root / "tokenizer.json").read_bytes()
+    for d in plain.domains:
+        assert np.array_equal(topped.tokens(d, "train"), plain.tokens(d, "train"))
+        for split in ("validation", "test"):
+            old, new = plain.tokens(d, split), topped.tokens(d, split)
+            assert np.array_equal(new[: len(old)], old)  # the top-up goes after: training-time evaluation unchanged
+    assert all(len(topped.tokens(d, "test")) > 2 * len(plain.tokens(d, "test")) for d in ("legal", "fonts"))
+    assert all(len(topped.tokens(d, "test")) == len(plain.tokens(d, "test")) for d in ("salad", "boiler"))
+
+
+def test_the_final_evaluation_reads_task_eval_tokens_and_references_must_match_it(small_task, tmp_path):
+    topped = ["data.recipe.heldout_max_bytes=30000", "train.total_steps=4", "env.eval_interval=2"]
+    env = PretrainEnv(task=str(small_task), overrides=topped, log=lambda _: None)
+    env.reset(seed=0)
+    for _ in range(4):
+        _, _, _, _, info = env.step(env.natural_weights)
+    # without task.eval_tokens the final evaluation is the training-time one
+    assert info["final_val_metric"] == pytest.approx(info["val_metric"], rel=1e-6)
+    seq = env.cfg.model.seq_len
+    bigger = PretrainEnv(task=str(small_task), overrides=[*topped, f"task.eval_tokens={40 * seq}"], corpus=env.corpus)
+    assert final_eval_sequences(bigger.cfg, "legal") == 40 > final_eval_sequences(env.cfg, "legal")
+    assert final_eval_sequences(bigger.cfg, "salad") == final_eval_sequences(env.cfg, "salad")  # not scored
+    bigger.backend = env.backend  # the same trained model, evaluated on more text
+    result = bigger.episode_result()
+    assert result["final_val_metric"] == pytest.approx(bigger.metric.value(bigger.evaluate("validation", final=True)))
+    assert result["final_val_metric"] != pytest.approx(info["final_val_metric"], rel=1e-6)
+    # a reference file computed on the smaller test set is refused for the larger one
+    path = tmp_path / "refs.json"
+    path.write_text(
+        json.dumps({"corpus": corpus_signature(env.corpus, env.cfg), "references": {"natural": {}, "best_static": {}}})
+    )
+    cfg = load_config(None, [*topped, f"task.eval_tokens={40 * seq}", f"task.references={path}"], task=str(small_task))
+    with pytest.raises(ConfigError, match="another corpus or test set.*test_set.*acodm-gym reference --task"):
+        load_references(cfg, env.corpus)
+    assert load_references(load_config(None, [*topped, f"task.references={path}"], task=str(small_task)), env.corpus)
+
+
 def test_word_salad_keeps_the_unigrams_and_loses_the_bigrams(corpus_text_dir):
     clean = [p.read_text() for p in sorted((corpus_text_dir / "docs").glob("*.txt"))]
     words = _words(clean)
@@ -154,7 +220,7 @@ def test_the_episode_ends_with_the_task_metric_and_a_score(small_task, tmp_path)
     assert info["val_metric"] == pytest.approx(float(np.exp(info["val_loss"][clean].mean())))
     # with references: 0 for natural's value, 100 for the best static mixture's, by construction
     refs = {
-        "corpus": corpus_signature(env.corpus),
+        "corpus": corpus_signature(env.corpus, env.cfg),
         "references": {"natural": {"test_metric": [110.0, 130.0]}, "best_static": {"test_metric": [90.0, 90.0]}},
     }
     path = tmp_path / "refs.json"
@@ -168,22 +234,22 @@ def test_the_episode_ends_with_the_task_metric_and_a_score(small_task, tmp_path)
 def test_references_of_another_corpus_are_refused(small_task, tmp_path):
     cfg = load_config(None, task=str(small_task))
     corpus = open_corpus(cfg.data, log=lambda _: None)
-    other = {**corpus_signature(corpus), "tokenizer": "0123456789abcdef"}
+    other = {**corpus_signature(corpus, cfg), "tokenizer": "0123456789abcdef"}
     path = tmp_path / "refs.json"
     path.write_text(json.dumps({"corpus": other, "references": {"natural": {}, "best_static": {}}}))
     cfg = load_config(None, [f"task.references={path}"], task=str(small_task))
     with pytest.raises(ConfigError, match="another corpus.*acodm-gym reference --task"):
-        load_references(cfg.task, corpus)
+        load_references(cfg, corpus)
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="not a valid reference file"):
-        load_references(cfg.task, corpus)
+        load_references(cfg, corpus)
     cfg = load_config(None, [f"task.references={tmp_path / 'missing.json'}"], task=str(small_task))
     with pytest.raises(ConfigError, match="does not exist"):
-        load_references(cfg.task, corpus)
+        load_references(cfg, corpus)
     # the file shipped with a task, on a corpus that built differently: the task runs, unscored, with a warning
     shipped = load_config(None, ["task.name=noisy"], task=str(small_task))
     with pytest.warns(UserWarning, match="another corpus.*No normalised score.*acodm-gym reference --task noisy"):
-        assert load_references(shipped.task, corpus) is None
+        assert load_references(shipped, corpus) is None
 
 
 def test_bad_task_input_fails_before_any_training(small_task, corpus_text_dir, tmp_path):
@@ -197,6 +263,10 @@ def test_bad_task_input_fails_before_any_training(small_task, corpus_text_dir, t
         load_config({"data": {"recipe": {"shares": {"code": 0, "docs": 0}}}})
     with pytest.raises(ConfigError, match="has no share"):
         load_config({"data": {"recipe": {"shares": {"code": 1}, "planted": {"junk": {"generator": "word_salad"}}}}})
+    with pytest.raises(ConfigError, match="heldout_max_bytes=100 is below heldout_bytes=8000"):
+        load_config(None, ["data.recipe.heldout_max_bytes=100"], task=str(small_task))
+    with pytest.raises(ConfigError, match="task.eval_tokens=10 is less than one sequence"):
+        load_config(None, ["task.eval_tokens=10"], task=str(small_task))
     cfg = load_config(
         small_config(corpus_text_dir, tmp_path / "c", data={"recipe": {"shares": {"code": 1, "prose": 1}}})
     )
@@ -304,7 +374,7 @@ def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_
     assert not list((tmp_path / "ref2").glob("*/model"))
     # the file is a valid reference file for the task: natural scores 0 on its own mean
     cfg = load_config(None, [f"task.references={tmp_path / 'ref' / 'references.json'}"], task=str(small_task))
-    refs = load_references(cfg.task, open_corpus(cfg.data, log=lambda _: None))
+    refs = load_references(cfg, open_corpus(cfg.data, log=lambda _: None))
     assert normalised_score(float(np.mean(refs["references"]["natural"]["test_metric"])), refs) == pytest.approx(0.0)
 
 

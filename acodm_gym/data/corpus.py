@@ -33,7 +33,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import CorpusError, RecipeError
 from . import tokenizer as toklib
-from .recipes import apply_recipe
+from .recipes import TOP_UP, apply_recipe
 
 SPLITS = ("train", "validation", "test")
 MANIFEST = "manifest.json"
@@ -306,16 +306,17 @@ class _Source:
     splits: dict[str, dict[str, list[str]]] | None = None  # a recipe's documents per domain and split
 
     def pieces(
-        self, cfg: DataConfig, reports: dict[str, _DomainReport] | None = None
+        self, cfg: DataConfig, reports: dict[str, _DomainReport] | None = None, top_up: bool = True
     ) -> Iterator[tuple[str, str, str | None]]:
         """(domain, piece, split) for every piece of every selected document, in input order.
 
-        The split is a recipe's choice, or None: the piece's hash decides.
+        The split is a recipe's choice, or None: the piece's hash decides. A recipe's held-out top-up
+        comes after its split's own pieces (``top_up=False`` leaves it out).
         """
         if self.splits is not None:
             for d in self.domains:
                 for split in SPLITS:
-                    for piece in self.splits[d][split]:
+                    for piece in self.splits[d][split] + (self.splits[d].get(split + TOP_UP, []) if top_up else []):
                         yield d, piece, split
             return
         if self.kind == "dir":
@@ -568,13 +569,20 @@ def _survey(
 def _train_tokenizer(source: _Source, cfg: DataConfig, stats: dict[str, _DomainStats], log: Callable[[str], None]):
     """A BPE trained on the same hash-chosen sample of every domain (at most TRAIN_BYTES_PER_DOMAIN each).
 
-    A recipe's held-out documents stay out of it.
+    A recipe's held-out documents stay out of it, and its held-out top-up does not count towards the
+    budget either: topping up the evaluation text leaves the tokenizer as it was.
     """
     log(f"training a byte-level BPE tokenizer (vocab {cfg.vocab_size}) on {len(stats)} domains")
-    limit = {d: min(s.keep, _bin_limit(s.hist, toklib.TRAIN_BYTES_PER_DOMAIN)) for d, s in stats.items()}
+    hist = {d: s.hist for d, s in stats.items()}
+    if source.splits is not None:  # a recipe (in memory): counted again without its held-out top-up
+        hist = {d: np.zeros(HASH_BINS, dtype=np.int64) for d in stats}
+        for d, piece, _ in source.pieces(cfg, top_up=False):
+            data = piece.encode("utf-8")
+            hist[d][_piece_hash(data, cfg.seed)[0]] += len(data)
+    limit = {d: min(s.keep, _bin_limit(hist[d], toklib.TRAIN_BYTES_PER_DOMAIN)) for d, s in stats.items()}
     sample = (
         piece
-        for d, piece, split in source.pieces(cfg)
+        for d, piece, split in source.pieces(cfg, top_up=False)
         if split in (None, "train") and _piece_hash(piece.encode("utf-8"), cfg.seed)[0] < limit[d]
     )
     return toklib.train_bpe(sample, cfg.vocab_size)

@@ -10,6 +10,11 @@ How a domain is cut: its documents are split into pieces of about ``chunk_bytes`
 the pieces are shuffled with the recipe's seed, the first ``heldout_bytes`` go to validation, the next
 to test, and the training share is taken from the rest. Held-out sets therefore have the same size for
 a rare domain as for a common one: skew is in what the model trains on, not in how well it is measured.
+With ``heldout_max_bytes``, each held-out split is then topped up to that size from the pieces the
+training share left unused (half of them each, at most): evaluation gains the text the recipe would
+discard, and the training text, drawn before, stays the same piece for piece. A rare training domain
+has the most such text, so a target domain is measured on far more tokens than it trains on.
+Planted domains keep ``heldout_bytes`` (the metric excludes them).
 
 Planted domains are built from the clean domains' training pieces only (never from held-out text):
 
@@ -119,8 +124,12 @@ PLANTERS: dict[str, Callable[..., list[str]]] = {"word_salad": word_salad, "boil
 assert tuple(PLANTERS) == PLANTED_GENERATORS
 
 
+TOP_UP = "_top_up"  # "validation_top_up", "test_top_up": the pieces a split is topped up with (heldout_max_bytes)
+
+
 def apply_recipe(recipe: RecipeConfig, base: Mapping[str, list[str]]) -> dict[str, dict[str, list[str]]]:
-    """Resample ``base`` (domain → documents) by ``recipe``; returns domain → split → documents.
+    """Resample ``base`` (domain → documents) by ``recipe``; returns domain → split → documents, where a
+    held-out split's top-up, if any, is under ``<split>_top_up`` (it goes after the split's own pieces).
 
     Domains of ``base`` without a share are left out; a share naming neither a base domain nor a
     planted one is an error (a typo would otherwise drop a domain silently).
@@ -148,8 +157,12 @@ def apply_recipe(recipe: RecipeConfig, base: Mapping[str, list[str]]) -> dict[st
                 f"Domain '{domain}' has too little text for two held-out sets of {recipe.heldout_bytes} bytes and a "
                 "training share: lower data.recipe.heldout_bytes or drop the domain."
             )
-        train, _ = _take(rest, budget[domain])
+        train, unused = _take(rest, budget[domain])
         out[domain] = {"train": train, "validation": validation, "test": test}
+        top_up = min(recipe.heldout_max_bytes - recipe.heldout_bytes, sum(map(_nbytes, unused)) // 2)
+        if recipe.heldout_max_bytes and top_up > 0:
+            out[domain]["validation" + TOP_UP], unused = _take(unused, top_up)
+            out[domain]["test" + TOP_UP], _ = _take(unused, top_up)
     clean_train = [p for d in out for p in out[d]["train"]]
     for name, spec in recipe.planted.items():
         options = {k: v for k, v in spec.items() if k not in ("generator", "seed")}

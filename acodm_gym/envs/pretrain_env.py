@@ -21,7 +21,7 @@ from ..lm.probes import AlignmentProbe
 from ..lm.step import TorchBackend, evaluate_domains, train_step
 from ..simplex import action_to_weights, scalarize
 from .state import StepInfo, TrainingState, norm_probe, observation_layout, state_spaces, step_info
-from .task import TaskMetric, load_references, normalised_score
+from .task import TaskMetric, final_eval_sequences, load_references, normalised_score
 
 
 class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -99,7 +99,7 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
         self.k = len(self.domains)
         self.natural_weights = self.corpus.natural_weights()
         self.metric = TaskMetric(self.domains, self.cfg.task.eval_domains)
-        self.references = load_references(self.cfg.task, self.corpus)
+        self.references = load_references(self.cfg, self.corpus)
         self.L = self.cfg.env.num_norm_probes
         self.observation_space, self.action_space, self.reward_space = state_spaces(self.k, self.L)
         seq = self.cfg.model.seq_len
@@ -248,23 +248,37 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"the corpus with a tokenizer of at most {min(sizes)} tokens (data.tokenizer or data.vocab_size)."
             )
 
-    def evaluate(self, split: str = "validation") -> np.ndarray:
-        """Per-domain mean loss on held-out data (``validation``: the env's fixed blocks; ``test``)."""
-        if split == "validation":
+    def evaluate(self, split: str = "validation", final: bool = False) -> np.ndarray:
+        """Per-domain mean loss on held-out data: during training the first ``env.eval_batches`` batches of
+        the split (for ``validation`` the env's fixed blocks, part of the state), at the end of an episode
+        (``final``) the first ``task.eval_tokens`` tokens of each scored domain (``final_eval_sequences``)."""
+        if split == "validation" and not final:
             blocks = self._val_blocks
         else:
-            limit = self.cfg.env.eval_batches * self.cfg.train.batch_size
+            during_training = self.cfg.env.eval_batches * self.cfg.train.batch_size
             blocks = [
-                torch.from_numpy(self.corpus.blocks(d, split, self.cfg.model.seq_len, limit)) for d in self.domains
+                torch.from_numpy(
+                    self.corpus.blocks(
+                        d,
+                        split,
+                        self.cfg.model.seq_len,
+                        final_eval_sequences(self.cfg, d) if final else during_training,
+                    )
+                )
+                for d in self.domains
             ]
         return evaluate_domains(self.backend, blocks, self.cfg.train.batch_size)
 
     def episode_result(self) -> dict[str, Any]:
-        """The episode's result: the task metric on the test split, the paper's arithmetic mean beside it,
-        and the normalised score (None while the task has no references)."""
-        test = self.evaluate("test")
+        """The episode's result, from the final evaluation: the task metric on the validation and test splits,
+        the paper's arithmetic mean beside each, and the normalised score on test (None while the task has no
+        references)."""
+        val, test = self.evaluate("validation", final=True), self.evaluate("test", final=True)
         test_metric = self.metric.value(test)
         return {
+            "final_val_loss": val,
+            "final_val_metric": self.metric.value(val),
+            "final_val_metric_arith": self.metric.arithmetic(val),
             "test_loss": test,
             "test_ppl": np.exp(test),
             "test_metric": test_metric,

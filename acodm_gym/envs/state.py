@@ -120,7 +120,10 @@ class _StepInfoExtra(TypedDict, total=False):
     val_loss: np.ndarray  # (k,) every env.eval_interval steps and at the last step
     val_ppl: np.ndarray
     val_metric: float
-    test_loss: np.ndarray  # the last step of an episode: PretrainEnv.episode_result()
+    final_val_loss: np.ndarray  # the last step of an episode: PretrainEnv.episode_result() (task.eval_tokens)
+    final_val_metric: float
+    final_val_metric_arith: float
+    test_loss: np.ndarray
     test_ppl: np.ndarray
     test_metric: float
     test_metric_arith: float

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import TASK_DIR, TaskConfig
+from ..config import TASK_DIR, Config, TaskConfig
 from ..errors import ConfigError
 
 REFERENCE_KINDS = ("natural", "uniform", "best_static")
@@ -71,20 +71,43 @@ def read_references(task: TaskConfig) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path is not None and path.exists() else None
 
 
-def corpus_signature(corpus) -> dict[str, Any]:
-    """What reference scores depend on: the domains and the tokenizer (its file's digest)."""
+def final_eval_sequences(cfg: Config, domain: str) -> int:
+    """Sequences of ``domain`` the end-of-episode evaluation reads: ``task.eval_tokens`` for a domain of the
+    metric (``task.eval_domains``), else ``env.eval_batches`` batches, the size of the evaluations during
+    training (the other domains are shown, not scored)."""
+    scored = not cfg.task.eval_domains or domain in cfg.task.eval_domains
+    if cfg.task.eval_tokens and scored:
+        return cfg.task.eval_tokens // cfg.model.seq_len
+    return cfg.env.eval_batches * cfg.train.batch_size
+
+
+def corpus_signature(corpus, cfg: Config) -> dict[str, Any]:
+    """What reference scores depend on: the domains, the tokenizer (its file's digest) and the test set the
+    final evaluation reads (the digest of its tokens, and how many there are per domain)."""
     digest = hashlib.sha256((Path(corpus.root) / corpus.manifest["tokenizer"]).read_bytes()).hexdigest()[:16]
-    return {"domains": list(corpus.domains), "tokenizer": digest}
+    test, tokens = hashlib.sha256(), {}
+    for d in corpus.domains:
+        blocks = corpus.blocks(d, "test", cfg.model.seq_len, final_eval_sequences(cfg, d))
+        test.update(blocks.tobytes())
+        tokens[d] = int(blocks.size)
+    return {
+        "domains": list(corpus.domains),
+        "tokenizer": digest,
+        "test_set": test.hexdigest()[:16],
+        "test_tokens": tokens,
+    }
 
 
-def load_references(task: TaskConfig, corpus) -> dict[str, Any] | None:
-    """The task's references, checked against ``corpus``; None when the task has none yet.
+def load_references(cfg: Config, corpus) -> dict[str, Any] | None:
+    """The task's references (``cfg.task``), checked against ``corpus``; None when the task has none yet.
 
-    A file named by ``task.references`` must exist; references of another corpus (other domains or
-    tokenizer) are refused with the command that recomputes them. The file shipped with a task was
+    A file named by ``task.references`` must exist; references of another corpus or test set (other
+    domains, tokenizer, held-out text or evaluation size) are refused with the command that recomputes
+    them. The file shipped with a task was
     computed on this project's default corpus: where that corpus builds differently (another Python's
     standard library, other Debian packages), the task still runs, with a warning and no score.
     """
+    task = cfg.task
     path = references_path(task)
     if path is None or (not path.exists() and not task.references):
         return None
@@ -101,18 +124,24 @@ def load_references(task: TaskConfig, corpus) -> dict[str, Any] | None:
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"Reference file {path} is not a valid reference file ({exc}): {fix}.") from None
-    signature = corpus_signature(corpus)
-    if refs.get("corpus") != signature:
+    signature, theirs = corpus_signature(corpus, cfg), refs.get("corpus", {})
+    if theirs != signature:
+        what = ("domains", "tokenizer", "test_set")
         problem = (
-            f"Reference file {path} was computed on another corpus (domains {refs.get('corpus', {}).get('domains')}, "
-            f"tokenizer {refs.get('corpus', {}).get('tokenizer')}); this run's corpus has domains {signature['domains']}, "
-            f"tokenizer {signature['tokenizer']}"
+            f"Reference file {path} was computed on another corpus or test set "
+            f"({', '.join(f'{k} {theirs.get(k)}' for k in what)}, {_tokens(theirs)}); this run's has "
+            f"{', '.join(f'{k} {signature[k]}' for k in what)}, {_tokens(signature)}"
         )
         if task.references:
             raise ConfigError(f"{problem}: {fix}.")
         warnings.warn(f"{problem}. No normalised score is given; to score runs, {fix} --ship.", stacklevel=2)
         return None
     return refs
+
+
+def _tokens(signature: dict) -> str:
+    tokens = signature.get("test_tokens") or {}
+    return f"{min(tokens.values())}–{max(tokens.values())} test tokens per domain" if tokens else "test tokens unknown"
 
 
 def normalised_score(test_metric: float, references: dict[str, Any] | None) -> float | None:

@@ -36,13 +36,13 @@ import yaml
 
 from ..config import TASK_DIR, Config, load_config
 from ..data.corpus import open_corpus
-from ..envs.task import corpus_signature
+from ..envs.task import corpus_signature, final_eval_sequences
 from .compare import train_or_reuse
 
 DISCRIMINATION = 5.0  # best static must beat natural by this many pooled seed standard deviations
 
 
-def _static_run(cfg: Config, out: Path, name: str, weights, seed: int, steps: int | None, log) -> dict:
+def static_run(cfg: Config, out: Path, name: str, weights, seed: int, steps: int | None, log) -> dict:
     """One static-mixture run (``weights``: a list, or the agent names natural / uniform); its summary."""
     agent = (
         {"name": weights} if isinstance(weights, str) else {"name": "static", "weights": [float(w) for w in weights]}
@@ -122,14 +122,15 @@ def _discrimination(natural: list[float], best: list[float]) -> dict:
     }
 
 
-def _sequence_losses(model, corpus, cfg: Config, domain: str, split: str):
-    """Per-sequence mean losses of ``model`` on the evaluation blocks of one domain and split."""
+def heldout_sequence_losses(model, corpus, cfg: Config, domain: str, split: str, sequences: int | None = None):
+    """Per-sequence mean losses of ``model`` on the first ``sequences`` blocks of one domain and split
+    (None: as many as the final evaluation reads, ``final_eval_sequences``)."""
     import torch
 
     from ..lm.step import sequence_losses
 
-    limit = cfg.env.eval_batches * cfg.train.batch_size
-    blocks = torch.from_numpy(corpus.blocks(domain, split, cfg.model.seq_len, limit))
+    n = final_eval_sequences(cfg, domain) if sequences is None else sequences
+    blocks = torch.from_numpy(corpus.blocks(domain, split, cfg.model.seq_len, n))
     with torch.no_grad():
         return torch.cat([sequence_losses(model(b).logits, b) for b in blocks.split(cfg.train.batch_size)]).numpy()
 
@@ -168,7 +169,10 @@ def evaluation_noise(
     for split in ("validation", "test"):
         single, paired, n = [], [], 0
         for d in eval_domains:
-            a, b = _sequence_losses(natural, corpus, cfg, d, split), _sequence_losses(best, corpus, cfg, d, split)
+            a, b = (
+                heldout_sequence_losses(natural, corpus, cfg, d, split),
+                heldout_sequence_losses(best, corpus, cfg, d, split),
+            )
             single.append(a.var(ddof=1) / len(a))
             paired.append((a - b).var(ddof=1) / len(a))
             n = len(a)
@@ -241,7 +245,7 @@ def references(
     for name, weights in [("natural", natural), ("uniform", np.full(k, 1.0 / k))] + [
         (f"{i:02d}", w) for i, w in enumerate(proposals)
     ]:
-        summary = _static_run(cfg, out, f"search-{name}", weights, 0, search_steps, log)
+        summary = static_run(cfg, out, f"search-{name}", weights, 0, search_steps, log)
         search.append(
             {
                 "name": f"search-{name}",
@@ -255,7 +259,7 @@ def references(
     for i, weights in enumerate(
         _predict_best(tried, np.array([r["val_metric"] for r in search]), best_so_far, refine_runs, rng)
     ):
-        summary = _static_run(cfg, out, f"search-refine-{i:02d}", weights, 0, search_steps, log)
+        summary = static_run(cfg, out, f"search-refine-{i:02d}", weights, 0, search_steps, log)
         search.append(
             {
                 "name": f"search-refine-{i:02d}",
@@ -270,7 +274,7 @@ def references(
         weights = start.copy()
         weights[i] /= 2
         weights /= weights.sum()
-        summary = _static_run(cfg, out, f"search-coord-{i:02d}", weights, 0, search_steps, log)
+        summary = static_run(cfg, out, f"search-coord-{i:02d}", weights, 0, search_steps, log)
         search.append(
             {
                 "name": f"search-coord-{i:02d}",
@@ -288,14 +292,14 @@ def references(
             name = f"{'best-static' if kind == 'best_static' else kind}-seed{seed}"
             if kind == "best_static":
                 _set_aside_other_mixture(out / name, best, log)
-            summary = _static_run(cfg, out, name, weights, seed, None, log)
+            summary = static_run(cfg, out, name, weights, seed, None, log)
             finals[kind].append({**summary, "run_dir": str(out / name)})
     result = {
         "task": task,
         "metric": "geometric mean of the per-domain perplexities over eval_domains (exp of their mean loss)",
         "eval_domains": cfg.task.eval_domains or list(corpus.domains),
         "domains": list(corpus.domains),
-        "corpus": corpus_signature(corpus),
+        "corpus": corpus_signature(corpus, cfg),
         "references": {
             "natural": _reference(finals["natural"], natural),
             "uniform": _reference(finals["uniform"], np.full(k, 1.0 / k)),

@@ -322,7 +322,10 @@ def _outputs(
     main = distributed.is_main_process()
     try:
         # the episode's result (test split, task metric, score): from the last step, or again after a resume at the end
-        keys = ("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score")
+        keys = (
+            *("final_val_loss", "final_val_metric", "final_val_metric_arith"),
+            *("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score"),
+        )
         result = {k: info[k] for k in keys} if "test_loss" in info else env.episode_result()
         if not main:  # the other ranks' model and numbers are rank 0's
             env.close()
@@ -371,7 +374,7 @@ def _write_outputs(
     """
     steps, weights, val_steps, val_ppl = progress.steps, progress.weights, progress.val_steps, progress.val_ppl
     weights_arr, steps_arr, val_arr = np.array(weights), np.array(steps), np.array(val_ppl)
-    test_ppl = result["test_ppl"]
+    test_ppl, final_val_ppl = result["test_ppl"], np.exp(result["final_val_loss"])
     mean_weights = weights_arr.mean(axis=0)
     summary = {
         "agent": cfg.agent.name,
@@ -381,8 +384,8 @@ def _write_outputs(
         "seconds": round(seconds, 2),
         "seconds_per_step": seconds / max(1, len(steps)),
         "domains": env.domains,
-        "final_val_ppl": dict(zip(env.domains, val_arr[-1].tolist())) if len(val_arr) else {},
-        "final_val_ppl_avg": float(val_arr[-1].mean()) if len(val_arr) else None,
+        "final_val_ppl": dict(zip(env.domains, final_val_ppl.tolist())),
+        "final_val_ppl_avg": float(final_val_ppl.mean()),
         "val_curve": {
             "steps": val_steps,
             "avg_ppl": val_arr.mean(axis=1).tolist() if len(val_arr) else [],
@@ -394,8 +397,8 @@ def _write_outputs(
         # and the normalised score on the test split (None while the task has no references).
         "task": cfg.task.name,
         "eval_domains": env.metric.eval_domains,
-        "val_metric": float(env.metric.value(np.log(val_arr[-1]))) if len(val_arr) else None,
-        "val_metric_arith": float(env.metric.arithmetic(np.log(val_arr[-1]))) if len(val_arr) else None,
+        "val_metric": result["final_val_metric"],  # the final evaluation's (task.eval_tokens), like test_metric
+        "val_metric_arith": result["final_val_metric_arith"],
         "test_metric": result["test_metric"],
         "test_metric_arith": result["test_metric_arith"],
         "score": result["score"],
