@@ -42,7 +42,7 @@ from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
 from acodm_gym.data.corpus import open_corpus
 from acodm_gym.envs.task import read_references
-from acodm_gym.runs.reference import heldout_sequence_losses, static_run
+from acodm_gym.runs.reference import heldout_sequence_losses, log_metric_se, static_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOP_UP = 4_000_000  # bytes: more than any domain has left, so every unused piece is held out
@@ -95,16 +95,17 @@ def measure(task: str, seeds: list[int], max_tokens: int, out: Path, overrides: 
         for kind in ("natural", "best_static"):
             ref = shipped["references"][kind]
             weights = "natural" if kind == "natural" else ref["weights"]
-            summary = static_run(cfg, out, f"{kind.replace('_', '-')}-seed{seed}", weights, seed, None, print)
+            name = f"{kind.replace('_', '-')}-seed{seed}"
+            summary = static_run(cfg, out, name, weights, seed, None, print)
             if seed in ref["seeds"]:
                 same_training.append(
                     {
-                        "run": f"{kind}-seed{seed}",
+                        "run": name,
                         "test_metric": summary["test_metric"],
                         "shipped": ref["test_metric"][ref["seeds"].index(seed)],
                     }
                 )
-            model = AutoModelForCausalLM.from_pretrained(out / f"{kind.replace('_', '-')}-seed{seed}" / "model").eval()
+            model = AutoModelForCausalLM.from_pretrained(out / name / "model").eval()
             for split in ("validation", "test"):
                 losses[kind].setdefault(split, []).append(
                     [heldout_sequence_losses(model, corpus, cfg, d, split, n_max) for d in domains]
@@ -130,12 +131,8 @@ def _figures(losses: dict, split: str, n: int, seq: int) -> dict:
     log_metric = {k: [np.mean([d[:n].mean() for d in per_seed]) for per_seed in losses[k][split]] for k in losses}
     seed_std = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in log_metric.values()])))
     pairs = list(zip(losses["natural"][split], losses["best_static"][split]))
-    paired = [np.sqrt(sum((a[:n] - b[:n]).var(ddof=1) / n for a, b in zip(*p))) / len(p[0]) for p in pairs]
-    single = [
-        np.sqrt(sum(a[:n].var(ddof=1) / n for a in per_seed)) / len(per_seed)
-        for k in losses
-        for per_seed in losses[k][split]
-    ]
+    paired = [log_metric_se([a[:n] - b[:n] for a, b in zip(*p)]) for p in pairs]
+    single = [log_metric_se([a[:n] for a in per_seed]) for k in losses for per_seed in losses[k][split]]
     return {
         "tokens_per_domain": n * seq,
         "seed_rel_std": seed_std,

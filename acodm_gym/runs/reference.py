@@ -135,6 +135,12 @@ def heldout_sequence_losses(model, corpus, cfg: Config, domain: str, split: str,
         return torch.cat([sequence_losses(model(b).logits, b) for b in blocks.split(cfg.train.batch_size)]).numpy()
 
 
+def log_metric_se(samples: Sequence[np.ndarray]) -> float:
+    """The standard error of a log task metric (the mean over domains of each domain's mean per-sequence
+    loss) from each domain's per-sequence values: sqrt(Σ_d s_d² / n_d) / D."""
+    return float(np.sqrt(sum(x.var(ddof=1) / len(x) for x in samples)) / len(samples))
+
+
 def evaluation_noise(
     cfg: Config,
     corpus,
@@ -167,18 +173,12 @@ def evaluation_noise(
     seed_std = float(np.sqrt(np.mean(seed_var))) if seed_var else None
     result: dict = {"runs": [str(natural_dir), str(best_dir)], "seed_rel_std": seed_std}
     for split in ("validation", "test"):
-        single, paired, n = [], [], 0
-        for d in eval_domains:
-            a, b = (
-                heldout_sequence_losses(natural, corpus, cfg, d, split),
-                heldout_sequence_losses(best, corpus, cfg, d, split),
-            )
-            single.append(a.var(ddof=1) / len(a))
-            paired.append((a - b).var(ddof=1) / len(a))
-            n = len(a)
+        a = [heldout_sequence_losses(natural, corpus, cfg, d, split) for d in eval_domains]
+        b = [heldout_sequence_losses(best, corpus, cfg, d, split) for d in eval_domains]
+        n = len(a[-1])
         figures = {}
-        for name, variances in (("metric", single), ("paired", paired)):
-            se = float(np.sqrt(np.sum(variances)) / len(eval_domains))
+        for name, samples in (("metric", a), ("paired", [x - y for x, y in zip(a, b)])):
+            se = log_metric_se(samples)
             needed = int(np.ceil(n * (se / (seed_std / 3)) ** 2)) * cfg.model.seq_len if seed_std else None
             figures[f"{name}_rel_se"] = se
             figures[f"{name}_tokens_per_domain_for_se_third_of_seed_std"] = needed

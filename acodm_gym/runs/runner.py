@@ -322,10 +322,8 @@ def _outputs(
     main = distributed.is_main_process()
     try:
         # the episode's result (test split, task metric, score): from the last step, or again after a resume at the end
-        keys = (
-            *("final_val_loss", "final_val_metric", "final_val_metric_arith"),
-            *("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score"),
-        )
+        keys = ("final_val_loss", "final_val_metric", "final_val_metric_arith")
+        keys += ("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score")
         result = {k: info[k] for k in keys} if "test_loss" in info else env.episode_result()
         if not main:  # the other ranks' model and numbers are rank 0's
             env.close()
