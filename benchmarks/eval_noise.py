@@ -60,12 +60,14 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.threads=1")
     args = parse_args(parser, argv)
     path = RESULTS / "eval_noise.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
     command = " ".join(["python", "benchmarks/eval_noise.py", *(argv if argv is not None else sys.argv[1:])])
     for task in args.tasks.split(","):
         started = time.time()
+        figures = measure(task, args.seeds, args.max_tokens, Path(args.out) / task, args.overrides)
+        # read just before writing, so that runs for other tasks finishing meanwhile are kept
+        results = json.loads(path.read_text()) if path.is_file() else {}
         results[task] = {
-            **measure(task, args.seeds, args.max_tokens, Path(args.out) / task, args.overrides),
+            **figures,
             "command": command,
             "date": time.strftime("%Y-%m-%d"),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -183,7 +185,7 @@ def report(results: dict) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
 

@@ -421,6 +421,40 @@ def test_a_multi_episode_proxy_stage_carries_the_agent_across_episodes(small_tas
         load_config(None, [f"agent.init_from={tmp_path / 'none.pt'}"])
 
 
+def test_a_proxy_comparison_restored_from_records_trains_its_stage_again_only_when_needed(small_task, tmp_path):
+    from acodm_gym.runs.compare import run_method
+    from acodm_gym.runs.records import restore_records, save_records
+
+    cfg = load_config(
+        None,
+        [
+            "train.total_steps=4",
+            "env.eval_interval=2",
+        ],
+        task=str(small_task),
+    )
+    cfg.run.proxy_model = "tiny-proxy"
+    out, records, trained = tmp_path / "runs", tmp_path / "records", tmp_path / "trained"
+    run_method(cfg, "acodm-proxy", 0, out, log=lambda _: None)
+    assert (out / "acodm-proxy-stage-seed0" / "agent.pt").is_file()
+    save_records(out, records)
+    out.rename(trained)  # another machine, or a clean clone: only the records are there
+    restore_records(records, out)
+    assert not (out / "acodm-proxy-stage-seed0" / "agent.pt").exists()  # a record holds no agent
+
+    lines: list[str] = []
+    run_method(cfg, "acodm-proxy", 0, out, log=lines.append)
+    assert lines == [f"{out / 'acodm-proxy-seed0'} finished earlier with this config: reused"]  # stage untouched
+
+    shutil.rmtree(out / "acodm-proxy-seed0")  # the target stage must run, so it needs the actor
+    lines.clear()
+    run_method(cfg, "acodm-proxy", 0, out, log=lines.append)
+    assert any("lacks agent.pt (a restored record): trained again" in line for line in lines)
+    for run in ("acodm-proxy-stage-seed0", "acodm-proxy-seed0"):
+        again, first = (json.loads((d / run / "summary.json").read_text()) for d in (out, trained))
+        assert again["test_metric"] == first["test_metric"]  # the same seed trains the same stage
+
+
 def test_a_best_static_run_of_a_superseded_mixture_is_kept_aside(tmp_path):
     from acodm_gym.runs.reference import _set_aside_other_mixture
 

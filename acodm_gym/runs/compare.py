@@ -44,11 +44,14 @@ def run_method(
     if method != "acodm-proxy":
         run_cfg = load_config(base, {"agent": {"name": method}, "run": {"name": f"{method}-seed{seed}"}})
         return train_or_reuse(run_cfg, log, overwrite)
-    actor = proxy_stage(base, f"acodm-proxy-stage-seed{seed}", log, overwrite)
+    stage = f"acodm-proxy-stage-seed{seed}"
+    actor = run_dir_for(prepare_config(_episode(base, stage, cfg.proxy.episodes - 1))) / "agent.pt"
     target = load_config(
         base,
         {"agent": {"name": "frozen", "options": {"path": str(actor)}}, "run": {"name": f"acodm-proxy-seed{seed}"}},
     )
+    if overwrite or not _finished(target):  # the actor is needed only to train the target stage
+        proxy_stage(base, stage, log, overwrite)
     return train_or_reuse(target, log, overwrite)
 
 
@@ -60,28 +63,55 @@ def proxy_stage(cfg: Config, name: str, log: Callable[[str], None] = print, over
     ``agent.init_from``, so the policy sees several passes through t/T instead of one. Its learning-rate
     schedule spans the first episode; later ones learn at ``lr_end``.
     """
-    actor = None
     for e in range(cfg.proxy.episodes):
-        episode: dict = {"run": {"name": name if e == 0 else f"{name}-ep{e}", "seed": cfg.run.seed + 1000 * e}}
-        if actor is not None:
-            episode["agent"] = {"init_from": str(actor)}
-        actor = train_or_reuse(load_config(proxy_config(cfg), episode), log, overwrite) / "agent.pt"
+        # a restored record has no agent.pt: such an episode is trained again (same seed, same result)
+        actor = train_or_reuse(_episode(cfg, name, e), log, overwrite, needs=("agent.pt",)) / "agent.pt"
     return actor
 
 
-def train_or_reuse(cfg: Config, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
-    """Reuse a finished run of this config, resume a stopped one, else train (refusing other work unless
-    ``overwrite``); returns the run directory."""
+def _episode(cfg: Config, name: str, e: int) -> Config:
+    """Episode ``e`` of the proxy stage ``name``, which starts from episode ``e - 1``'s agent."""
+    episode: dict = {"run": {"name": name if e == 0 else f"{name}-ep{e}", "seed": cfg.run.seed + 1000 * e}}
+    if e > 0:
+        previous = run_dir_for(prepare_config(_episode(cfg, name, e - 1)))
+        episode["agent"] = {"init_from": str(previous / "agent.pt")}
+    return load_config(proxy_config(cfg), episode)
+
+
+def _same_run(cfg: Config) -> tuple[Path, bool]:
+    """This config's run directory, and whether a run there has this config (up to what reuse allows)."""
     prepared = prepare_config(cfg)
     run_dir = run_dir_for(prepared)
     saved = run_dir / "config.yaml"
     same = saved.is_file() and not checkpoint.refused_changes(
         yaml.safe_load(saved.read_text()), prepared, REUSE_ALLOWED
     )
+    return run_dir, same
+
+
+def _finished(cfg: Config) -> bool:
+    run_dir, same = _same_run(cfg)
+    return same and (run_dir / rundir.SUMMARY).is_file()
+
+
+def train_or_reuse(
+    cfg: Config, log: Callable[[str], None] = print, overwrite: bool = False, needs: Sequence[str] = ()
+) -> Path:
+    """Reuse a finished run of this config, resume a stopped one, else train (refusing other work unless
+    ``overwrite``); returns the run directory.
+
+    :param needs: files the caller reads from the run (e.g. ``agent.pt``); a finished run without them (a
+        run restored from its record) is trained again.
+    """
+    run_dir, same = _same_run(cfg)
     if not overwrite and same:
         if (run_dir / rundir.SUMMARY).is_file():
-            log(f"{run_dir} finished earlier with this config: reused")
-            return run_dir
+            missing = [n for n in needs if not (run_dir / n).is_file()]
+            if not missing:
+                log(f"{run_dir} finished earlier with this config: reused")
+                return run_dir
+            log(f"{run_dir} finished earlier but lacks {', '.join(missing)} (a restored record): trained again")
+            return train(cfg, log=log, overwrite=True).run_dir
         try:
             checkpoint.find(run_dir, warn=lambda _: None)
         except ResumeError:

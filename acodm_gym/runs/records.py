@@ -8,8 +8,9 @@ those files of every finished run under a sweep's directory into a records direc
 ``reference`` reuse the run instead of training it again. A sweep then continues in a later
 session, or on another machine, from where the last one stopped.
 
-A restored run has no model: what needs the weights (the references' evaluation noise, a transfer
-from a proxy actor of a run that is not finished) is computed only where the run was trained.
+A restored run has no model and no agent: the references' evaluation noise is computed only where the
+run was trained, and a proxy stage whose actor is needed (its target run is not finished) is trained
+again from its seed (``compare.train_or_reuse(needs=...)``).
 """
 
 from __future__ import annotations
