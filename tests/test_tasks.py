@@ -17,7 +17,14 @@ from acodm_gym.config import ConfigError, RecipeConfig, load_config, task_names
 from acodm_gym.data.corpus import CorpusError, open_corpus
 from acodm_gym.data.recipes import apply_recipe, boilerplate, chunk, word_salad
 from acodm_gym.envs.pretrain_env import PretrainEnv
-from acodm_gym.envs.task import TaskMetric, corpus_signature, final_eval_sequences, load_references, normalised_score
+from acodm_gym.envs.task import (
+    TaskMetric,
+    corpus_signature,
+    final_eval_sequences,
+    load_references,
+    normalised_score,
+    read_references,
+)
 
 from conftest import small_config
 
@@ -291,6 +298,18 @@ def test_every_shipped_task_is_registered_and_loads():
     assert load_config(None, task="default").data.recipe.shares == {}  # Pretrain-v0 unchanged
 
 
+def test_shipped_references_were_computed_at_their_tasks_evaluation_size():
+    """A shipped file read on fewer (or more) test tokens than its task's final evaluation reads is stale: it
+    would be refused on every machine. Cheap: the file's record of its test set against the config."""
+    for name in task_names():
+        refs = read_references(load_config(None, task=name).task)
+        if refs is None:
+            continue
+        cfg = load_config(None, task=name)
+        expected = {d: final_eval_sequences(cfg, d) * cfg.model.seq_len for d in refs["corpus"]["domains"]}
+        assert refs["corpus"]["test_tokens"] == expected, name
+
+
 def test_compare_on_a_task_scores_every_method_and_reuses_finished_runs(small_task, tmp_path):
     from acodm_gym.runs.compare import compare
 
@@ -342,9 +361,18 @@ def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_
     from acodm_gym.runs.reference import references
 
     budget = dict(seeds=(0, 1), random_runs=2, refine_runs=1, search_steps=4)
-    overrides = ["train.total_steps=6", "env.eval_interval=3"]
+    seq = load_config(None, task=str(small_task)).model.seq_len
+    overrides = ["train.total_steps=6", "env.eval_interval=3", "data.recipe.heldout_max_bytes=30000"]
+    overrides.append(f"task.eval_tokens={40 * seq}")
     result = references(str(small_task), overrides, out=tmp_path / "ref", log=lambda _: None, **budget)
     assert len(result["search"]) == 5 + 6 and result["budget"]["search_runs"] == 11  # + one coordinate step per domain
+    # the search ranks at the training-time evaluation size; the final references read task.eval_tokens
+    saved_tokens = {
+        run: yaml.safe_load((tmp_path / "ref" / run / "config.yaml").read_text())["task"]["eval_tokens"]
+        for run in ("search-00", "natural-seed0")
+    }
+    assert saved_tokens == {"search-00": None, "natural-seed0": 40 * seq}
+    assert result["corpus"]["test_tokens"]["legal"] == 40 * seq
     assert [r["stage"] for r in result["search"]].count("coordinate") == 6
     best = min(result["search"], key=lambda r: r["val_metric"])
     assert result["references"]["best_static"]["weights"] == pytest.approx(best["weights"])
@@ -373,7 +401,9 @@ def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_
     assert again["evaluation"] == noise and any("evaluation noise as recorded" in line for line in logged)
     assert not list((tmp_path / "ref2").glob("*/model"))
     # the file is a valid reference file for the task: natural scores 0 on its own mean
-    cfg = load_config(None, [f"task.references={tmp_path / 'ref' / 'references.json'}"], task=str(small_task))
+    cfg = load_config(
+        None, [*overrides, f"task.references={tmp_path / 'ref' / 'references.json'}"], task=str(small_task)
+    )
     refs = load_references(cfg, open_corpus(cfg.data, log=lambda _: None))
     assert normalised_score(float(np.mean(refs["references"]["natural"]["test_metric"])), refs) == pytest.approx(0.0)
 

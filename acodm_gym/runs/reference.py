@@ -14,6 +14,11 @@ validation split only, one run after another into ``<out>/``:
 4. **Final references**: natural, uniform and the search's best mixture (lowest validation metric)
    at the task's full budget with every seed in ``seeds``, scored on validation and test.
 
+A search run ends with the evaluation a run reads during training (``env.eval_batches`` batches per
+domain), not the task's final one (``task.eval_tokens``): the search only ranks mixtures, and a larger
+evaluation would cost more than the 200 training steps it ranks. The final references, which every
+run's score is measured against, read ``task.eval_tokens``.
+
 Every run is an ordinary run directory; a finished one of the same config is read back and a
 stopped one resumed (``compare.train_or_reuse``), so an interrupted reference computation continues
 where it stopped. The result,
@@ -51,6 +56,7 @@ def static_run(cfg: Config, out: Path, name: str, weights, seed: int, steps: int
     if steps is not None:  # a short search run: validation at its end only, nothing kept but the summary
         overrides["train"] = {"total_steps": steps, "warmup_steps": min(cfg.train.warmup_steps, steps // 4)}
         overrides["env"] = {"eval_interval": steps}
+        overrides["task"] = {"eval_tokens": None}  # ranked at the training-time evaluation size (cheap)
         overrides["run"].update(checkpoint_interval=0, plots=False, tensorboard=False)
     log(f"== {name}: {agent['name']} {np.round(weights, 3).tolist() if not isinstance(weights, str) else ''}")
     run_dir = train_or_reuse(load_config(cfg, overrides), log)  # a finished run of this config is read back
