@@ -302,10 +302,10 @@ def test_shipped_references_were_computed_at_their_tasks_evaluation_size():
     """A shipped file read on fewer (or more) test tokens than its task's final evaluation reads is stale: it
     would be refused on every machine. Cheap: the file's record of its test set against the config."""
     for name in task_names():
-        refs = read_references(load_config(None, task=name).task)
+        cfg = load_config(None, task=name)
+        refs = read_references(cfg.task)
         if refs is None:
             continue
-        cfg = load_config(None, task=name)
         expected = {d: final_eval_sequences(cfg, d) * cfg.model.seq_len for d in refs["corpus"]["domains"]}
         assert refs["corpus"]["test_tokens"] == expected, name
 
