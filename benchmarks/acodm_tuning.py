@@ -103,6 +103,7 @@ def main(argv=None) -> int:
                     )
                     print(f"== {task} {variant} (seed {seed})")
                     train_or_reuse(cfg)
+                    save_records(out, records)  # each finished run's record at once
         finally:
             save_records(out, records)
         write_results(task, out, variants, args.seeds, command, args.chosen.split(",") if args.chosen else [])

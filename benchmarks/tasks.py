@@ -9,9 +9,10 @@ For each task (default: skewed, noisy, target), one after another:
    the references, so their natural and uniform runs are reused, not rerun.
 
 Every finished run's record (config, summary, mixture schedule; ``acodm_gym.runs.records``) is kept in
-``benchmarks/results/tasks/runs/<task>/``, which is committed: a run directory missing from ``--out``
-(a fresh clone, another session) is restored from it first, so a sweep continues where any earlier
-session stopped instead of starting again.
+``benchmarks/results/tasks/runs/<task>/`` as soon as the run finishes (a sweep killed at any point loses
+only the run in progress, which resumes from its last checkpoint), and that folder is committed: a run
+directory missing from ``--out`` (a fresh clone, another session) is restored from it first, so a sweep
+continues where any earlier session stopped instead of starting again.
 
 Writes, per task, ``benchmarks/results/tasks/<task>.json`` (the keys of compare's results.json:
 task, metric_domains, references, methods; plus the references' discrimination and evaluation-noise
@@ -138,6 +139,7 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
             seeds=args.seeds,
             methods=methods,
             out=out,
+            on_run=lambda _: save_records(out, RECORDS / task),  # each finished run's record at once
         )
     # the report: every finished run of the methods, and the references' best static mixture beside them
     runs = {

@@ -314,7 +314,16 @@ def test_compare_on_a_task_scores_every_method_and_reuses_finished_runs(small_ta
     from acodm_gym.runs.compare import compare
 
     cfg = load_config(None, ["train.total_steps=6", "env.eval_interval=3"], task=str(small_task))
-    out = compare(cfg, seeds=[0, 1], methods=["natural", "uniform"], out=tmp_path / "cmp", log=lambda _: None)
+    finished = []  # what on_run sees: each run as soon as it is finished, seed by seed
+    out = compare(
+        cfg,
+        seeds=[0, 1],
+        methods=["natural", "uniform"],
+        out=tmp_path / "cmp",
+        log=lambda _: None,
+        on_run=lambda d: finished.append((d.name, (d / "summary.json").is_file(), (d.parent / "report.md").exists())),
+    )
+    assert finished == [(f"{m}-seed{s}", True, False) for s in (0, 1) for m in ("natural", "uniform")]
     results = json.loads((out / "results.json").read_text())
     assert results["metric_domains"] == CLEAN and set(results["methods"]) == {"natural", "uniform"}
     for r in results["methods"].values():

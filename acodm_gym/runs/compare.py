@@ -128,7 +128,13 @@ def compare(
     out: str | Path | None = None,
     log=print,
     overwrite: bool = False,
+    on_run: Callable[[Path], None] | None = None,
 ) -> Path:
+    """Run every method with every seed (seed by seed) into ``out``, then write the report; returns ``out``.
+
+    :param on_run: called with each run's directory as soon as that run is finished (or reused), e.g. to
+        keep its record (``benchmarks/tasks.py``), so a sweep that is stopped loses no finished run
+    """
     check_methods(methods)
     out = Path(out or Path(cfg.run.out_dir) / "compare")
     out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +142,10 @@ def compare(
     for seed in seeds:
         for method in methods:
             log(f"== {method} (seed {seed})")
-            runs[method].append(str(run_method(cfg, method, seed, out, log, overwrite)))
+            run_dir = run_method(cfg, method, seed, out, log, overwrite)
+            runs[method].append(str(run_dir))
+            if on_run is not None:
+                on_run(run_dir)
             (out / "compare.json").write_text(
                 json.dumps({"methods": list(methods), "seeds": list(seeds), "runs": runs}, indent=2)
             )
