@@ -10,9 +10,12 @@ Heavy modules (torch, transformers, SB3, the corpus) are imported only once the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import signal
 import sys
+import threading
 import time
 
 from .config import AGENT_NAMES, ALL_METHODS, METHODS, check_methods, load_config
@@ -259,10 +262,33 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     return args
 
 
+@contextlib.contextmanager
+def _ctrl_c_stops():
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt here even if this process started with SIGINT ignored.
+
+    A shell without job control (a script's ``cmd &``, ``make test &``, some CI runners) starts
+    background commands with SIGINT ignored, and Python then installs no handler: a Ctrl-C or
+    ``kill -INT`` was dropped and the run went on to the end, exit 0. The previous disposition
+    comes back on return (``main`` may be called from Python).
+    """
+    if (
+        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     try:
-        return args.func(args)
+        with _ctrl_c_stops():
+            return args.func(args)
     except InputError as exc:  # bad input, a refused resume: fix and rerun (any other error is a bug: its traceback)
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -183,10 +183,19 @@ def test_full_disk_at_the_first_checkpoint_does_not_advise_resume(corpus_text_di
     assert train(cfg, log=lambda _: None).summary["steps"] == 10  # the same command again, as advised
 
 
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["foreground", "started-ignoring-sigint"])
 def test_ctrl_c_prints_one_line_with_the_step_the_checkpoint_and_the_resume_command(
-    corpus_text_dir, cache_dir, tmp_path
+    sigint, corpus_text_dir, cache_dir, tmp_path
 ):
-    cfg = small_config(corpus_text_dir, cache_dir, train={"total_steps": 200}, run={"checkpoint_interval": 5, **QUIET})
+    """SIGINT once the first checkpoint is on disk, into a run that cannot end by itself (100 000 slowed steps).
+
+    ``started-ignoring-sigint``: as a shell without job control starts a background command (``cmd &`` in a
+    script, ``make test &``); Python then leaves SIGINT ignored, and the run used to go on to the end.
+    """
+    total = 100_000
+    cfg = small_config(
+        corpus_text_dir, cache_dir, train={"total_steps": total}, run={"checkpoint_interval": 5, **QUIET}
+    )
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"
@@ -208,17 +217,28 @@ def test_ctrl_c_prints_one_line_with_the_step_the_checkpoint_and_the_resume_comm
         "--name",
         "run",
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 180
-    while not (run_dir / "checkpoints" / "latest").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),  # whatever this test process inherited
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not (run_dir / "checkpoints" / "latest").exists():  # the handler is installed, a checkpoint exists
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)  # a dropped SIGINT fails here: the run has hours left
+    finally:
+        proc.kill()
+        proc.wait()
     assert proc.returncode == 130, err[-3000:]
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
-    assert lines[0].startswith("interrupted: stopped at step ") and " of 200; last checkpoint: step " in lines[0]
+    assert lines[0].startswith("interrupted: stopped at step ") and f" of {total}; last checkpoint: step " in lines[0]
     assert lines[0].endswith(f"continue with: acodm-gym train --resume {run_dir}")
 
 
