@@ -45,6 +45,10 @@ class CheckpointError(RunFailure):
     """Writing a checkpoint failed (e.g. a full disk); the previous checkpoint is intact."""
 
 
+class RankLostError(RunFailure):
+    """Another rank hung or died (silent for ``train.dist_timeout``): every surviving rank stops; resume."""
+
+
 class OutputError(RunFailure):
     """Writing a final output failed; the message says what survived and how to write them again."""
 

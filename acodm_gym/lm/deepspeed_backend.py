@@ -147,6 +147,7 @@ class DeepSpeedBackend:
             self.engine, *_ = deepspeed.initialize(
                 model=model, optimizer=self.optimizer, config=self.config, dist_init_required=False
             )
+        distributed.limit_timeouts([self.engine.data_parallel_group, self.engine.seq_data_parallel_group], cfg)
         self.model = self.engine.module
         if self.zero_stage > 0 and not all(
             hasattr(self.engine.optimizer, a) for a in ("scaled_global_norm", "check_grad_overflow")

@@ -32,10 +32,12 @@ import torch
 import torch.distributed as dist
 
 from ..config import TrainConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError, RankLostError, RunFailure
 from .deepspeed_import import import_deepspeed
+from .watchdog import Watchdog
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+_watchdog: Watchdog | None = None  # multi-rank: started with the process group (lm/watchdog.py)
 
 
 def is_distributed() -> bool:
@@ -137,9 +139,11 @@ def setup(cfg: TrainConfig) -> None:
 def init_process_group(cfg: TrainConfig) -> None:
     """Start (once per process) the process group DeepSpeed trains in, with ``train.dist_timeout``.
 
-    The timeout bounds every collective: a rank that dies or hangs makes the others fail after at
-    most that many seconds instead of waiting forever. CPU uses gloo, CUDA nccl (the accelerator's).
+    The timeout bounds the world group's collectives; with more than one rank a watchdog
+    (lm/watchdog.py) stops this rank, with one line, once another has been silent that long, whatever
+    group it waits in. CPU uses gloo, CUDA nccl (the accelerator's).
     """
+    global _watchdog
     if dist.is_available() and dist.is_initialized():
         return
     prepare_environment(cfg)
@@ -149,6 +153,32 @@ def init_process_group(cfg: TrainConfig) -> None:
         timeout=timedelta(seconds=float(cfg.dist_timeout)), auto_mpi_discovery=False, verbose=False
     )
     atexit.register(shutdown)
+    if world_size() > 1:
+        _watchdog = Watchdog(cfg.dist_timeout, rank(), world_size()).start()
+
+
+def limit_timeouts(groups: list, cfg: TrainConfig) -> None:
+    """Give ``groups`` ``train.dist_timeout``: DeepSpeed's data-parallel group is a ``new_group`` clone of
+    the world made with torch's default timeout (30 min on gloo, 10 on nccl), not the world's."""
+    from torch.distributed.distributed_c10d import _set_pg_timeout  # torch's setter for an existing group
+
+    for group in {id(g): g for g in groups if g is not None}.values():
+        _set_pg_timeout(timedelta(seconds=float(cfg.dist_timeout)), group)
+
+
+def set_resume_hint(hint: Callable[[], str]) -> None:
+    """What the one line about a lost rank ends with (the runner: the last checkpoint and ``--resume``)."""
+    if _watchdog is not None:
+        _watchdog.hint = hint
+
+
+def raise_if_rank_lost(exc: BaseException) -> None:
+    """After ``exc`` (e.g. a collective's timeout): ``RankLostError`` naming the rank that went silent, if one did."""
+    if _watchdog is None or isinstance(exc, (RunFailure, InputError)) or not isinstance(exc, RuntimeError):
+        return
+    lost = _watchdog.lost_ranks()
+    if lost and _watchdog.claim():
+        raise RankLostError(_watchdog.message(lost, "stopped answering")) from None
 
 
 def shutdown() -> None:
@@ -156,8 +186,11 @@ def shutdown() -> None:
 
     Left to the interpreter's teardown, gloo's threads are destroyed in no particular order and a
     finished rank can abort with "terminate called without an active exception" (SIGABRT), which
-    torchrun reports as a failed run (measured: about one in three two-rank test launches).
+    torchrun reports as a failed run (measured: about one in three two-rank test launches). Not after
+    a lost rank: tearing down a group whose peer is gone can block.
     """
+    if _watchdog is not None and _watchdog.reported.is_set():
+        return
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

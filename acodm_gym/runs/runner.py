@@ -200,9 +200,13 @@ def train(
         agent = (agent or make_agent(cfg.agent, EnvSpec.from_env(env))) if main else None
         if main and ckpt is None and cfg.agent.init_from:  # continue an earlier run's agent (e.g. a proxy episode)
             agent.load(cfg.agent.init_from)
+        distributed.set_resume_hint(lambda: _resume_hint(run_dir))  # for the one line about a hung or dead rank
         obs, info = env.reset(seed=cfg.run.seed)
         distributed.from_main(take_run_dir, (1,))  # only now is the directory touched
         return _run(cfg, env, agent, obs, ckpt, run_dir, log)
+    except RuntimeError as exc:  # a failed collective: name the rank that went silent, if one did
+        distributed.raise_if_rank_lost(exc)
+        raise
     finally:
         if lock is not None:
             lock.release()
