@@ -14,9 +14,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -122,6 +125,7 @@ from acodm_gym.envs import PretrainEnv  # noqa: E402
 from acodm_gym.lm import distributed  # noqa: E402
 from acodm_gym.lm.deepspeed_backend import engine_config  # noqa: E402
 from acodm_gym.lm.step import sequence_losses, train_step  # noqa: E402
+from acodm_gym.runs import checkpoint  # noqa: E402
 
 from conftest import LAUNCH_VARS, small_config  # noqa: E402
 
@@ -139,10 +143,8 @@ def _clean_env() -> dict:
     return env
 
 
-def _launch(
-    nproc: int, args: list[str], launcher: str = "torchrun", timeout: float = 240
-) -> subprocess.CompletedProcess:
-    """Start ``nproc`` ranks of ``args`` (a script and its arguments) with torchrun or the deepspeed launcher."""
+def _launcher(nproc: int, launcher: str = "torchrun") -> list[str]:
+    """The command that starts ``nproc`` ranks with torchrun or the deepspeed launcher (append a script and its args)."""
     port = str(distributed.free_port())
     if launcher == "torchrun":
         cmd = [
@@ -158,9 +160,17 @@ def _launch(
         ]
     else:  # the `deepspeed` command; it passes --local_rank=N to the script and leaves OMP_NUM_THREADS alone
         cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc), "--master_port", port]
+    return cmd
+
+
+def _launch(
+    nproc: int, args: list[str], launcher: str = "torchrun", timeout: float = 240
+) -> subprocess.CompletedProcess:
+    """Start ``nproc`` ranks of ``args`` (a script and its arguments) with torchrun or the deepspeed launcher."""
     env = _clean_env()
     if launcher != "torchrun":
         env.pop("OMP_NUM_THREADS")  # as a user's shell would: the backend must pick 1 thread per rank itself
+    cmd = _launcher(nproc, launcher)
     return subprocess.run([*cmd, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -334,12 +344,9 @@ def test_deepspeed_world2_lockstep_matches_single_process(stage, micro, launcher
             assert a["objective"] == pytest.approx(b["objective"], rel=1e-4)
 
 
-@pytest.fixture(scope="module")
-def cli_reference(corpus_text_dir, cache_dir, tmp_path_factory):
-    """CLI overrides of a short run, and its single-process torch summary."""
-    from acodm_gym.runs.runner import train
-
-    overrides = [
+def _tiny_run(corpus_text_dir, cache_dir) -> list[str]:
+    """CLI overrides of a short run on the small corpus."""
+    return [
         f"data.corpus={corpus_text_dir}",
         f"data.cache_dir={cache_dir}",
         "data.vocab_size=512",
@@ -357,6 +364,14 @@ def cli_reference(corpus_text_dir, cache_dir, tmp_path_factory):
         "run.plots=false",
         "run.tensorboard=false",
     ]
+
+
+@pytest.fixture(scope="module")
+def cli_reference(corpus_text_dir, cache_dir, tmp_path_factory):
+    """CLI overrides of a short run, and its single-process torch summary."""
+    from acodm_gym.runs.runner import train
+
+    overrides = _tiny_run(corpus_text_dir, cache_dir)
     out = tmp_path_factory.mktemp("runs")
     ref = train(
         load_config(None, [*overrides, "agent.name=uniform", f"run.out_dir={out}", "run.name=torch"]),
@@ -406,6 +421,97 @@ def test_deepspeed_hung_rank_times_out(corpus_text_dir, cache_dir, tmp_path):
     assert [r["rank"] for r in ranks] == [0]  # rank 1 never got there: torchrun stopped it after rank 0 gave up
     assert "timed out" in ranks[0]["error"].lower() or "timeout" in ranks[0]["error"].lower(), ranks[0]["error"]
     assert 3.5 < ranks[0]["waited"] < 60 and elapsed < 120
+
+
+def _rank_pids(launcher: subprocess.Popen, nproc: int, deadline: float) -> dict[int, int]:
+    """{RANK: pid} of the processes torchrun started (read from /proc)."""
+    while time.monotonic() < deadline:
+        assert launcher.poll() is None, "the launcher ended before its ranks were up"
+        children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+        pids = {}
+        for pid in map(int, children):
+            env = dict(v.split("=", 1) for v in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in v)
+            if "RANK" in env:
+                pids[int(env["RANK"])] = pid
+        if len(pids) == nproc:
+            return pids
+        time.sleep(0.2)
+    raise AssertionError("the ranks did not start")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not yet a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow  # two launches of DeepSpeed ranks and a 20 s timeout: about 2 min on 2 busy cores
+def test_a_stopped_rank_stops_the_others_after_dist_timeout_and_resume_finishes_the_run(
+    corpus_text_dir, cache_dir, tmp_path
+):
+    """SIGSTOP one of two ranks (a hung rank: alive, silent): the other exits 1 after train.dist_timeout with one
+    line naming rank 1 and the last checkpoint; ``--resume`` then ends where the uninterrupted run does."""
+    from acodm_gym.runs.runner import train
+
+    timeout, total = 20, 40
+    overrides = [
+        *_tiny_run(corpus_text_dir, cache_dir),
+        f"train.total_steps={total}",
+        "run.checkpoint_interval=4",
+        f"train.dist_timeout={timeout}",
+    ]
+    run_dir, logs = tmp_path / "runs" / "ds", tmp_path / "logs"
+    worker = [str(REPO / "tests" / "test_resume.py"), "0.25"]  # the CLI with each step slowed by 0.25 s
+    args = [*worker, "train", "--agent", "odm", "train.backend=deepspeed", *overrides]
+    args += ["--out-dir", str(run_dir.parent), "--name", run_dir.name]
+    cmd = [*_launcher(2), "--log-dir", str(logs), "--redirects", "3", *args]  # each rank's output in its own file
+    with open(tmp_path / "launcher.err", "w") as err:
+        launcher = subprocess.Popen(cmd, cwd=REPO, env=_clean_env(), stdout=subprocess.DEVNULL, stderr=err)
+    pids: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 240
+        pids = _rank_pids(launcher, 2, deadline)
+        while not (run_dir / "checkpoints" / "latest").exists():  # 36 slowed steps (9 s) are left after it
+            assert launcher.poll() is None and time.monotonic() < deadline, (tmp_path / "launcher.err").read_text()
+            time.sleep(0.05)
+        os.kill(pids[1], signal.SIGSTOP)
+        stopped = time.monotonic()
+        while _running(pids[0]) and time.monotonic() < stopped + timeout + 60:
+            time.sleep(0.1)
+        waited = time.monotonic() - stopped
+    finally:
+        for pid in pids.values():  # nothing is left stopped or running
+            for sig in (signal.SIGKILL, signal.SIGCONT):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        launcher.wait(timeout=60) if launcher.poll() is None else None
+        launcher.kill()
+    report = (tmp_path / "launcher.err").read_text()
+    assert timeout - 2 < waited < timeout + 15, (waited, report[-3000:])
+    assert re.search(rf"exitcode\s*:\s*1 \(pid: {pids[0]}\)", report), report[-3000:]  # rank 0: exit 1, not a signal
+    rank0 = next(logs.rglob("0/stderr.log")).read_text()
+    lines = [line for line in rank0.splitlines() if "answer" in line]
+    assert len(lines) == 1 and "Traceback" not in rank0, rank0[-3000:]
+    step = checkpoint.find(run_dir).step
+    assert lines[0].startswith("error: rank 1 did not answer for 20 s (train.dist_timeout): it hung or died")
+    assert lines[0].endswith(
+        f"last checkpoint: step {step} ({run_dir / 'checkpoints' / checkpoint.step_name(step)}); "
+        f"continue with: acodm-gym train --resume {run_dir}"
+    )
+    assert 4 <= step < total and not (run_dir / "summary.json").exists()
+
+    resumed = _launch(2, ["train_env.py", "train", "--resume", str(run_dir)])
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-6000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == total and summary["resumed_at"] == [step]
+    ref = train(  # the uninterrupted run: one process, torch backend (the same numbers, test above)
+        load_config(None, [*overrides, "agent.name=odm", f"run.out_dir={tmp_path}", "run.name=ref"]), log=lambda _: None
+    ).summary
+    assert _rel(list(summary["test_ppl"].values()), list(ref["test_ppl"].values())) < 1e-4
+    assert _rel(summary["val_curve"]["avg_ppl"], ref["val_curve"]["avg_ppl"]) < 1e-4
+    assert _rel(list(summary["mean_weights"].values()), list(ref["mean_weights"].values())) < 1e-4  # the agent too
 
 
 if __name__ == "__main__":
