@@ -10,6 +10,8 @@
   step on both, and a bad action on rank 0 fails every rank instead of hanging them.
 * The CLI under torchrun (rank 0 writes the run directory, the numbers are the single-process
   run's) and the process-group timeout (a hung rank makes the other fail after train.dist_timeout).
+* A stopped rank (SIGSTOP) under torchrun: the other exits 1 after train.dist_timeout with one line naming
+  it and the last checkpoint, and ``--resume`` finishes the run with the uninterrupted run's numbers.
 """
 
 from __future__ import annotations
@@ -447,7 +449,7 @@ def _running(pid: int) -> bool:
         return False
 
 
-@pytest.mark.slow  # two launches of DeepSpeed ranks and a 20 s timeout: about 2 min on 2 busy cores
+@pytest.mark.slow  # two launches of DeepSpeed ranks and a 20 s timeout: 45 to 75 s measured on 2 busy cores
 def test_a_stopped_rank_stops_the_others_after_dist_timeout_and_resume_finishes_the_run(
     corpus_text_dir, cache_dir, tmp_path
 ):

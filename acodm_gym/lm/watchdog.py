@@ -31,14 +31,12 @@ class Watchdog:
     :param timeout: seconds (``train.dist_timeout``) a rank may stay silent before the others stop
     :param rank: this process's rank
     :param world: the number of ranks
-    :param store: the store every rank reaches (the rendezvous TCPStore); ``None``: connect to
-        ``MASTER_ADDR:MASTER_PORT``, as the process group did
     """
 
-    def __init__(self, timeout: float, rank: int, world: int, store: dist.Store | None = None):
-        self.timeout, self.rank, self.world = float(timeout), rank, world
+    def __init__(self, timeout: float, rank: int, world: int):
+        self.timeout, self.rank = float(timeout), rank
         self.interval = max(0.2, min(5.0, self.timeout / 20))
-        self.store = store or dist.TCPStore(
+        self.store = dist.TCPStore(  # the rendezvous store, at the address the process group used (env://)
             os.environ["MASTER_ADDR"],
             int(os.environ["MASTER_PORT"]),
             is_master=False,
