@@ -638,7 +638,7 @@ def test_a_small_jsonl_domain_sorted_by_source_has_both_sources_in_each_held_out
     code = [t for t in _many_docs()["code"] if t not in legal][:150]
     assert len(legal) == len(code) == 150
     other = _many_docs()["docs"][:100]
-    records = [("mix", t) for t in legal + code] + [("other", t) for t in other]  # sorted by source
+    records = [("mix", t) for t in legal + legal[:10] + code] + [("other", t) for t in other]  # sorted by source
     tok = str(corpus.root / "tokenizer.json")
     path = _jsonl(tmp_path / "sorted.jsonl", records)
     for seed in range(100):  # a seed whose document hash leaves a held-out split too small or too large
@@ -711,6 +711,7 @@ def test_every_file_of_a_domain_is_read_or_listed_as_skipped(tmp_path, corpus, c
     (text / "legal" / "page.html").write_text("<p>" + legal[3][:2000] + "</p>")
     (text / "legal" / "scan.pdf").write_text(legal[3][:2000])
     (text / "legal" / "gone.txt").symlink_to(tmp_path / "nowhere.txt")  # a dangling link
+    (text / "legal" / "more").symlink_to(text / "code", target_is_directory=True)
     logs: list[str] = []
     built = open_corpus(
         _data_cfg(text, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json")), log=logs.append
@@ -721,9 +722,10 @@ def test_every_file_of_a_domain_is_read_or_listed_as_skipped(tmp_path, corpus, c
     assert entry["documents"] == 3 and "Guide\n=====\n\n" + legal[2][:20_000] in text_read
     assert legal[1][:20_000] in text_read
     skipped = entry["skipped_files"]
-    assert skipped["count"] == 3 and set(skipped["files"]) == {"page.html", "scan.pdf", "gone.txt"}
+    assert skipped["count"] == 4 and set(skipped["files"]) == {"page.html", "scan.pdf", "gone.txt", "more"}
     assert "not a text file" in skipped["files"]["page.html"] and "dangling" in skipped["files"]["gone.txt"]
-    assert any("legal: skipped 3 file(s)" in m and "scan.pdf" in m and "gone.txt" in m for m in logs)
+    assert "link to a directory" in skipped["files"]["more"]
+    assert any("legal: skipped 4 file(s)" in m and "scan.pdf" in m and "gone.txt" in m for m in logs)
 
 
 def test_a_jsonl_domain_value_that_is_not_a_name_is_an_error_naming_the_line(tmp_path):

@@ -266,9 +266,11 @@ def _domain_files(root: Path, domain: str) -> tuple[list[Path], dict[str, str]]:
     """A domain directory's text files (by suffix, in any case), and every other file with why it is not read."""
     files, skipped = [], {}
     for p in (root / domain).rglob("*"):
-        if p.is_dir() or p.name == "SOURCE.json":  # SOURCE.json: the default corpus' record of a domain's source
-            continue
         name = str(p.relative_to(root / domain))
+        if p.is_dir() or p.name == "SOURCE.json":  # SOURCE.json: the default corpus' record of a domain's source
+            if p.is_dir() and p.is_symlink():
+                skipped[name] = "a link to a directory (not followed)"
+            continue
         if not p.is_file():
             skipped[name] = "a dangling link" if p.is_symlink() and not p.exists() else "not a regular file"
         elif p.suffix.lower() not in TEXT_SUFFIXES:
@@ -590,25 +592,30 @@ def _split_by_hash_order(stream: np.ndarray, cfg: DataConfig, eos: int) -> dict[
     """Held-out splits of whole documents, taken in the order of a hash of their tokens (keyed by ``data.seed``).
 
     Each split gets documents until it holds its share of the tokens; a document that would take it past
-    four times its share is passed over. None where a split would hold less than a quarter of its share,
-    or training less than half the tokens (too few documents, or too large ones).
+    four times its share is passed over, and identical documents go together. None where a split would
+    hold less than a quarter of its share, or training less than half the tokens (too few documents).
     """
     docs = np.split(stream, np.flatnonzero(stream == eos)[:-1] + 1)  # each document with its end-of-text
     key = f"acodm-gym:{cfg.seed}".encode()
-    order = sorted(range(len(docs)), key=lambda i: hashlib.blake2b(docs[i].tobytes(), key=key).digest())
+    groups: dict[bytes, list[int]] = {}
+    for i, doc in enumerate(docs):
+        groups.setdefault(hashlib.blake2b(doc.tobytes(), key=key).digest(), []).append(i)
+    order = [groups[h] for h in sorted(groups)]
     n, chosen = len(stream), {}
     for split, frac in (("test", cfg.test_fraction), ("validation", cfg.val_fraction)):
         size = 0
-        for i in order:
+        for group in order:
+            m = len(docs[group[0]]) * len(group)
             if size >= frac * n:
                 break
-            if i not in chosen and size + len(docs[i]) <= 4 * frac * n:
-                chosen[i], size = split, size + len(docs[i])
+            if group[0] not in chosen and size + m <= 4 * frac * n:
+                chosen.update(dict.fromkeys(group, split))
+                size += m
         if size < frac / 4 * n:
             return None
     if sum(len(docs[i]) for i in chosen) > n / 2:
         return None
-    held_out = {s: [docs[i] for i in order if chosen.get(i) == s] for s in ("validation", "test")}
+    held_out = {s: [docs[i] for group in order for i in group if chosen.get(i) == s] for s in ("validation", "test")}
     parts = {"train": [d for i, d in enumerate(docs) if i not in chosen], **held_out}
     return {s: np.concatenate(p) if p else stream[:0] for s, p in parts.items()}
 
