@@ -10,8 +10,9 @@ Documents longer than ``MAX_PIECE_CHARS`` are first cut into pieces at line (els
 boundaries; each piece is a document. Each split of a domain is one token stream, documents
 separated by end-of-text, written as flat ``uint16`` (vocab ≤ 65535) or ``uint32`` files.
 A ``manifest.json`` records, per domain, where the text came from, its license, bytes, tokens,
-skipped binary files, undecodable bytes and a checksum per token file, plus a fingerprint of the
-inputs: a changed input rebuilds the corpus, a changed token file is an error.
+the files skipped and why (other suffixes, binary), undecodable bytes and a checksum per token file,
+plus the tokenizer's digest and a fingerprint of the inputs: a changed input rebuilds the corpus, a
+changed token file or tokenizer is an error.
 """
 
 from __future__ import annotations
@@ -574,7 +575,7 @@ def _split_small_domain(folder: Path, dtype, cfg: DataConfig, eos: int, kind: st
     """
     stream = np.concatenate([np.fromfile(folder / f"{s}.bin", dtype=dtype) for s in SPLITS])
     parts = _split_by_hash_order(stream, cfg, eos) if kind == "jsonl" else None
-    how = "hash-order" if parts else "position"
+    how = "position" if parts is None else "hash-order"
     if parts is None:
         n = len(stream)
         n_test, n_val = max(1, int(n * cfg.test_fraction)), max(1, int(n * cfg.val_fraction))
