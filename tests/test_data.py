@@ -609,6 +609,23 @@ def test_one_domain_corpus_is_refused_for_mixing(tmp_path, corpus, corpus_text_d
             PretrainEnv({**cfg, "agent": {"name": agent}}, log=_quiet)
 
 
+def test_a_domain_the_byte_cap_leaves_too_small_to_validate_names_the_cap(tmp_path, corpus, corpus_text_dir):
+    from acodm_gym.envs.pretrain_env import PretrainEnv
+
+    text = _tiny_text_corpus(tmp_path / "text", corpus_text_dir)
+    for d in ("code", "legal"):  # 40 documents of 500 bytes each
+        doc = (text / d / "a.txt").read_text()
+        (text / d / "a.txt").unlink()
+        for i in range(40):
+            (text / d / f"{i:02d}.txt").write_text(doc[i * 500 : (i + 1) * 500])
+    data = {"tokenizer": str(corpus.root / "tokenizer.json"), "max_bytes_per_domain": 2000}
+    with pytest.raises(CorpusError) as err:
+        PretrainEnv(small_config(text, tmp_path / "cache", data=data), log=_quiet)
+    message = str(err.value)
+    assert "fewer than seq_len=32 validation tokens; data.max_bytes_per_domain=2000 kept" in message
+    assert "raise data.val_fraction or data.max_bytes_per_domain" in message
+
+
 @pytest.mark.parametrize("content", [b"{ not json at all", None])
 def test_corrupt_tokenizer_is_found_when_the_corpus_opens(corpus_copy, content):
     path = corpus_copy / "tokenizer.json"
