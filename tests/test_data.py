@@ -789,6 +789,7 @@ def test_a_file_that_cannot_be_read_is_one_error_naming_it(tmp_path, corpus_text
     with pytest.raises(CorpusError) as err:
         build_corpus(_data_cfg(text, tmp_path / "cache", vocab_size=300), log=_quiet)
     assert str(bad) in str(err.value) and "cannot be read" in str(err.value)
+    assert not list((tmp_path / "cache").rglob("*.bin"))  # before anything is written
     args = ["data", f"data.corpus={text}", f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=300"]
     assert cli.main(args) == 2
     err_lines = capsys.readouterr().err.strip().splitlines()
