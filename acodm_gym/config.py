@@ -440,7 +440,13 @@ def check_recipe(recipe: RecipeConfig, where: str = "data.recipe") -> None:
         if recipe.planted:
             raise ConfigError(f"{where}.planted needs {where}.shares: give every domain, real and planted, a share.")
         return
-    if any(not v >= 0 for v in recipe.shares.values()) or sum(recipe.shares.values()) <= 0:
+    bad = next((k for k, v in recipe.shares.items() if not math.isfinite(v) or v < 0), None)
+    if bad is not None:
+        raise ConfigError(
+            f"{where}.shares.{bad}={recipe.shares[bad]}: a share must be a finite number >= 0 (a relative share of "
+            "the training text, e.g. 2.5)."
+        )
+    if sum(recipe.shares.values()) <= 0:
         raise ConfigError(
             f"{where}.shares must be non-negative and sum to a positive value; got {dict(recipe.shares)}."
         )
@@ -529,6 +535,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"env.drop_state names unknown state parts {unknown}; choose from {', '.join(STATE_PARTS)}.")
     if cfg.env.num_norm_probes < 1:
         raise ConfigError("env.num_norm_probes must be at least 1.")
+    _check_norm_probes(cfg)
+    if cfg.data.tokenizer is None and cfg.data.vocab_size < MIN_VOCAB:
+        raise ConfigError(
+            f"data.vocab_size={cfg.data.vocab_size} is below {MIN_VOCAB}, the smallest byte-level BPE (256 bytes and "
+            f"<|endoftext|>): set data.vocab_size >= {MIN_VOCAB} (default 4096)."
+        )
     if any(not 0.0 < d <= 1.0 for d in cfg.env.reward_depths) or not cfg.env.reward_depths:
         raise ConfigError("env.reward_depths must be relative depths in (0, 1], e.g. [0.75, 0.875, 1.0].")
     if (
@@ -547,6 +559,28 @@ def validate(cfg: Config) -> None:
 
 
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
+MIN_VOCAB = 257  # a byte-level BPE: its 256 byte tokens and <|endoftext|> (data/tokenizer.py)
+
+
+def _check_norm_probes(cfg: Config) -> None:
+    """More weight norms than layers only repeat layers: fine for the default count (any model observes it)
+    and for the proxy model (run.proxy_model), whose repeats match its target's observation; else an error."""
+    probes, layers, default = cfg.env.num_norm_probes, cfg.model.num_layers, EnvConfig.num_norm_probes
+    if probes <= max(layers, default):
+        return
+    try:
+        preset = _load_yaml(resolve_config_path(Path("models") / f"{cfg.run.proxy_model}.yaml"))
+    except ConfigError:
+        preset = {}
+    preset = preset.get("model", preset)
+    if preset and all(getattr(cfg.model, k, None) == v for k, v in preset.items()):
+        return
+    raise ConfigError(
+        f"env.num_norm_probes={probes} is more than the model's {layers} layers (model.num_layers): the observation "
+        f"would repeat each layer's weight norm to fill {probes} places. Set env.num_norm_probes to at most "
+        f"{max(layers, default)} (only the proxy model, run.proxy_model, repeats layers beyond that, to match its "
+        "target's observation)."
+    )
 
 
 def check_model(model: ModelConfig) -> None:

@@ -218,3 +218,24 @@ def test_config_round_trips_and_fingerprint_tracks_sections():
     other = load_config(None, ["train.lr=0.02"])
     assert cfg.fingerprint("data", "model") == other.fingerprint("data", "model")
     assert cfg.fingerprint("train") != other.fingerprint("train")
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["data.vocab_size=10"], r"data.vocab_size=10 is below 257, the smallest byte-level BPE"),
+        (["data.recipe.shares={a: .inf, b: 1}"], r"data.recipe.shares.a=inf: a share must be a finite number >= 0"),
+        (["env.num_norm_probes=100"], r"env.num_norm_probes=100 is more than the model's 4 layers"),
+        (["env.num_norm_probes=6", "model.num_layers=2"], r"Set env.num_norm_probes to at most 4"),
+    ],
+)
+def test_settings_that_would_build_something_else_silently_are_errors(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(None, overrides)
+
+
+def test_a_proxy_model_may_repeat_layers_to_match_its_targets_observation():
+    cfg = load_config(None, ["env.num_norm_probes=9", "model.preset=pythia-1b"])
+    proxy = load_config(cfg, {"model": {"preset": cfg.run.proxy_model}})  # what the proxy stage trains
+    assert proxy.model.num_layers == 2 and proxy.env.num_norm_probes == 9
+    assert load_config(None, ["data.vocab_size=10", "data.tokenizer=my.json"]).data.vocab_size == 10  # unused

@@ -609,6 +609,23 @@ def test_one_domain_corpus_is_refused_for_mixing(tmp_path, corpus, corpus_text_d
             PretrainEnv({**cfg, "agent": {"name": agent}}, log=_quiet)
 
 
+def test_a_domain_the_byte_cap_leaves_too_small_to_validate_names_the_cap(tmp_path, corpus, corpus_text_dir):
+    from acodm_gym.envs.pretrain_env import PretrainEnv
+
+    text = _tiny_text_corpus(tmp_path / "text", corpus_text_dir)
+    for d in ("code", "legal"):  # 40 documents of 500 bytes each
+        doc = (text / d / "a.txt").read_text()
+        (text / d / "a.txt").unlink()
+        for i in range(40):
+            (text / d / f"{i:02d}.txt").write_text(doc[i * 500 : (i + 1) * 500])
+    data = {"tokenizer": str(corpus.root / "tokenizer.json"), "max_bytes_per_domain": 2000}
+    with pytest.raises(CorpusError) as err:
+        PretrainEnv(small_config(text, tmp_path / "cache", data=data), log=_quiet)
+    message = str(err.value)
+    assert "fewer than seq_len=32 validation tokens; data.max_bytes_per_domain=2000 kept" in message
+    assert "raise data.val_fraction or data.max_bytes_per_domain" in message
+
+
 @pytest.mark.parametrize("content", [b"{ not json at all", None])
 def test_corrupt_tokenizer_is_found_when_the_corpus_opens(corpus_copy, content):
     path = corpus_copy / "tokenizer.json"
@@ -624,3 +641,156 @@ def test_corrupt_tokenizer_is_found_when_the_corpus_opens(corpus_copy, content):
 def test_missing_manifest_names_the_command_that_builds(tmp_path):
     with pytest.raises(CorpusError, match=r"build the corpus first \(acodm-gym data\)"):
         TokenCorpus(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input and faults, second round (issue 28): small domains, oversized documents, odd files
+
+
+def test_a_small_jsonl_domain_sorted_by_source_has_both_sources_in_each_held_out_split(
+    tmp_path, corpus, corpus_text_dir
+):
+    licences = "\n".join(sorted(_source_docs(corpus_text_dir, "legal")))
+    legal = list(dict.fromkeys(licences[i : i + 800] for i in range(0, 800 * 150, 800)))
+    code = [t for t in _many_docs()["code"] if t not in legal][:150]
+    assert len(legal) == len(code) == 150
+    other = _many_docs()["docs"][:100]
+    records = [("mix", t) for t in legal + legal[:10] + code] + [("other", t) for t in other]  # sorted by source
+    tok = str(corpus.root / "tokenizer.json")
+    path = _jsonl(tmp_path / "sorted.jsonl", records)
+    for seed in range(100):  # a seed whose document hash leaves a held-out split too small or too large
+        built = open_corpus(_data_cfg(path, tmp_path / "cache", tokenizer=tok, seed=seed), log=_quiet)
+        entry = next(e for e in built.manifest["domains"] if e["name"] == "mix")
+        if entry["split"] != "document":
+            break
+    assert entry["split"] == "hash-order", "no seed below 100 falls back from the document split"
+    splits = {s: _documents(built, "mix", s) for s in ("train", "validation", "test")}
+    for split in ("validation", "test"):  # whole documents of both sources, none also in training
+        n_legal, n_code = sum(t in legal for t in splits[split]), sum(t in code for t in splits[split])
+        assert n_legal >= 1 and n_code >= 1 and n_legal + n_code == len(splits[split]), split
+        assert not set(splits[split]) & set(splits["train"])
+        total = sum(entry["tokens"].values())
+        assert 0.005 * total <= entry["tokens"][split] <= 0.08 * total
+    reverse = _jsonl(tmp_path / "reversed.jsonl", records[::-1])
+    again = open_corpus(_data_cfg(reverse, tmp_path / "cache", tokenizer=tok, seed=seed), log=_quiet)
+    for split in ("validation", "test"):  # the same documents whatever the file order
+        assert sorted(_documents(again, "mix", split)) == sorted(splits[split])
+
+
+def test_an_oversized_document_under_the_byte_cap_leaves_the_documents_that_fit(tmp_path, corpus, corpus_text_dir):
+    text = _quick_text(tmp_path / "text", corpus_text_dir)
+    words = " ".join(sorted(_source_docs(corpus_text_dir, "legal"))).split()
+    line = " ".join(words)
+    (text / "legal" / "huge.txt").write_text((line + " ") * (3_300_000 // len(line) + 1))  # one 3.3 MB line
+    for i in range(3):  # three 0.4 MB documents that fit under the cap
+        (text / "legal" / f"doc{i}.txt").write_text((f"{i} " + line + "\n") * (400_000 // len(line)))
+    cap = 1_000_000
+    for seed in range(4):
+        built = open_corpus(
+            _data_cfg(
+                text,
+                tmp_path / "cache",
+                tokenizer=str(corpus.root / "tokenizer.json"),
+                max_bytes_per_domain=cap,
+                seed=seed,
+            ),
+            log=_quiet,
+        )
+        entry = next(e for e in built.manifest["domains"] if e["name"] == "legal")
+        assert 0.6 * cap <= entry["bytes"] <= cap, (seed, entry["bytes"])  # about the cap, whatever the hash order
+        assert len(built.tokens("legal", "validation")) >= 1000
+
+
+def test_another_corpus_tokenizer_of_the_same_size_is_refused(corpus_copy, corpus_text_dir):
+    texts = [t[::-1] for t in sorted(_source_docs(corpus_text_dir, "code") | _source_docs(corpus_text_dir, "docs"))]
+    other = toklib.train_bpe(texts, 512)
+    assert other.get_vocab_size() == 512 and other.to_str() != (corpus_copy / "tokenizer.json").read_text()
+    other.save(str(corpus_copy / "tokenizer.json"))
+    with pytest.raises(CorpusError) as err:
+        TokenCorpus(corpus_copy)
+    message = str(err.value)
+    assert f"{corpus_copy / 'tokenizer.json'} is not the tokenizer" in message and "manifest.json" in message
+    assert "acodm-gym data" in message
+
+
+def test_a_corpus_built_before_tokenizer_digests_still_opens(corpus_copy):
+    manifest = json.loads((corpus_copy / "manifest.json").read_text())
+    assert manifest.pop("tokenizer_sha256")
+    (corpus_copy / "manifest.json").write_text(json.dumps(manifest))
+    assert TokenCorpus(corpus_copy).vocab_size == 512
+
+
+def test_every_file_of_a_domain_is_read_or_listed_as_skipped(tmp_path, corpus, corpus_text_dir):
+    text = _quick_text(tmp_path / "text", corpus_text_dir)
+    legal = sorted(_source_docs(corpus_text_dir, "legal"))
+    (text / "legal" / "UPPER.TXT").write_text(legal[1][:20_000])
+    (text / "legal" / "guide.rst").write_text("Guide\n=====\n\n" + legal[2][:20_000])
+    (text / "legal" / "page.html").write_text("<p>" + legal[3][:2000] + "</p>")
+    (text / "legal" / "scan.pdf").write_text(legal[3][:2000])
+    (text / "legal" / "gone.txt").symlink_to(tmp_path / "nowhere.txt")  # a dangling link
+    (text / "legal" / "more").symlink_to(text / "code", target_is_directory=True)
+    logs: list[str] = []
+    built = open_corpus(
+        _data_cfg(text, tmp_path / "cache", tokenizer=str(corpus.root / "tokenizer.json")), log=logs.append
+    )
+    entry = next(e for e in built.manifest["domains"] if e["name"] == "legal")
+    ids = np.concatenate([built.tokens("legal", s) for s in ("train", "validation", "test")]).tolist()
+    text_read = built.tokenizer().decode(ids, skip_special_tokens=False)
+    assert entry["documents"] == 3 and "Guide\n=====\n\n" + legal[2][:20_000] in text_read
+    assert legal[1][:20_000] in text_read
+    skipped = entry["skipped_files"]
+    assert skipped["count"] == 4 and set(skipped["files"]) == {"page.html", "scan.pdf", "gone.txt", "more"}
+    assert "not a text file" in skipped["files"]["page.html"] and "dangling" in skipped["files"]["gone.txt"]
+    assert "link to a directory" in skipped["files"]["more"]
+    assert any("legal: skipped 4 file(s)" in m and "scan.pdf" in m and "gone.txt" in m for m in logs)
+
+
+def test_a_jsonl_domain_value_that_is_not_a_name_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "lists.jsonl"
+    path.write_text(
+        json.dumps({"text": "x " * 100, "domain": "b"})
+        + "\n"
+        + json.dumps({"text": "y " * 100, "domain": ["a"]})
+        + "\n"
+    )
+    with pytest.raises(CorpusError) as err:
+        build_corpus(_data_cfg(path, tmp_path / "cache", vocab_size=300), log=_quiet)
+    assert "lists.jsonl:2" in str(err.value) and "['a']" in str(err.value) and "data.domain_fields" in str(err.value)
+    assert not list((tmp_path / "cache").rglob("manifest.json"))
+
+
+def _proc_file(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except PermissionError:
+        return "permission"
+    except OSError:
+        return "io"
+    return "readable"
+
+
+@pytest.mark.parametrize(
+    "target, kind",
+    [("/proc/sys/vm/drop_caches", "permission"), ("/proc/self/mem", "io")],  # real files that cannot be read
+)
+@pytest.mark.parametrize("layout", ["dir", "jsonl"])
+def test_a_file_that_cannot_be_read_is_one_error_naming_it(tmp_path, corpus_text_dir, capsys, target, kind, layout):
+    from acodm_gym import cli
+
+    if _proc_file(target) != kind:
+        pytest.skip(f"{target} is not a {kind} error on this system")
+    if layout == "dir":
+        text = _tiny_text_corpus(tmp_path / "text", corpus_text_dir)
+        bad = text / "legal" / "b.txt"
+    else:
+        text = bad = tmp_path / "x.jsonl"
+    bad.symlink_to(target)
+    with pytest.raises(CorpusError) as err:
+        build_corpus(_data_cfg(text, tmp_path / "cache", vocab_size=300), log=_quiet)
+    assert str(bad) in str(err.value) and "cannot be read" in str(err.value)
+    assert not list((tmp_path / "cache").rglob("*.bin"))  # before anything is written
+    args = ["data", f"data.corpus={text}", f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=300"]
+    assert cli.main(args) == 2
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(err_lines) == 1 and str(bad) in err_lines[0]

@@ -10,8 +10,9 @@ Documents longer than ``MAX_PIECE_CHARS`` are first cut into pieces at line (els
 boundaries; each piece is a document. Each split of a domain is one token stream, documents
 separated by end-of-text, written as flat ``uint16`` (vocab ≤ 65535) or ``uint32`` files.
 A ``manifest.json`` records, per domain, where the text came from, its license, bytes, tokens,
-skipped binary files, undecodable bytes and a checksum per token file, plus a fingerprint of the
-inputs: a changed input rebuilds the corpus, a changed token file is an error.
+the files skipped and why (other suffixes, binary), undecodable bytes and a checksum per token file,
+plus the tokenizer's digest and a fingerprint of the inputs: a changed input rebuilds the corpus, a
+changed token file or tokenizer is an error.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ from .recipes import TOP_UP, apply_recipe
 SPLITS = ("train", "validation", "test")
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
-TEXT_SUFFIXES = (".txt", ".md", ".text", "")
+TEXT_SUFFIXES = (".txt", ".md", ".rst", ".text", "")  # read as text, in any case (.TXT too)
 MAX_PIECE_CHARS = 1_000_000  # longer documents are cut: the byte cap stays even, tokenizing stays small
 HASH_BINS = 1 << 16  # resolution of the hash-chosen sample (bytes per bin are counted in the first pass)
 SNIFF_BYTES = 1024  # a file's head that decides whether it is text
 VERIFY_ON_OPEN_BYTES = 1 << 28  # corpora up to this size are checksummed whenever they open (~1.5 s at 170 MB/s)
-_LISTED = 20  # file names listed per domain in the manifest (binary or undecodable files)
+_LISTED = 20  # file names listed per domain in the manifest (skipped, binary or undecodable files)
 
 
 def default_cache_dir(cfg: DataConfig) -> Path:
@@ -119,8 +120,9 @@ def _cut(text: str) -> Iterator[str]:
 
 @dataclass
 class _DomainReport:
-    """What reading a domain found besides text: skipped binary files, undecodable bytes, cut documents."""
+    """What reading a domain found besides text: files not read and why, binary files, undecodable bytes, cut documents."""
 
+    skipped_files: dict[str, str] = field(default_factory=dict)  # name -> why it is not read
     binary_files: list[str] = field(default_factory=list)
     undecodable_bytes: int = 0
     undecodable_files: dict[str, int] = field(default_factory=dict)  # the first _LISTED of them
@@ -134,7 +136,9 @@ class _DomainReport:
             self.undecodable_files[name] = n
 
     def as_manifest(self) -> dict:
+        skipped = dict(list(self.skipped_files.items())[:_LISTED])
         return {
+            "skipped_files": {"count": len(self.skipped_files), "files": skipped},
             "binary_files": {"count": len(self.binary_files), "files": self.binary_files[:_LISTED]},
             "undecodable_bytes": self.undecodable_bytes,
             "undecodable_files": {"count": self.undecodable_count, "files": self.undecodable_files},
@@ -150,6 +154,14 @@ def _dig(record: dict, dotted: str):
     return record
 
 
+def _unreadable(path: Path, exc: OSError) -> CorpusError:
+    """A file of the corpus that the system cannot read (permissions, a disk or network error): one line naming it."""
+    return CorpusError(
+        f"{path} cannot be read ({exc.strerror or exc}): fix its permissions or the disk it is on, "
+        "or move it out of the corpus."
+    )
+
+
 def _zstd_chunks(path: Path) -> Iterator[bytes]:
     """Decompressed chunks of a (multi-frame) .zst file; a truncated or damaged file is an error naming it."""
     import zstandard
@@ -157,19 +169,18 @@ def _zstd_chunks(path: Path) -> Iterator[bytes]:
     fix = f"{path} is truncated or corrupt zstd"
     dctx = zstandard.ZstdDecompressor()
     obj, pending = dctx.decompressobj(), False
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            while chunk:
-                try:
-                    out = obj.decompress(chunk)
-                except zstandard.ZstdError as exc:
-                    raise CorpusError(f"{fix} ({exc}): download or compress it again.") from None
-                pending = True
-                if out:
-                    yield out
-                if not obj.eof:
-                    break
-                chunk, obj, pending = obj.unused_data, dctx.decompressobj(), False
+    for chunk in _file_chunks(path):
+        while chunk:
+            try:
+                out = obj.decompress(chunk)
+            except zstandard.ZstdError as exc:
+                raise CorpusError(f"{fix} ({exc}): download or compress it again.") from None
+            pending = True
+            if out:
+                yield out
+            if not obj.eof:
+                break
+            chunk, obj, pending = obj.unused_data, dctx.decompressobj(), False
     if pending:
         raise CorpusError(
             f"{fix}: it ends inside a zstd frame (an interrupted download or copy?): download or compress it again."
@@ -190,9 +201,12 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            yield chunk
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                yield chunk
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
 
 
 def iter_jsonl(
@@ -222,11 +236,18 @@ def iter_jsonl(
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CorpusError(f"{path}:{lineno} is not valid JSON ({exc.msg}): fix or drop that line.") from None
-        domain = next((d for d in (_dig(record, f) for f in domain_fields) if d is not None), None)
+        key, domain = next(
+            ((f, d) for f, d in ((f, _dig(record, f)) for f in domain_fields) if d is not None), (0, None)
+        )
         if domain is None:
             raise CorpusError(
                 f"{path}:{lineno} has none of the domain fields {domain_fields}: set data.domain_fields "
                 "to the dotted path of the domain name in your records."
+            )
+        if isinstance(domain, bool) or not isinstance(domain, (str, int)):
+            raise CorpusError(
+                f"{path}:{lineno}: the domain field '{key}' holds {domain!r}, not a name: give each record a "
+                f'string there (e.g. "{key}": "web"), or set data.domain_fields to the field that holds one.'
             )
         text = record.get(text_field) if isinstance(record, dict) else None
         if not isinstance(text, str):
@@ -242,9 +263,22 @@ def text_dir_domains(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 
 
-def _text_files(root: Path, domain: str) -> list[Path]:
-    files = (p for p in (root / domain).rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
-    return sorted(p for p in files if p.name != "SOURCE.json")
+def _domain_files(root: Path, domain: str) -> tuple[list[Path], dict[str, str]]:
+    """A domain directory's text files (by suffix, in any case), and every other file with why it is not read."""
+    files, skipped = [], {}
+    for p in (root / domain).rglob("*"):
+        name = str(p.relative_to(root / domain))
+        if p.is_dir() or p.name == "SOURCE.json":  # SOURCE.json: the default corpus' record of a domain's source
+            if p.is_dir() and p.is_symlink():
+                skipped[name] = "a link to a directory (not followed)"
+            continue
+        if not p.is_file():
+            skipped[name] = "a dangling link" if p.is_symlink() and not p.exists() else "not a regular file"
+        elif p.suffix.lower() not in TEXT_SUFFIXES:
+            skipped[name] = f"not a text file by its suffix '{p.suffix}'"
+        else:
+            files.append(p)
+    return sorted(files), dict(sorted(skipped.items()))
 
 
 def iter_text_dir(
@@ -252,42 +286,52 @@ def iter_text_dir(
 ) -> Iterator[str]:
     """A domain directory's text files (any depth), streamed in pieces of at most MAX_PIECE_CHARS.
 
-    Files that look binary are skipped; bytes that do not decode are counted (``report``). The
-    order is a seeded shuffle, which matters only to a domain split by position (too few documents).
+    Files of other suffixes and files that look binary are skipped, and bytes that do not decode
+    are counted (``report``). The order is a seeded shuffle, so that the end of a domain's token
+    stream is a random sample of its files (a domain split by position, too few documents).
     """
-    files = _text_files(root, domain)
+    files, skipped = _domain_files(root, domain)
+    if report is not None:
+        report.skipped_files = skipped
     random.Random(f"{seed}:{domain}").shuffle(files)
     for path in files:
-        with open(path, "rb") as fh:
-            head = fh.read(SNIFF_BYTES)
-        name = str(path.relative_to(root / domain))
-        if _looks_binary(head, encoding):
-            if report is not None:
-                report.binary_files.append(name)
-            continue
-        enc = encoding if encoding != "auto" else ("utf-8" if _is_utf8(path) else "cp1252")
-        bad, buf, pieces = 0, "", 0
-        with open(path, encoding=enc, errors="acodm-gym-count") as fh:  # universal newlines, as Path.read_text
-            while True:
-                before = _undecodable[0]
-                chunk = fh.read(MAX_PIECE_CHARS)
-                bad += _undecodable[0] - before
-                buf += chunk
-                if chunk and len(buf) <= MAX_PIECE_CHARS:
-                    continue
-                *done, buf = _cut(buf)
-                if not chunk:
-                    done, buf = [*done, buf], ""
-                for piece in done:
-                    if piece.strip():
-                        pieces += 1
-                        yield piece
-                if not chunk:
-                    break
+        try:
+            yield from _file_pieces(path, str(path.relative_to(root / domain)), encoding, report)
+        except OSError as exc:  # not one from the consumer: a generator only sees its own
+            raise _unreadable(path, exc) from None
+
+
+def _file_pieces(path: Path, name: str, encoding: str, report: _DomainReport | None) -> Iterator[str]:
+    """One text file in pieces of at most MAX_PIECE_CHARS; nothing if it looks binary."""
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    if _looks_binary(head, encoding):
         if report is not None:
-            report.cut_documents += pieces > 1
-            if bad:
-                report.undecodable(name, bad)
+            report.binary_files.append(name)
+        return
+    enc = encoding if encoding != "auto" else ("utf-8" if _is_utf8(path) else "cp1252")
+    bad, buf, pieces = 0, "", 0
+    with open(path, encoding=enc, errors="acodm-gym-count") as fh:  # universal newlines, as Path.read_text
+        while True:
+            before = _undecodable[0]
+            chunk = fh.read(MAX_PIECE_CHARS)
+            bad += _undecodable[0] - before
+            buf += chunk
+            if chunk and len(buf) <= MAX_PIECE_CHARS:
+                continue
+            *done, buf = _cut(buf)
+            if not chunk:
+                done, buf = [*done, buf], ""
+            for piece in done:
+                if piece.strip():
+                    pieces += 1
+                    yield piece
+            if not chunk:
+                break
+    if report is not None:
+        report.cut_documents += pieces > 1
+        if bad:
+            report.undecodable(name, bad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,7 +452,7 @@ def _input_fingerprint(source: _Source, requested: list[str]) -> dict:
         return {"fingerprint": _digest(json.dumps(entry).encode()), "file": entry}
     domains = {}
     for d in requested:
-        files = _text_files(source.path, d) if (source.path / d).is_dir() else []
+        files = _domain_files(source.path, d)[0] if (source.path / d).is_dir() else []
         stats = [(str(p.relative_to(source.path / d)), (st := p.stat()).st_size, st.st_mtime_ns) for p in files]
         domains[d] = {
             "files": len(stats),
@@ -485,11 +529,29 @@ def _piece_hash(data: bytes, seed: int) -> tuple[int, float]:
 
 
 def _bin_limit(hist: np.ndarray, budget: int | None) -> int:
-    """The sample is the pieces in bins below this: at most ``budget`` bytes (at least one bin)."""
+    """The BPE's sample is the pieces in bins below this: at most ``budget`` bytes (at least one bin)."""
     if budget is None or int(hist.sum()) <= budget:
         return HASH_BINS
     limit = int(np.searchsorted(np.cumsum(hist), budget, side="right"))
     return max(limit, int(np.flatnonzero(hist)[0]) + 1)
+
+
+def _kept_bins(hist: np.ndarray, budget: int | None) -> np.ndarray:
+    """The byte cap's sample: in hash order, each bin that still fits in what is left of ``budget`` (a bin
+    too large, such as a piece of one oversized document, is passed over, not the end of the sample).
+
+    It keeps the bins below ``_bin_limit`` and fills on from there; at least one bin.
+    """
+    keep = np.ones(HASH_BINS, dtype=bool)
+    if budget is None or int(hist.sum()) <= budget:
+        return keep
+    keep[:], left = False, budget
+    for b in np.flatnonzero(hist):
+        if hist[b] <= left:
+            keep[b], left = True, left - int(hist[b])
+    if not keep.any():
+        keep[np.flatnonzero(hist)[0]] = True
+    return keep
 
 
 def _split_of(u: float, cfg: DataConfig) -> str:
@@ -503,19 +565,60 @@ def _split_by_document_ok(tokens: dict[str, int], cfg: DataConfig) -> bool:
     return all(k > 0 and frac / 4 * n <= k <= 4 * frac * n for k, frac in shares)
 
 
-def _split_by_position(folder: Path, dtype, cfg: DataConfig) -> dict[str, int]:
-    """The fallback for a domain with too few documents: its stream cut by position, as before."""
+def _split_small_domain(folder: Path, dtype, cfg: DataConfig, eos: int, kind: str) -> tuple[dict[str, int], str]:
+    """The fallback for a domain that the document hash split leaves unbalanced: (tokens per split, how).
+
+    A directory's files are read in a seeded shuffle, so the end of its stream is a random sample of its
+    documents: it is cut by position, as it always was (the default corpus' books and religious). A
+    JSONL file comes in its own order, often sorted by source: its held-out splits take whole documents
+    in hash order (``_split_by_hash_order``), by position only where too few documents allow no other.
+    """
     stream = np.concatenate([np.fromfile(folder / f"{s}.bin", dtype=dtype) for s in SPLITS])
-    n = len(stream)
-    n_test, n_val = max(1, int(n * cfg.test_fraction)), max(1, int(n * cfg.val_fraction))
-    parts = {
-        "train": stream[: n - n_val - n_test],
-        "validation": stream[n - n_val - n_test : n - n_test],
-        "test": stream[n - n_test :],
-    }
+    parts = _split_by_hash_order(stream, cfg, eos) if kind == "jsonl" else None
+    how = "position" if parts is None else "hash-order"
+    if parts is None:
+        n = len(stream)
+        n_test, n_val = max(1, int(n * cfg.test_fraction)), max(1, int(n * cfg.val_fraction))
+        parts = {
+            "train": stream[: n - n_val - n_test],
+            "validation": stream[n - n_val - n_test : n - n_test],
+            "test": stream[n - n_test :],
+        }
     for split, arr in parts.items():
         arr.tofile(folder / f"{split}.bin")
-    return {k: int(len(v)) for k, v in parts.items()}
+    return {k: int(len(v)) for k, v in parts.items()}, how
+
+
+def _split_by_hash_order(stream: np.ndarray, cfg: DataConfig, eos: int) -> dict[str, np.ndarray] | None:
+    """Held-out splits of whole documents, taken in the order of a hash of their tokens (keyed by ``data.seed``).
+
+    Each split gets documents until it holds its share of the tokens; a document that would take it past
+    four times its share is passed over, and identical documents go together. None where a split would
+    hold less than a quarter of its share, or training less than half the tokens (too few documents).
+    """
+    docs = np.split(stream, np.flatnonzero(stream == eos)[:-1] + 1)  # each document with its end-of-text
+    key = f"acodm-gym:{cfg.seed}".encode()
+    groups: dict[bytes, list[int]] = {}
+    for i, doc in enumerate(docs):
+        groups.setdefault(hashlib.blake2b(doc.tobytes(), key=key).digest(), []).append(i)
+    order = [groups[h] for h in sorted(groups)]
+    n, chosen = len(stream), {}
+    for split, frac in (("test", cfg.test_fraction), ("validation", cfg.val_fraction)):
+        size = 0
+        for group in order:
+            m = len(docs[group[0]]) * len(group)
+            if size >= frac * n:
+                break
+            if group[0] not in chosen and size + m <= 4 * frac * n:
+                chosen.update(dict.fromkeys(group, split))
+                size += m
+        if size < frac / 4 * n:
+            return None
+    if sum(len(docs[i]) for i in chosen) > n / 2:
+        return None
+    held_out = {s: [docs[i] for group in order for i in group if chosen.get(i) == s] for s in ("validation", "test")}
+    parts = {"train": [d for i, d in enumerate(docs) if i not in chosen], **held_out}
+    return {s: np.concatenate(p) if p else stream[:0] for s, p in parts.items()}
 
 
 def _checksum(path: Path) -> str:
@@ -530,7 +633,7 @@ def _checksum(path: Path) -> str:
 class _DomainStats:
     input_bytes: int = 0
     hist: np.ndarray = field(default_factory=lambda: np.zeros(HASH_BINS, dtype=np.int64))
-    keep: int = HASH_BINS  # bins below this are kept
+    keep: np.ndarray = field(default_factory=lambda: np.ones(HASH_BINS, dtype=bool))  # the bins kept (byte cap)
     bytes: int = 0
     documents: int = 0
 
@@ -546,6 +649,13 @@ def _survey(
         s.input_bytes += len(data)
         s.hist[_piece_hash(data, cfg.seed)[0]] += len(data)
     for d, r in sorted(reports.items()):
+        if r.skipped_files:
+            shown = ", ".join(f"{n} ({why})" for n, why in list(r.skipped_files.items())[:_LISTED])
+            log(
+                f"  {d}: skipped {len(r.skipped_files)} file(s): {shown}{' ...' if len(r.skipped_files) > _LISTED else ''}"
+                f" (read as text: {', '.join(s or 'no suffix' for s in TEXT_SUFFIXES)}, in any case: rename a text file "
+                "to .txt to read it)"
+            )
         if r.binary_files:
             log(
                 f"  {d}: skipped {len(r.binary_files)} binary file(s): {', '.join(r.binary_files[:5])}"
@@ -579,11 +689,13 @@ def _train_tokenizer(source: _Source, cfg: DataConfig, stats: dict[str, _DomainS
         for d, piece, _ in source.pieces(cfg, top_up=False):
             data = piece.encode("utf-8")
             hist[d][_piece_hash(data, cfg.seed)[0]] += len(data)
-    limit = {d: min(s.keep, _bin_limit(hist[d], toklib.TRAIN_BYTES_PER_DOMAIN)) for d, s in stats.items()}
+    limit = {d: _bin_limit(hist[d] * s.keep, toklib.TRAIN_BYTES_PER_DOMAIN) for d, s in stats.items()}
     sample = (
         piece
         for d, piece, split in source.pieces(cfg, top_up=False)
-        if split in (None, "train") and _piece_hash(piece.encode("utf-8"), cfg.seed)[0] < limit[d]
+        if split in (None, "train")
+        and (b := _piece_hash(piece.encode("utf-8"), cfg.seed)[0]) < limit[d]
+        and stats[d].keep[b]
     )
     return toklib.train_bpe(sample, cfg.vocab_size)
 
@@ -609,7 +721,7 @@ def _write_splits(
             data = piece.encode("utf-8")
             b, u = _piece_hash(data, cfg.seed)
             s = stats[d]
-            if b >= s.keep:
+            if not s.keep[b]:
                 continue
             s.bytes += len(data)
             s.documents += 1
@@ -679,15 +791,17 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
         if not d or d in (".", "..") or "/" in d or "\\" in d:
             raise CorpusError(f"Domain name {d!r} cannot name a directory: rename that domain in {cfg.corpus}.")
         if d not in stats:
-            skipped = reports.get(d, _DomainReport()).binary_files
+            report = reports.get(d, _DomainReport())
+            skipped, other = report.binary_files, list(report.skipped_files)
             raise CorpusError(
                 f"Domain '{d}' has no text ({source.meta.get(d, {}).get('source', cfg.corpus)}"
                 + (f"; {len(skipped)} binary file(s) skipped: {', '.join(skipped[:5])}" if skipped else "")
-                + "): add text files (.txt, .md, .text or no suffix) or remove it."
+                + (f"; {len(other)} file(s) not read: {', '.join(other[:5])}" if other else "")
+                + "): add text files (.txt, .md, .rst, .text or no suffix) or remove it."
             )
     stats = {d: stats[d] for d in source.domains}
     for s in stats.values():
-        s.keep = HASH_BINS if source.splits is not None else _bin_limit(s.hist, cfg.max_bytes_per_domain)
+        s.keep = _kept_bins(s.hist, None if source.splits is not None else cfg.max_bytes_per_domain)
     if tok is None:
         tok = _train_tokenizer(source, cfg, stats, log)
         eos = toklib.eos_id(tok)
@@ -705,10 +819,13 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
             tokens = {split: (tmp / d / f"{split}.bin").stat().st_size // np.dtype(dtype).itemsize for split in SPLITS}
             split = "recipe" if source.splits is not None else "document"
             if split == "document" and not _split_by_document_ok(tokens, cfg):
-                tokens, split = _split_by_position(tmp / d, dtype, cfg), "position"
+                tokens, split = _split_small_domain(tmp / d, dtype, cfg, eos, source.kind)
             n = sum(tokens.values())
             sampled = f", an even sample of {s.input_bytes / 1e6:.2f} MB" if s.bytes < s.input_bytes else ""
-            by = ", split by position (too few documents to split by document)" if split == "position" else ""
+            by = {
+                "position": ", split by position (too few documents to split by document)",
+                "hash-order": ", held-out documents taken in hash order (the hash split left a split unbalanced)",
+            }.get(split, "")
             log(f"  {d:<12} {s.bytes / 1e6:6.2f} MB  {s.documents:6d} docs  {n / 1e6:6.2f} M tokens{sampled}{by}")
             domains.append(
                 {
@@ -730,6 +847,7 @@ def build_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
             "eos_id": eos,
             "dtype": np.dtype(dtype).name,
             "tokenizer": "tokenizer.json",
+            "tokenizer_sha256": _file_digest(tmp / "tokenizer.json"),
             "encoding": cfg.encoding,
             "inputs": inputs,
             "domains": domains,
@@ -803,12 +921,19 @@ class TokenCorpus:
         self._check_tokenizer(tokenizer_path)
 
     def _check_tokenizer(self, path: Path) -> None:
-        """A damaged tokenizer.json fails here, not at export time after training."""
+        """A damaged or replaced tokenizer.json fails here, not at export time after training."""
         fix = f"delete {self.root} to rebuild the corpus (acodm-gym data)"
         try:
             n = toklib.load_tokenizer(path).get_vocab_size()
         except (FileNotFoundError, ValueError) as exc:
             raise CorpusError(f"The corpus tokenizer is unusable: {exc} Restore it, or {fix}.") from None
+        want = self.manifest.get("tokenizer_sha256")  # absent in corpora built before it was recorded
+        if want is not None and _file_digest(path) != want:
+            raise CorpusError(
+                f"{path} is not the tokenizer the corpus was built with: its digest differs from the one "
+                f"{self.root / MANIFEST} records (replaced after the build, e.g. by another corpus' tokenizer.json?). "
+                f"Restore it, or {fix}."
+            )
         if n != self.vocab_size:
             raise CorpusError(
                 f"{path} has {n} tokens but {self.root / MANIFEST} records {self.vocab_size}: the tokenizer was "

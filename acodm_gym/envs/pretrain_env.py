@@ -107,8 +107,17 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
         self._val_blocks = [torch.from_numpy(self.corpus.blocks(d, "validation", seq, limit)) for d in self.domains]
         if any(len(b) == 0 for b in self._val_blocks):
             short = [d for d, b in zip(self.domains, self._val_blocks) if len(b) == 0]
+            capped = [
+                e for e in self.corpus.manifest["domains"] if e["name"] in short and e["bytes"] < e["input_bytes"]
+            ]
+            cap = "".join(
+                f"; data.max_bytes_per_domain={self.cfg.data.max_bytes_per_domain} kept {e['bytes']} of "
+                f"{e['name']}'s {e['input_bytes']} bytes"
+                for e in capped
+            )
             raise CorpusError(
-                f"Domains {short} have fewer than seq_len={seq} validation tokens: add text or raise data.val_fraction."
+                f"Domains {short} have fewer than seq_len={seq} validation tokens{cap}: add text or raise "
+                f"data.val_fraction{' or data.max_bytes_per_domain' if capped else ''}."
             )
         self.backend: TorchBackend | None = None
         self._alignment: AlignmentProbe | None = None
