@@ -124,3 +124,18 @@ def test_reproduce_reruns_the_proxy_stage_a_target_run_loads_its_actor_from(corp
     assert logged.index("== acodm-proxy-stage-seed0") < logged.index("== acodm-proxy-seed0")
     saved = (tmp_path / "again" / "acodm-proxy-seed0" / "config.yaml").read_text()
     assert str(tmp_path / "again" / "acodm-proxy-stage-seed0" / "agent.pt") in saved
+
+
+def test_a_stopped_run_of_another_code_version_is_not_continued(corpus_text_dir, cache_dir, tmp_path):
+    cfg = load_config(_cfg(corpus_text_dir, cache_dir), ["run.checkpoint_interval=2"])
+    out = compare(cfg, [0], ["natural"], tmp_path / "cmp", log=lambda _: None)
+    run = out / "natural-seed0"
+    (run / "summary.json").unlink()  # as if stopped after its last checkpoint
+    for meta in (run / "checkpoints").glob("step-*/meta.json"):
+        saved = json.loads(meta.read_text())
+        meta.write_text(json.dumps({**saved, "code": {**saved["code"], "torch": "0.0"}}))
+    logged = []
+    compare(cfg, [0], ["natural"], out, log=logged.append)
+    assert any("stopped at a checkpoint of other code (torch 0.0" in line for line in logged)
+    assert not any(line.startswith("resuming") for line in logged)
+    assert json.loads((run / "summary.json").read_text())["resumed_at"] == []

@@ -24,7 +24,7 @@ import scipy.stats
 import yaml
 
 from ..config import METHODS, Config, TaskConfig, check_methods, load_config
-from ..data.corpus import build_corpus
+from ..data.corpus import TokenCorpus, build_corpus
 from ..envs.task import normalised_score, read_references
 from ..errors import ResumeError
 from . import checkpoint, plots, provenance, rundir, stats
@@ -105,7 +105,8 @@ def _same_run(cfg: Config) -> tuple[Path, bool]:
 def _stale(run_dir: Path, cfg: Config, log: Callable[[str], None] = print) -> list[str]:
     """Why the finished run in ``run_dir`` is not a result of this code on ``cfg``'s corpus (empty: it is)."""
     summary = json.loads((run_dir / rundir.SUMMARY).read_text())
-    return provenance.stale_reasons(summary, provenance.corpus_fingerprint(build_corpus(cfg.data, log)))
+    corpus = checkpoint.corpus_fingerprint(TokenCorpus(build_corpus(cfg.data, log), verify=False))
+    return provenance.stale_reasons(summary, corpus["fingerprint"])
 
 
 def _finished(cfg: Config, keep_stale: bool = False) -> bool:
@@ -144,11 +145,15 @@ def train_or_reuse(
             log(f"{run_dir} finished earlier but lacks {', '.join(missing)} (a restored record): trained again")
             return train(cfg, log=log, overwrite=True).run_dir
         try:
-            checkpoint.find(run_dir, warn=lambda _: None)
+            ckpt = checkpoint.find(run_dir, warn=lambda _: None)
         except ResumeError:
             pass  # stopped before its first checkpoint: start again
         else:
-            return train(cfg, log=log, resume=run_dir).run_dir
+            stale = provenance.stale_reasons({"code": ckpt.meta.get("code")})
+            if not stale or keep_stale:
+                return train(cfg, log=log, resume=run_dir).run_dir
+            log(f"{run_dir} stopped at a checkpoint of other code ({'; '.join(stale)}): trained again from the start")
+            overwrite = True
     return train(cfg, log=log, overwrite=overwrite).run_dir
 
 

@@ -8,8 +8,8 @@ A sweep reuses a finished run only when its config, its code version and its cor
   transformers and stable-baselines3. The git commit, and whether the package differs from it, are
   recorded beside it to say where the code came from, but are not compared: a commit that changes only
   the README or the benchmarks does not make a record stale.
-* The **corpus fingerprint** is a digest of what the runs read: the built corpus's token files (their
-  checksums and lengths in its manifest, per domain and split) and its tokenizer file.
+* The **corpus fingerprint** is the one a checkpoint checks (``checkpoint.corpus_fingerprint``): the built
+  corpus's token files (their checksums and lengths in its manifest) and its tokenizer file.
 
 Runs recorded before code versions were kept carry neither; they are stale (``stale_reasons``).
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
-import json
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -59,16 +58,6 @@ def code_version() -> dict[str, str | bool | None]:
         except importlib.metadata.PackageNotFoundError:
             version[lib] = None
     return version
-
-
-def corpus_fingerprint(root: str | Path) -> str:
-    """The digest of a built corpus's token files (from its manifest) and its tokenizer file."""
-    root = Path(root)
-    manifest = json.loads((root / "manifest.json").read_text())
-    content = [(d["name"], d["tokens"], d["checksums"]) for d in manifest["domains"]]
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode())
-    digest.update((root / manifest["tokenizer"]).read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def describe(code: dict | None) -> str:

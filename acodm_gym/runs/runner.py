@@ -405,7 +405,7 @@ def _write_outputs(
         "resumed_at": progress.resumed_at,
         # what the result was made from: a sweep reuses the run only for the same code and data (runs/provenance.py)
         "code": provenance.code_version(),
-        "corpus": provenance.corpus_fingerprint(env.corpus.root),
+        "corpus": checkpoint.corpus_fingerprint(env.corpus)["fingerprint"],
     }
     metrics = read_metrics(run_dir / "metrics.csv")
     summary["diagnostics"] = _late_diagnostics(metrics)
