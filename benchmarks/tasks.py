@@ -12,7 +12,10 @@ Every finished run's record (config, summary, mixture schedule; ``acodm_gym.runs
 ``benchmarks/results/tasks/runs/<task>/`` as soon as the run finishes (a sweep killed at any point loses
 only the run in progress, which resumes from its last checkpoint), and that folder is committed: a run
 directory missing from ``--out`` (a fresh clone, another session) is restored from it first, so a sweep
-continues where any earlier session stopped instead of starting again.
+continues where any earlier session stopped instead of starting again. A record of other code or
+another corpus (``acodm_gym.runs.provenance``; also every record made before runs kept their code
+version) is stale: it is trained again, or kept with ``--keep-stale``, and the results name the code
+versions of their runs.
 
 Writes, per task, ``benchmarks/results/tasks/<task>.json`` (the keys of compare's results.json:
 task, metric_domains, references, methods; plus the references' discrimination and evaluation-noise
@@ -23,6 +26,7 @@ run directory under ``--out``: rerunning the same command continues where it sto
     python benchmarks/tasks.py --tasks noisy --methods natural,uniform,odm
     python benchmarks/tasks.py --references-only                # only step 1
     python benchmarks/tasks.py --report-only                    # write the results of the runs finished so far
+    python benchmarks/tasks.py --keep-stale                     # reuse stale records instead of rerunning them
     python benchmarks/tasks.py --tasks skewed train.threads=1    # config overrides go to every run
 
 Two sweeps can share this machine's two cores only with ``train.threads=1`` each: the default
@@ -118,27 +122,29 @@ def write_summary() -> None:
             else:
                 cells.append(f"{scores[0]:.1f} (1)" if scores else "")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    scores = {
-        m: {
-            t: dict(zip(r["methods"][m]["seeds"], r["methods"][m]["score"]))
-            for t, r in tasks.items()
-            if m in r["methods"]
-        }
-        for m in methods
-    }
-    scores = {
-        m: {t: {s: v for s, v in by_seed.items() if v is not None} for t, by_seed in st.items()}
-        for m, st in scores.items()
-    }
-    scored = [t for t, r in tasks.items() if r.get("references")]
-    lines += ["", *stats.rl_tables(scores, scored)]
-    stats.plot_profiles(
-        stats.matrices(scores, scored), RESULTS / "profile.png", f"Performance profile ({', '.join(scored)})"
-    )
-    lines.append("`profile.png`: the performance profile across these tasks (the seeds every task has), 95 % bands.")
+    lines += _rl_lines(tasks)
     tmp = RESULTS / "summary.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(RESULTS / "summary.md")
+
+
+def _rl_lines(tasks: dict[str, dict]) -> list[str]:
+    """The IQM and probability-of-improvement tables of the tasks with references, per task and across
+    them (``stats``), and their performance profile ``profile.png``."""
+    scored = [t for t, r in tasks.items() if r.get("references")]  # a normalised score needs the references
+    if not scored:
+        return []
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for t in scored:
+        for m, r in tasks[t]["methods"].items():
+            scores.setdefault(m, {})[t] = {s: v for s, v in zip(r["seeds"], r["score"]) if v is not None}
+    mats = stats.matrices(scores, scored)
+    stats.plot_profiles(mats, RESULTS / "profile.png", f"Performance profile ({', '.join(scored)})")
+    return [
+        "",
+        *stats.rl_tables(scores, scored),
+        "`profile.png`: the performance profile across these tasks (the seeds every task has), 95 % bands.",
+    ]
 
 
 def _code_lines(tasks: dict[str, dict]) -> list[str]:
