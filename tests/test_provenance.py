@@ -139,3 +139,9 @@ def test_a_stopped_run_of_another_code_version_is_not_continued(corpus_text_dir,
     assert any("stopped at a checkpoint of other code (torch 0.0" in line for line in logged)
     assert not any(line.startswith("resuming") for line in logged)
     assert json.loads((run / "summary.json").read_text())["resumed_at"] == []
+
+
+def test_the_code_version_covers_the_package_not_the_repository_or_reference_scores():
+    files = {p.relative_to(provenance.PACKAGE).as_posix() for p in provenance._package_files()}
+    assert {"runs/compare.py", "lm/step.py", "configs/default.yaml", "configs/tasks/noisy.yaml"} <= files
+    assert not any(f.endswith(".references.json") for f in files)  # new references rescore, they do not rerun
