@@ -145,3 +145,15 @@ def test_the_code_version_covers_the_package_not_the_repository_or_reference_sco
     files = {p.relative_to(provenance.PACKAGE).as_posix() for p in provenance._package_files()}
     assert {"runs/compare.py", "lm/step.py", "configs/default.yaml", "configs/tasks/noisy.yaml"} <= files
     assert not any(f.endswith(".references.json") for f in files)  # new references rescore, they do not rerun
+
+
+def test_reproduce_refuses_a_record_whose_agent_source_has_no_record_before_training(
+    corpus_text_dir, cache_dir, tmp_path, capsys
+):
+    cfg = _cfg(corpus_text_dir, cache_dir)
+    first = compare(cfg, [0], ["natural", "acodm-proxy"], tmp_path / "sweep", log=lambda _: None)
+    save_records(first, tmp_path / "records")
+    shutil.rmtree(tmp_path / "records" / "acodm-proxy-stage-seed0")
+    assert main(["reproduce", str(tmp_path / "records"), "--out", str(tmp_path / "again")]) == 2
+    assert "loads the agent of acodm-proxy-stage-seed0, which has no record" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()  # nothing trained, not even natural-seed0, whose record is whole

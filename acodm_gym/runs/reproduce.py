@@ -64,6 +64,8 @@ def sample(root: str | Path, patterns: Sequence[str] = ()) -> list[Path]:
 
 def _config(record: Path, out: Path, rerun: Callable[[Path], Path]) -> dict:
     """The record's config, run into ``out``; an agent it loads from a run of its sweep comes from ``rerun``."""
+    if not (record / "config.yaml").is_file():
+        raise InputError(f"The record {record} has no config.yaml: restore it from git, or leave it out (--runs).")
     cfg = yaml.safe_load((record / "config.yaml").read_text())
     recorded_out = Path(cfg["run"]["out_dir"])
     cfg["run"]["out_dir"] = str(out)
@@ -92,13 +94,22 @@ def reproduce(
     chosen = sample(root, patterns)
     done: dict[Path, Path] = {}
 
+    def target(record: Path) -> Path:
+        return out / record.parent.relative_to(root) if record.parent != root else out
+
+    def check(record: Path) -> Path:  # every config and the records it loads agents from, before any training
+        load_config(_config(record, target(record), check))
+        return record
+
     def rerun(record: Path) -> Path:
         if record not in done:
-            target = out / record.parent.relative_to(root) if record.parent != root else out
-            cfg = load_config(_config(record, target, rerun))
+            cfg = load_config(_config(record, target(record), rerun))
             log(f"== {record.relative_to(root)}")
             done[record] = train(cfg, log=log, overwrite=True).run_dir
         return done[record]
+
+    for record in chosen:
+        check(record)
 
     rows = []
     for record in chosen:
