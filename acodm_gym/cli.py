@@ -107,7 +107,7 @@ def cmd_compare(args) -> int:
 
     # A task's sweep goes beside its references, so their natural and uniform runs are reused.
     out = args.out or (f"{cfg.run.out_dir}/tasks/{cfg.task.name}" if cfg.task.name else None)
-    out = compare(cfg, seeds=args.seeds, methods=methods, out=out, overwrite=args.overwrite)
+    out = compare(cfg, seeds=args.seeds, methods=methods, out=out, overwrite=args.overwrite, keep_stale=args.keep_stale)
     print((out / "report.md").read_text())
     print(f"outputs: {out.resolve()}")
     return 0
@@ -143,6 +143,15 @@ def cmd_reference(args) -> int:
         f"best static beats natural by {d['gap']:.2f} = {d['gap_over_std'] or float('nan'):.1f} pooled seed std on test: {verdict}"
     )
     return 0
+
+
+def cmd_reproduce(args) -> int:
+    """Rerun a sample of run records and compare their test metric: exit 0 when all reproduce, 3 when not."""
+    from .runs.reproduce import reproduce, table
+
+    rows = reproduce(args.records, args.out, args.runs)
+    print(table(rows))
+    return 0 if all(r["match"] for r in rows) else 3
 
 
 def cmd_report(args) -> int:
@@ -224,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="run every method from scratch (default: reuse finished runs, resume stopped ones)",
         )
+        p.add_argument(
+            "--keep-stale",
+            action="store_true",
+            help="reuse finished runs of other code versions or corpora (the report names their version) "
+            "instead of training them again",
+        )
         p.set_defaults(func=cmd_compare)
     p = sub.add_parser(
         "reference", help="reference scores of a task: natural, uniform, best static mixture of a search"
@@ -237,6 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/tasks/<task>)")
     p.add_argument("--ship", action="store_true", help="also write the task's configs/tasks/<task>.references.json")
     p.set_defaults(func=cmd_reference)
+    p = sub.add_parser("reproduce", help="rerun a sample of run records and compare their test metric to 1e-9")
+    p.add_argument("records", help="a records directory (<run>/ or <task>/<run>/), e.g. benchmarks/results/tasks/runs")
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        default=(),
+        metavar="GLOB",
+        help="records to rerun, as <task>/<run> globs, e.g. 'noisy/odm-seed*' (default: one per method and task)",
+    )
+    p.add_argument("--out", default="runs/reproduce", help="where the reruns go (default: runs/reproduce)")
+    p.set_defaults(func=cmd_reproduce)
     p = sub.add_parser("report", help="rewrite report.md and plots of a compare directory")
     p.add_argument("dir")
     p.set_defaults(func=cmd_report)

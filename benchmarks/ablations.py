@@ -23,6 +23,7 @@ import numpy as np
 from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
 from acodm_gym.runs.compare import train_or_reuse
+from acodm_gym.runs.provenance import code_version
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STATE_PARTS = ("samples_seen", "step", "loss", "loss_change", "weight_norm", "update_norm")
@@ -46,7 +47,12 @@ def write_results(results: dict[str, dict], name: str, command: str, started: fl
         r["relative_change"] = None if base is None else float(vals.mean() / base - 1)
         change = "" if base is None else f"{100 * r['relative_change']:+.1f}%"
         rows.append(f"| {variant} | {vals.mean():.2f} ± {vals.std():.2f} | {change} |")
-    meta = {"date": time.strftime("%Y-%m-%d"), "command": command, "seconds": round(time.time() - started)}
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "command": command,
+        "seconds": round(time.time() - started),
+        "code": code_version(),
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"variants": results, **meta}, indent=2))
     text = "\n".join(

@@ -30,6 +30,7 @@ from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
 from acodm_gym.envs.task import normalised_score, read_references
 from acodm_gym.runs.compare import mean_interval, train_or_reuse
+from acodm_gym.runs.provenance import code_version
 from acodm_gym.runs.records import restore_records, save_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -143,6 +144,7 @@ def write_results(
         "chosen": list(chosen),
         "command": command,
         "date": time.strftime("%Y-%m-%d"),
+        "code": code_version(),
     }
     (target / f"{task}.json.tmp").write_text(json.dumps(payload, indent=2))
     (target / f"{task}.json.tmp").replace(target / f"{task}.json")

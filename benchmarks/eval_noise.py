@@ -42,6 +42,7 @@ from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
 from acodm_gym.data.corpus import open_corpus
 from acodm_gym.envs.task import read_references
+from acodm_gym.runs.provenance import code_version
 from acodm_gym.runs.reference import heldout_sequence_losses, log_metric_se, static_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,6 +73,7 @@ def main(argv=None) -> int:
             "date": time.strftime("%Y-%m-%d"),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "seconds": round(time.time() - started, 1),
+            "code": code_version(),
         }
         _write(path, json.dumps(results, indent=2) + "\n")
         _write(RESULTS / "eval_noise.md", report(results))

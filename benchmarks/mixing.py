@@ -30,6 +30,7 @@ import numpy as np
 from acodm_gym.cli import parse_args
 from acodm_gym.config import METHODS, load_config
 from acodm_gym.runs.compare import compare
+from acodm_gym.runs.provenance import code_version
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -99,6 +100,7 @@ def main(argv=None) -> int:
         "command": " ".join(["python", "benchmarks/mixing.py", *(argv if argv is not None else sys.argv[1:])]),
         "config": cfg.to_dict(),
         "seconds": round(time.time() - started),
+        "code": code_version(),
     }
     RESULTS.mkdir(exist_ok=True)
     name = "mixing-quick" if args.quick else "mixing"

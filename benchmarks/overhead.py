@@ -67,6 +67,7 @@ from acodm_gym.envs.pretrain_env import PretrainEnv  # noqa: E402
 from acodm_gym.lm.models import build_model, layers_at_depths, probe_layers  # noqa: E402
 from acodm_gym.lm.probes import AlignmentProbe, alignment_reward  # noqa: E402
 from acodm_gym.lm.step import build_optimizer, domain_coefficients, sequence_losses  # noqa: E402
+from acodm_gym.runs.provenance import code_version  # noqa: E402
 from acodm_gym.runs.runner import prepare_config  # noqa: E402
 
 from subdomains import SubDomainCorpus  # noqa: E402
@@ -651,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device,
         "machine": f"{platform.node()}, {platform.platform()}, python {platform.python_version()}, torch {torch.__version__}",
         "command": command.strip(),
+        "code": code_version(),
         "settings": {
             "rounds": rounds,
             "steps": steps,

@@ -52,6 +52,7 @@ from acodm_gym.data.sampler import DomainSampler  # noqa: E402
 from acodm_gym.lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers  # noqa: E402
 from acodm_gym.lm.probes import AlignmentProbe, WeightNormProbe  # noqa: E402
 from acodm_gym.lm.step import TorchBackend, domain_coefficients, sequence_losses, train_step  # noqa: E402
+from acodm_gym.runs.provenance import code_version  # noqa: E402
 
 from subdomains import SubDomainCorpus  # noqa: E402
 
@@ -492,6 +493,7 @@ def run_info(args, command: str, load_start, started: float, settings: dict) -> 
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": f"cpu: {platform.processor() or platform.machine()}, {args.threads} thread(s), {os.cpu_count()} cores visible",
         "command": command,
+        "code": code_version(),
         "settings": {
             "seq": args.seq,
             "batch": args.batch,
@@ -608,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
             **mixture_runs(args),
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": command,
+            "code": code_version(),
             "note": "One shared machine, runs one after another.",
         }
         write_atomic(out / "reward_scale_mixture.json", json.dumps(res, indent=2) + "\n")

@@ -12,7 +12,10 @@ Every finished run's record (config, summary, mixture schedule; ``acodm_gym.runs
 ``benchmarks/results/tasks/runs/<task>/`` as soon as the run finishes (a sweep killed at any point loses
 only the run in progress, which resumes from its last checkpoint), and that folder is committed: a run
 directory missing from ``--out`` (a fresh clone, another session) is restored from it first, so a sweep
-continues where any earlier session stopped instead of starting again.
+continues where any earlier session stopped instead of starting again. A record of other code or
+another corpus (``acodm_gym.runs.provenance``; also every record made before runs kept their code
+version) is stale: it is trained again, or kept with ``--keep-stale``, and the results name the code
+versions of their runs.
 
 Writes, per task, ``benchmarks/results/tasks/<task>.json`` (the keys of compare's results.json:
 task, metric_domains, references, methods; plus the references' discrimination and evaluation-noise
@@ -23,6 +26,7 @@ run directory under ``--out``: rerunning the same command continues where it sto
     python benchmarks/tasks.py --tasks noisy --methods natural,uniform,odm
     python benchmarks/tasks.py --references-only                # only step 1
     python benchmarks/tasks.py --report-only                    # write the results of the runs finished so far
+    python benchmarks/tasks.py --keep-stale                     # reuse stale records instead of rerunning them
     python benchmarks/tasks.py --tasks skewed train.threads=1    # config overrides go to every run
 
 Two sweeps can share this machine's two cores only with ``train.threads=1`` each: the default
@@ -44,6 +48,7 @@ import numpy as np
 
 from acodm_gym.cli import parse_args
 from acodm_gym.config import ALL_METHODS, TASK_DIR, load_config
+from acodm_gym.runs import provenance, stats
 from acodm_gym.runs.compare import compare, mean_interval, report
 from acodm_gym.runs.records import restore_records, save_records
 from acodm_gym.runs.reference import references
@@ -64,6 +69,11 @@ def main(argv=None) -> int:
         "--report-only",
         action="store_true",
         help="train nothing: report the runs finished so far (a partial sweep, marked as such)",
+    )
+    parser.add_argument(
+        "--keep-stale",
+        action="store_true",
+        help="reuse records of other code versions or corpora (named in the results) instead of rerunning them",
     )
     args = parse_args(parser, argv)  # overrides anywhere, also after --seeds
     command = " ".join(["python", "benchmarks/tasks.py", *(argv if argv is not None else sys.argv[1:])])
@@ -86,16 +96,19 @@ def main(argv=None) -> int:
 
 def write_summary() -> None:
     """``results/tasks/summary.md``: the normalised score of every method on every task with results, as
-    mean ± std over seeds, the 95 % interval's half-width and the number of seeds."""
+    mean ± std over seeds, the 95 % interval's half-width and the number of seeds; then the IQM with
+    bootstrap intervals and the probability of improvement per task and across tasks (``stats``), the
+    performance profile (``profile.png``) and the code versions the runs came from."""
     tasks = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
     methods = list(dict.fromkeys(m for r in tasks.values() for m in r["methods"]))
     lines = [
         "# Normalised scores on the benchmark tasks (test split)",
         "",
         "100 × (natural − method) / (natural − best static) on the task metric; mean ± std over seeds "
-        "[95 % interval half-width] (seeds). Written by `python benchmarks/tasks.py` from "
+        "[95 % Student-t interval half-width] (seeds). Written by `python benchmarks/tasks.py` from "
         "`results/tasks/<task>.json`; a task marked partial has not every method with every seed yet.",
         "",
+        *_code_lines(tasks),
         "| method | " + " | ".join(f"{t}{'' if r.get('complete') else ' (partial)'}" for t, r in tasks.items()) + " |",
         "|---|" + "---|" * len(tasks),
     ]
@@ -109,9 +122,38 @@ def write_summary() -> None:
             else:
                 cells.append(f"{scores[0]:.1f} (1)" if scores else "")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _rl_lines(tasks)
     tmp = RESULTS / "summary.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(RESULTS / "summary.md")
+
+
+def _rl_lines(tasks: dict[str, dict]) -> list[str]:
+    """The IQM and probability-of-improvement tables of the tasks with references, per task and across
+    them (``stats``), and their performance profile ``profile.png``."""
+    scored = [t for t, r in tasks.items() if r.get("references")]  # a normalised score needs the references
+    if not scored:
+        return []
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for t in scored:
+        for m, r in tasks[t]["methods"].items():
+            scores.setdefault(m, {})[t] = {s: v for s, v in zip(r["seeds"], r["score"]) if v is not None}
+    mats = stats.matrices(scores, scored)
+    stats.plot_profiles(mats, RESULTS / "profile.png", f"Performance profile ({', '.join(scored)})")
+    return [
+        "",
+        *stats.rl_tables(scores, scored),
+        "`profile.png`: the performance profile across these tasks (the seeds every task has), 95 % bands.",
+    ]
+
+
+def _code_lines(tasks: dict[str, dict]) -> list[str]:
+    """Which code versions the tasks' runs came from (runs recorded before code versions were kept: unknown)."""
+    lines = ["Code versions of the runs (`acodm_gym/runs/provenance.py`):", ""]
+    for task, r in tasks.items():
+        made = r.get("provenance") or {"code_versions": {provenance.UNKNOWN: None}}
+        lines.append(f"- {task}: " + "; ".join(f"{v} ({n or 'all'} runs)" for v, n in made["code_versions"].items()))
+    return [*lines, ""]
 
 
 def _sweep(task: str, out: Path, args, command: str, machine: str, started: float) -> None:
@@ -140,6 +182,7 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
             methods=methods,
             out=out,
             on_run=lambda _: save_records(out, RECORDS / task),  # each finished run's record at once
+            keep_stale=args.keep_stale,
         )
     # the report: every finished run of the methods, and the references' best static mixture beside them
     runs = {

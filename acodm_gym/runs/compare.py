@@ -6,8 +6,10 @@ proxy model, ``<out>/acodm-proxy-stage-seed<s>``) and the target stage (its froz
 the target model). ``report.md`` and the plots are written next to the run directories.
 
 Sweeps resume instead of restarting: run again into the same ``out``, a run that finished with the
-same config (apart from ``checkpoint.SAFE_KEYS``) is reused, and one that stopped is resumed from its
-last checkpoint; ``overwrite=True`` (``--overwrite``) runs every method from scratch.
+same config (apart from ``checkpoint.SAFE_KEYS``), code version and corpus (``provenance``) is reused, one
+of other code or data is stale and trained again (``keep_stale=True``, ``--keep-stale``: kept, and the
+report names its code version), and one that stopped is resumed from its last checkpoint;
+``overwrite=True`` (``--overwrite``) runs every method from scratch.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import scipy.stats
 import yaml
 
 from ..config import METHODS, Config, TaskConfig, check_methods, load_config
+from ..data.corpus import TokenCorpus, build_corpus
 from ..envs.task import normalised_score, read_references
 from ..errors import ResumeError
-from . import checkpoint, plots, rundir
+from . import checkpoint, plots, provenance, rundir, stats
 from .runner import prepare_config, run_dir_for, train
 
 # A finished run may differ from the sweep's config in these keys (beyond what resuming accepts) and still be
@@ -37,25 +41,33 @@ def proxy_config(cfg: Config) -> Config:
 
 
 def run_method(
-    cfg: Config, method: str, seed: int, out: Path, log: Callable[[str], None] = print, overwrite: bool = False
+    cfg: Config,
+    method: str,
+    seed: int,
+    out: Path,
+    log: Callable[[str], None] = print,
+    overwrite: bool = False,
+    keep_stale: bool = False,
 ) -> Path:
     """Run one method for one seed (or reuse / resume an earlier attempt); returns the run directory holding its summary."""
     base = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, out_dir=str(out)))
     if method != "acodm-proxy":
         run_cfg = load_config(base, {"agent": {"name": method}, "run": {"name": f"{method}-seed{seed}"}})
-        return train_or_reuse(run_cfg, log, overwrite)
+        return train_or_reuse(run_cfg, log, overwrite, keep_stale=keep_stale)
     stage = f"acodm-proxy-stage-seed{seed}"
     actor = run_dir_for(prepare_config(_episode(base, stage, cfg.proxy.episodes - 1))) / "agent.pt"
     target = load_config(
         base,
         {"agent": {"name": "frozen", "options": {"path": str(actor)}}, "run": {"name": f"acodm-proxy-seed{seed}"}},
     )
-    if overwrite or not _finished(target):  # the actor is needed only to train the target stage
-        proxy_stage(base, stage, log, overwrite)
-    return train_or_reuse(target, log, overwrite)
+    if overwrite or not _finished(target, keep_stale):  # the actor is needed only to train the target stage
+        proxy_stage(base, stage, log, overwrite, keep_stale)
+    return train_or_reuse(target, log, overwrite, keep_stale=keep_stale)
 
 
-def proxy_stage(cfg: Config, name: str, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
+def proxy_stage(
+    cfg: Config, name: str, log: Callable[[str], None] = print, overwrite: bool = False, keep_stale: bool = False
+) -> Path:
     """AC-ODM learnt on the proxy model over ``proxy.episodes`` runs; returns the last one's agent.pt.
 
     Each episode is a fresh proxy model (seed ``run.seed + 1000·e``) in its own run directory (``name``,
@@ -65,7 +77,8 @@ def proxy_stage(cfg: Config, name: str, log: Callable[[str], None] = print, over
     """
     for e in range(cfg.proxy.episodes):
         # a restored record has no agent.pt: such an episode is trained again (same seed, same result)
-        actor = train_or_reuse(_episode(cfg, name, e), log, overwrite, needs=("agent.pt",)) / "agent.pt"
+        episode = _episode(cfg, name, e)
+        actor = train_or_reuse(episode, log, overwrite, needs=("agent.pt",), keep_stale=keep_stale) / "agent.pt"
     return actor
 
 
@@ -89,23 +102,42 @@ def _same_run(cfg: Config) -> tuple[Path, bool]:
     return run_dir, same
 
 
-def _finished(cfg: Config) -> bool:
+def _stale(run_dir: Path, cfg: Config, log: Callable[[str], None] = print) -> list[str]:
+    """Why the finished run in ``run_dir`` is not a result of this code on ``cfg``'s corpus (empty: it is)."""
+    summary = json.loads((run_dir / rundir.SUMMARY).read_text())
+    corpus = checkpoint.corpus_fingerprint(TokenCorpus(build_corpus(cfg.data, log), verify=False))
+    return provenance.stale_reasons(summary, corpus["fingerprint"])
+
+
+def _finished(cfg: Config, keep_stale: bool = False) -> bool:
     run_dir, same = _same_run(cfg)
-    return same and (run_dir / rundir.SUMMARY).is_file()
+    return same and (run_dir / rundir.SUMMARY).is_file() and (keep_stale or not _stale(run_dir, cfg))
 
 
 def train_or_reuse(
-    cfg: Config, log: Callable[[str], None] = print, overwrite: bool = False, needs: Sequence[str] = ()
+    cfg: Config,
+    log: Callable[[str], None] = print,
+    overwrite: bool = False,
+    needs: Sequence[str] = (),
+    keep_stale: bool = False,
 ) -> Path:
-    """Reuse a finished run of this config, resume a stopped one, else train (refusing other work unless
-    ``overwrite``); returns the run directory.
+    """Reuse a finished run of this config, code and corpus, resume a stopped one, else train (refusing
+    other work unless ``overwrite``); returns the run directory.
 
     :param needs: files the caller reads from the run (e.g. ``agent.pt``); a finished run without them (a
         run restored from its record) is trained again.
+    :param keep_stale: reuse a finished run of this config made by other code or on another corpus (saying
+        so) instead of training it again
     """
     run_dir, same = _same_run(cfg)
     if not overwrite and same:
         if (run_dir / rundir.SUMMARY).is_file():
+            stale = _stale(run_dir, cfg, log)
+            if stale and not keep_stale:
+                log(f"{run_dir} finished earlier with this config but is stale ({'; '.join(stale)}): trained again")
+                return train(cfg, log=log, overwrite=True).run_dir
+            if stale:
+                log(f"{run_dir} is stale ({'; '.join(stale)}): kept (keep_stale), its report names its code version")
             missing = [n for n in needs if not (run_dir / n).is_file()]
             if not missing:
                 log(f"{run_dir} finished earlier with this config: reused")
@@ -113,11 +145,15 @@ def train_or_reuse(
             log(f"{run_dir} finished earlier but lacks {', '.join(missing)} (a restored record): trained again")
             return train(cfg, log=log, overwrite=True).run_dir
         try:
-            checkpoint.find(run_dir, warn=lambda _: None)
+            ckpt = checkpoint.find(run_dir, warn=lambda _: None)
         except ResumeError:
             pass  # stopped before its first checkpoint: start again
         else:
-            return train(cfg, log=log, resume=run_dir).run_dir
+            stale = provenance.stale_reasons({"code": ckpt.meta.get("code")})
+            if not stale or keep_stale:
+                return train(cfg, log=log, resume=run_dir).run_dir
+            log(f"{run_dir} stopped at a checkpoint of other code ({'; '.join(stale)}): trained again from the start")
+            overwrite = True
     return train(cfg, log=log, overwrite=overwrite).run_dir
 
 
@@ -129,11 +165,13 @@ def compare(
     log=print,
     overwrite: bool = False,
     on_run: Callable[[Path], None] | None = None,
+    keep_stale: bool = False,
 ) -> Path:
     """Run every method with every seed (seed by seed) into ``out``, then write the report; returns ``out``.
 
     :param on_run: called with each run's directory as soon as that run is finished (or reused), e.g. to
         keep its record (``benchmarks/tasks.py``), so a sweep that is stopped loses no finished run
+    :param keep_stale: reuse finished runs of other code or corpora instead of training them again
     """
     check_methods(methods)
     out = Path(out or Path(cfg.run.out_dir) / "compare")
@@ -142,7 +180,7 @@ def compare(
     for seed in seeds:
         for method in methods:
             log(f"== {method} (seed {seed})")
-            run_dir = run_method(cfg, method, seed, out, log, overwrite)
+            run_dir = run_method(cfg, method, seed, out, log, overwrite, keep_stale)
             runs[method].append(str(run_dir))
             if on_run is not None:
                 on_run(run_dir)
@@ -176,12 +214,8 @@ def mean_interval(values: list[float]) -> tuple[float, float] | None:
     v = np.array([x for x in values if x is not None], dtype=np.float64)
     if len(v) < 2:
         return None
-    t = _T975[min(len(v) - 1, len(_T975)) - 1]
+    t = scipy.stats.t.ppf(0.975, len(v) - 1)
     return float(v.mean()), float(t * v.std(ddof=1) / np.sqrt(len(v)))
-
-
-# Student-t 97.5 % quantiles for 1..10 degrees of freedom, then 1.96 (the normal's) as a slight under-estimate.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 1.96)
 
 
 def _diagnostics_lines(results: dict[str, dict]) -> list[str]:
@@ -214,6 +248,17 @@ def _fmt(values: list, digits: int = 1) -> str:
     return f"{present[0]:.{digits}f}" if present else "n/a"
 
 
+def _rl_lines(results: dict[str, dict], task: str | None, out: Path) -> list[str]:
+    """The IQM, probability of improvement and performance profile (``profile.png``) of the normalised
+    scores (``stats``); none without reference scores."""
+    scores = {m: {task: {s: v for s, v in zip(r["seeds"], r["score"]) if v is not None}} for m, r in results.items()}
+    scores = {m: by_task for m, by_task in scores.items() if by_task[task]}
+    if not task or not scores:
+        return []
+    stats.plot_profiles(stats.matrices(scores, [task]), out / "profile.png", f"Performance profile ({task})")
+    return stats.rl_tables(scores, [task])
+
+
 def report(out: str | Path) -> Path:
     """Write ``report.md``, ``results.json`` and the comparison plots from the runs listed in compare.json.
 
@@ -226,6 +271,7 @@ def report(out: str | Path) -> Path:
     index = json.loads((out / "compare.json").read_text())
     summaries = {m: _load(d) for m, d in index["runs"].items() if d}
     first = next(iter(summaries.values()))[0]
+    made = provenance.summarise([s for runs in summaries.values() for s in runs])
     domains, task = first["domains"], first.get("task")
     eval_domains = first.get("eval_domains") or domains
     refs = read_references(TaskConfig(name=task)) if task else None
@@ -281,15 +327,18 @@ def report(out: str | Path) -> Path:
         "of the same seed: mean over the seeds that reach it. Seconds per step: wall clock (acodm-proxy: the target "
         "stage).",
         "",
+        *provenance.lines(made),
         *lines,
         "",
+        *_rl_lines(results, task, out),
         "Per-domain test perplexity (mean over seeds; every domain, also those the metric leaves out):",
         "",
         *domain_lines,
         "",
         *_diagnostics_lines(results),
         "Plots: `val_ppl.png` (validation task metric over steps), `weights_<method>.png` (domain weights of "
-        "each online method, first seed), `test_ppl.png` (per-domain test perplexity).",
+        "each online method, first seed), `test_ppl.png` (per-domain test perplexity), `profile.png` (performance "
+        "profile of the normalised score, with reference scores).",
     ]
     (out / "report.md").write_text("\n".join(text) + "\n")
     keep = ("weights", "seeds", "val_metric", "test_metric")
@@ -299,6 +348,7 @@ def report(out: str | Path) -> Path:
         "metric_domains": eval_domains,
         "domains": domains,
         "references": references,
+        "provenance": made,
         "methods": results,
     }
     (out / "results.json").write_text(json.dumps(payload, indent=2))

@@ -44,7 +44,7 @@ from ..envs.state import StepInfo
 from ..envs.task import read_references
 from ..errors import NonFiniteLossError, OutputError, ResumeError
 from ..lm import distributed
-from . import checkpoint, plots, rundir
+from . import checkpoint, plots, provenance, rundir
 from .logger import MetricsLogger, read_metrics
 
 
@@ -407,6 +407,9 @@ def _write_outputs(
         "mean_weights": dict(zip(env.domains, mean_weights.tolist())),
         "skipped_steps": progress.skipped,
         "resumed_at": progress.resumed_at,
+        # what the result was made from: a sweep reuses the run only for the same code and data (runs/provenance.py)
+        "code": provenance.code_version(),
+        "corpus": checkpoint.corpus_fingerprint(env.corpus)["fingerprint"],
     }
     metrics = read_metrics(run_dir / "metrics.csv")
     summary["diagnostics"] = _late_diagnostics(metrics)
