@@ -7,7 +7,9 @@ import json
 
 from ..config import AgentConfig
 from ..errors import ConfigError
-from .acodm import ACODMAgent, ACODMTD3Agent, FrozenActorAgent, VectorSACAgent
+from .acodm import ACODMAgent, ACODMReleasedAgent, ACODMTD3Agent, FrozenActorAgent, VectorSACAgent
+from .ado import ADOAgent
+from .aioli import AioliAgent
 from .base import Agent, EnvSpec, read_agent_file
 from .doge import DoGEAgent
 from .exp3 import EXP3Agent
@@ -33,6 +35,9 @@ AGENTS: dict[str, type[Agent]] = {
         TD3Agent,
         SACAgent,
         PPOAgent,
+        AioliAgent,
+        ADOAgent,
+        ACODMReleasedAgent,
     )
 }
 
@@ -97,6 +102,9 @@ __all__ = [
     "TD3Agent",
     "SACAgent",
     "PPOAgent",
+    "AioliAgent",
+    "ADOAgent",
+    "ACODMReleasedAgent",
     "VectorTD3",
     "VectorDDPG",
     "VectorTD3Policy",
