@@ -147,6 +147,7 @@ AGENT_NAMES = (
     "aioli",
     "ado",
     "acodm-released",
+    "offline",
 )
 # What `compare` runs: agents by name, and `acodm-proxy` (AC-ODM learnt on the proxy model, then frozen).
 METHODS = ("natural", "uniform", "odm", "acodm", "acodm-proxy")

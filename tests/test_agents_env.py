@@ -40,6 +40,20 @@ def make_env(config, cls=None, total_steps=10) -> PretrainEnv:
     return PretrainEnv(config, overrides, log=lambda *_: None)
 
 
+def _log_random_run(env, tmp_path) -> str:
+    """A logged run as ``run.log_transitions`` writes it, of Dirichlet-random weights."""
+    rng, rows = np.random.default_rng(0), {"obs": [], "action": [], "reward": []}
+    obs, _ = env.reset(seed=1)
+    for _ in range(env.cfg.train.total_steps):
+        action = rng.dirichlet(np.ones(env.k))
+        next_obs, reward, *_ = env.step(action)
+        for key, value in zip(rows, (obs, action, reward)):
+            rows[key].append(value)
+        obs = next_obs
+    np.savez(tmp_path / "transitions.npz", **{key: np.array(v, dtype=np.float32) for key, v in rows.items()})
+    return str(tmp_path / "transitions.npz")
+
+
 @pytest.mark.parametrize("name", sorted(AGENTS))
 def test_every_registered_agent_runs_the_runner_loop(name, config, tmp_path):
     cls = AGENTS[name]
@@ -51,6 +65,9 @@ def test_every_registered_agent_runs_the_runner_loop(name, config, tmp_path):
     if name == "frozen":
         ACODMAgent(spec, layers=1, width=32).save(tmp_path / "proxy.pt")
         cfg.options["path"] = str(tmp_path / "proxy.pt")
+    if name == "offline":
+        pytest.importorskip("d3rlpy", reason="the offline agent needs d3rlpy: pip install -e '.[offline]'")
+        cfg.options = {"dataset": [_log_random_run(env, tmp_path)], "n_steps": 20, "batch_size": 8, "hidden": [16]}
     agent = make_agent(cfg, spec)
     agent.check_env(env)
     obs, info = env.reset(seed=0)

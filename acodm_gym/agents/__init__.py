@@ -13,6 +13,7 @@ from .aioli import AioliAgent
 from .base import Agent, EnvSpec, read_agent_file
 from .doge import DoGEAgent
 from .exp3 import EXP3Agent
+from .offline import OfflineAgent
 from .sb3 import DDPGAgent, PPOAgent, SACAgent, TD3Agent
 from .static import NaturalAgent, StaticAgent, UniformAgent, read_weights
 from .vector_sac import LogisticNormalActor, LogisticNormalDistribution, VectorSAC, VectorSACPolicy
@@ -38,6 +39,7 @@ AGENTS: dict[str, type[Agent]] = {
         AioliAgent,
         ADOAgent,
         ACODMReleasedAgent,
+        OfflineAgent,
     )
 }
 
@@ -105,6 +107,7 @@ __all__ = [
     "AioliAgent",
     "ADOAgent",
     "ACODMReleasedAgent",
+    "OfflineAgent",
     "VectorTD3",
     "VectorDDPG",
     "VectorTD3Policy",
