@@ -124,25 +124,7 @@ class ACODMAgent(Agent):
     def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
         o = self.options = self.make_options(options)
-        if o.warmup_behaviour not in BEHAVIOURS:
-            raise ConfigError(
-                f"{self.name} warmup_behaviour='{o.warmup_behaviour}'; choose one of {', '.join(BEHAVIOURS)}."
-            )
-        if o.prior not in PRIORS:
-            raise ConfigError(f"{self.name} prior='{o.prior}'; choose one of {', '.join(PRIORS)}.")
-        if o.actor not in self.actors:
-            raise ConfigError(f"{self.name} actor='{o.actor}'; choose one of {', '.join(self.actors)}.")
-        if o.anchor not in PRIORS:
-            raise ConfigError(f"{self.name} anchor='{o.anchor}'; choose one of {', '.join(PRIORS)}.")
-        if not 0.0 <= o.min_weight * self.k < 1.0:
-            raise ConfigError(
-                f"{self.name} min_weight={o.min_weight} must be >= 0 and below 1/k = {1 / self.k:.4g}, so the "
-                "floors leave weight to move."
-            )
-        if o.exploration not in self.explorations:
-            raise ConfigError(
-                f"{self.name} exploration='{o.exploration}'; choose one of {', '.join(self.explorations)}."
-            )
+        self._check_options(o)
         target = None if o.target_weights is None else read_weights(o.target_weights, spec.domains)
         self.diagnostics = Diagnostics(self.k, o.gamma, target, o.diagnostics_window, o.holdout_every)
         self.net_arch = [o.width] * o.layers
@@ -176,6 +158,24 @@ class ACODMAgent(Agent):
             policy_kwargs={"net_arch": self.net_arch, **actor_kwargs},
             **self.algorithm_options(),
         )
+
+    def _check_options(self, o: ACODMOptions) -> None:
+        """Refuse an unknown choice or an out-of-range floor before anything is built."""
+        choices = {
+            "warmup_behaviour": BEHAVIOURS,
+            "prior": PRIORS,
+            "actor": self.actors,
+            "anchor": PRIORS,
+            "exploration": self.explorations,
+        }
+        for option, allowed in choices.items():
+            if getattr(o, option) not in allowed:
+                raise ConfigError(f"{self.name} {option}='{getattr(o, option)}'; choose one of {', '.join(allowed)}.")
+        if not 0.0 <= o.min_weight * self.k < 1.0:
+            raise ConfigError(
+                f"{self.name} min_weight={o.min_weight} must be >= 0 and below 1/k = {1 / self.k:.4g}, so the "
+                "floors leave weight to move."
+            )
 
     def algorithm_options(self) -> dict[str, Any]:
         """Extra keyword arguments for ``algorithm`` (the TD3 variant adds its own)."""
