@@ -144,6 +144,10 @@ AGENT_NAMES = (
     "td3",
     "sac",
     "ppo",
+    "aioli",
+    "ado",
+    "acodm-released",
+    "offline",
 )
 # What `compare` runs: agents by name, and `acodm-proxy` (AC-ODM learnt on the proxy model, then frozen).
 METHODS = ("natural", "uniform", "odm", "acodm", "acodm-proxy")

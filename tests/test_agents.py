@@ -17,7 +17,10 @@ from torch import nn
 from acodm_gym.agents import (
     AGENTS,
     ACODMAgent,
+    ACODMReleasedAgent,
     ACODMTD3Agent,
+    ADOAgent,
+    AioliAgent,
     DoGEAgent,
     EnvSpec,
     EXP3Agent,
@@ -64,10 +67,11 @@ def info_for(rng, reward=None, probs=(0.4, 0.3, 0.3)):
     }
 
 
-def vector_model(algorithm=VectorDDPG, n=64, **kwargs):
+def vector_model(algorithm=VectorDDPG, n=64, policy_kwargs=None, **kwargs):
     """A vector AC model without an env, its buffer filled with random simplex transitions."""
+    policy_kwargs = {"net_arch": [32], **(policy_kwargs or {})}
     model = build_sb3_model(
-        algorithm, make_spec(), seed=0, device="cpu", learning_starts=0, policy_kwargs={"net_arch": [32]}, **kwargs
+        algorithm, make_spec(), seed=0, device="cpu", learning_starts=0, policy_kwargs=policy_kwargs, **kwargs
     )
     rng = np.random.default_rng(0)
     for _ in range(n):
@@ -664,6 +668,18 @@ RESUMABLE = {
     VectorSACAgent: dict(warmup_steps=5, gamma=0.5, holdout_every=2, target_weights=[0.2, 0.3, 0.5], **SMALL),
     DoGEAgent: dict(target_weights=[0.2, 0.3, 0.5], floor=0.1),
     ACODMTD3Agent: dict(warmup_steps=5, gamma=0.5, holdout_every=2, target_weights=[0.2, 0.3, 0.5], **SMALL),
+    ACODMAgent: dict(
+        actor="anchored",
+        anchor="natural",
+        warmup_steps=5,
+        gamma=0.5,
+        holdout_every=2,
+        target_weights=[0.2, 0.3, 0.5],
+        **SMALL,
+    ),
+    ACODMReleasedAgent: dict(warmup_steps=5, gamma=0.5, holdout_every=2, **SMALL),  # its actor never moves
+    AioliAgent: dict(lp_steps=2, update_steps=3),
+    ADOAgent: dict(ignore_steps=2, start_step=10, update_interval=5, savgol_window=5),
 }
 
 
@@ -673,12 +689,14 @@ def test_saved_agent_resumes_bit_for_bit(cls, tmp_path):
     agent = cls(make_spec(), **RESUMABLE[cls])
     obs = drive(agent, 20, np.random.default_rng(0))
     agent.save(tmp_path / "agent.pt")
-    clone = cls(make_spec(), **RESUMABLE[cls], **({} if cls is DoGEAgent else {"seed": 7}))
+    seeded = "seed" in {f.name for f in dataclasses.fields(cls.Options)}
+    clone = cls(make_spec(), **RESUMABLE[cls], **({"seed": 7} if seeded else {}))
     clone.load(tmp_path / "agent.pt")
     assert _tree_equal(agent.state_dict(), clone.state_dict())
     ours, theirs = _steps(agent, obs, 1, 10), _steps(clone, obs, 1, 10)
-    assert ours == theirs and any("target_cosine" in s for s in ours)
-    if cls is not DoGEAgent:
+    assert ours == theirs
+    assert any("target_cosine" in s for s in ours) == ("target_weights" in RESUMABLE[cls])
+    if issubclass(cls, ACODMAgent):
         assert any("q_return_spearman" in s for s in ours), "the held-out transitions' returns became known"
     assert _tree_equal(agent.state_dict(), clone.state_dict())
 
@@ -763,3 +781,165 @@ def test_agent_options_are_merged_like_a_config_section():
     assert sb3.algorithm_kwargs == {"gamma": 0.5} and sb3.batch_size == 32
     with pytest.raises(ConfigError, match="Did you mean 'agent.options.batch_size'"):
         TD3Agent.make_options({"batch_sise": 32})
+
+
+# -- the anchored actor ------------------------------------------------------------------------------
+@pytest.mark.parametrize("anchor", ["uniform", "natural"])
+def test_anchored_actor_starts_at_its_anchor_and_warmup_keeps_it_there(anchor):
+    """α = softmax(log π₀ + a(s)) with a(s) = 0 at the start, whatever the state; warm-up fits the critic
+    only, and its behaviour perturbs π₀."""
+    agent = ACODMAgent(make_spec(), actor="anchored", anchor=anchor, min_weight=0.0, warmup_steps=8, **SMALL)
+    pi0 = NATURAL if anchor == "natural" else np.full(K, 1 / K)
+    obs = np.random.default_rng(1).normal(size=(5, OBS)).astype(np.float32)
+    np.testing.assert_allclose(agent.model.predict(obs, deterministic=True)[0], np.tile(pi0, (5, 1)), atol=1e-6)
+    critic = params(agent.model.critic)
+    rng = np.random.default_rng(0)
+    actions = []
+    for _ in range(8):
+        actions.append(agent.act(obs[0]))
+        info = info_for(rng)
+        agent.observe(obs[0], actions[-1], 0.0, obs[1], info)
+        agent.update()
+    np.testing.assert_allclose(agent.greedy(obs[2]), pi0, atol=1e-6)
+    assert not same(critic, params(agent.model.critic)), "warm-up fits the critic"
+    assert np.abs(np.mean(actions, axis=0) - pi0).max() < 0.03
+
+
+def test_anchored_actor_floor_and_bad_options():
+    agent = ACODMAgent(make_spec(), actor="anchored", anchor="natural", min_weight=0.1, **SMALL)
+    expected = (1 - K * 0.1) * NATURAL + 0.1
+    np.testing.assert_allclose(agent.greedy(np.zeros(OBS, np.float32)), expected, atol=1e-6)
+    for bad, match in (({"actor": "dirichlet"}, "actor"), ({"anchor": "doge"}, "anchor"), ({"min_weight": 0.4}, "1/k")):
+        with pytest.raises(ConfigError, match=match):
+            ACODMAgent(make_spec(), **bad, **SMALL)
+    with pytest.raises(ConfigError, match="actor='anchored'; choose one of softmax"):
+        VectorSACAgent(make_spec(), actor="anchored", **SMALL)
+
+
+def _log_weight_step(actor: str, optimizer=torch.optim.Adam) -> np.ndarray:
+    """Δ ln α after one actor step from α = π₀ under a flat critic Q = (0, 1, 1): domains 1 (2 %) and 2
+    (38 %) have the same value gap, 0.6, above the mixture's average."""
+    pi0 = np.array([0.6, 0.02, 0.38])
+    anchored = {"anchor": pi0, "min_weight": 0.0} if actor == "anchored" else {}
+    model = vector_model(
+        VectorDDPG,
+        learning_rate=0.01,
+        prior=NATURAL,
+        prior_coef=0.0,
+        actor_gradient="values",
+        policy_kwargs={"optimizer_class": optimizer, **anchored},
+    )
+    if actor == "softmax":  # the paper's actor, started at the same weights
+        with torch.no_grad():
+            model.actor.mu[-2].weight.zero_()
+            model.actor.mu[-2].bias.copy_(torch.as_tensor(np.log(pi0), dtype=torch.float32))
+    flat_critic(model, [0.0, 1.0, 1.0])
+    obs = model.replay_buffer.sample(32).observations
+    before = model.predict(obs.numpy(), deterministic=True)[0]
+    np.testing.assert_allclose(before, np.tile(pi0, (32, 1)), atol=1e-6)
+    model.actor_step(obs)
+    return (np.log(model.predict(obs.numpy(), deterministic=True)[0]) - np.log(before)).mean(axis=0)
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.SGD], ids=["adam", "sgd"])
+def test_anchored_step_moves_a_rare_domain_as_much_as_a_common_one(optimizer):
+    """Mirror descent: the same value gap moves ln α_i by the same amount whatever α_i. The paper's softmax
+    actor (plain gradient steps) moves the rare domain's log-weight far less than the common one's."""
+    step = _log_weight_step("anchored", optimizer)
+    assert step[1] > 0 and step[0] < 0
+    np.testing.assert_allclose(step[1], step[2], rtol=1e-4)
+    if optimizer is torch.optim.SGD:
+        paper = _log_weight_step("softmax", optimizer)
+        assert 0 < paper[1] < 0.5 * paper[2], paper
+
+
+def test_frozen_anchored_actor_acts_like_the_saved_actor(tmp_path):
+    agent = ACODMAgent(make_spec(), actor="anchored", anchor="natural", warmup_steps=3, **SMALL)
+    obs = drive(agent, 10, np.random.default_rng(0))
+    agent.save(tmp_path / "agent.pt")
+    frozen = FrozenActorAgent(make_spec(), str(tmp_path / "agent.pt"))
+    np.testing.assert_allclose(frozen.act(obs), agent.greedy(obs), atol=1e-6)
+    assert np.abs(agent.greedy(obs) - NATURAL).max() > 1e-3, "the actor moved off its anchor"
+
+
+# -- acodm-released -----------------------------------------------------------------------------------
+def test_acodm_released_never_moves_its_actor():
+    """The authors' code steps the critic's optimiser after the actor loss: the actor stays at its random
+    initialisation through warm-up (ODM's smoothed mean) and after it, while the critic learns."""
+    agent = ACODMReleasedAgent(make_spec(), warmup_steps=5, **SMALL)
+    assert isinstance(agent.behaviour, EXP3Agent) and agent.behaviour.updater == "smoothed_mean"
+    actor, critic = params(agent.model.actor), params(agent.model.critic)
+    obs = drive(agent, 25, np.random.default_rng(0))
+    assert agent.t == 25
+    assert same(actor, params(agent.model.actor))
+    for initial, target in zip(actor, params(agent.model.actor_target)):  # Polyak averages of a constant
+        torch.testing.assert_close(initial, target)
+    assert not same(critic, params(agent.model.critic))
+    fresh = ACODMReleasedAgent(make_spec(), warmup_steps=5, **SMALL)  # the same seed: the same random actor
+    np.testing.assert_array_equal(agent.greedy(obs), fresh.greedy(obs))
+    action = agent.act(obs)  # the actor's weights less U(0, 1)/1000, renormalised
+    assert np.abs(action - agent.greedy(obs)).max() < 2e-3
+
+
+# -- Aioli and ADO on losses fed through observe ------------------------------------------------------
+def _feed(agent, steps, losses, fall, counts=(3, 3, 2)):
+    """A world where a step on mixture w lowers domain i's loss by ``fall(i, w, n)``; each step's info holds
+    the losses before its update, as the env's do. Returns the actions played."""
+    losses, played, n = np.array(losses, dtype=np.float64), [], 0.0
+    for _ in range(steps):
+        w = agent.act(None)
+        played.append(w)
+        info = {"domain_losses": losses.copy(), "domain_counts": np.array(counts), "sampling_probs": w}
+        agent.observe(None, w, 0.0, None, info)
+        agent.update()
+        n += sum(counts)
+        losses = losses - fall(w, n)
+    return np.array(played)
+
+
+def test_aioli_learns_the_weights_of_its_loss_change_matrix():
+    """Training on domain i lowers only i's loss, at rate r_i. The bursts (0.75 on one domain) give
+    changes 2·r_i·mixture_j(i); solved for one-hot effects A = diag(2r), normalised A = diag(r / Σr), so
+    the round plays softmax(η · r / Σr): most on domain 2, whose loss falls fastest."""
+    rates = np.array([0.01, 0.01, 0.05])
+    agent = AioliAgent(make_spec(), lp_steps=2, update_steps=5)
+    played = _feed(agent, 7, [5.0, 6.0, 7.0], lambda w, n: rates * w)
+    bursts = played[:6].reshape(3, 2, K)
+    assert all(np.array_equal(b[0], b[1]) for b in bursts) and sorted(b[0].argmax() for b in bursts) == [0, 1, 2]
+    np.testing.assert_allclose(bursts.max(axis=2), 0.75)
+    np.testing.assert_allclose(played[6], np.full(K, 1 / K))  # the step that measures the last burst
+    expected = np.exp(rates / rates.sum())
+    np.testing.assert_allclose(agent.act(None), expected / expected.sum(), rtol=1e-9)
+    assert agent.act(None).argmax() == 2
+
+
+def test_ado_moves_weight_to_the_domain_whose_loss_falls_faster():
+    """L_i(n) = 2 + B_i·n^(−1/2) with B = (4, 4, 16): the fits recover the laws, and domain 2's larger slope
+    raises its weight above its natural 0.2 while the others lose weight relative to theirs."""
+    b = np.array([4.0, 4.0, 16.0])
+    agent = ADOAgent(make_spec())
+    start = 2 + b * 8.0**-0.5
+
+    def fall(w, n):
+        return b * (n**-0.5 - (n + 8) ** -0.5)  # the law's drop from n to n + 8: a step's loss sits at its n
+
+    played = _feed(agent, 100, start, fall)
+    np.testing.assert_allclose(played[:40], np.tile(NATURAL, (40, 1)))  # natural before start_step
+    np.testing.assert_allclose(agent.params[:, 2], 0.5, atol=0.02)
+    np.testing.assert_allclose(np.exp(agent.params[:, 1]), 2.0, atol=0.05)
+    final = agent.act(None)
+    assert final[2] > NATURAL[2] + 0.05 and final[2] / NATURAL[2] > final[0] / NATURAL[0]
+    assert np.isclose(final.sum(), 1.0) and final.min() >= 0.01
+
+
+def test_aioli_and_ado_refuse_bad_options():
+    for cls, bad, match in (
+        (AioliAgent, {"one_hot_factor": 0.2}, "one_hot_factor"),
+        (AioliAgent, {"lp_steps": 0}, "lp_steps"),
+        (AioliAgent, {"init": "doge"}, "init"),
+        (ADOAgent, {"savgol_window": 4}, "savgol_window"),
+        (ADOAgent, {"start_step": 3}, "start_step"),
+        (ADOAgent, {"min_prob": 0.5}, "min_prob"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            cls(make_spec(), **bad)

@@ -24,8 +24,11 @@ OPTIONS = {
     "td3": {"learning_starts": 3, "batch_size": 16, "policy_kwargs": {"net_arch": [32]}},
     "sac": {"learning_starts": 3, "batch_size": 16, "policy_kwargs": {"net_arch": [32]}},
     "ppo": {"n_steps": 4, "batch_size": 4, "n_epochs": 1, "policy_kwargs": {"net_arch": [32]}},
+    "acodm-released": TINY_AC,
+    "ado": {"ignore_steps": 1, "start_step": 6, "update_interval": 2, "savgol_window": 5},
+    "aioli": {"lp_steps": 1, "update_steps": 2},
 }
-LEARNERS = set(OPTIONS) - {"odm"}
+LEARNERS = set(OPTIONS) - {"odm", "aioli"}  # aioli logs nothing
 
 
 def make_env(config, cls=None, total_steps=10) -> PretrainEnv:
@@ -35,6 +38,20 @@ def make_env(config, cls=None, total_steps=10) -> PretrainEnv:
         overrides["train"]["exploration_floor"] = cls.exploration_floor
         overrides["env"]["compute_reward"] = cls.needs_reward
     return PretrainEnv(config, overrides, log=lambda *_: None)
+
+
+def _log_random_run(env, tmp_path) -> str:
+    """A logged run as ``run.log_transitions`` writes it, of Dirichlet-random weights."""
+    rng, rows = np.random.default_rng(0), {"obs": [], "action": [], "reward": []}
+    obs, _ = env.reset(seed=1)
+    for _ in range(env.cfg.train.total_steps):
+        action = rng.dirichlet(np.ones(env.k))
+        next_obs, reward, *_ = env.step(action)
+        for key, value in zip(rows, (obs, action, reward)):
+            rows[key].append(value)
+        obs = next_obs
+    np.savez(tmp_path / "transitions.npz", **{key: np.array(v, dtype=np.float32) for key, v in rows.items()})
+    return str(tmp_path / "transitions.npz")
 
 
 @pytest.mark.parametrize("name", sorted(AGENTS))
@@ -48,6 +65,9 @@ def test_every_registered_agent_runs_the_runner_loop(name, config, tmp_path):
     if name == "frozen":
         ACODMAgent(spec, layers=1, width=32).save(tmp_path / "proxy.pt")
         cfg.options["path"] = str(tmp_path / "proxy.pt")
+    if name == "offline":
+        pytest.importorskip("d3rlpy", reason="the offline agent needs d3rlpy: pip install -e '.[offline]'")
+        cfg.options = {"dataset": [_log_random_run(env, tmp_path)], "n_steps": 20, "batch_size": 8, "hidden": [16]}
     agent = make_agent(cfg, spec)
     agent.check_env(env)
     obs, info = env.reset(seed=0)
@@ -140,3 +160,25 @@ def test_acodm_keeps_every_weight_off_the_corners_on_the_real_env(config):
         if t >= 10:
             lowest = np.minimum(lowest, agent.model.predict(obs, deterministic=True)[0])
     assert (lowest >= bound).all(), f"lowest greedy weights {lowest.round(4)} fell below {bound.round(4)}"
+
+
+def test_anchored_acodm_starts_uniform_and_learns_off_it_on_the_real_env(config):
+    """``actor: anchored`` on the real env: the greedy weights are uniform through warm-up, move once the
+    actor steps, and keep every weight above its minimum probability."""
+    env = make_env(config, ACODMAgent, total_steps=30)
+    spec = EnvSpec.from_env(env)
+    agent = ACODMAgent(spec, actor="anchored", min_weight=0.02, layers=1, width=32, batch_size=16, warmup_steps=10)
+    obs, _ = env.reset(seed=0)
+    greedy = []
+    for _ in range(30):
+        action = agent.act(obs)
+        next_obs, reward, _, _, info = env.step(action)
+        agent.observe(obs, action, reward, next_obs, info)
+        agent.update()
+        obs = next_obs
+        greedy.append(agent.greedy(obs))
+    greedy = np.array(greedy)
+    np.testing.assert_allclose(greedy[:9], 1 / env.k, atol=1e-6)
+    assert np.abs(greedy[-1] - 1 / env.k).max() > 1e-3
+    assert greedy.min() >= 0.02 - 1e-6
+    np.testing.assert_allclose(greedy.sum(axis=1), 1.0, atol=1e-5)

@@ -199,6 +199,24 @@ def test_odm_killed_and_resumed_equals_uninterrupted_run(corpus_text_dir, cache_
     assert any((run_dir / "tensorboard").iterdir())
 
 
+@pytest.mark.parametrize(
+    "agent",
+    [
+        {"name": "aioli", "options": {"lp_steps": 1, "update_steps": 4}},
+        {"name": "ado", "options": {"ignore_steps": 2, "start_step": 8, "update_interval": 4, "savgol_window": 5}},
+    ],
+    ids=lambda a: a["name"],
+)
+def test_online_mixers_killed_and_resumed_equal_uninterrupted_runs(corpus_text_dir, cache_dir, tmp_path, agent):
+    """Aioli's burst order and loss-change matrix, ADO's loss history and fits travel in the checkpoint."""
+    cfg = _config_file(tmp_path, corpus_text_dir, cache_dir, agent)
+    run_dir, ref_dir = _kill_and_resume(tmp_path, cfg)
+    _assert_same_run(run_dir, ref_dir)
+    metrics = read_metrics(run_dir / "metrics.csv")
+    weights = np.stack([v for key, v in metrics.items() if key.startswith("weight/")], axis=1)
+    assert weights.std(axis=0).max() > 1e-3, "the mixture never changed"
+
+
 def test_vector_sac_killed_and_resumed_equals_uninterrupted_run_with_its_diagnostics(
     corpus_text_dir, cache_dir, tmp_path
 ):

@@ -7,10 +7,13 @@ import json
 
 from ..config import AgentConfig
 from ..errors import ConfigError
-from .acodm import ACODMAgent, ACODMTD3Agent, FrozenActorAgent, VectorSACAgent
+from .acodm import ACODMAgent, ACODMReleasedAgent, ACODMTD3Agent, FrozenActorAgent, VectorSACAgent
+from .ado import ADOAgent
+from .aioli import AioliAgent
 from .base import Agent, EnvSpec, read_agent_file
 from .doge import DoGEAgent
 from .exp3 import EXP3Agent
+from .offline import OfflineAgent
 from .sb3 import DDPGAgent, PPOAgent, SACAgent, TD3Agent
 from .static import NaturalAgent, StaticAgent, UniformAgent, read_weights
 from .vector_sac import LogisticNormalActor, LogisticNormalDistribution, VectorSAC, VectorSACPolicy
@@ -33,6 +36,10 @@ AGENTS: dict[str, type[Agent]] = {
         TD3Agent,
         SACAgent,
         PPOAgent,
+        AioliAgent,
+        ADOAgent,
+        ACODMReleasedAgent,
+        OfflineAgent,
     )
 }
 
@@ -97,6 +104,10 @@ __all__ = [
     "TD3Agent",
     "SACAgent",
     "PPOAgent",
+    "AioliAgent",
+    "ADOAgent",
+    "ACODMReleasedAgent",
+    "OfflineAgent",
     "VectorTD3",
     "VectorDDPG",
     "VectorTD3Policy",

@@ -29,10 +29,11 @@ from .exp3 import EXP3Agent
 from .sb3 import build_sb3_model, drain_logger, load_sb3_state, sb3_state
 from .static import read_weights
 from .vector_sac import LogisticNormalActor, VectorSAC, entropy_target
-from .vector_td3 import SoftmaxActor, VectorDDPG, VectorTD3, cosine_schedule
+from .vector_td3 import ReleasedDDPG, SoftmaxActor, VectorDDPG, VectorTD3, cosine_schedule
 
 BEHAVIOURS = ("natural", "odm")
 PRIORS = ("natural", "uniform")
+ACTORS = ("softmax", "anchored")
 EXPLORATIONS = ("gaussian", "authors", "none")
 
 
@@ -52,9 +53,16 @@ class ACODMOptions:
     :param scalarization: "alpha_weighted" (μ(s)·Q, the env's scalar reward) or "sum"
     :param prior_coef: λ of the actor's pull λ·KL(prior ‖ α) towards ``prior``; it keeps the weights off
         the simplex's corners (see ``vector_td3``); 0: off
-    :param prior: the mixture the actor is pulled towards, "natural" or "uniform"
+    :param prior: the mixture the actor is pulled towards, "natural" or "uniform" (the softmax actor)
     :param actor_gradient: "critic" (DDPG: through the critic's action input) or "values" (the critic's
-        per-domain values held constant: an exponentiated-gradient-like step; see ``vector_td3``)
+        per-domain values held constant: an exponentiated-gradient-like step; see ``vector_td3``); the
+        softmax actor only
+    :param actor: "softmax" (the paper: α = softmax of the network's outputs) or "anchored" (α =
+        softmax(log π₀ + a(s)), started at π₀ and stepped along the value gaps as mirror descent, so a
+        rare domain's weight moves as fast as a common one's; ``prior_coef`` pulls log α towards log π₀;
+        warm-up perturbs π₀ instead of the natural weights; see ``vector_td3``)
+    :param anchor: π₀ of the anchored actor, "uniform" or "natural"
+    :param min_weight: the anchored actor's minimum probability δ per domain (as ADO's), k·δ < 1
     :param reward_ema: ξ of r̂_i ← ξ r̂_i + (1 − ξ) r_i / p_i; None: the raw reward (e.g. with
         env.reward_variant=authors, whose code has no average)
     :param warmup_steps: steps of the behaviour policy before the actor acts (None: 10% of the run)
@@ -85,6 +93,9 @@ class ACODMOptions:
     prior_coef: float = 3.0
     prior: str = "natural"
     actor_gradient: str = "critic"
+    actor: str = "softmax"
+    anchor: str = "uniform"
+    min_weight: float = 0.01
     reward_ema: float | None = 0.9
     warmup_steps: int | None = None
     warmup_noise: float = 0.02
@@ -107,21 +118,13 @@ class ACODMAgent(Agent):
     name = "acodm"
     algorithm: type[VectorTD3] | type[VectorSAC] = VectorDDPG
     explorations = EXPLORATIONS
+    actors = ACTORS
     Options = ACODMOptions
 
     def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
         o = self.options = self.make_options(options)
-        if o.warmup_behaviour not in BEHAVIOURS:
-            raise ConfigError(
-                f"{self.name} warmup_behaviour='{o.warmup_behaviour}'; choose one of {', '.join(BEHAVIOURS)}."
-            )
-        if o.prior not in PRIORS:
-            raise ConfigError(f"{self.name} prior='{o.prior}'; choose one of {', '.join(PRIORS)}.")
-        if o.exploration not in self.explorations:
-            raise ConfigError(
-                f"{self.name} exploration='{o.exploration}'; choose one of {', '.join(self.explorations)}."
-            )
+        self._check_options(o)
         target = None if o.target_weights is None else read_weights(o.target_weights, spec.domains)
         self.diagnostics = Diagnostics(self.k, o.gamma, target, o.diagnostics_window, o.holdout_every)
         self.net_arch = [o.width] * o.layers
@@ -132,6 +135,10 @@ class ACODMAgent(Agent):
         self.behaviour = EXP3Agent(spec, updater="smoothed_mean") if o.warmup_behaviour == "odm" else None
         self.rng = np.random.default_rng(o.seed)
         self.t = 0  # transitions observed
+        uniform = np.full(self.k, 1.0 / self.k)
+        anchor = (spec.natural_weights if o.anchor == "natural" else uniform) if o.actor == "anchored" else None
+        self.start_weights = spec.natural_weights if anchor is None else anchor  # what warm-up perturbs
+        actor_kwargs = {} if anchor is None else {"anchor": anchor, "min_weight": o.min_weight}
         self.model: VectorTD3 = build_sb3_model(
             self.algorithm,
             spec,
@@ -144,13 +151,31 @@ class ACODMAgent(Agent):
             gamma=o.gamma,
             tau=o.tau,
             scalarization=o.scalarization,
-            prior=spec.natural_weights if o.prior == "natural" else np.full(self.k, 1.0 / self.k),
+            prior=spec.natural_weights if o.prior == "natural" else uniform,
             prior_coef=o.prior_coef,
             actor_gradient=o.actor_gradient,
             replay_buffer_kwargs={"reward_ema": o.reward_ema},
-            policy_kwargs={"net_arch": self.net_arch},
+            policy_kwargs={"net_arch": self.net_arch, **actor_kwargs},
             **self.algorithm_options(),
         )
+
+    def _check_options(self, o: ACODMOptions) -> None:
+        """Refuse an unknown choice or an out-of-range floor before anything is built."""
+        choices = {
+            "warmup_behaviour": BEHAVIOURS,
+            "prior": PRIORS,
+            "actor": self.actors,
+            "anchor": PRIORS,
+            "exploration": self.explorations,
+        }
+        for option, allowed in choices.items():
+            if getattr(o, option) not in allowed:
+                raise ConfigError(f"{self.name} {option}='{getattr(o, option)}'; choose one of {', '.join(allowed)}.")
+        if not 0.0 <= o.min_weight * self.k < 1.0:
+            raise ConfigError(
+                f"{self.name} min_weight={o.min_weight} must be >= 0 and below 1/k = {1 / self.k:.4g}, so the "
+                "floors leave weight to move."
+            )
 
     def algorithm_options(self) -> dict[str, Any]:
         """Extra keyword arguments for ``algorithm`` (the TD3 variant adds its own)."""
@@ -160,7 +185,7 @@ class ACODMAgent(Agent):
         if self.t < self.warmup_steps:
             if self.behaviour is not None:
                 return self.behaviour.act(obs)
-            return self._perturbed(self.spec.natural_weights, self.rng.normal(0.0, self.warmup_noise, self.k))
+            return self._perturbed(self.start_weights, self.rng.normal(0.0, self.warmup_noise, self.k))
         weights = self.model.predict(obs, deterministic=self.exploration != "policy")[0].astype(np.float64)
         if self.exploration == "gaussian":
             return self._perturbed(weights, self.rng.normal(0.0, self.exploration_noise, self.k))
@@ -295,6 +320,7 @@ class VectorSACAgent(ACODMAgent):
     name = "vector-sac"
     algorithm = VectorSAC
     explorations = EXPLORATIONS + ("policy",)
+    actors = ("softmax",)  # its logistic-normal policy has no anchored form
     Options = VectorSACOptions
 
     def algorithm_options(self):
@@ -303,6 +329,37 @@ class VectorSACAgent(ACODMAgent):
             "ent_coef": o.ent_coef,
             "target_entropy": entropy_target(self.k) if o.target_entropy is None else o.target_entropy,
         }
+
+
+@dataclass
+class ACODMReleasedOptions(ACODMOptions):
+    """Options of ``acodm-released``: ``ACODMOptions`` with the authors' code's choices as defaults.
+
+    :param warmup_behaviour: ODM's smoothed-mean bandit, as their warm-up runs
+    :param exploration: their a − U(0, 1)/1000
+    :param scalarization: their actor loss, −mean Q over the domains
+    :param prior_coef: none in their code
+    :param reward_ema: none in their code
+    """
+
+    warmup_behaviour: str = "odm"
+    exploration: str = "authors"
+    scalarization: str = "sum"
+    prior_coef: float = 0.0
+    reward_ema: float | None = None
+
+
+class ACODMReleasedAgent(ACODMAgent):
+    """What the authors' released code runs (``acodm-released``): ODM's smoothed-mean warm-up, then the
+    actor's weights with their exploration, but an actor that never learns (``ReleasedDDPG``: their code
+    steps the critic's optimiser after the actor's loss). So after warm-up the mixture is a randomly
+    initialised network's output; the released results rest on it. Its options are ``ACODMReleasedOptions``.
+    """
+
+    name = "acodm-released"
+    algorithm = ReleasedDDPG
+    actors = ("softmax",)
+    Options = ACODMReleasedOptions
 
 
 @dataclass
@@ -329,6 +386,7 @@ class FrozenActorAgent(Agent):
     sources = {
         ACODMAgent.name: SoftmaxActor,
         ACODMTD3Agent.name: SoftmaxActor,
+        ACODMReleasedAgent.name: SoftmaxActor,
         VectorSACAgent.name: LogisticNormalActor,
     }
 
@@ -343,10 +401,21 @@ class FrozenActorAgent(Agent):
         obs_space = spec.observation_space
         try:
             state = blob["state"]
-            self.actor = self.sources[blob["agent"]](
-                obs_space, spec.action_space, list(state["net_arch"]), FlattenExtractor(obs_space), obs_space.shape[0]
-            )
             policy = state["sb3"]["params"]["policy"]
+            anchored = {}  # an anchored actor's π₀ and δ travel as buffers of its state
+            if "actor.log_anchor" in policy:
+                anchored = {
+                    "anchor": policy["actor.log_anchor"].exp().numpy(),
+                    "min_weight": float(policy["actor.min_weight"]),
+                }
+            self.actor = self.sources[blob["agent"]](
+                obs_space,
+                spec.action_space,
+                list(state["net_arch"]),
+                FlattenExtractor(obs_space),
+                obs_space.shape[0],
+                **anchored,
+            )
             self.actor.load_state_dict(
                 {k.removeprefix("actor."): v for k, v in policy.items() if k.startswith("actor.")}
             )

@@ -30,6 +30,16 @@ critic values above the current mixture's average, as an exponentiated-gradient 
 of along the critic's derivative in its action input, which the replay data (weights within a few
 hundredths of each other) barely constrains. Needs ``alpha_weighted``.
 
+The anchored actor (``anchor`` given) emits α = (1 − kδ)·softmax(log π₀ + a(s)) + δ: its network learns
+the deviation a from the anchor π₀, with its output layer zeroed so it starts at π₀ exactly, and δ
+(``min_weight``) is a minimum probability as ADO's. It steps as mirror descent (exponentiated gradient)
+does: its surrogate −Σ_i a_i·g_i + ½λ‖a − ā‖², g_i = (Q_i − Σ_j α_j Q_j) / spread(Q) with the values held
+constant, has the gradient −g_i + λ(a_i − ā) on a_i, which does not scale with α_i. On the softmax
+actor the same value gap moves logit i by α_i·g_i, so a rare domain hardly moves (README, "Why AC-ODM
+does not learn a better mixture here"). λ (``prior_coef``) pulls log α towards log π₀; where the values
+are flat in the action the deviation settles at a_i − ā = g_i / λ. The warm-up does not clone the
+behaviour into it: it stays at π₀ until its own steps.
+
 SB3 rejects a non-scalar reward from ``step()``, so the vector travels in ``info["vector_reward"]``
 and ``VectorReplayBuffer.add`` reads it from there; ``VectorTD3`` therefore also runs under SB3's own
 ``learn()``. The actor is a softmax MLP; SB3 maps its TD3 actor's [−1, 1] output onto the Box
@@ -89,19 +99,46 @@ def weights_of(scaled: th.Tensor) -> th.Tensor:
 
 
 class SoftmaxActor(Actor):
-    """TD3 actor whose head is a softmax over domains, emitted as 2p − 1 for SB3's action scaling."""
+    """TD3 actor whose head is a softmax over domains, emitted as 2p − 1 for SB3's action scaling.
 
-    def __init__(self, *args, **kwargs):
+    :param anchor: π₀ of the anchored actor (module docstring); None: the paper's softmax of the outputs
+    :param min_weight: δ, the anchored actor's minimum probability (k·δ < 1)
+    """
+
+    def __init__(self, *args, anchor: np.ndarray | None = None, min_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         # Replaces the tanh MLP that Actor.__init__ builds: LayerNorm + ReLU layers, softmax output.
         hidden = mlp(self.features_dim, get_action_dim(self.action_space), self.net_arch, self.activation_fn)
         self.mu = nn.Sequential(*hidden, nn.Softmax(dim=-1))
+        self.anchored = anchor is not None
+        if self.anchored:
+            k = get_action_dim(self.action_space)
+            if not 0.0 <= min_weight * k < 1.0:
+                raise AgentError(f"min_weight={min_weight} must be >= 0 with k·min_weight < 1 ({k} domains).")
+            log_anchor = np.log(np.asarray(anchor, dtype=np.float64) / np.sum(anchor))
+            # buffers, so a saved actor carries them (``frozen`` rebuilds it from its state alone)
+            self.register_buffer("log_anchor", th.as_tensor(log_anchor, dtype=th.float32))
+            self.register_buffer("min_weight", th.tensor(float(min_weight)))
+            nn.init.zeros_(hidden[-1].weight)  # a(s) = 0: the actor starts at π₀ whatever the state
+            nn.init.zeros_(hidden[-1].bias)
+
+    def deviation(self, obs: th.Tensor) -> th.Tensor:
+        """The network's outputs: the logits (paper) or the anchored actor's deviation a(s)."""
+        return self.mu[:-1](self.extract_features(obs, self.features_extractor))
 
     def logits(self, obs: th.Tensor) -> th.Tensor:
         """The pre-softmax outputs, for log-weights that stay finite when the softmax saturates."""
-        return self.mu[:-1](self.extract_features(obs, self.features_extractor))
+        a = self.deviation(obs)
+        return a + self.log_anchor if self.anchored else a
+
+    def weights_of_deviation(self, a: th.Tensor) -> th.Tensor:
+        """The anchored actor's weights (1 − kδ)·softmax(log π₀ + a) + δ."""
+        p = F.softmax(a + self.log_anchor, dim=-1)
+        return (1 - a.shape[-1] * self.min_weight) * p + self.min_weight
 
     def forward(self, obs: th.Tensor) -> th.Tensor:
+        if self.anchored:
+            return 2 * self.weights_of_deviation(self.deviation(obs)) - 1
         return 2 * F.softmax(self.logits(obs), dim=-1) - 1
 
 
@@ -130,19 +167,26 @@ class VectorCritic(ContinuousCritic):
 class VectorTD3Policy(TD3Policy):
     """TD3Policy whose ``make_actor`` builds the softmax actor and ``make_critic`` the vector critic."""
 
-    def __init__(self, *args, reward_dim: int | None = None, **kwargs):
+    def __init__(
+        self, *args, reward_dim: int | None = None, anchor: np.ndarray | None = None, min_weight: float = 0.0, **kwargs
+    ):
         self.reward_dim = reward_dim  # before super().__init__: its _build() calls make_critic
+        self.anchor, self.min_weight = anchor, min_weight  # and make_actor
         super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor=None) -> SoftmaxActor:
-        return SoftmaxActor(**self._update_features_extractor(self.actor_kwargs, features_extractor)).to(self.device)
+        kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        if self.anchor is not None:
+            kwargs.update(anchor=self.anchor, min_weight=self.min_weight)
+        return SoftmaxActor(**kwargs).to(self.device)
 
     def make_critic(self, features_extractor=None) -> VectorCritic:
         kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
         return VectorCritic(reward_dim=self.reward_dim or get_action_dim(self.action_space), **kwargs).to(self.device)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "reward_dim": self.reward_dim}
+        extra = {"reward_dim": self.reward_dim, "anchor": self.anchor, "min_weight": self.min_weight}
+        return {**super()._get_constructor_parameters(), **extra}
 
 
 class VectorReplayBuffer(ReplayBuffer):
@@ -340,8 +384,22 @@ class VectorTD3(VectorObjective, TD3):
             return data.rewards + (1 - data.dones) * discounts * next_q
 
     def actor_objective(self, obs: th.Tensor) -> th.Tensor:
-        """The loss the actor descends: −scalarised Q / spread(Q) + λ·KL(prior ‖ α) (module docstring)."""
+        """The loss the actor descends: −scalarised Q / spread(Q) + λ·KL(prior ‖ α), or the anchored actor's
+        mirror-descent surrogate (module docstring)."""
+        if self.actor.anchored:
+            return self.anchored_objective(obs).mean()
         return self.scalarized_objective(obs, self.actor.logits(obs)).mean()
+
+    def anchored_objective(self, obs: th.Tensor) -> th.Tensor:
+        """−Σ_i a_i·g_i + ½λ‖a − ā‖² per sample, g the value gaps at the actor's weights (held constant)."""
+        a = self.actor.deviation(obs)
+        with th.no_grad():
+            weights = self.actor.weights_of_deviation(a)
+            q = self.critic.q1_forward(obs, 2 * weights - 1)
+            spread = (q.std(dim=1) if q.shape[1] > 1 else q.abs()).mean().clamp_min(1e-8)
+            gap = (q - (weights * q).sum(dim=1, keepdim=True)) / spread
+        centred = a - a.mean(dim=1, keepdim=True)
+        return -(a * gap).sum(dim=1) + 0.5 * self.prior_coef * (centred**2).sum(dim=1)
 
     def actor_step(self, obs: th.Tensor) -> float:
         return self._optimize(self.actor.optimizer, self.actor_objective(obs), "actor")
@@ -375,7 +433,8 @@ class VectorTD3(VectorObjective, TD3):
             critic_losses.append(self.critic_step(data.observations, data.actions, target))
             if warmup or self._n_updates % self.policy_delay == 0:
                 obs = data.observations
-                actor_losses.append(self.clone_step(obs, data.actions) if warmup else self.actor_step(obs))
+                if not (warmup and self.actor.anchored):  # the anchored actor stays at π₀ through warm-up
+                    actor_losses.append(self.clone_step(obs, data.actions) if warmup else self.actor_step(obs))
                 self.soft_update()
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/critic_loss", np.mean(critic_losses))
@@ -402,3 +461,17 @@ class VectorDDPG(VectorTD3):
         self.policy_kwargs.setdefault("n_critics", 1)
         if _init_setup_model:
             self._setup_model()
+
+
+class ReleasedDDPG(VectorDDPG):
+    """VectorDDPG as the authors' released code updates it (DANG-ai/AC-ODM, ``megatron/data/agent.py``):
+    after the actor loss's backward pass it steps the critic's optimiser, never the actor's, in warm-up
+    (where the critic has no gradient from the cloning loss, so nothing moves) and after it (where the
+    critic takes a step along the actor loss's gradient). The actor keeps its random initialisation."""
+
+    def actor_step(self, obs: th.Tensor) -> float:
+        return self._optimize(self.critic.optimizer, self.actor_objective(obs), "actor")
+
+    def clone_step(self, obs: th.Tensor, actions: th.Tensor) -> float:
+        loss = F.mse_loss(weights_of(self.actor(obs)), weights_of(actions))
+        return self._optimize(self.critic.optimizer, loss, "actor warm-up")
