@@ -218,3 +218,11 @@ def test_config_round_trips_and_fingerprint_tracks_sections():
     other = load_config(None, ["train.lr=0.02"])
     assert cfg.fingerprint("data", "model") == other.fingerprint("data", "model")
     assert cfg.fingerprint("train") != other.fingerprint("train")
+
+
+def test_a_single_override_string_is_one_override():
+    """``gym.make(id, overrides="train.total_steps=3")``: a string is one override, not a list of characters."""
+    cfg = load_config(None, "train.total_steps=300")
+    assert cfg.train.total_steps == 300
+    with pytest.raises(ConfigError, match="Override 'train.total_steps' must look like"):
+        load_config(None, "train.total_steps")

@@ -20,9 +20,9 @@ from typing import Callable, Sequence
 import numpy as np
 import yaml
 
-from ..config import METHODS, Config, TaskConfig, check_methods, load_config
+from ..config import METHODS, Config, TaskConfig, check_methods, check_search, load_config
 from ..envs.task import normalised_score, read_references
-from ..errors import ResumeError
+from ..errors import MissingFileError, ResumeError
 from . import checkpoint, plots, rundir
 from .runner import prepare_config, run_dir_for, train
 
@@ -136,6 +136,7 @@ def compare(
         keep its record (``benchmarks/tasks.py``), so a sweep that is stopped loses no finished run
     """
     check_methods(methods)
+    check_search(seeds)
     out = Path(out or Path(cfg.run.out_dir) / "compare")
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[str]] = {m: [] for m in methods}
@@ -223,6 +224,11 @@ def report(out: str | Path) -> Path:
     seconds per step, and per-domain test perplexity for every domain.
     """
     out = Path(out)
+    if not (out / "compare.json").is_file():
+        raise MissingFileError(
+            f"{out} is not a comparison directory (it has no compare.json): give the --out directory of an "
+            "`acodm-gym compare` (its runs are listed in compare.json)."
+        )
     index = json.loads((out / "compare.json").read_text())
     summaries = {m: _load(d) for m, d in index["runs"].items() if d}
     first = next(iter(summaries.values()))[0]
