@@ -257,13 +257,15 @@ def _first_step(cfg: Config, env: PretrainEnv, agent: Agent | None, obs) -> _Ste
         if not _out_of_memory(exc):
             raise
         why = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(
-            f"train.batch_size={cfg.train.batch_size} (sequences of model.seq_len={cfg.model.seq_len} tokens) does not "
-            f"fit in memory on {cfg.train.device} ({why}): lower train.batch_size, or set train.micro_batch_size to "
-            "accumulate the gradient over smaller pieces. The run directory was not touched."
-        ) from None
-    step.seconds = time.perf_counter() - started
-    return step
+    else:
+        step.seconds = time.perf_counter() - started
+        return step
+    # raised here, not in the handler: the failed step's frames (and what they allocated) are released first
+    raise ConfigError(
+        f"train.batch_size={cfg.train.batch_size} (sequences of model.seq_len={cfg.model.seq_len} tokens) does not "
+        f"fit in memory on {cfg.train.device} ({why}): lower train.batch_size, or set train.micro_batch_size to "
+        "accumulate the gradient over smaller pieces. The run directory was not touched."
+    )
 
 
 def _run(
