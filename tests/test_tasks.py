@@ -421,7 +421,8 @@ def test_learning_agents_get_the_best_static_mixture_as_their_diagnostic_target(
     from acodm_gym.runs.runner import prepare_config
 
     path = tmp_path / "refs.json"
-    path.write_text(json.dumps({"domains": ["code", "docs"], "references": {"best_static": {"weights": [0.7, 0.3]}}}))
+    refs = {"natural": {"weights": [0.5, 0.5]}, "best_static": {"weights": [0.7, 0.3]}}  # a reference file has both
+    path.write_text(json.dumps({"domains": ["code", "docs"], "references": refs}))
     acodm = prepare_config(load_config(None, [f"task.references={path}", "agent.name=acodm"], task=str(small_task)))
     assert acodm.agent.options["target_weights"] == {"code": 0.7, "docs": 0.3}
     odm = prepare_config(load_config(None, [f"task.references={path}", "agent.name=odm"], task=str(small_task)))
