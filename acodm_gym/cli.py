@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from .config import AGENT_NAMES, ALL_METHODS, METHODS, check_methods, load_config
+from .config import AGENT_NAMES, ALL_METHODS, METHODS, check_methods, check_search, load_config
 from .errors import ConfigError, InputError, RunFailure
 
 
@@ -103,6 +103,7 @@ def cmd_compare(args) -> int:
     cfg = _config(args, {"run.out_dir": args.out_dir})
     methods = args.methods.split(",") if args.methods else list(METHODS)
     check_methods(methods)  # before torch is imported
+    check_search(args.seeds)
     from .runs.compare import compare
 
     # A task's sweep goes beside its references, so their natural and uniform runs are reused.
@@ -116,6 +117,7 @@ def cmd_compare(args) -> int:
 def cmd_reference(args) -> int:
     """Reference scores of a task: natural, uniform and the best static mixture of a budgeted search."""
     load_config(None, args.overrides, task=args.task)  # a bad task or override is reported before torch is imported
+    check_search(args.seeds, args.random_runs, args.refine_runs, args.search_steps)
     import numpy as np
 
     from .runs.reference import references

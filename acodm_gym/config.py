@@ -164,6 +164,32 @@ def check_methods(methods: Sequence[str]) -> None:
         raise ConfigError(f"Unknown compare method(s) {unknown}: choose from {', '.join(ALL_METHODS)}.")
 
 
+SEED_MAX = 2**32 - 1  # numpy's and gymnasium's seeds are non-negative; torch's fit in 64 bits
+MAX_SEARCH_RUNS = 1000  # runs of one reference search stage: each is a whole training run
+
+
+def check_seed(seed: Any, key: str = "run.seed=") -> None:
+    """Refuse a seed numpy, gymnasium and torch would not all take (``--seed -1``), before any work."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"{key}{seed} is not a seed: give an integer from 0 to {SEED_MAX}.")
+
+
+def check_search(seeds: Sequence[int], random_runs: int = 0, refine_runs: int = 0, search_steps: int = 1) -> None:
+    """Seeds and a reference search's budget in range before the corpus loads: 0 runs means none, and every
+    count is bounded (a count is a number of whole training runs)."""
+    if not seeds:
+        raise ConfigError("--seeds: give at least one seed.")
+    for seed in seeds:
+        check_seed(seed, "--seeds ")
+    for flag_, value in (("--random-runs", random_runs), ("--refine-runs", refine_runs)):
+        if not 0 <= value <= MAX_SEARCH_RUNS:
+            raise ConfigError(
+                f"{flag_} {value} is out of range: give 0 (none) to {MAX_SEARCH_RUNS} runs; each is a training run."
+            )
+    if search_steps < 1:
+        raise ConfigError(f"--search-steps {search_steps} is out of range: give at least 1 step per search run.")
+
+
 @dataclass
 class AgentConfig:
     name: str = "natural"
@@ -402,11 +428,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def load_config(
     source: str | Path | Mapping[str, Any] | Config | None = None,
-    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    overrides: str | Sequence[str] | Mapping[str, Any] | None = None,
     task: str | None = None,
 ) -> Config:
     """Build a Config from defaults, a task (configs/tasks/<task>.yaml), a YAML file or mapping on top,
-    and overrides (strings or nested mapping)."""
+    and overrides (strings, one string, or a nested mapping)."""
     cfg = Config()
     if task is not None:
         path = task_config_path(task)
@@ -421,6 +447,8 @@ def load_config(
         else:
             data, origin = dict(source), None
         _merge(cfg, _expand(data, origin), "")
+    if isinstance(overrides, str):  # gym.make(id, overrides="train.total_steps=3"): one override
+        overrides = [overrides]
     if overrides:
         if isinstance(overrides, Mapping):
             _merge(cfg, _expand(dict(overrides)), "")
@@ -516,6 +544,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"agent.init_from={cfg.agent.init_from} is not a file: give the agent.pt of an earlier run.")
     if cfg.env.reward_sketch is not None:
         check_sketch(cfg.env.reward_sketch)  # against the layer sizes again when the probe meets the model
+    check_seed(cfg.run.seed)
     if cfg.run.checkpoint_interval < 0 or cfg.run.keep_checkpoints < 1:
         raise ConfigError("run.checkpoint_interval must be >= 0 (0: no checkpoints) and run.keep_checkpoints >= 1.")
     check_model(cfg.model)

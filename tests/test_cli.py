@@ -101,3 +101,30 @@ def test_only_the_projects_own_errors_are_answered_with_an_exit_code(monkeypatch
     monkeypatch.setattr(cli, "cmd_report", command_raising(ValueError("a bug inside")))
     with pytest.raises(ValueError, match="a bug inside"):
         cli.main(["report", "somewhere"])
+
+
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["train", "--seed", "-1"], "run.seed=-1"),
+        (["train", "run.seed=4294967296"], "run.seed=4294967296"),
+        (["compare", "--seeds", "0", "-3"], "--seeds -3"),
+        (["reference", "--task", "default", "--seeds", "-1"], "--seeds -1"),
+        (["reference", "--task", "default", "--refine-runs", "-1"], "--refine-runs -1"),
+        (["reference", "--task", "default", "--refine-runs", "1000000"], "--refine-runs 1000000"),
+        (["reference", "--task", "default", "--random-runs", "-2"], "--random-runs -2"),
+        (["reference", "--task", "default", "--search-steps", "0"], "--search-steps 0"),
+    ],
+)
+def test_out_of_range_seeds_and_search_budgets_are_one_line_before_any_work(argv, text):
+    result = _probe(*argv)
+    assert result["code"] == 2 and text in result["err"], result
+    assert len(result["err"].strip().splitlines()) == 1, result["err"]
+    assert result["heavy"] == [], f"{argv} imported {result['heavy']}"
+
+
+def test_report_on_a_directory_that_is_not_a_comparison_is_one_line(tmp_path):
+    result = _probe("report", str(tmp_path))
+    assert result["code"] == 2 and "Traceback" not in result["err"], result
+    (line,) = [line for line in result["err"].splitlines() if line.startswith("error:")]  # an import may print a notice
+    assert f"{tmp_path} is not a comparison" in line and "compare.json" in line, result

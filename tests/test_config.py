@@ -239,3 +239,11 @@ def test_a_proxy_model_may_repeat_layers_to_match_its_targets_observation():
     proxy = load_config(cfg, {"model": {"preset": cfg.run.proxy_model}})  # what the proxy stage trains
     assert proxy.model.num_layers == 2 and proxy.env.num_norm_probes == 9
     assert load_config(None, ["data.vocab_size=10", "data.tokenizer=my.json"]).data.vocab_size == 10  # unused
+
+
+def test_a_single_override_string_is_one_override():
+    """``gym.make(id, overrides="train.total_steps=3")``: a string is one override, not a list of characters."""
+    cfg = load_config(None, "train.total_steps=300")
+    assert cfg.train.total_steps == 300
+    with pytest.raises(ConfigError, match="Override 'train.total_steps' must look like"):
+        load_config(None, "train.total_steps")

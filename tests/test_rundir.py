@@ -80,6 +80,49 @@ def test_a_finished_run_without_checkpoints_is_not_replaced_either(corpus_text_d
         train(cfg, log=lambda _: None)
 
 
+def test_an_overwritten_run_directory_holds_nothing_of_the_earlier_run(corpus_text_dir, cache_dir, tmp_path):
+    """``--overwrite`` once left the earlier run's diagnostics.png behind (also with run.plots=false)."""
+    learner = load_config(_cfg(corpus_text_dir, cache_dir, tmp_path, run={"plots": True}), {"agent": {"name": "doge"}})
+    first = train(learner, log=lambda _: None)
+    assert (first.run_dir / "diagnostics.png").is_file()
+    started = time.time_ns()
+    again = train(_cfg(corpus_text_dir, cache_dir, tmp_path), log=lambda _: None, overwrite=True)
+    old = [str(p) for p in again.run_dir.rglob("*") if p.is_file() and p.stat().st_mtime_ns < started]
+    assert old == [str(again.run_dir / rundir.LOCK)], old
+    assert not (again.run_dir / "diagnostics.png").exists() and again.summary["agent"] == "natural"
+
+
+# A real allocation failure, cheaply: the CLI under an address-space limit that the imports, the corpus and
+# the tiny model fit in, and a batch whose activations do not.
+_LIMITED = (
+    "import resource, sys; limit = int(sys.argv.pop(1)); resource.setrlimit(resource.RLIMIT_AS, (limit, limit)); "
+    "from acodm_gym.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_a_batch_that_does_not_fit_in_memory_is_refused_before_the_run_directory_is_touched(
+    corpus_text_dir, cache_dir, tmp_path
+):
+    """``--overwrite`` with such a batch once deleted the earlier run and then died with the allocator's
+    traceback; into a new directory it exited 1, the code of a run whose last checkpoint is usable."""
+    cfg = _cfg(corpus_text_dir, cache_dir, tmp_path)
+    first = train(cfg, log=lambda _: None)
+    before = _snapshot(first.run_dir)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    for name, extra in (("run", ["--overwrite"]), ("new", [])):
+        argv = ["train", "--config", str(path), "--name", name, "train.batch_size=40000", *extra]
+        proc = subprocess.run(
+            [sys.executable, "-c", _LIMITED, str(3 << 30), *argv], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        (line,) = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert "train.batch_size=40000" in line and "does not fit in memory" in line, line
+    assert _snapshot(first.run_dir) == before  # nothing of the earlier run was removed
+    assert not (tmp_path / "new").exists()
+
+
 _HOLD = """
 import sys, time
 from acodm_gym.runs.rundir import RunLock
@@ -103,6 +146,51 @@ def test_a_second_run_into_a_locked_directory_fails_at_once_naming_the_first(cor
         holder.wait()
     result = train(_cfg(corpus_text_dir, cache_dir, tmp_path), log=lambda _: None)  # the lock died with its holder
     assert result.summary["steps"] == 10
+
+
+def test_resuming_a_live_run_without_a_checkpoint_says_it_is_in_use(corpus_text_dir, cache_dir, tmp_path):
+    """It once said the run had stopped before its first checkpoint: it is running."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        in_use = rf"{run_dir} is in use by another run \(pid {holder.pid} on .*Wait for it to finish or stop it"
+        with pytest.raises(rundir.RunDirError, match=in_use):
+            resume(run_dir, log=lambda _: None)
+        with pytest.raises(rundir.RunDirError, match=in_use):
+            train(_cfg(corpus_text_dir, cache_dir, tmp_path), log=lambda _: None, resume=run_dir)
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(errors.ResumeError, match="holds no checkpoint"):  # stopped: now it has, in the same words
+        resume(run_dir, log=lambda _: None)
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_start(corpus_text_dir, cache_dir, tmp_path):
+    """A SIGKILL during an atomic write leaves ``config.tmp-<pid>.yaml`` (or ``model.tmp-<pid>/``) behind."""
+    run_dir = tmp_path / "run"
+    train(_cfg(corpus_text_dir, cache_dir, tmp_path), log=lambda _: None)
+    (run_dir / "summary.json").unlink()  # as if killed while writing the outputs
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        stale = [f"config.tmp-{dead.pid}.yaml", f"summary.tmp-{dead.pid}.json", f"model.tmp-{dead.pid}"]
+        for name in stale[:2]:
+            (run_dir / name).write_text("half")
+        (run_dir / stale[2]).mkdir()
+        (run_dir / stale[2] / "model.safetensors").write_bytes(b"half")
+        (run_dir / f"mixture.tmp-{live.pid}.json").write_text("being written")
+        logs: list[str] = []
+        result = resume(run_dir, log=logs.append)
+        assert result.summary["resumed_at"] == [10]  # the final checkpoint: the outputs are written again
+        names = {p.name for p in run_dir.iterdir()}
+        assert not names & set(stale) and f"mixture.tmp-{live.pid}.json" in names, names
+        assert any("stale temporary" in line and f"config.tmp-{dead.pid}.yaml" in line for line in logs), logs
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_full_disk_while_writing_the_outputs_loses_nothing_and_resume_writes_them(

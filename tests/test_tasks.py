@@ -421,7 +421,8 @@ def test_learning_agents_get_the_best_static_mixture_as_their_diagnostic_target(
     from acodm_gym.runs.runner import prepare_config
 
     path = tmp_path / "refs.json"
-    path.write_text(json.dumps({"domains": ["code", "docs"], "references": {"best_static": {"weights": [0.7, 0.3]}}}))
+    refs = {"natural": {"weights": [0.5, 0.5]}, "best_static": {"weights": [0.7, 0.3]}}  # a reference file has both
+    path.write_text(json.dumps({"domains": ["code", "docs"], "references": refs}))
     acodm = prepare_config(load_config(None, [f"task.references={path}", "agent.name=acodm"], task=str(small_task)))
     assert acodm.agent.options["target_weights"] == {"code": 0.7, "docs": 0.3}
     odm = prepare_config(load_config(None, [f"task.references={path}", "agent.name=odm"], task=str(small_task)))
@@ -504,3 +505,50 @@ def test_a_best_static_run_of_a_superseded_mixture_is_kept_aside(tmp_path):
     assert run.is_dir()  # the same mixture: reused
     _set_aside_other_mixture(run, np.array([0.7, 0.3]), log=lambda _: None)
     assert not run.exists() and (tmp_path / "best-static-seed0.superseded-0" / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("content", ["truncated", "{}", "binary"])
+def test_a_broken_reference_file_is_one_line_naming_it(small_task, tmp_path, capsys, content):
+    """``task.references=`` a truncated, empty or binary file: read through the checks of the shipped files."""
+    from acodm_gym.cli import main
+
+    shipped = (Path(acodm_gym.__file__).parent / "configs" / "tasks" / "noisy.references.json").read_text()
+    data = {"truncated": shipped[: len(shipped) // 2].encode(), "{}": b"{}", "binary": bytes(range(256)) * 4}[content]
+    path = tmp_path / "refs.json"
+    path.write_bytes(data)
+    argv = [
+        "train",
+        "--task",
+        str(small_task),
+        "--agent",
+        "acodm",
+        f"task.references={path}",
+        f"run.out_dir={tmp_path}",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err  # (an installed package may print its own notice to stderr on import)
+    lines = [line for line in err.splitlines() if path.name in line or "Traceback" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"error: Reference file {path} is not a valid reference file"), err
+    assert not (tmp_path / "acodm-seed0").exists()
+
+
+def test_gym_make_takes_a_single_override_string(config):
+    env = gym.make(acodm_gym.ENV_ID, config=config, overrides="train.total_steps=3", log=lambda _: None)
+    assert env.unwrapped.cfg.train.total_steps == 3
+    env.close()
+
+
+def test_a_refine_stage_of_zero_runs_proposes_none_and_counts_are_checked_first(small_task, tmp_path):
+    """``--refine-runs 0`` used to propose every candidate kept apart (39 runs for 4 domains, 19,839 for 10)."""
+    from acodm_gym.runs.reference import _predict_best, references
+
+    rng = np.random.default_rng(0)
+    for k in (4, 10):
+        tried = rng.dirichlet(np.ones(k), 14)
+        metric = rng.uniform(10.0, 20.0, 14)
+        for n in (0, 1, 3):
+            assert _predict_best(tried, metric, tried[0], n, rng).shape == (n, k)
+    for budget in ({"refine_runs": -1}, {"random_runs": 10**6}, {"search_steps": 0}, {"seeds": []}, {"seeds": [-1]}):
+        with pytest.raises(ConfigError, match="out of range|seed"):
+            references(str(small_task), out=tmp_path / "ref", log=lambda _: None, **budget)
+    assert not (tmp_path / "ref").exists()  # refused before any run or directory

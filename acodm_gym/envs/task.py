@@ -68,7 +68,31 @@ def read_references(task: TaskConfig) -> dict[str, Any] | None:
     """The task's reference file as it is, unchecked (None where there is none): for what only reads it
     back, such as a report. A run checks it against its corpus with ``load_references``."""
     path = references_path(task)
-    return json.loads(path.read_text()) if path is not None and path.exists() else None
+    return _parse_references(path, task) if path is not None and path.exists() else None
+
+
+def _parse_references(path: Path, task: TaskConfig) -> dict[str, Any]:
+    """A reference file's JSON with what every reader takes from it, else one line naming the file: a
+    truncated, empty or binary ``task.references`` fails here as a shipped file would."""
+    fix = f"recompute them: acodm-gym reference --task {task.name or 'NAME'}"
+    try:
+        refs = json.loads(path.read_text(encoding="utf-8"))
+        kinds = refs["references"]
+        if not all(isinstance(kinds[k], dict) for k in ("natural", "best_static")):
+            raise TypeError("references.natural and references.best_static must be objects")
+        weights = kinds["best_static"].get("weights")
+        if weights is not None and len(weights) != len(refs["domains"]):
+            raise ValueError(f"{len(weights)} best-static weights for {len(refs['domains'])} domains")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"task.references={path} does not exist: give the path of a reference file, or {fix}."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"Reference file {path} cannot be read ({exc.strerror}): {fix}.") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        raise ConfigError(f"Reference file {path} is not a valid reference file ({why}): {fix}.") from None
+    return refs
 
 
 def final_eval_sequences(cfg: Config, domain: str) -> int:
@@ -112,18 +136,7 @@ def load_references(cfg: Config, corpus) -> dict[str, Any] | None:
     if path is None or (not path.exists() and not task.references):
         return None
     fix = f"recompute them: acodm-gym reference --task {task.name or 'NAME'}"
-    try:
-        refs = json.loads(path.read_text())
-        kinds = refs["references"]
-        missing = [k for k in ("natural", "best_static") if k not in kinds]
-        if missing:
-            raise KeyError(missing)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"task.references={path} does not exist: give the path of a reference file, or {fix}."
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise ConfigError(f"Reference file {path} is not a valid reference file ({exc}): {fix}.") from None
+    refs = _parse_references(path, task)
     signature, theirs = corpus_signature(corpus, cfg), refs.get("corpus", {})
     if theirs != signature:
         what = ("domains", "tokenizer", "test_set")

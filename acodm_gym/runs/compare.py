@@ -23,10 +23,10 @@ import numpy as np
 import scipy.stats
 import yaml
 
-from ..config import METHODS, Config, TaskConfig, check_methods, load_config
+from ..config import METHODS, Config, TaskConfig, check_methods, check_search, load_config
 from ..data.corpus import TokenCorpus, build_corpus
 from ..envs.task import normalised_score, read_references
-from ..errors import ResumeError
+from ..errors import MissingFileError, ResumeError
 from . import checkpoint, plots, provenance, rundir, stats
 from .runner import prepare_config, run_dir_for, train
 
@@ -174,6 +174,7 @@ def compare(
     :param keep_stale: reuse finished runs of other code or corpora instead of training them again
     """
     check_methods(methods)
+    check_search(seeds)
     out = Path(out or Path(cfg.run.out_dir) / "compare")
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[str]] = {m: [] for m in methods}
@@ -268,6 +269,11 @@ def report(out: str | Path) -> Path:
     seconds per step, and per-domain test perplexity for every domain.
     """
     out = Path(out)
+    if not (out / "compare.json").is_file():
+        raise MissingFileError(
+            f"{out} is not a comparison directory (it has no compare.json): give the --out directory of an "
+            "`acodm-gym compare` (its runs are listed in compare.json)."
+        )
     index = json.loads((out / "compare.json").read_text())
     summaries = {m: _load(d) for m, d in index["runs"].items() if d}
     first = next(iter(summaries.values()))[0]

@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 import yaml
 
-from ..config import TASK_DIR, Config, load_config
+from ..config import TASK_DIR, Config, check_search, load_config
 from ..data.corpus import open_corpus
 from ..envs.task import corpus_signature, final_eval_sequences
 from .compare import train_or_reuse
@@ -85,7 +85,10 @@ def _features(weights: np.ndarray) -> np.ndarray:
 def _predict_best(
     weights: np.ndarray, metric: np.ndarray, anchor: np.ndarray, n: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """RegMix-style: ridge regression of log metric on log weights; the ``n`` best-predicted fresh candidates."""
+    """RegMix-style: ridge regression of log metric on log weights; the ``n`` best-predicted fresh candidates
+    (at most ``n``: 0 gives none)."""
+    if n < 1:
+        return np.empty((0, weights.shape[1]))
     x, y = _features(weights), np.log(metric)
     coef = np.linalg.solve(x.T @ x + 1e-2 * np.eye(x.shape[1]), x.T @ y)
     k = weights.shape[1]
@@ -238,6 +241,7 @@ def references(
     :param ship: also write the task's shipped reference file, configs/tasks/<task>.references.json
     :param command: the command line, recorded in the file
     """
+    check_search(seeds, random_runs, refine_runs, search_steps)
     cfg = load_config(None, [*overrides, "task.references=none"], task=task)  # the references are what this computes
     out = Path(out or Path(cfg.run.out_dir) / "tasks" / task)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,11 @@ accident, and final outputs that are either whole or absent.
   into the same directory fails at once, naming the holder (pid, host, start time). The lock goes
   with the process, so a killed run leaves no stale lock behind.
 * ``check_fresh``: a fresh run refuses a directory that holds an earlier run's work (checkpoints or
-  a finished run's summary.json) unless asked to overwrite it; ``clear`` then removes that work.
+  a finished run's summary.json) unless asked to overwrite it; ``clear`` then removes everything in it
+  but the lock. ``check_free`` answers a resume of a directory another run holds.
 * ``write_file`` / ``write_dir``: an output is written under a temporary name, fsynced and renamed
   into place (``os.replace``), so a crash or a full disk leaves the old version or none, never half.
+  ``clean_stale`` removes the temporary files a killed writer left, at the run's next start.
 
 Nothing here imports torch, so the command line can use it before the heavy modules load.
 """
@@ -15,6 +17,7 @@ Nothing here imports torch, so the command line can use it before the heavy modu
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import time
@@ -26,16 +29,6 @@ from ..errors import RunDirError
 LOCK = ".lock"
 CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.json"  # written last: its presence means every other output is complete
-OUTPUTS = (
-    "model",
-    "agent.pt",
-    "mixture.json",
-    "transitions.npz",
-    "weights.png",
-    "val_ppl.png",
-    "test_ppl.png",
-    SUMMARY,
-)
 
 
 class RunLock:
@@ -53,14 +46,9 @@ class RunLock:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = (
-                os.pread(self._fd, 256, 0).decode("utf-8", errors="replace").strip() or "a process that wrote no name"
-            )
+            holder = _holder(self._fd)
             self.release()
-            raise RunDirError(
-                f"{run_dir} is in use by another run ({holder}; lock file {self.path}). Wait for it to finish or stop it, "
-                "or give this run another directory (--name / --out-dir)."
-            ) from None
+            raise RunDirError(_in_use(run_dir, holder, self.path)) from None
         try:  # who holds it, for the message above; the lock itself is what counts
             os.ftruncate(self._fd, 0)
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -72,6 +60,33 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 256, 0).decode("utf-8", errors="replace").strip() or "a process that wrote no name"
+
+
+def _in_use(run_dir: str | Path, holder: str, lock: Path) -> str:
+    return (
+        f"{run_dir} is in use by another run ({holder}; lock file {lock}). Wait for it to finish or stop it, "
+        "or give this run another directory (--name / --out-dir)."
+    )
+
+
+def check_free(run_dir: str | Path) -> None:
+    """Refuse a directory another process holds (a resume of a run still going), without creating or taking anything."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK
+    if not path.is_file():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # conflicts with the holder's exclusive lock only
+    except BlockingIOError:
+        raise RunDirError(_in_use(run_dir, _holder(fd), path)) from None
+    finally:
+        os.close(fd)  # drops the shared lock at once
 
 
 def _steps(run_dir: Path) -> list[str]:
@@ -98,14 +113,56 @@ def check_fresh(run_dir: str | Path, overwrite: bool = False) -> None:
 
 
 def clear(run_dir: str | Path, log: Callable[[str], None] = print) -> None:
-    """A fresh run in ``run_dir``: remove an earlier run's checkpoints, TensorBoard events and outputs."""
+    """A fresh run in ``run_dir`` (held): remove everything an earlier run left (checkpoints, outputs,
+    plots it alone made), so nothing of it remains; only the lock and a live writer's temporary files stay."""
     run_dir = Path(run_dir)
-    found = [name for name in (CHECKPOINTS, "tensorboard", *OUTPUTS) if (run_dir / name).exists()]
+    found = [p.name for p in run_dir.iterdir() if p.name != LOCK and not _writer_alive(p.name)]
+    found.sort(key=lambda name: (name != CHECKPOINTS, name))  # the work that counts most, named first
     if found:
         log(f"new run in {run_dir}: removing the earlier run's {', '.join(found)}")
     for name in found:
-        path = run_dir / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        _remove(run_dir / name)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+# ``config.tmp-<pid>.yaml``, ``model.tmp-<pid>``, ``model.old-<pid>``: written by ``write_file`` / ``write_dir``
+_TEMP = re.compile(r"^(?P<name>.+?)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?P<suffix>\.[^.]*)?$")
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether ``name`` is a temporary file of a process that still runs (this one included)."""
+    match = _TEMP.match(name)
+    if match is None:
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clean_stale(run_dir: str | Path, log: Callable[[str], None] = print) -> None:
+    """At a run's start (holding the lock): remove the temporary files of writers that were killed. A
+    directory swap stopped between its two renames (``model.old-<pid>``, no ``model``) is put back."""
+    run_dir = Path(run_dir)
+    stale = [p for p in sorted(run_dir.iterdir()) if _TEMP.match(p.name) and not _writer_alive(p.name)]
+    if stale:
+        log(f"{run_dir}: removing stale temporary files of a killed run: {', '.join(p.name for p in stale)}")
+    for path in stale:
+        match = _TEMP.match(path.name)
+        target = run_dir / f"{match['name']}{match['suffix'] or ''}"
+        if match["kind"] == "old" and not target.exists():
+            os.replace(path, target)
+        else:
+            _remove(path)
 
 
 # -- atomic outputs -------------------------------------------------------------------------------

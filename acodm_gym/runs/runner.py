@@ -42,7 +42,7 @@ from ..data.tokenizer import to_hf_tokenizer
 from ..envs.pretrain_env import PretrainEnv
 from ..envs.state import StepInfo
 from ..envs.task import read_references
-from ..errors import NonFiniteLossError, OutputError, ResumeError
+from ..errors import ConfigError, NonFiniteLossError, OutputError, ResumeError
 from ..lm import distributed
 from . import checkpoint, plots, provenance, rundir
 from .logger import MetricsLogger, read_metrics
@@ -163,7 +163,8 @@ def train(
     ``checkpoint.SAFE_KEYS`` and the keys in ``allow_changes`` (see ``resume()`` to take the
     config from the checkpoint).
 
-    The corpus, the model and the agent are built before the run directory is touched. The run holds
+    The corpus, the model and the agent are built, and a fresh run's first step taken (a batch that does not
+    fit in memory fails there, as a ``ConfigError``), before the run directory is touched. The run holds
     a lock on its directory (``rundir.RunLock``); a fresh run refuses a directory holding an earlier
     run's checkpoints or results unless ``overwrite``. The final state is checkpointed before the
     outputs are written (each atomically), so a failure there is redone by resuming.
@@ -173,6 +174,7 @@ def train(
     if resume is not None and resume is not False:
         target = run_dir_for(cfg) if resume is True else Path(resume)
         cfg.run = dataclasses.replace(cfg.run, out_dir=str(target.parent), name=target.name)
+        rundir.check_free(target)  # a run still going, maybe before its first checkpoint: in use, not stopped
         ckpt = checkpoint.find(target, warn=log if distributed.is_main_process() else (lambda _: None))
         checkpoint.check_resumable(ckpt, cfg, allow_changes, target)
     run_dir = run_dir_for(cfg)
@@ -188,6 +190,8 @@ def train(
         if ckpt is None:
             rundir.check_fresh(run_dir, overwrite)
             rundir.clear(run_dir, log)
+        else:
+            rundir.clean_stale(run_dir, log)
         rundir.write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return np.zeros(1)
 
@@ -202,8 +206,9 @@ def train(
             agent.load(cfg.agent.init_from)
         distributed.set_resume_hint(lambda: _resume_hint(run_dir))  # for the one line about a hung or dead rank
         obs, info = env.reset(seed=cfg.run.seed)
+        first = _first_step(cfg, env, agent, obs) if ckpt is None else None  # before an earlier run is removed
         distributed.from_main(take_run_dir, (1,))  # only now is the directory touched
-        return _run(cfg, env, agent, obs, ckpt, run_dir, log)
+        return _run(cfg, env, agent, obs, ckpt, run_dir, log, first)
     except RuntimeError as exc:  # a failed collective: name the rank that went silent, if one did
         distributed.raise_if_rank_lost(exc)
         raise
@@ -212,13 +217,71 @@ def train(
             lock.release()
 
 
-def _run(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir: Path, log) -> RunResult:
-    """The episode and the outputs, in a run directory this process holds."""
+@dataclass
+class _Step:
+    """One step of the loop: the agent's action, the env's answer and the agent's update statistics."""
+
+    action: np.ndarray | None
+    next_obs: np.ndarray
+    reward: float
+    done: bool
+    info: StepInfo
+    stats: dict | None
+    seconds: float = 0.0
+
+
+def _step(env: PretrainEnv, agent: Agent | None, obs) -> _Step:
+    """act → env.step → observe → update (rank 0 runs the agent; every rank steps the env)."""
+    main = distributed.is_main_process()
+    action = agent.act(obs) if main else None
+    next_obs, reward, terminated, truncated, info = env.step(action)
+    stats = None
+    if main:
+        agent.observe(obs, action, reward, next_obs, info)
+        stats = agent.update()
+    return _Step(action, next_obs, reward, terminated or truncated, info, stats)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed, as numpy (``MemoryError``), torch on an accelerator (``OutOfMemoryError``)
+    or torch's CPU allocator (a ``RuntimeError``: "can't allocate memory") raise it."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
+def _first_step(cfg: Config, env: PretrainEnv, agent: Agent | None, obs) -> _Step:
+    """A fresh run's first step, taken before the run directory is touched: a batch that does not fit in
+    memory is refused here, and an earlier run ``--overwrite`` would replace is still whole."""
+    started = time.perf_counter()
+    try:
+        step = _step(env, agent, obs)
+    except Exception as exc:
+        if not _out_of_memory(exc):
+            raise
+        why = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+    else:
+        step.seconds = time.perf_counter() - started
+        return step
+    # raised here, not in the handler: the failed step's frames (and what they allocated) are released first
+    raise ConfigError(
+        f"train.batch_size={cfg.train.batch_size} (sequences of model.seq_len={cfg.model.seq_len} tokens) does not "
+        f"fit in memory on {cfg.train.device} ({why}): lower train.batch_size, or set train.micro_batch_size to "
+        "accumulate the gradient over smaller pieces. The run directory was not touched."
+    )
+
+
+def _run(
+    cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir: Path, log, first: _Step | None = None
+) -> RunResult:
+    """The episode and the outputs, in a run directory this process holds (``first``: a fresh run's first
+    step, taken before the directory was touched)."""
     progress = _Progress(transitions={} if cfg.run.log_transitions else None)
     if ckpt is not None:
         progress = _restore(cfg, env, agent, ckpt, run_dir, log)
         obs = progress.obs
-    info, seconds = _loop(cfg, env, agent, obs, progress, ckpt, run_dir, log)
+    info, seconds = _loop(cfg, env, agent, obs, progress, ckpt, run_dir, log, first)
     return _outputs(cfg, env, agent, progress, info, seconds, run_dir)
 
 
@@ -238,10 +301,20 @@ def _restore(cfg: Config, env: PretrainEnv, agent: Agent | None, ckpt, run_dir: 
     return progress
 
 
-def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Progress, ckpt, run_dir: Path, log):
-    """Steps from ``env.t`` to the end: act, step, observe, update, log, checkpoint every
-    ``run.checkpoint_interval`` steps and once at the end. Returns the last step's info (empty if no
-    step was left) and the run's seconds so far."""
+def _loop(
+    cfg: Config,
+    env: PretrainEnv,
+    agent: Agent | None,
+    obs,
+    progress: _Progress,
+    ckpt,
+    run_dir: Path,
+    log,
+    first: _Step | None = None,
+):
+    """Steps from ``env.t`` to the end (``first``: one already taken, logged first): act, step, observe,
+    update, log, checkpoint every ``run.checkpoint_interval`` steps and once at the end. Returns the last
+    step's info (empty if no step was left) and the run's seconds so far."""
     main = distributed.is_main_process()
     resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
     logger = (
@@ -251,12 +324,13 @@ def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Pr
     total, interval = cfg.train.total_steps, cfg.run.checkpoint_interval
     bar = tqdm(
         total=total,
-        initial=env.t,
+        initial=env.t - (first is not None),
         desc=f"{cfg.agent.name}",
         disable=not (cfg.run.progress and main),
         dynamic_ncols=True,
     )
-    started, tokens_before = time.perf_counter(), env.tokens
+    started = time.perf_counter() - (first.seconds if first is not None else 0.0)
+    tokens_before = 0 if first is not None else env.tokens
 
     def save_checkpoint() -> None:
         nonlocal last_checkpoint
@@ -269,26 +343,25 @@ def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Pr
         StepInfo | dict
     ) = {}  # stays empty when a resume starts at the last step (the outputs are then all that is left)
     try:
-        for _ in range(env.t, total):
-            action = agent.act(obs) if main else None
-            next_obs, reward, terminated, truncated, info = env.step(action)
+        pending = first
+        while pending is not None or env.t < total:
+            step, pending = pending or _step(env, agent, obs), None
+            info = step.info
             if main:
-                agent.observe(obs, action, reward, next_obs, info)
-                stats = agent.update()
-                logger.log(info, reward, stats)
+                logger.log(info, step.reward, step.stats)
             progress.record(info)
             if progress.transitions is not None:
-                progress.record_transition(obs, action, reward, info, next_obs)
+                progress.record_transition(obs, step.action, step.reward, info, step.next_obs)
             elapsed = time.perf_counter() - started
             bar.update(1)
             bar.set_postfix_str(
                 f"loss={info['objective']:.3f} tok/s={(info['tokens'] - tokens_before) / elapsed:,.0f} w={_short(info['domain_weights'])}",
                 refresh=False,
             )
-            obs = next_obs
+            obs = step.next_obs
             if interval and env.t % interval == 0:
                 save_checkpoint()
-            if terminated or truncated:
+            if step.done:
                 break
         if (
             last_checkpoint != env.t
@@ -471,6 +544,7 @@ def resume(
     The config is the checkpoint's own (or ``config``, which must then match it) plus ``overrides``;
     a change to a key outside ``checkpoint.SAFE_KEYS`` is refused unless listed in ``allow_changes``.
     """
+    rundir.check_free(run_dir)  # a run still going, maybe before its first checkpoint: in use, not stopped
     ckpt = checkpoint.find(run_dir, warn=lambda _: None)
     cfg = load_config(ckpt.meta["config"] if config is None else config, overrides)
     return train(cfg, log=log, resume=Path(run_dir), allow_changes=allow_changes)
