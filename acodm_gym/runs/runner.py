@@ -44,6 +44,7 @@ from ..envs.state import StepInfo
 from ..envs.task import read_references
 from ..errors import NonFiniteLossError, OutputError, ResumeError
 from ..lm import distributed
+from ..lm.models import save_for_generation
 from . import checkpoint, plots, rundir
 from .logger import MetricsLogger, read_metrics
 
@@ -408,8 +409,8 @@ def _write_outputs(
     summary["diagnostics"] = _late_diagnostics(metrics)
 
     def save_model(path: Path) -> None:
-        env.backend.model.save_pretrained(path)
-        to_hf_tokenizer(env.corpus.tokenizer(), cfg.model.seq_len).save_pretrained(path)
+        tokenizer = to_hf_tokenizer(env.corpus.tokenizer(), cfg.model.seq_len)
+        save_for_generation(env.backend.model, tokenizer, path, cfg.train.device, cfg.run.progress)
 
     def save_transitions(path: Path) -> None:
         with open(path, "wb") as fh:
