@@ -763,3 +763,28 @@ def test_agent_options_are_merged_like_a_config_section():
     assert sb3.algorithm_kwargs == {"gamma": 0.5} and sb3.batch_size == 32
     with pytest.raises(ConfigError, match="Did you mean 'agent.options.batch_size'"):
         TD3Agent.make_options({"batch_sise": 32})
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("td3", {"learning_starts": 20}),  # random actions from the action space's generator
+        ("td3", {"learning_starts": 2, "batch_size": 8}),  # the policy plus numpy's Gaussian action noise
+        ("sac", {"learning_starts": 2, "batch_size": 8}),  # torch samples from the stochastic policy
+        ("ppo", {}),
+        ("vector-sac", {"warmup_steps": 2, **SMALL}),
+    ],
+)
+def test_a_loaded_agent_explores_like_the_saved_one(name, options, tmp_path):
+    """agent.pt carries the exploration RNGs: the next exploratory action after loading is the saved agent's,
+    whatever the process's RNGs did in between."""
+    agent = AGENTS[name](make_spec(), **options)
+    obs = drive(agent, 6, np.random.default_rng(0))
+    agent.save(tmp_path / "agent.pt")
+    expected = agent.act(obs)
+    torch.manual_seed(123), np.random.seed(123)
+    clone = AGENTS[name](make_spec(), **options)
+    clone.spec.action_space.seed(123)
+    clone.load(tmp_path / "agent.pt")
+    np.testing.assert_array_equal(clone.act(obs), expected)
+    assert not np.allclose(agent.act(obs), expected)  # the action was exploratory: the next one differs
