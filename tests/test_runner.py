@@ -57,6 +57,20 @@ def test_an_agent_without_reward_logs_no_reward_columns_or_scalars(natural_run):
     assert "objective" in tags and not [t for t in tags if t.startswith("reward")]
 
 
+def test_tensorboard_holds_the_config_as_hparams(natural_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    events = EventAccumulator(str(natural_run.run_dir / "tensorboard")).Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["train.total_steps"].number_value == 20 and hparams["agent.name"].string_value == "natural"
+    assert hparams["model.hidden_size"].number_value == 32 and hparams["run.progress"].bool_value is False
+    assert hparams["data.domains"].string_value == "null"  # lists and nulls as JSON text
+    experiment = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/experiment"])
+    assert {m.name.tag for m in experiment.experiment.metric_infos} == {"val_metric", "objective"}
+
+
 def test_summary_matches_metrics_and_training_lowers_perplexity(natural_run):
     s = natural_run.summary
     m = read_metrics(natural_run.run_dir / "metrics.csv")

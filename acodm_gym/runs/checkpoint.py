@@ -342,11 +342,12 @@ def find(run_dir: str | Path, warn: Callable[[str], None] = print) -> Checkpoint
     )
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys (``train.lr``); an empty section is one value."""
     if isinstance(d, dict) and (d or not prefix):
         out: dict[str, Any] = {}
         for key, value in d.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: d}
 
@@ -358,8 +359,8 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, 
     default: new keys default to what the code did before them.
     """
     missing = object()
-    a, b = _flatten(saved), _flatten(current)
-    for key, value in _flatten(Config().to_dict()).items():
+    a, b = flatten(saved), flatten(current)
+    for key, value in flatten(Config().to_dict()).items():
         if not any(k == key or k.startswith(key + ".") or key.startswith(k + ".") for k in a):
             a[key] = value
     out = {}

@@ -242,7 +242,9 @@ def _loop(cfg: Config, env: PretrainEnv, agent: Agent | None, obs, progress: _Pr
     main = distributed.is_main_process()
     resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
     logger = (
-        MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward) if main else None
+        MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward, cfg.to_dict())
+        if main
+        else None
     )
     last_checkpoint = ckpt.step if ckpt is not None else None
     total, interval = cfg.train.total_steps, cfg.run.checkpoint_interval
