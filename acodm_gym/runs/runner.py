@@ -426,18 +426,10 @@ def _write_outputs(
     if progress.transitions:
         outputs.append(("transitions.npz", save_transitions))
     if cfg.run.plots:
-        title = cfg.agent.name
-        weights_title = f"Domain weights ({title})"
-        outputs.append(
-            ("weights.png", lambda p: plots.plot_weights(steps_arr, weights_arr, env.domains, p, weights_title))
-        )
-        if len(val_arr):
-            curves = {"task metric (geometric mean)": (np.array(val_steps), np.array(summary["val_curve"]["metric"]))}
-            curves.update({d: (np.array(val_steps), val_arr[:, i]) for i, d in enumerate(env.domains)})
-            outputs.append(("val_ppl.png", lambda p: plots.plot_val_ppl(curves, p, f"Validation perplexity ({title})")))
-        outputs.append(("test_ppl.png", lambda p: plots.plot_domain_ppl({title: test_ppl}, env.domains, p)))
+        outputs += _plots(cfg.agent.name, env, steps_arr, weights_arr, np.array(val_steps), val_arr, summary, test_ppl)
         if plots.diagnostic_columns(metrics):
-            outputs.append(("diagnostics.png", lambda p: plots.plot_diagnostics(metrics, p, f"Diagnostics ({title})")))
+            title = f"Diagnostics ({cfg.agent.name})"
+            outputs.append(("diagnostics.png", lambda p: plots.plot_diagnostics(metrics, p, title)))
     outputs.append((rundir.SUMMARY, lambda p: p.write_text(json.dumps(summary, indent=2))))  # last: the run is complete
     done: list[str] = []
     for name, write in outputs:
@@ -453,6 +445,23 @@ def _write_outputs(
             ) from exc
         done.append(name)
     return summary
+
+
+def _plots(title: str, env: PretrainEnv, steps, weights, val_steps, val_ppl, summary: dict, test_ppl) -> list:
+    """The run's plots as (file name, writer): each domain in its colour in all of them (``plots.colors``), the
+    domains the task does not score marked."""
+    domains = env.domains
+    unscored = [d for d in domains if d not in env.metric.eval_domains]
+    out = [
+        ("weights.png", lambda p: plots.plot_weights(steps, weights, domains, p, f"Domain weights ({title})", unscored))
+    ]
+    if len(val_ppl):
+        curves = {"task metric (geometric mean)": (val_steps, np.array(summary["val_curve"]["metric"]))}
+        curves.update({d: (val_steps, val_ppl[:, i]) for i, d in enumerate(domains)})
+        palette, name = plots.colors(domains), f"Validation perplexity ({title})"
+        out.append(("val_ppl.png", lambda p: plots.plot_val_ppl(curves, p, name, palette, unscored=unscored)))
+    out.append(("test_ppl.png", lambda p: plots.plot_domain_ppl({title: test_ppl}, domains, p, unscored=unscored)))
+    return out
 
 
 def resume(
