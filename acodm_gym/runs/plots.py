@@ -49,10 +49,9 @@ def _color(handle) -> Color:
 
 
 def _save(fig, ax, path: Path, handles=None, outside: bool = False) -> Legend:
+    """Draw the legend (beside the axes if ``outside``), write the figure; the legend's (label, colour) pairs."""
     kwargs = {"loc": "center left", "bbox_to_anchor": (1.0, 0.5)} if outside else {}
-    legend = (
-        ax.legend(handles=handles, fontsize=8, **kwargs) if handles is not None else ax.legend(fontsize=8, **kwargs)
-    )
+    legend = ax.legend(handles=handles, fontsize=8, **kwargs)  # handles None: every labelled artist, in order
     entries = [(text.get_text(), _color(handle)) for text, handle in zip(legend.get_texts(), legend.legend_handles)]
     fig.tight_layout()
     fig.savefig(path, dpi=120)
