@@ -89,7 +89,9 @@ class TrainConfig:
     micro_batch_size: int | None = None  # None: whole batch in one forward/backward
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
-    warmup_steps: int = 50
+    warmup_steps: int | None = (
+        None  # LR warm-up; None: default_warmup_steps(total_steps), 50 or an eighth of a shorter run
+    )
     weight_decay: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     grad_clip: float = 1.0  # max gradient norm (0: no clipping)
@@ -459,8 +461,16 @@ def load_config(
                 for key in reversed(keys[:-1]):
                     nested = {key: nested}
                 _merge(cfg, _expand(nested), "")
+    if cfg.train.warmup_steps is None:  # resolved here, so config.yaml records the steps the run warmed up for
+        cfg.train.warmup_steps = default_warmup_steps(cfg.train.total_steps)
     validate(cfg)
     return cfg
+
+
+def default_warmup_steps(total_steps: int) -> int:
+    """The LR warm-up when ``train.warmup_steps`` is not set: 50 steps, or an eighth of a run shorter than 400
+    steps (so ``train.total_steps=20`` needs no other override; the default and task runs keep 50)."""
+    return min(50, total_steps // 8)
 
 
 PLANTED_GENERATORS = ("word_salad", "boilerplate")  # data/recipes.py: PLANTERS
@@ -642,7 +652,7 @@ def _check_train(t: TrainConfig) -> None:
     if not 0 <= t.warmup_steps < t.total_steps:
         raise ConfigError(
             f"train.warmup_steps={t.warmup_steps} must be >= 0 and less than train.total_steps={t.total_steps}: "
-            f"set e.g. train.warmup_steps={t.total_steps // 10}."
+            f"set e.g. train.warmup_steps={default_warmup_steps(t.total_steps)}, or null for that default."
         )
     if not (math.isfinite(t.lr) and t.lr > 0):
         raise ConfigError(f"train.lr={t.lr}: set a positive learning rate, e.g. train.lr=2e-3.")

@@ -943,3 +943,40 @@ def test_aioli_and_ado_refuse_bad_options():
     ):
         with pytest.raises(ConfigError, match=match):
             cls(make_spec(), **bad)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("td3", {"learning_starts": 20}),  # random actions from the action space's generator
+        ("td3", {"learning_starts": 2, "batch_size": 8}),  # the policy plus numpy's Gaussian action noise
+        ("sac", {"learning_starts": 2, "batch_size": 8}),  # torch samples from the stochastic policy
+        ("ppo", {}),
+        ("vector-sac", {"warmup_steps": 2, **SMALL}),
+    ],
+)
+def test_a_loaded_agent_explores_like_the_saved_one(name, options, tmp_path):
+    """agent.pt carries the exploration RNGs: the next exploratory action after loading is the saved agent's,
+    whatever the process's RNGs did in between."""
+    agent = AGENTS[name](make_spec(), **options)
+    obs = drive(agent, 6, np.random.default_rng(0))
+    agent.save(tmp_path / "agent.pt")
+    expected = agent.act(obs)
+    torch.manual_seed(123), np.random.seed(123)
+    clone = AGENTS[name](make_spec(), **options)
+    clone.spec.action_space.seed(123)
+    clone.load(tmp_path / "agent.pt")
+    np.testing.assert_array_equal(clone.act(obs), expected)
+    assert not np.allclose(agent.act(obs), expected)  # the action was exploratory: the next one differs
+
+
+def test_ppo_agent_starts_near_uniform_weights():
+    """The ppo agent's Gaussian policy acts on [-1, 1]^k: its draws centre on uniform weights and seldom zero a
+    domain (on [0, 1]^k about half the weights were clipped to 0)."""
+    agent = AGENTS["ppo"](make_spec(domains=tuple("abcdefgh")))
+    obs = np.zeros(OBS, np.float32)
+    draws = np.array([agent.act(obs) for _ in range(400)])
+    np.testing.assert_allclose(draws.mean(axis=0), 1 / 8, atol=0.03)
+    assert (draws == 0).mean() < 0.25
+    mean_action = agent.model.policy.predict(obs, deterministic=True)[0]
+    np.testing.assert_allclose(agent._to_weights((mean_action + 1) / 2), 1 / 8, atol=0.05)

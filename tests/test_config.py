@@ -247,3 +247,23 @@ def test_a_single_override_string_is_one_override():
     assert cfg.train.total_steps == 300
     with pytest.raises(ConfigError, match="Override 'train.total_steps' must look like"):
         load_config(None, "train.total_steps")
+
+
+def test_warmup_fits_short_runs_unless_set_and_shipped_configs_keep_50():
+    from acodm_gym.config import CONFIG_DIR, task_names
+
+    assert load_config(None, ["train.total_steps=20"]).train.warmup_steps == 2  # nothing else to override
+    assert load_config(None, ["train.total_steps=7"]).train.warmup_steps == 0
+    assert load_config(None, ["train.total_steps=200"]).train.warmup_steps == 25
+    # set explicitly: the old behaviour, also when it does not fit the run
+    assert load_config(None, ["train.total_steps=20", "train.warmup_steps=5"]).train.warmup_steps == 5
+    with pytest.raises(ConfigError, match=r"warmup_steps=50 must be .* less than train.total_steps=20.*=2, or null"):
+        load_config(None, ["train.total_steps=20", "train.warmup_steps=50"])
+    # the embedded default, the shipped configs and every task warm up for 50 steps, as before
+    assert load_config().train.warmup_steps == 50
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        assert load_config(path).train.warmup_steps == 50, path.name
+    for task in task_names():
+        assert load_config(task=task).train.warmup_steps == 50, task
+    # resolved once: a loaded config (config.yaml, a resume) keeps its steps when the run is shortened
+    assert load_config(load_config(), ["train.total_steps=300"]).train.warmup_steps == 50

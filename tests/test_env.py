@@ -94,6 +94,29 @@ def test_sb3_env_checker_passes(make_env):
     assert problems == []
 
 
+def test_gaussian_policies_start_near_uniform_on_symmetric_actions(make_env):
+    """RescaleAction(env, -1, 1): stock PPO's and SAC's first (mean) action gives weights within 0.05 of uniform,
+    and SB3's env checker no longer asks for a symmetric action space. On the [0, 1] box PPO's starts far from it."""
+    from gymnasium.wrappers import RescaleAction
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.env_checker import check_env
+
+    def first_weights(env, algorithm):
+        model = algorithm("MlpPolicy", env, seed=0, device="cpu")
+        obs, _ = env.reset(seed=0)
+        return env.step(model.predict(obs, deterministic=True)[0])[4]["domain_weights"]
+
+    raw = make_env(train={"total_steps": 6})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = RescaleAction(raw, -1, 1)  # integer bounds: the Box keeps float32 without a warning
+        check_env(env, warn=True)
+    assert [str(w.message) for w in caught] == []
+    for algorithm in (PPO, SAC):
+        np.testing.assert_allclose(first_weights(env, algorithm), 1 / K, atol=0.05)
+    assert np.abs(first_weights(raw, PPO) - 1 / K).max() > 0.1
+
+
 def test_step_returns_python_types_and_fresh_arrays(make_env):
     env = make_env()
     obs0, info0 = env.reset(seed=0)

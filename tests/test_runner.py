@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -56,6 +57,20 @@ def test_an_agent_without_reward_logs_no_reward_columns_or_scalars(natural_run):
     assert "objective" in tags and not [t for t in tags if t.startswith("reward")]
 
 
+def test_tensorboard_holds_the_config_as_hparams(natural_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    events = EventAccumulator(str(natural_run.run_dir / "tensorboard")).Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["train.total_steps"].number_value == 20 and hparams["agent.name"].string_value == "natural"
+    assert hparams["model.hidden_size"].number_value == 32 and hparams["run.progress"].bool_value is False
+    assert hparams["data.domains"].string_value == "null"  # lists and nulls as JSON text
+    experiment = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/experiment"])
+    assert {m.name.tag for m in experiment.experiment.metric_infos} == {"val_metric", "objective"}
+
+
 def test_summary_matches_metrics_and_training_lowers_perplexity(natural_run):
     s = natural_run.summary
     m = read_metrics(natural_run.run_dir / "metrics.csv")
@@ -89,6 +104,46 @@ def test_exported_tokenizer_pads_and_truncates_to_the_models_positions(natural_r
     model = AutoModelForCausalLM.from_pretrained(natural_run.run_dir / "model")
     assert model.config.max_position_embeddings >= tok.model_max_length
     assert model(**batch).logits.shape[:2] == (2, 32)
+
+
+def test_exported_model_generates_with_its_cache_and_batches_like_single_prompts(natural_run):
+    """use_cache on and left padding: each row of a batched greedy generation is the prompt's own generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(natural_run.run_dir / "model")
+    tok = AutoTokenizer.from_pretrained(natural_run.run_dir / "model")
+    assert model.config.use_cache is True and tok.padding_side == "left"
+    prompts = ["def main():\n    return", "import os", "Copyright (C) 2007 Free Software", "x ="]
+    greedy = dict(max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+    batch = tok(prompts, padding=True, return_tensors="pt")
+    assert batch.attention_mask[:, 0].tolist().count(0) == 3  # the shorter prompts are padded on the left
+    batched = model.generate(**batch, **greedy)[:, batch.input_ids.shape[1] :]
+    for prompt, row in zip(prompts, batched):
+        single = tok(prompt, return_tensors="pt")
+        alone = model.generate(**single, **greedy)[0, single.input_ids.shape[1] :]
+        assert row.tolist() == alone.tolist(), prompt
+
+
+def test_a_short_run_needs_no_warmup_override_and_prints_nothing_without_progress(corpus_text_dir, cache_dir, tmp_path):
+    """train.total_steps=20 alone (the warm-up fits the run); run.progress=false: no DeepSpeed accelerator line,
+    no "Writing model shards" bar, nothing on stdout."""
+    import subprocess
+    import sys
+
+    cfg = small_config(corpus_text_dir, cache_dir, run={"out_dir": str(tmp_path), "progress": False})
+    del cfg["train"]["warmup_steps"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    code = (
+        "from acodm_gym.config import load_config; from acodm_gym.runs.runner import train; "
+        f"train(load_config({str(tmp_path / 'c.yaml')!r}, ['train.total_steps=20']), log=lambda _: None)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DS_ACCELERATOR"}  # as a user's shell would start it
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Setting accelerator" not in done.stdout + done.stderr and "Writing model shards" not in done.stderr
+    assert done.stdout == ""
+    saved = yaml.safe_load((tmp_path / "natural-seed0" / "config.yaml").read_text())
+    assert saved["train"]["total_steps"] == 20 and saved["train"]["warmup_steps"] == 2
 
 
 def test_exported_mixture_is_reusable_as_a_static_agent(natural_run, corpus_text_dir, cache_dir, tmp_path):

@@ -19,6 +19,7 @@ from gymnasium import spaces
 from ..config import AgentConfig, merge_section
 from ..envs.state import StepInfo
 from ..errors import AgentError, MissingFileError
+from ..rng import capture_rng, restore_rng, restore_space_rng, space_rng
 from ..simplex import action_to_weights
 
 
@@ -149,11 +150,18 @@ class Agent(ABC):
         pass
 
     def save(self, path: str | Path) -> None:
-        torch.save({"agent": self.name, **self.spec.signature(), "state": self.state_dict()}, path)
+        """``state_dict()`` and the exploration RNGs: the global python/numpy/torch states and the action space's."""
+        rng = {"global": capture_rng(), "action_space": space_rng(self.spec.action_space)}
+        torch.save({"agent": self.name, **self.spec.signature(), "state": self.state_dict(), "rng": rng}, path)
 
     def load(self, path: str | Path) -> None:
+        """Restore a saved agent, and the RNGs it explored with (global ones included), so that its next
+        exploratory action is the saved agent's."""
         blob = read_agent_file(path)
         if blob["agent"] != self.name:
             raise AgentError(f"{path} holds a '{blob['agent']}' agent, not '{self.name}'.")
         self.spec.check(blob, str(path))
         self.load_state_dict(blob["state"])
+        if "rng" in blob:  # files written before it was stored load without it
+            restore_rng(blob["rng"]["global"])
+            restore_space_rng(self.spec.action_space, blob["rng"]["action_space"])

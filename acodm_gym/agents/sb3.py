@@ -10,12 +10,14 @@ its rollout buffer in ``observe`` and trains when the buffer is full.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3 import DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -113,7 +115,11 @@ class SB3Agent(Agent):
     def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
         self.options = self.make_options(options)
-        self.model = build_sb3_model(self.algorithm, spec, **self.algorithm_kwargs())
+        self.model = build_sb3_model(self.algorithm, self.model_spec(spec), **self.algorithm_kwargs())
+
+    def model_spec(self, spec: EnvSpec) -> EnvSpec:
+        """The spaces the SB3 model is built on: the env's (off-policy models squash onto any box)."""
+        return spec
 
     @classmethod
     def make_options(cls, values: Mapping[str, Any] | None = None) -> Any:
@@ -247,7 +253,8 @@ class PPOOptions(SB3Options):
 
 
 class PPOAgent(SB3Agent):
-    """PPO: ``observe`` fills SB3's rollout buffer; ``update`` trains once it holds ``n_steps``.
+    """PPO: ``observe`` fills SB3's rollout buffer; ``update`` trains once it holds ``n_steps``. Its actions lie in
+    [-1, 1]^k (``model_spec``), mapped onto the simplex as the env maps (a + 1) / 2.
 
     The rollout buffer is not saved: a resumed run starts a fresh rollout.
     """
@@ -262,6 +269,11 @@ class PPOAgent(SB3Agent):
         self._pending: tuple | None = None
         self._next_obs: np.ndarray | None = None
 
+    def model_spec(self, spec: EnvSpec) -> EnvSpec:
+        """PPO's Gaussian policy acts on [-1, 1]^k, its start (mean 0) being uniform weights; on the env's [0, 1]^k
+        its clipped draws would put about half the domains at weight 0."""
+        return dataclasses.replace(spec, action_space=spaces.Box(-1.0, 1.0, (self.k,), np.float32))
+
     def act(self, obs):
         model = self.model
         with th.no_grad():
@@ -269,7 +281,7 @@ class PPOAgent(SB3Agent):
                 obs_as_tensor(np.asarray(obs, dtype=np.float32)[None], model.device)
             )
         self._pending = (actions.cpu().numpy(), values, log_probs)
-        return self._to_weights(np.clip(self._pending[0][0], model.action_space.low, model.action_space.high))
+        return self._to_weights((np.clip(self._pending[0][0], -1.0, 1.0) + 1.0) / 2.0)  # as RescaleAction(env, -1, 1)
 
     def observe(self, obs, action, reward, next_obs, info):
         actions, values, log_probs = self._pending

@@ -51,11 +51,18 @@ def to_hf_tokenizer(tok: Tokenizer, max_length: int):
 
     The end-of-text token doubles as the pad token (the model never saw a dedicated one; padded
     positions are masked anyway), and ``model_max_length`` is the model's ``max_length`` positions,
-    so HF pipelines and lm-eval can batch and truncate.
+    so HF pipelines and lm-eval can batch and truncate. Padding is on the left, so that a batched
+    ``generate`` continues every prompt from its last token (lm-eval pads its batches itself).
     """
     from transformers import PreTrainedTokenizerFast
 
     eos = tok.id_to_token(eos_id(tok))
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token=eos, bos_token=eos, unk_token=eos, pad_token=eos, model_max_length=max_length
+        tokenizer_object=tok,
+        eos_token=eos,
+        bos_token=eos,
+        unk_token=eos,
+        pad_token=eos,
+        model_max_length=max_length,
+        padding_side="left",
     )

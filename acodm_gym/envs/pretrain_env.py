@@ -36,7 +36,9 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``Box(0, 1, (k,), float32)``: a weight per domain, mapped onto the simplex by
     ``action_to_weights`` (negative entries count as 0, then divide by the sum, which keeps the
-    ranking; all zeros means uniform). An action outside the box is warned about once per env.
+    ranking; all zeros means uniform). An action outside the box is warned about once per env. Gaussian
+    policies (SB3's PPO, SAC): wrap in ``gymnasium.wrappers.RescaleAction(env, -1, 1)``, so that their
+    initial mean action 0 is the uniform mixture and [-1, 1] maps onto the simplex in order.
 
     ## Observation Space
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from ..config import ModelConfig, check_model
 from ..errors import ConfigError
@@ -39,6 +42,29 @@ def build_model(cfg: ModelConfig, vocab_size: int, seed: int) -> PreTrainedModel
         config = LlamaConfig(**common, num_key_value_heads=cfg.num_kv_heads or cfg.num_heads, tie_word_embeddings=False)
         model = LlamaForCausalLM(config)
     return model.to(getattr(torch, cfg.dtype))
+
+
+def save_for_generation(model: PreTrainedModel, tokenizer, path: Path, device: str = "cpu", progress: bool = True):
+    """``save_pretrained`` of the model and its tokenizer, ready for ``generate``: the KV cache on (training runs
+    without it) and the tokenizer padding on the left (``to_hf_tokenizer``), so a batched generation equals the
+    unbatched ones. ``progress=False``: no "Writing model shards" bar.
+
+    On CPU, DS_ACCELERATOR=cpu (if unset): ``save_pretrained`` imports DeepSpeed through accelerate where it is
+    installed, and DeepSpeed, left to detect an accelerator, logs "Setting accelerator to CPU" on stdout.
+    """
+    if str(device).startswith("cpu"):
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    bars = hf_logging.is_progress_bar_enabled()
+    use_cache, model.config.use_cache = model.config.use_cache, True
+    try:
+        if not progress:
+            hf_logging.disable_progress_bar()
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    finally:
+        model.config.use_cache = use_cache
+        if bars and not progress:
+            hf_logging.enable_progress_bar()
 
 
 def probe_layers(model: nn.Module, cfg: ModelConfig) -> list[tuple[str, nn.Linear]]:

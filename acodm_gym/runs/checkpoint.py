@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
 import shutil
 import time
@@ -41,13 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 
 from .. import __version__
 from ..config import Config
 from ..errors import CheckpointError, ResumeError
 from ..lm import distributed
+from ..rng import capture_rng, restore_rng, restore_space_rng, space_rng
 from . import provenance, rundir
 
 FORMAT = 1
@@ -135,37 +134,6 @@ def model_signature(model: torch.nn.Module) -> dict[str, Any]:
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "shapes": hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16],
     }
-
-
-# -- RNG ------------------------------------------------------------------------------------------
-def capture_rng() -> dict[str, Any]:
-    """This process's global RNG states: python, numpy, torch (and CUDA when in use)."""
-    np_state = np.random.get_state(legacy=False)
-    np_state["state"]["key"] = np_state["state"]["key"].tolist()
-    state = {"python": random.getstate(), "numpy": np_state, "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np_state = dict(state["numpy"])
-    np_state["state"] = {**np_state["state"], "key": np.asarray(np_state["state"]["key"], dtype=np.uint32)}
-    np.random.set_state(np_state)
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _space_rng(space) -> dict | None:
-    rng = getattr(space, "_np_random", None)
-    return rng.bit_generator.state if rng is not None else None
-
-
-def _restore_space_rng(space, state: dict | None) -> None:
-    if state is not None:
-        space.np_random.bit_generator.state = state
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -266,7 +234,7 @@ def _commit(run_dir: Path, cfg: Config, env, agent, runner_state: dict, tmp: Pat
     state = {
         "env": env.state_dict(),
         "runner": runner_state,
-        "spaces": {"action": _space_rng(env.action_space), "observation": _space_rng(env.observation_space)},
+        "spaces": {"action": space_rng(env.action_space), "observation": space_rng(env.observation_space)},
     }
     _write_file(tmp / "state.pt", lambda p: torch.save(state, p))
     if agent is not None:
@@ -375,11 +343,12 @@ def find(run_dir: str | Path, warn: Callable[[str], None] = print) -> Checkpoint
     )
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys (``train.lr``); an empty section is one value."""
     if isinstance(d, dict) and (d or not prefix):
         out: dict[str, Any] = {}
         for key, value in d.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: d}
 
@@ -391,8 +360,8 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, 
     default: new keys default to what the code did before them.
     """
     missing = object()
-    a, b = _flatten(saved), _flatten(current)
-    for key, value in _flatten(Config().to_dict()).items():
+    a, b = flatten(saved), flatten(current)
+    for key, value in flatten(Config().to_dict()).items():
         if not any(k == key or k.startswith(key + ".") or key.startswith(k + ".") for k in a):
             a[key] = value
     out = {}
@@ -493,8 +462,8 @@ def restore(ckpt: Checkpoint, env, agent) -> dict[str, Any]:
             agent.load(ckpt.path / "agent.pt")
         except ValueError as exc:
             raise ResumeError(f"{exc} Delete {ckpt.path} to resume from the checkpoint before it.") from None
-    _restore_space_rng(env.action_space, state["spaces"]["action"])
-    _restore_space_rng(env.observation_space, state["spaces"]["observation"])
+    restore_space_rng(env.action_space, state["spaces"]["action"])
+    restore_space_rng(env.observation_space, state["spaces"]["observation"])
     restore_rng(_load(ckpt.path / f"rng-rank{distributed.rank()}.pt", "RNG states"))
     return state["runner"]
 

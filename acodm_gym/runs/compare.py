@@ -260,6 +260,39 @@ def _rl_lines(results: dict[str, dict], task: str | None, out: Path) -> list[str
     return stats.rl_tables(scores, [task])
 
 
+def seed_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds (rows) of each column and the 95 % interval around it (``mean_interval``); one seed: no
+    band (low = high = mean)."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = values.mean(axis=0)
+    half = np.array([(mean_interval(column.tolist()) or (0.0, 0.0))[1] for column in values.T])
+    return mean, mean - half, mean + half
+
+
+def _plots(out: Path, index: dict, summaries: dict[str, list[dict]], domains: list[str], unscored: list[str]) -> None:
+    """The comparison plots: the validation metric with the seeds' band and per-domain test perplexity with
+    error bars (each method in one colour in both), and each online method's weights (each domain in the colour
+    it has in every run's plots)."""
+    methods = plots.colors(list(summaries))
+    curves, bands, test, errors = {}, {}, {}, {}
+    for method, runs in summaries.items():
+        mean, low, high = seed_band([val_curve(s) for s in runs])
+        curves[method], bands[method] = (np.array(runs[0]["val_curve"]["steps"]), mean), (low, high)
+        mean, low, _ = seed_band([[s["test_ppl"][d] for d in domains] for s in runs])
+        test[method], errors[method] = mean, mean - low
+    title = "Validation task metric (shaded: 95 % interval over seeds)"
+    plots.plot_val_ppl(curves, out / "val_ppl.png", title, methods, bands)
+    plots.plot_domain_ppl(test, domains, out / "test_ppl.png", errors=errors, palette=methods, unscored=unscored)
+    for method in summaries:
+        if method in ("natural", "uniform", "best-static"):  # static: nothing to plot over time
+            continue
+        sched = json.loads((Path(index["runs"][method][0]) / "mixture.json").read_text())["schedule"]
+        name = f"Domain weights ({method})"
+        plots.plot_weights(
+            np.array(sched["steps"]), np.array(sched["weights"]), domains, out / f"weights_{method}.png", name, unscored
+        )
+
+
 def report(out: str | Path) -> Path:
     """Write ``report.md``, ``results.json`` and the comparison plots from the runs listed in compare.json.
 
@@ -342,8 +375,9 @@ def report(out: str | Path) -> Path:
         *domain_lines,
         "",
         *_diagnostics_lines(results),
-        "Plots: `val_ppl.png` (validation task metric over steps), `weights_<method>.png` (domain weights of "
-        "each online method, first seed), `test_ppl.png` (per-domain test perplexity), `profile.png` (performance "
+        "Plots: `val_ppl.png` (validation task metric over steps, shaded: 95 % interval over seeds), "
+        "`weights_<method>.png` (domain weights of each online method, first seed), `test_ppl.png` (per-domain test "
+        "perplexity, error bars: 95 % interval over seeds; unscored domains are marked), `profile.png` (performance "
         "profile of the normalised score, with reference scores).",
     ]
     (out / "report.md").write_text("\n".join(text) + "\n")
@@ -359,26 +393,5 @@ def report(out: str | Path) -> Path:
     }
     (out / "results.json").write_text(json.dumps(payload, indent=2))
 
-    curves = {}
-    for method, runs in summaries.items():
-        steps = np.array(runs[0]["val_curve"]["steps"])
-        curves[method] = (steps, np.mean([val_curve(s) for s in runs], axis=0))
-    plots.plot_val_ppl(curves, out / "val_ppl.png", "Validation task metric (geometric mean perplexity)")
-    plots.plot_domain_ppl(
-        {m: np.mean([[s["test_ppl"][d] for d in domains] for s in runs], axis=0) for m, runs in summaries.items()},
-        domains,
-        out / "test_ppl.png",
-    )
-    for method in summaries:
-        if method in ("natural", "uniform", "best-static"):  # static: nothing to plot over time
-            continue
-        mixture = json.loads((Path(index["runs"][method][0]) / "mixture.json").read_text())
-        sched = mixture["schedule"]
-        plots.plot_weights(
-            np.array(sched["steps"]),
-            np.array(sched["weights"]),
-            domains,
-            out / f"weights_{method}.png",
-            f"Domain weights ({method})",
-        )
+    _plots(out, index, summaries, domains, [d for d in domains if d not in eval_domains])
     return out / "report.md"

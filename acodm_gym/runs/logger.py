@@ -9,15 +9,17 @@ diagnostics columns are left out rather than logged as a constant 0 or always em
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..agents.diagnostics import DIAGNOSTICS
 from ..envs.state import StepInfo
+from .checkpoint import flatten
 
 PER_DOMAIN = ("weight", "loss", "reward", "epochs", "val_ppl")
 
@@ -30,10 +32,12 @@ class MetricsLogger:
         tensorboard: bool = True,
         resume_from: tuple[int, int] | None = None,
         rewards: bool = True,
+        config: Mapping[str, Any] | None = None,
     ):
         """``resume_from`` (bytes, step): continue a resumed run's CSV, cut back to its first ``bytes``
         (its length at the checkpoint of ``step``), and hide TensorBoard events after ``step``.
-        ``rewards``: whether the env computes rewards (else no ``reward`` columns)."""
+        ``rewards``: whether the env computes rewards (else no ``reward`` columns). ``config``: the run's
+        config as a dict, written to TensorBoard as hparams when the run starts."""
         self.domains = domains
         self.rewards = rewards
         reward = ["reward"] if rewards else []
@@ -65,6 +69,17 @@ class MetricsLogger:
 
             purge = resume_from[1] + 1 if resume_from is not None else None
             self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
+            if config is not None and resume_from is None:
+                self._log_hparams(config)
+
+    def _log_hparams(self, config: Mapping[str, Any]) -> None:
+        """The config as TensorBoard hparams, one per dotted key (lists and nulls as JSON text), so runs can be
+        compared by their settings; the task metric and the objective are the hparams' metrics."""
+        from torch.utils.tensorboard.summary import hparams
+
+        flat = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in flatten(config).items()}
+        for summary in hparams(flat, {"val_metric": None, "objective": None}):
+            self._tb._get_file_writer().add_summary(summary)
 
     def flush(self) -> int:
         """Write everything logged so far to disk; returns the CSV's length in bytes."""

@@ -44,6 +44,7 @@ from ..envs.state import StepInfo
 from ..envs.task import read_references
 from ..errors import ConfigError, NonFiniteLossError, OutputError, ResumeError
 from ..lm import distributed
+from ..lm.models import save_for_generation
 from . import checkpoint, plots, provenance, rundir
 from .logger import MetricsLogger, read_metrics
 
@@ -318,7 +319,9 @@ def _loop(
     main = distributed.is_main_process()
     resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
     logger = (
-        MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward) if main else None
+        MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward, cfg.to_dict())
+        if main
+        else None
     )
     last_checkpoint = ckpt.step if ckpt is not None else None
     total, interval = cfg.train.total_steps, cfg.run.checkpoint_interval
@@ -488,8 +491,8 @@ def _write_outputs(
     summary["diagnostics"] = _late_diagnostics(metrics)
 
     def save_model(path: Path) -> None:
-        env.backend.model.save_pretrained(path)
-        to_hf_tokenizer(env.corpus.tokenizer(), cfg.model.seq_len).save_pretrained(path)
+        tokenizer = to_hf_tokenizer(env.corpus.tokenizer(), cfg.model.seq_len)
+        save_for_generation(env.backend.model, tokenizer, path, cfg.train.device, cfg.run.progress)
 
     def save_transitions(path: Path) -> None:
         with open(path, "wb") as fh:
@@ -503,18 +506,10 @@ def _write_outputs(
     if progress.transitions:
         outputs.append(("transitions.npz", save_transitions))
     if cfg.run.plots:
-        title = cfg.agent.name
-        weights_title = f"Domain weights ({title})"
-        outputs.append(
-            ("weights.png", lambda p: plots.plot_weights(steps_arr, weights_arr, env.domains, p, weights_title))
-        )
-        if len(val_arr):
-            curves = {"task metric (geometric mean)": (np.array(val_steps), np.array(summary["val_curve"]["metric"]))}
-            curves.update({d: (np.array(val_steps), val_arr[:, i]) for i, d in enumerate(env.domains)})
-            outputs.append(("val_ppl.png", lambda p: plots.plot_val_ppl(curves, p, f"Validation perplexity ({title})")))
-        outputs.append(("test_ppl.png", lambda p: plots.plot_domain_ppl({title: test_ppl}, env.domains, p)))
+        outputs += _plots(cfg.agent.name, env, steps_arr, weights_arr, np.array(val_steps), val_arr, summary, test_ppl)
         if plots.diagnostic_columns(metrics):
-            outputs.append(("diagnostics.png", lambda p: plots.plot_diagnostics(metrics, p, f"Diagnostics ({title})")))
+            title = f"Diagnostics ({cfg.agent.name})"
+            outputs.append(("diagnostics.png", lambda p: plots.plot_diagnostics(metrics, p, title)))
     outputs.append((rundir.SUMMARY, lambda p: p.write_text(json.dumps(summary, indent=2))))  # last: the run is complete
     done: list[str] = []
     for name, write in outputs:
@@ -530,6 +525,23 @@ def _write_outputs(
             ) from exc
         done.append(name)
     return summary
+
+
+def _plots(title: str, env: PretrainEnv, steps, weights, val_steps, val_ppl, summary: dict, test_ppl) -> list:
+    """The run's plots as (file name, writer): each domain in its colour in all of them (``plots.colors``), the
+    domains the task does not score marked."""
+    domains = env.domains
+    unscored = [d for d in domains if d not in env.metric.eval_domains]
+    out = [
+        ("weights.png", lambda p: plots.plot_weights(steps, weights, domains, p, f"Domain weights ({title})", unscored))
+    ]
+    if len(val_ppl):
+        curves = {"task metric (geometric mean)": (val_steps, np.array(summary["val_curve"]["metric"]))}
+        curves.update({d: (val_steps, val_ppl[:, i]) for i, d in enumerate(domains)})
+        palette, name = plots.colors(domains), f"Validation perplexity ({title})"
+        out.append(("val_ppl.png", lambda p: plots.plot_val_ppl(curves, p, name, palette, unscored=unscored)))
+    out.append(("test_ppl.png", lambda p: plots.plot_domain_ppl({title: test_ppl}, domains, p, unscored=unscored)))
+    return out
 
 
 def resume(
