@@ -17,6 +17,7 @@ LAYERS = {
     "": 0,
     "errors": 0,
     "simplex": 0,
+    "rng": 0,
     "config": 1,
     "data": 2,
     "lm": 3,
