@@ -75,7 +75,10 @@ def cmd_train(args) -> int:
     if not result.summary:  # a rank other than 0 of a multi-rank run: rank 0 reports
         return 0
     s = result.summary
-    print(f"final average validation perplexity {s['final_val_ppl_avg']:.2f}, test {s['test_ppl_avg']:.2f}")
+    if "test_ppl_avg" in s:
+        print(f"final average validation perplexity {s['final_val_ppl_avg']:.2f}, test {s['test_ppl_avg']:.2f}")
+    else:
+        print("a training episode (env.episode=training): no final evaluation")
     print(f"outputs: {result.run_dir.resolve()}")
     return 0
 
@@ -89,6 +92,45 @@ def cmd_proxy(args) -> int:
     actor = proxy_stage(cfg, run_dir_for(cfg).name, overwrite=args.overwrite)
     print(f"actor: {actor.resolve()}")
     print(f"use it: acodm-gym transfer --actor {actor}")
+    return 0
+
+
+def cmd_learn(args) -> int:
+    """Train one agent over N training episodes, freeze it, score it on the test seeds (runs/learn.py)."""
+    cfg = _config(args, {"agent.name": args.agent, "run.out_dir": args.out_dir})
+    from .runs.learn import learn
+
+    name = args.name or f"learn-{cfg.task.name or 'default'}-{cfg.agent.name}"
+    curve = learn(
+        cfg,
+        args.episodes,
+        f"{cfg.run.out_dir}/{name}",
+        args.test_seeds,
+        args.train_seed,
+        args.eval_interval,
+        overwrite=args.overwrite,
+    )
+    last = curve["test"][-1] if curve["test"] else None
+    if last is not None:
+        score = "n/a" if last["mean_score"] is None else f"{last['mean_score']:.1f}"
+        print(
+            f"after {last['episodes']} episodes, frozen: test metric {last['mean_test_metric']:.2f}, score {score} "
+            f"(test seeds {last['seeds']})"
+        )
+    print(f"learning curve: {cfg.run.out_dir}/{name}/curve.json")
+    return 0
+
+
+def cmd_dataset(args) -> int:
+    """Build or extend a task's offline dataset (Minari) of one behaviour policy (runs/offline.py)."""
+    cfg = _config(args, {"run.out_dir": args.out_dir})
+    from .runs.offline import build
+
+    manifest = build(cfg, args.behaviour, args.episodes, args.first_seed, args.manifest, author_email=args.author_email)
+    print(
+        f"{manifest['dataset_id']}: {manifest['total_episodes']} episodes, {manifest['total_steps']} steps "
+        f"(minari.load_dataset('{manifest['dataset_id']}'))"
+    )
     return 0
 
 
@@ -214,6 +256,35 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(
         common(sub.add_parser("proxy", help="learn AC-ODM on the proxy model and save the actor"))
     ).set_defaults(func=cmd_proxy)
+    p = common(sub.add_parser("learn", help="train one agent over N training episodes, then score it frozen"))
+    p.add_argument("--agent", required=True, help="agent to train: acodm, acodm-td3 or vector-sac")
+    p.add_argument("--episodes", type=int, required=True, help="training episodes (a fresh model each)")
+    p.add_argument("--test-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="model seeds it is scored on")
+    p.add_argument(
+        "--train-seed", type=int, default=1000, help="model seed of the first training episode (then +1 each)"
+    )
+    p.add_argument(
+        "--eval-interval",
+        type=int,
+        default=None,
+        help="steps between the training episodes' validations (default: once, at the last step; 0: none)",
+    )
+    p.add_argument("--name", default=None, help="directory under run.out_dir (default: learn-<task>-<agent>)")
+    p.add_argument("--out-dir", default=None, help="where it goes (default: runs/)")
+    p.add_argument("--overwrite", action="store_true", help="train every episode from scratch")
+    p.set_defaults(func=cmd_learn)
+    p = common(sub.add_parser("dataset", help="build or extend a task's offline dataset (Minari) of a behaviour"))
+    p.add_argument(
+        "--behaviour",
+        required=True,
+        help="uniform, natural, odm, doge, dirichlet-uniform or dirichlet-natural (random static mixtures)",
+    )
+    p.add_argument("--episodes", type=int, required=True, help="episodes in the dataset (more extend it)")
+    p.add_argument("--first-seed", type=int, default=2000, help="model seed of the first episode (then +1 each)")
+    p.add_argument("--manifest", default=None, help="where the manifest goes (default: beside the episodes)")
+    p.add_argument("--out-dir", default=None, help="where the episodes' run directories go (default: runs/)")
+    p.add_argument("--author-email", default=None, help="the dataset's contact, in its Minari metadata")
+    p.set_defaults(func=cmd_dataset)
     p = run_options(common(sub.add_parser("transfer", help="a frozen actor steers the target model")))
     p.add_argument("--actor", required=True, help="agent.pt saved by `proxy` (or by an acodm run)")
     p.set_defaults(func=cmd_transfer)

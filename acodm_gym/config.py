@@ -128,6 +128,9 @@ class EnvConfig:
     drop_state: list[str] = field(default_factory=list)  # state parts zeroed in the observation (ablations)
     eval_interval: int = 50  # steps between per-domain validation perplexities (0: off)
     eval_batches: int = 2  # validation batches per domain
+    # scoring: the end-of-episode evaluation (task metric and score) at the last step | training: none, an
+    # episode that only trains an agent (env.eval_interval=0 also skips the periodic validation)
+    episode: str = "scoring"
 
 
 # Every agent's CLI name, here at the bottom layer so the command line can list and check them without
@@ -206,7 +209,9 @@ class AgentConfig:
 class ProxyConfig:
     """The proxy stage of proxy mode (``acodm-gym proxy``, compare's ``acodm-proxy``); its model is ``run.proxy_model``."""
 
-    episodes: int = 1  # proxy pretraining runs the actor-critic learns over; networks and replay buffer carry across
+    episodes: int = (
+        1  # training episodes the actor-critic learns over (runs/learn.py); networks and replay buffer carry across
+    )
 
 
 @dataclass
@@ -547,6 +552,7 @@ def validate(cfg: Config) -> None:
     _choice(cfg.env.reward_variant, ["paper", "authors"], "env.reward_variant")
     _choice(cfg.env.reward_target, ["corpus", "eval_domains"], "env.reward_target")
     _choice(cfg.env.scalarization, ["alpha_weighted", "sum", "mean"], "env.scalarization")
+    _choice(cfg.env.episode, ["scoring", "training"], "env.episode")
     check_recipe(cfg.data.recipe)
     if cfg.proxy.episodes < 1:
         raise ConfigError("proxy.episodes must be at least 1.")

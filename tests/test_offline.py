@@ -1,93 +1,136 @@
-"""The offline agent: d3rlpy's IQL trained on transitions logged by a real run, then frozen in the env.
-
-Skipped where d3rlpy (the optional extra ``offline``) is not installed.
-"""
+"""Offline datasets (runs/offline.py): a Minari dataset per task and behaviour, built from the logged
+transitions of real episodes on the small task, extended on a second call, refused for bad input."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-import torch
+from test_tasks import task_file
 
-from acodm_gym.agents import EnvSpec, OfflineAgent
+from acodm_gym.cli import main
 from acodm_gym.config import load_config
-from acodm_gym.envs import PretrainEnv
-from acodm_gym.errors import AgentError, ConfigError, MissingFileError
-from acodm_gym.runs.runner import train
+from acodm_gym.runs.logger import read_metrics
+from acodm_gym.runs.offline import build
 
-from conftest import small_config
-
-pytest.importorskip("d3rlpy", reason="the offline agent needs d3rlpy: pip install -e '.[offline]'")
-
-TINY = {"n_steps": 40, "batch_size": 8, "hidden": [16]}
-RUN = {"plots": False, "tensorboard": False, "log_transitions": True}
+minari = pytest.importorskip("minari", reason="offline datasets need: pip install -e '.[offline]'")
 
 
-@pytest.fixture(scope="module")
-def logged(corpus_text_dir, cache_dir, tmp_path_factory) -> list[str]:
-    """Two logged runs of acodm (its warm-up noise varies the weights), 12 steps each."""
-    out, paths = tmp_path_factory.mktemp("logged"), []
-    for seed in (0, 1):
-        agent = {"name": "acodm", "options": {"warmup_steps": 4, "batch_size": 4, "width": 16, "seed": seed}}
-        cfg = small_config(
-            corpus_text_dir,
-            cache_dir,
-            agent=agent,
-            train={"total_steps": 12},
-            run={**RUN, "out_dir": str(out), "seed": seed},
-        )
-        paths.append(str(train(load_config(cfg), log=lambda _: None).run_dir / "transitions.npz"))
-    return paths
+@pytest.fixture()
+def task(tmp_path, corpus_text_dir, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    return task_file(tmp_path, corpus_text_dir, tmp_path / "cache", task={"name": "small"})
 
 
-def test_offline_policy_trains_on_logged_runs_then_acts_frozen_in_the_env(config, logged, tmp_path):
-    env = PretrainEnv(config, {"train": {"total_steps": 5}, "env": {"eval_interval": 0, "compute_reward": False}})
-    agent = OfflineAgent(EnvSpec.from_env(env), dataset=logged, **TINY)
-    obs, _ = env.reset(seed=0)
-    assert agent.state_dict() == {"trained": False}
-    first = agent.act(obs)  # trains on the logged runs
-    trained = agent.state_dict()
-    assert trained["trained"] and first.shape == (env.k,) and first.sum() == pytest.approx(1.0) and first.min() >= 0
-    actions = []
-    for _ in range(5):
-        action = agent.act(obs)
-        next_obs, reward, _, truncated, info = env.step(action)
-        agent.observe(obs, action, reward, next_obs, info)
-        assert agent.update() == {}
-        actions.append(action)
-        obs = next_obs
-    assert truncated and torch.equal(agent.state_dict()["model"], trained["model"]), "the policy stayed frozen"
-    assert np.ptp(np.array(actions), axis=0).max() > 0, "the policy reads its observation"
-    agent.save(tmp_path / "agent.pt")
-    clone = OfflineAgent(EnvSpec.from_env(env), dataset=logged, **{**TINY, "seed": 5})
-    clone.load(tmp_path / "agent.pt")  # loaded, not retrained
-    np.testing.assert_array_equal(clone.act(obs), agent.act(obs))
-    retrained = OfflineAgent(EnvSpec.from_env(env), dataset=logged, **TINY)
-    np.testing.assert_array_equal(retrained.act(obs), agent.act(obs))  # training is seeded
+def _cfg(task, tmp_path):
+    overrides = ["train.total_steps=6", "env.eval_interval=3", f"run.out_dir={tmp_path / 'runs'}"]
+    return load_config(None, overrides + ["run.plots=false", "run.tensorboard=false"], task=str(task))
 
 
-def test_offline_agent_runs_under_the_runner(corpus_text_dir, cache_dir, logged, tmp_path):
-    agent = {"name": "offline", "options": {"dataset": logged, **TINY}}
-    run = {"plots": False, "tensorboard": False, "out_dir": str(tmp_path)}
-    cfg = small_config(corpus_text_dir, cache_dir, agent=agent, train={"total_steps": 4}, run=run)
-    result = train(load_config(cfg), log=lambda _: None)
-    assert result.summary["steps"] == 4
-    assert torch.load(result.run_dir / "agent.pt", weights_only=True)["state"]["trained"]
+def test_a_dataset_loads_with_minari_and_its_episodes_are_the_logged_transitions(task, tmp_path):
+    cfg = _cfg(task, tmp_path)
+    manifest = build(cfg, "dirichlet-natural", 2, log=lambda _: None)
+    assert manifest["dataset_id"] == "acodm/small/dirichlet-natural-v0" and manifest["total_episodes"] == 2
+    dataset = minari.load_dataset("acodm/small/dirichlet-natural-v0")
+    assert dataset.total_episodes == 2 and dataset.total_steps == 12
+    runs = tmp_path / "runs" / "datasets" / "small" / "dirichlet-natural"
+    weights = []
+    for episode, row in zip(dataset.iterate_episodes(), manifest["episodes"]):
+        run = runs / f"ep-{episode.id:03d}"
+        t = np.load(run / "transitions.npz")
+        np.testing.assert_array_equal(episode.observations[:-1], t["obs"])
+        np.testing.assert_array_equal(episode.observations[1:], t["next_obs"])
+        np.testing.assert_array_equal(episode.actions, t["action"])
+        np.testing.assert_array_equal(episode.rewards, t["reward"])
+        np.testing.assert_array_equal(episode.infos["vector_reward"][1:], t["vector_reward"])
+        assert np.abs(t["vector_reward"]).max() > 0  # a static behaviour's reward is computed too
+        val = read_metrics(run / "metrics.csv")["val_metric"]
+        np.testing.assert_array_equal(episode.infos["val_metric"][1:], val)
+        assert np.isfinite(val[[2, 5]]).all() and np.isnan(val[[0, 1, 3, 4]]).all()  # validation at steps 3 and 6
+        assert list(episode.truncations) == [False] * 5 + [True] and not episode.terminations.any()
+        assert episode.id == row["episode"] and row["seed"] == 2000 + episode.id
+        weights.append(list(row["mean_weights"].values()))
+    assert not np.allclose(weights[0], weights[1])  # a fresh random mixture each episode
+    meta = dataset.storage.metadata
+    assert meta["algorithm_name"] == "dirichlet-natural" and meta["author"] == {"acodm-gym"}
+    assert meta.get("ref_min_score") is None and meta.get("ref_max_score") is None  # the small task has no references
+    env = dataset.recover_environment()  # the env spec holds the config: Minari rebuilds the env
+    assert env.unwrapped.cfg.to_dict() == cfg.to_dict() and env.unwrapped.k == 6
+    env.close()
+
+    lines = []
+    again = build(cfg, "dirichlet-natural", 3, log=lines.append)  # extend: the first two are reused
+    assert sum("finished earlier with this config: reused" in line for line in lines) == 2
+    assert again["episodes"][:2] == manifest["episodes"] and again["total_episodes"] == 3
+    assert minari.load_dataset("acodm/small/dirichlet-natural-v0").total_episodes == 3
 
 
-def test_offline_agent_refuses_bad_datasets(config, logged, tmp_path):
-    env = PretrainEnv(config, {"train": {"total_steps": 3}, "env": {"eval_interval": 0, "compute_reward": False}})
-    spec = EnvSpec.from_env(env)
-    with pytest.raises(ConfigError, match="dataset"):
-        OfflineAgent(spec)
-    with pytest.raises(ConfigError, match="algorithm"):
-        OfflineAgent(spec, dataset=logged, algorithm="bcq")
-    with pytest.raises(MissingFileError, match="log_transitions"):
-        OfflineAgent(spec, dataset=[str(tmp_path / "none.npz")])
-    short = tmp_path / "short.npz"
-    np.savez(short, obs=np.zeros((3, 5)), action=np.zeros((3, env.k)), reward=np.zeros(3))
-    with pytest.raises(AgentError, match="observations"):
-        OfflineAgent(spec, dataset=[str(short)])
-    (tmp_path / "text.npz").write_text("not numpy")
-    with pytest.raises(AgentError, match="not a transitions file"):
-        OfflineAgent(spec, dataset=[str(tmp_path / "text.npz")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--behaviour", "greedy", "--episodes", "2"], "Unknown behaviour 'greedy'"),
+        (["--behaviour", "uniform", "--episodes", "0"], "--episodes 0: a dataset needs at least 1"),
+        (["--behaviour", "uniform", "--episodes", "1", "env.num_norm_probes=2"], "another layout"),
+    ],
+)
+def test_bad_dataset_input_fails_before_any_episode(task, tmp_path, capsys, args, message):
+    manifest = tmp_path / "uniform.manifest.json"
+    cfg = load_config(None, task=str(task))
+    from acodm_gym.data.corpus import open_corpus
+    from acodm_gym.runs.offline import signature
+
+    manifest.write_text(json.dumps({"signature": signature(cfg, open_corpus(cfg.data, log=lambda _: None))}))
+    code = main(
+        ["dataset", "--task", str(task), "--out-dir", str(tmp_path / "runs"), "--manifest", str(manifest), *args]
+    )
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_reference_scores_make_minaris_normalised_score_the_tasks_score(tmp_path):
+    from acodm_gym.envs.task import normalised_score
+    from acodm_gym.runs.offline import _reference_scores
+
+    refs = {"references": {"natural": {"test_metric": [10.0, 12.0]}, "best_static": {"test_metric": [8.0, 8.0]}}}
+    path = tmp_path / "refs.json"
+    path.write_text(json.dumps(refs))
+    low, high = _reference_scores(load_config(None, [f"task.references={path}"]))
+    assert (low, high) == (11.0, 8.0)  # natural's and the best static mixture's mean test metric
+    for metric in (7.0, 9.5, 11.0, 13.0):  # Minari's (x - min) / (max - min) of a test metric x
+        assert (metric - low) / (high - low) == pytest.approx(normalised_score(metric, refs) / 100)
+
+
+def test_a_killed_dataset_build_resumes_and_writes_the_same_dataset(task, tmp_path):
+    """Killed inside its second episode, the build loses nothing: the rerun reuses the first episode, resumes
+    the second from its checkpoint, and writes the dataset an uninterrupted build writes."""
+    import signal
+    import time
+
+    from test_resume import _cli, _finish
+
+    base = ["dataset", "--task", str(task), "--behaviour", "uniform", "--episodes", "2"]
+    extra = ["train.total_steps=8", "run.checkpoint_interval=3", "run.plots=false", "run.tensorboard=false"]
+    _finish(_cli([*base, "--out-dir", str(tmp_path / "ref"), *extra]))
+    reference = minari.load_dataset("acodm/small/uniform-v0")
+    ref_episodes = [(e.observations, e.actions, e.rewards) for e in reference.iterate_episodes()]
+    minari.delete_dataset("acodm/small/uniform-v0")
+
+    killed = [*base, "--out-dir", str(tmp_path / "killed"), *extra]
+    second = tmp_path / "killed" / "datasets" / "small" / "uniform" / "ep-001"
+    proc = _cli(killed, delay=0.05)
+    deadline = time.monotonic() + 180
+    while not (second / "checkpoints" / "latest").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert "acodm/small/uniform-v0" not in minari.list_local_datasets()
+    out = _finish(_cli(killed))
+    assert "ep-000 finished earlier with this config: reused" in out and f"resuming {second}" in out
+    for (obs, actions, rewards), episode in zip(
+        ref_episodes, minari.load_dataset("acodm/small/uniform-v0").iterate_episodes()
+    ):
+        np.testing.assert_array_equal(episode.observations, obs)
+        np.testing.assert_array_equal(episode.actions, actions)
+        np.testing.assert_array_equal(episode.rewards, rewards)

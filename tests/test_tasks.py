@@ -447,12 +447,15 @@ def test_a_multi_episode_proxy_stage_carries_the_agent_across_episodes(small_tas
         task=str(small_task),
     )
     cfg.run.proxy_model = "tiny-proxy"
-    actor = proxy_stage(cfg, "stage", log=lambda _: None)
-    assert actor == tmp_path / "stage-ep1" / "agent.pt"
-    first = yaml.safe_load((tmp_path / "stage" / "config.yaml").read_text())
-    second = yaml.safe_load((tmp_path / "stage-ep1" / "config.yaml").read_text())
+    actor = proxy_stage(cfg, "stage", log=lambda _: None)  # learn's training phase (runs/learn.py)
+    assert actor == tmp_path / "stage" / "agent.pt"
+    episodes = tmp_path / "stage" / "train"
+    first = yaml.safe_load((episodes / "ep-000" / "config.yaml").read_text())
+    second = yaml.safe_load((episodes / "ep-001" / "config.yaml").read_text())
     assert (first["run"]["seed"], second["run"]["seed"]) == (3, 1003)  # a fresh proxy model each episode
-    assert second["agent"]["init_from"] == str(tmp_path / "stage" / "agent.pt")
+    assert (first["env"]["episode"], first["model"]["hidden_size"]) == ("training", 64)  # the proxy model
+    assert second["agent"]["init_from"] == str(episodes / "ep-000" / "agent.pt")
+    assert actor.read_bytes() == (episodes / "ep-001" / "agent.pt").read_bytes()
     blob = torch.load(actor, weights_only=True)
     assert blob["state"]["t"] == 12  # the counters (and the replay buffer) run on across both episodes
     with pytest.raises(ConfigError, match="proxy.episodes must be at least 1"):
@@ -489,10 +492,11 @@ def test_a_proxy_comparison_restored_from_records_trains_its_stage_again_only_wh
     shutil.rmtree(out / "acodm-proxy-seed0")  # the target stage must run, so it needs the actor
     lines.clear()
     run_method(cfg, "acodm-proxy", 0, out, log=lines.append)
-    assert any("lacks agent.pt (a restored record): trained again" in line for line in lines)
-    for run in ("acodm-proxy-stage-seed0", "acodm-proxy-seed0"):
-        again, first = (json.loads((d / run / "summary.json").read_text()) for d in (out, trained))
-        assert again["test_metric"] == first["test_metric"]  # the same seed trains the same stage
+    assert "== training episode 1 of 1 (model seed 0)" in lines  # the stage's training episode ran again
+    again, first = (json.loads((d / "acodm-proxy-seed0" / "summary.json").read_text()) for d in (out, trained))
+    assert again["test_metric"] == first["test_metric"]  # the same seed trains the same stage
+    stage = "acodm-proxy-stage-seed0/agent.pt"
+    assert (out / stage).read_bytes() == (trained / stage).read_bytes()
 
 
 def test_a_best_static_run_of_a_superseded_mixture_is_kept_aside(tmp_path):

@@ -64,7 +64,8 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Episode End
 
     Never terminated; truncated after ``train.total_steps`` steps, when ``info`` also holds the
-    episode's result on the test split (``episode_result``). Too many non-finite steps in a row
+    episode's result on the test split (``episode_result``) in a scoring episode (``env.episode``); a
+    training episode (``env.episode: training``) skips that evaluation: it only trains an agent. Too many non-finite steps in a row
     raise ``NonFiniteLossError``.
 
     ## Arguments
@@ -228,7 +229,7 @@ class PretrainEnv(gym.Env[np.ndarray, np.ndarray]):
         if interval and (self.t % interval == 0 or truncated):
             val = self.evaluate("validation")
             info.update(val_loss=val, val_ppl=np.exp(val), val_metric=self.metric.value(val))
-        if truncated:
+        if truncated and self.cfg.env.episode == "scoring":
             info.update(self.episode_result())
         reward = scalarize(vector, alpha, self.cfg.env.scalarization)
         return self._observation(), reward, False, bool(truncated), info

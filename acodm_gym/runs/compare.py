@@ -1,9 +1,10 @@
 """The comparison job: every mixing method on one corpus, budget and seed list, then a report.
 
 Methods run one after another (so their per-step times are comparable) into
-``<out>/<method>-seed<s>/``; ``acodm-proxy`` is two runs: the proxy stage (AC-ODM on the small
-proxy model, ``<out>/acodm-proxy-stage-seed<s>``) and the target stage (its frozen actor steering
-the target model). ``report.md`` and the plots are written next to the run directories.
+``<out>/<method>-seed<s>/``; ``acodm-proxy`` is two stages: the proxy stage (AC-ODM learnt on the
+small proxy model over ``proxy.episodes`` training episodes, ``<out>/acodm-proxy-stage-seed<s>``, a
+``learn`` directory) and the target stage (its frozen actor steering the target model).
+``report.md`` and the plots are written next to the run directories.
 
 Sweeps resume instead of restarting: run again into the same ``out``, a run that finished with the
 same config (apart from ``checkpoint.SAFE_KEYS``), code version and corpus (``provenance``) is reused, one
@@ -21,18 +22,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 import scipy.stats
-import yaml
 
 from ..config import METHODS, Config, TaskConfig, check_methods, check_search, load_config
-from ..data.corpus import TokenCorpus, build_corpus
 from ..envs.task import normalised_score, read_references
-from ..errors import MissingFileError, ResumeError
-from . import checkpoint, plots, provenance, rundir, stats
-from .runner import prepare_config, run_dir_for, train
-
-# A finished run may differ from the sweep's config in these keys (beyond what resuming accepts) and still be
-# reused: report() recomputes every score from the task's references.
-REUSE_ALLOWED = ("task.references",)
+from ..errors import MissingFileError
+from . import learn, plots, provenance, stats
+from .reuse import finished, train_or_reuse
 
 
 def proxy_config(cfg: Config) -> Config:
@@ -55,12 +50,14 @@ def run_method(
         run_cfg = load_config(base, {"agent": {"name": method}, "run": {"name": f"{method}-seed{seed}"}})
         return train_or_reuse(run_cfg, log, overwrite, keep_stale=keep_stale)
     stage = f"acodm-proxy-stage-seed{seed}"
-    actor = run_dir_for(prepare_config(_episode(base, stage, cfg.proxy.episodes - 1))) / "agent.pt"
     target = load_config(
         base,
-        {"agent": {"name": "frozen", "options": {"path": str(actor)}}, "run": {"name": f"acodm-proxy-seed{seed}"}},
+        {
+            "agent": {"name": "frozen", "options": {"path": str(out / stage / "agent.pt")}},
+            "run": {"name": f"acodm-proxy-seed{seed}"},
+        },
     )
-    if overwrite or not _finished(target, keep_stale):  # the actor is needed only to train the target stage
+    if overwrite or not finished(target, keep_stale):  # the actor is needed only to train the target stage
         proxy_stage(base, stage, log, overwrite, keep_stale)
     return train_or_reuse(target, log, overwrite, keep_stale=keep_stale)
 
@@ -68,93 +65,15 @@ def run_method(
 def proxy_stage(
     cfg: Config, name: str, log: Callable[[str], None] = print, overwrite: bool = False, keep_stale: bool = False
 ) -> Path:
-    """AC-ODM learnt on the proxy model over ``proxy.episodes`` runs; returns the last one's agent.pt.
+    """AC-ODM learnt on the proxy model over ``proxy.episodes`` training episodes (``learn.train_agent`` in
+    ``<run.out_dir>/<name>``); returns the agent after the last one, ``<run.out_dir>/<name>/agent.pt``.
 
-    Each episode is a fresh proxy model (seed ``run.seed + 1000·e``) in its own run directory (``name``,
-    then ``name-ep1``, ...); the agent (networks, replay buffer, counters) carries across them through
-    ``agent.init_from``, so the policy sees several passes through t/T instead of one. Its learning-rate
-    schedule spans the first episode; later ones learn at ``lr_end``.
+    Each episode is a fresh proxy model (seed ``run.seed + 1000·e``); the agent (networks, replay buffer,
+    counters) carries across them, so the policy sees several passes through t/T instead of one. Its
+    learning-rate schedule spans the first episode; later ones learn at ``lr_end``.
     """
-    for e in range(cfg.proxy.episodes):
-        # a restored record has no agent.pt: such an episode is trained again (same seed, same result)
-        episode = _episode(cfg, name, e)
-        actor = train_or_reuse(episode, log, overwrite, needs=("agent.pt",), keep_stale=keep_stale) / "agent.pt"
-    return actor
-
-
-def _episode(cfg: Config, name: str, e: int) -> Config:
-    """Episode ``e`` of the proxy stage ``name``, which starts from episode ``e - 1``'s agent."""
-    episode: dict = {"run": {"name": name if e == 0 else f"{name}-ep{e}", "seed": cfg.run.seed + 1000 * e}}
-    if e > 0:
-        previous = run_dir_for(prepare_config(_episode(cfg, name, e - 1)))
-        episode["agent"] = {"init_from": str(previous / "agent.pt")}
-    return load_config(proxy_config(cfg), episode)
-
-
-def _same_run(cfg: Config) -> tuple[Path, bool]:
-    """This config's run directory, and whether a run there has this config (up to what reuse allows)."""
-    prepared = prepare_config(cfg)
-    run_dir = run_dir_for(prepared)
-    saved = run_dir / "config.yaml"
-    same = saved.is_file() and not checkpoint.refused_changes(
-        yaml.safe_load(saved.read_text()), prepared, REUSE_ALLOWED
-    )
-    return run_dir, same
-
-
-def _stale(run_dir: Path, cfg: Config, log: Callable[[str], None] = print) -> list[str]:
-    """Why the finished run in ``run_dir`` is not a result of this code on ``cfg``'s corpus (empty: it is)."""
-    summary = json.loads((run_dir / rundir.SUMMARY).read_text())
-    corpus = checkpoint.corpus_fingerprint(TokenCorpus(build_corpus(cfg.data, log), verify=False))
-    return provenance.stale_reasons(summary, corpus["fingerprint"])
-
-
-def _finished(cfg: Config, keep_stale: bool = False) -> bool:
-    run_dir, same = _same_run(cfg)
-    return same and (run_dir / rundir.SUMMARY).is_file() and (keep_stale or not _stale(run_dir, cfg))
-
-
-def train_or_reuse(
-    cfg: Config,
-    log: Callable[[str], None] = print,
-    overwrite: bool = False,
-    needs: Sequence[str] = (),
-    keep_stale: bool = False,
-) -> Path:
-    """Reuse a finished run of this config, code and corpus, resume a stopped one, else train (refusing
-    other work unless ``overwrite``); returns the run directory.
-
-    :param needs: files the caller reads from the run (e.g. ``agent.pt``); a finished run without them (a
-        run restored from its record) is trained again.
-    :param keep_stale: reuse a finished run of this config made by other code or on another corpus (saying
-        so) instead of training it again
-    """
-    run_dir, same = _same_run(cfg)
-    if not overwrite and same:
-        if (run_dir / rundir.SUMMARY).is_file():
-            stale = _stale(run_dir, cfg, log)
-            if stale and not keep_stale:
-                log(f"{run_dir} finished earlier with this config but is stale ({'; '.join(stale)}): trained again")
-                return train(cfg, log=log, overwrite=True).run_dir
-            if stale:
-                log(f"{run_dir} is stale ({'; '.join(stale)}): kept (keep_stale), its report names its code version")
-            missing = [n for n in needs if not (run_dir / n).is_file()]
-            if not missing:
-                log(f"{run_dir} finished earlier with this config: reused")
-                return run_dir
-            log(f"{run_dir} finished earlier but lacks {', '.join(missing)} (a restored record): trained again")
-            return train(cfg, log=log, overwrite=True).run_dir
-        try:
-            ckpt = checkpoint.find(run_dir, warn=lambda _: None)
-        except ResumeError:
-            pass  # stopped before its first checkpoint: start again
-        else:
-            stale = provenance.stale_reasons({"code": ckpt.meta.get("code")})
-            if not stale or keep_stale:
-                return train(cfg, log=log, resume=run_dir).run_dir
-            log(f"{run_dir} stopped at a checkpoint of other code ({'; '.join(stale)}): trained again from the start")
-            overwrite = True
-    return train(cfg, log=log, overwrite=overwrite).run_dir
+    seeds = learn.train_seeds(cfg.proxy.episodes, first=cfg.run.seed, stride=1000)
+    return learn.train_agent(proxy_config(cfg), Path(cfg.run.out_dir) / name, seeds, log, overwrite, keep_stale)
 
 
 def compare(

@@ -89,6 +89,7 @@ def plot_val_ppl(
     palette: Mapping[str, Color] | None = None,
     bands: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     unscored: Sequence[str] = (),
+    xlabel: str = "step",
 ) -> Legend:
     """Validation perplexity over steps, one line per method or domain (the paper's Fig. 1a).
 
@@ -105,7 +106,7 @@ def plot_val_ppl(
         ax.plot(steps, ppl, style, marker="o", markersize=3, color=color, label=_label(name, unscored))
         if bands and name in bands:
             ax.fill_between(steps, *bands[name], color=color, alpha=0.2, linewidth=0)
-    ax.set(xlabel="step", ylabel="perplexity", title=title, yscale="log")
+    ax.set(xlabel=xlabel, ylabel="perplexity", title=title, yscale="log")
     ax.grid(alpha=0.3)
     return _save(fig, ax, path, outside=len(curves) > 6)  # a run's per-domain lines: the legend beside the plot
 

@@ -10,7 +10,7 @@ session, or on another machine, from where the last one stopped.
 
 A restored run has no model and no agent: the references' evaluation noise is computed only where the
 run was trained, and a proxy stage whose actor is needed (its target run is not finished) is trained
-again from its seed (``compare.train_or_reuse(needs=...)``).
+again from its seed (its training episodes, under the stage's directory, have no record).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ or actor–critic — is driven the same way, and writes a run directory:
     runs/<name>/config.yaml     the full config used
     runs/<name>/metrics.csv     one row per step: losses, weights, rewards, validation perplexity and task metric, agent diagnostics
     runs/<name>/tensorboard/    the same as TensorBoard events, plus the agent's own statistics
-    runs/<name>/summary.json    final per-domain validation and test perplexity, time per step
+    runs/<name>/summary.json    final per-domain validation and test perplexity, time per step (a training
+                                episode, env.episode=training, has no final evaluation: no test entries)
     runs/<name>/mixture.json    the weight schedule α(t) and its mean (reusable as a static mixture)
     runs/<name>/model/          the trained model and tokenizer in Hugging Face format
     runs/<name>/transitions.npz with run.log_transitions: obs, action, reward, vector_reward, next_obs per step
@@ -119,10 +120,11 @@ class RunResult:
 
 
 def prepare_config(cfg: Config) -> Config:
-    """Adapt the env to the agent: no probes for agents without a reward, no floor for ODM."""
+    """Adapt the env to the agent: no probes for agents without a reward (unless ``run.log_transitions``:
+    offline data needs the reward of every behaviour), no floor for ODM."""
     cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env), train=dataclasses.replace(cfg.train))
     cls = agent_class(cfg.agent.name)
-    if not cls.needs_reward:
+    if not cls.needs_reward and not cfg.run.log_transitions:
         cfg.env.compute_reward = False
     if not cls.exploration_floor:
         cfg.train.exploration_floor = False
@@ -401,10 +403,7 @@ def _outputs(
     """The episode's result and the run directory's outputs (rank 0; the other ranks wait for it)."""
     main = distributed.is_main_process()
     try:
-        # the episode's result (test split, task metric, score): from the last step, or again after a resume at the end
-        keys = ("final_val_loss", "final_val_metric", "final_val_metric_arith")
-        keys += ("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score")
-        result = {k: info[k] for k in keys} if "test_loss" in info else env.episode_result()
+        result = _episode_result(cfg, env, info)
         if not main:  # the other ranks' model and numbers are rank 0's
             env.close()
             distributed.barrier()  # return once rank 0 has written the run directory
@@ -419,6 +418,16 @@ def _outputs(
     env.close()
     distributed.barrier()
     return RunResult(run_dir, summary)
+
+
+def _episode_result(cfg: Config, env: PretrainEnv, info: StepInfo | dict) -> dict | None:
+    """The scoring episode's result (test split, task metric, score): from the last step, or again after a
+    resume at the end; None for a training episode (``env.episode: training``), which has no evaluation."""
+    if cfg.env.episode == "training":
+        return None
+    keys = ("final_val_loss", "final_val_metric", "final_val_metric_arith")
+    keys += ("test_loss", "test_ppl", "test_metric", "test_metric_arith", "score")
+    return {k: info[k] for k in keys} if "test_loss" in info else env.episode_result()
 
 
 def _resume_hint(run_dir: Path) -> str:
@@ -442,8 +451,30 @@ def _late_diagnostics(metrics: dict[str, np.ndarray]) -> dict[str, float]:
     return late
 
 
+def _scored(env: PretrainEnv, result: dict) -> dict:
+    """A scoring episode's summary entries, from its final evaluation."""
+    test_ppl, final_val_ppl = result["test_ppl"], np.exp(result["final_val_loss"])
+    return {
+        "final_val_ppl": dict(zip(env.domains, final_val_ppl.tolist())),
+        "final_val_ppl_avg": float(final_val_ppl.mean()),
+        "test_ppl": dict(zip(env.domains, test_ppl.tolist())),
+        "test_ppl_avg": float(test_ppl.mean()),
+        "val_metric": result["final_val_metric"],  # the final evaluation's (task.eval_tokens), like test_metric
+        "val_metric_arith": result["final_val_metric_arith"],
+        "test_metric": result["test_metric"],
+        "test_metric_arith": result["test_metric_arith"],
+        "score": result["score"],
+    }
+
+
 def _write_outputs(
-    cfg: Config, env: PretrainEnv, agent: Agent, progress: _Progress, result: dict, seconds: float, run_dir: Path
+    cfg: Config,
+    env: PretrainEnv,
+    agent: Agent,
+    progress: _Progress,
+    result: dict | None,
+    seconds: float,
+    run_dir: Path,
 ) -> dict:
     """Rank 0: model, agent, mixture, transitions, plots and, last, summary.json, each written atomically.
 
@@ -452,34 +483,33 @@ def _write_outputs(
     """
     steps, weights, val_steps, val_ppl = progress.steps, progress.weights, progress.val_steps, progress.val_ppl
     weights_arr, steps_arr, val_arr = np.array(weights), np.array(steps), np.array(val_ppl)
-    test_ppl, final_val_ppl = result["test_ppl"], np.exp(result["final_val_loss"])
     mean_weights = weights_arr.mean(axis=0)
+    scored = _scored(env, result) if result is not None else {}  # a training episode has no final evaluation
+
+    def pick(*keys: str) -> dict:
+        return {k: scored[k] for k in keys if k in scored}
+
     summary = {
         "agent": cfg.agent.name,
         "seed": cfg.run.seed,
+        "episode": cfg.env.episode,
         "steps": len(steps),
         "tokens": int(env.tokens),
         "seconds": round(seconds, 2),
         "seconds_per_step": seconds / max(1, len(steps)),
         "domains": env.domains,
-        "final_val_ppl": dict(zip(env.domains, final_val_ppl.tolist())),
-        "final_val_ppl_avg": float(final_val_ppl.mean()),
+        **pick("final_val_ppl", "final_val_ppl_avg"),
         "val_curve": {
             "steps": val_steps,
             "avg_ppl": val_arr.mean(axis=1).tolist() if len(val_arr) else [],
             "metric": [env.metric.value(np.log(v)) for v in val_arr],
         },
-        "test_ppl": dict(zip(env.domains, test_ppl.tolist())),
-        "test_ppl_avg": float(test_ppl.mean()),
+        **pick("test_ppl", "test_ppl_avg"),
         # The task's metric (geometric mean perplexity over task.eval_domains), the arithmetic mean beside it,
         # and the normalised score on the test split (None while the task has no references).
         "task": cfg.task.name,
         "eval_domains": env.metric.eval_domains,
-        "val_metric": result["final_val_metric"],  # the final evaluation's (task.eval_tokens), like test_metric
-        "val_metric_arith": result["final_val_metric_arith"],
-        "test_metric": result["test_metric"],
-        "test_metric_arith": result["test_metric_arith"],
-        "score": result["score"],
+        **pick("val_metric", "val_metric_arith", "test_metric", "test_metric_arith", "score"),
         "mean_weights": dict(zip(env.domains, mean_weights.tolist())),
         "skipped_steps": progress.skipped,
         "resumed_at": progress.resumed_at,
@@ -506,6 +536,7 @@ def _write_outputs(
     if progress.transitions:
         outputs.append(("transitions.npz", save_transitions))
     if cfg.run.plots:
+        test_ppl = result["test_ppl"] if result is not None else None  # a training episode has no final evaluation
         outputs += _plots(cfg.agent.name, env, steps_arr, weights_arr, np.array(val_steps), val_arr, summary, test_ppl)
         if plots.diagnostic_columns(metrics):
             title = f"Diagnostics ({cfg.agent.name})"
@@ -540,7 +571,8 @@ def _plots(title: str, env: PretrainEnv, steps, weights, val_steps, val_ppl, sum
         curves.update({d: (val_steps, val_ppl[:, i]) for i, d in enumerate(domains)})
         palette, name = plots.colors(domains), f"Validation perplexity ({title})"
         out.append(("val_ppl.png", lambda p: plots.plot_val_ppl(curves, p, name, palette, unscored=unscored)))
-    out.append(("test_ppl.png", lambda p: plots.plot_domain_ppl({title: test_ppl}, domains, p, unscored=unscored)))
+    if test_ppl is not None:
+        out.append(("test_ppl.png", lambda p: plots.plot_domain_ppl({title: test_ppl}, domains, p, unscored=unscored)))
     return out
 
 

@@ -1,0 +1,223 @@
+"""Learning across episodes: one agent trained over many training episodes, then frozen and scored on test seeds.
+
+As RL benchmarks separate training and test levels, a level here is a model seed: the agent trains on
+fresh models of the training seeds (``train_seeds``), one training episode each (``env.episode:
+training``, no end-of-episode evaluation), and is scored, frozen, on models of the test seeds
+(scoring episodes, the evaluation every result uses); the two seed sets never overlap. The env resets
+to a fresh model each episode; the agent persists: episode e starts from episode e − 1's ``agent.pt``
+(``agent.init_from``: networks, target networks, optimisers, replay buffer, counters, RNG); its step
+counters run on, so its schedules (AC-ODM's warm-up and learning-rate decay) span the first episode::
+
+    <learn_dir>/
+        train/ep-000/ ...          the training episodes, run directories of the runner
+        agent.pt                   the agent after the last training episode (the policy that is frozen)
+        test/after-<N>/seed-<s>/   scoring episodes of that policy, frozen (agent ``frozen``), after N episodes
+        curve.json, curve.png      the learning curve
+
+Run it again with the same arguments and it continues: a finished episode is reused and a stopped one
+resumes from its last checkpoint, bit for bit (``reuse.train_or_reuse``), so a kill loses at most
+the steps since that checkpoint (``run.checkpoint_interval``). Asked for more episodes, it trains on
+from the last one. Proxy mode is a user: its proxy stage is ``train_agent`` on the proxy model, and its
+target stage a scoring episode of the frozen actor (runs/compare.py).
+
+The learning curve (curve.json): per training episode its seed, the task metric of its last periodic
+validation (``env.eval_batches`` batches per domain; ``learn(eval_interval=None)`` validates once, at
+the episode's last step) and its mean scalar reward, a cheap proxy read off the training episodes
+themselves; and, for each N whose policy was scored, the test seeds' task metric and score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..agents import FrozenActorAgent
+from ..config import AgentConfig, Config, load_config
+from ..errors import ConfigError
+from . import plots, rundir
+from .logger import read_metrics
+from .reuse import train_or_reuse
+
+TEST_SEEDS = (0, 1, 2, 3, 4)  # the seeds of the shipped references and sweeps
+FIRST_TRAIN_SEED = 1000
+
+
+def train_seeds(episodes: int, first: int = FIRST_TRAIN_SEED, stride: int = 1) -> list[int]:
+    """The model seed of each training episode: ``first + stride · e``."""
+    return [first + stride * e for e in range(episodes)]
+
+
+def check_protocol(cfg: Config, episodes: int, seeds: Sequence[int], test_seeds: Sequence[int]) -> None:
+    """Refuse, before any work, a protocol that would not train and test one agent on disjoint levels."""
+    if episodes < 1:
+        raise ConfigError(f"--episodes {episodes}: learning needs at least 1 training episode.")
+    if cfg.agent.name not in FrozenActorAgent.sources:
+        raise ConfigError(
+            f"agent '{cfg.agent.name}' cannot be frozen and scored after learning: learn trains "
+            f"{', '.join(FrozenActorAgent.sources)} (agents with an actor the frozen agent runs)."
+        )
+    overlap = sorted(set(seeds) & set(test_seeds))
+    if overlap:
+        raise ConfigError(
+            f"Training seeds {list(seeds)} and test seeds {list(test_seeds)} share {overlap}: a policy must be "
+            "scored on models it never trained on. Choose other --test-seeds or another --train-seed."
+        )
+    if len(set(test_seeds)) != len(test_seeds):
+        raise ConfigError(f"Test seeds {list(test_seeds)} repeat a seed: give each once.")
+
+
+def episode_dir(learn_dir: Path, e: int) -> Path:
+    return Path(learn_dir) / "train" / f"ep-{e:03d}"
+
+
+def episode_config(cfg: Config, learn_dir: Path, e: int, seed: int) -> Config:
+    """Training episode ``e``: a fresh model of ``seed``, the agent of episode ``e - 1``."""
+    where = episode_dir(learn_dir, e)
+    episode: dict = {"env": {"episode": "training"}, "run": {"out_dir": str(where.parent), "name": where.name}}
+    episode["run"]["seed"] = seed
+    if e > 0:
+        episode["agent"] = {"init_from": str(episode_dir(learn_dir, e - 1) / "agent.pt")}
+    return load_config(cfg, episode)
+
+
+def train_agent(
+    cfg: Config,
+    learn_dir: str | Path,
+    seeds: Sequence[int],
+    log: Callable[[str], None] = print,
+    overwrite: bool = False,
+    keep_stale: bool = False,
+) -> Path:
+    """Train ``cfg``'s agent over one training episode per seed of ``seeds``; returns ``learn_dir/agent.pt``,
+    the agent after the last one. Finished episodes are reused, a stopped one resumes (module docstring).
+
+    :param keep_stale: reuse finished episodes of other code or corpora (``reuse.train_or_reuse``)
+    """
+    learn_dir = Path(learn_dir)
+    for e, seed in enumerate(seeds):
+        log(f"== training episode {e + 1} of {len(seeds)} (model seed {seed})")
+        # a restored record has no agent.pt: such an episode is trained again (same seed, same result)
+        episode = episode_config(cfg, learn_dir, e, seed)
+        last = train_or_reuse(episode, log, overwrite, needs=("agent.pt",), keep_stale=keep_stale)
+    final = learn_dir / "agent.pt"
+    rundir.write_file(final, lambda p: shutil.copyfile(last / "agent.pt", p))
+    return final
+
+
+def frozen_config(cfg: Config, actor: Path, out: Path, seed: int) -> Config:
+    """A scoring episode of the saved ``actor``, frozen, on a fresh model of ``seed``."""
+    frozen = dataclasses.replace(cfg, agent=AgentConfig(name="frozen", options={"path": str(actor)}))
+    scoring = {"env": {"episode": "scoring"}, "run": {"out_dir": str(out), "name": f"seed-{seed}", "seed": seed}}
+    return load_config(frozen, scoring)
+
+
+def score(
+    cfg: Config,
+    learn_dir: Path,
+    episodes: int,
+    test_seeds: Sequence[int],
+    log: Callable[[str], None] = print,
+    overwrite: bool = False,
+) -> list[dict]:
+    """Score ``learn_dir/agent.pt`` (the agent after ``episodes`` episodes), frozen, on each test seed."""
+    out = Path(learn_dir) / "test" / f"after-{episodes}"
+    summaries = []
+    for seed in test_seeds:
+        log(f"== test episode of the frozen policy (model seed {seed})")
+        run = train_or_reuse(frozen_config(cfg, Path(learn_dir) / "agent.pt", out, seed), log, overwrite)
+        summaries.append(json.loads((run / rundir.SUMMARY).read_text()))
+    return summaries
+
+
+def learn(
+    cfg: Config,
+    episodes: int,
+    learn_dir: str | Path,
+    test_seeds: Sequence[int] = TEST_SEEDS,
+    first_seed: int = FIRST_TRAIN_SEED,
+    eval_interval: int | None = None,
+    log: Callable[[str], None] = print,
+    overwrite: bool = False,
+) -> dict:
+    """Train ``cfg``'s agent over ``episodes`` training episodes (seeds ``first_seed``, ``first_seed + 1``, ...),
+    freeze it, score it on ``test_seeds``, and write the learning curve; returns the curve.
+
+    :param eval_interval: steps between the training episodes' validations (the curve's proxy); None: once,
+        at each episode's last step; 0: none (the curve then has the mean reward only)
+    """
+    seeds = train_seeds(episodes, first_seed)
+    check_protocol(cfg, episodes, seeds, test_seeds)
+    interval = cfg.train.total_steps if eval_interval is None else eval_interval
+    learn_dir = Path(learn_dir)
+    train_agent(load_config(cfg, {"env": {"eval_interval": interval}}), learn_dir, seeds, log, overwrite)
+    score(cfg, learn_dir, episodes, test_seeds, log, overwrite)  # as every scoring run: the task's validation
+    return write_curve(learn_dir, cfg.agent.name, seeds, test_seeds)
+
+
+def _episode_point(run: Path, e: int) -> dict:
+    summary = json.loads((run / rundir.SUMMARY).read_text())
+    metrics = read_metrics(run / "metrics.csv")
+    reward = metrics.get("reward")
+    return {
+        "episode": e + 1,
+        "seed": summary["seed"],
+        "val_metric": summary["val_curve"]["metric"][-1] if summary["val_curve"]["metric"] else None,
+        "mean_reward": float(np.mean(reward)) if reward is not None and len(reward) else None,
+        "seconds": summary["seconds"],
+    }
+
+
+def _test_points(learn_dir: Path, test_seeds: Sequence[int]) -> list[dict]:
+    """For each N whose policy was scored on every test seed: their task metric and score."""
+    points = []
+    for out in (learn_dir / "test").glob("after-*"):
+        runs = [out / f"seed-{s}" / rundir.SUMMARY for s in test_seeds]
+        if not all(r.is_file() for r in runs):
+            continue
+        summaries = [json.loads(r.read_text()) for r in runs]
+        scores = [s["score"] for s in summaries]
+        points.append(
+            {
+                "episodes": int(out.name.removeprefix("after-")),
+                "seeds": list(test_seeds),
+                "test_metric": [s["test_metric"] for s in summaries],
+                "score": scores,
+                "mean_test_metric": float(np.mean([s["test_metric"] for s in summaries])),
+                "mean_score": float(np.mean(scores)) if None not in scores else None,
+            }
+        )
+    return sorted(points, key=lambda p: p["episodes"])
+
+
+def write_curve(learn_dir: Path, agent: str, seeds: Sequence[int], test_seeds: Sequence[int]) -> dict:
+    """curve.json and curve.png of the training episodes ``seeds`` and every scored policy (atomically)."""
+    train = [_episode_point(episode_dir(learn_dir, e), e) for e in range(len(seeds))]
+    curve = {
+        "agent": agent,
+        "train_seeds": list(seeds),
+        "test_seeds": list(test_seeds),
+        "proxy": "task metric of each training episode's last validation (env.eval_batches batches per domain)",
+        "train": train,
+        "test": _test_points(learn_dir, test_seeds),
+    }
+    rundir.write_text(learn_dir / "curve.json", json.dumps(curve, indent=2))
+    lines = {}
+    if all(p["val_metric"] is not None for p in train):
+        lines["validation (training episodes)"] = (
+            np.array([p["episode"] for p in train]),
+            np.array([p["val_metric"] for p in train]),
+        )
+    if curve["test"]:
+        lines["test, frozen (mean over test seeds)"] = (
+            np.array([p["episodes"] for p in curve["test"]]),
+            np.array([p["mean_test_metric"] for p in curve["test"]]),
+        )
+    if lines:
+        title = f"Learning curve ({agent}): task metric"
+        rundir.write_file(learn_dir / "curve.png", lambda p: plots.plot_val_ppl(lines, p, title, xlabel="episodes"))
+    return curve

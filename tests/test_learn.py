@@ -1,0 +1,181 @@
+"""Training and scoring episodes, and learning one agent across episodes (runs/learn.py), end to end on the
+small corpus: the agent carries across episodes, train and test seeds never overlap, a killed ``learn``
+resumes bit for bit (between and inside episodes), bad input fails before any work."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from test_resume import ACODM, _assert_equal_tree, _cli, _finish
+
+from acodm_gym.cli import main
+from acodm_gym.config import load_config
+from acodm_gym.envs.pretrain_env import PretrainEnv
+from acodm_gym.runs import checkpoint
+from acodm_gym.runs.learn import learn
+from acodm_gym.runs.runner import train
+
+from conftest import small_config
+
+STEPS = 8
+
+
+def _cfg(corpus_text_dir, cache_dir, tmp_path, **sections) -> dict:
+    return small_config(
+        corpus_text_dir,
+        cache_dir,
+        agent=ACODM,
+        train={"total_steps": STEPS, **sections.pop("train", {})},
+        env={"eval_interval": 4},
+        run={"out_dir": str(tmp_path), "plots": False, "tensorboard": False, **sections.pop("run", {})},
+        **sections,
+    )
+
+
+def _agent_state(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["state"]
+
+
+def test_a_training_episode_skips_the_final_evaluation_and_trains_what_a_scoring_one_does(
+    corpus_text_dir, cache_dir, tmp_path, monkeypatch
+):
+    finals: list[str] = []
+    evaluate = PretrainEnv.evaluate
+
+    def counted(self, split="validation", final=False):
+        if final:
+            finals.append(f"{self.cfg.env.episode}:{split}")
+        return evaluate(self, split, final)
+
+    monkeypatch.setattr(PretrainEnv, "evaluate", counted)
+    cfg = _cfg(corpus_text_dir, cache_dir, tmp_path)
+    scoring = train(load_config(cfg, ["run.name=scoring"]), log=lambda _: None)
+    training = train(load_config(cfg, ["run.name=training", "env.episode=training"]), log=lambda _: None)
+    assert finals == ["scoring:validation", "scoring:test"]  # the training episode never ran the final evaluation
+    assert scoring.summary["episode"] == "scoring" and training.summary["episode"] == "training"
+    for key in ("test_metric", "score", "test_ppl", "final_val_ppl", "val_metric"):
+        assert key in scoring.summary and key not in training.summary, key
+    # the same training: every step's losses, weights, rewards and the periodic validation; the same agent
+    assert (scoring.run_dir / "metrics.csv").read_text() == (training.run_dir / "metrics.csv").read_text()
+    _assert_equal_tree(_agent_state(scoring.run_dir / "agent.pt"), _agent_state(training.run_dir / "agent.pt"))
+    assert training.summary["val_curve"] == scoring.summary["val_curve"]
+
+
+def test_learn_carries_the_agent_across_episodes_and_tests_it_frozen_on_other_seeds(
+    corpus_text_dir, cache_dir, tmp_path
+):
+    cfg = load_config(_cfg(corpus_text_dir, cache_dir, tmp_path))
+    curve = learn(cfg, 2, tmp_path / "learn", test_seeds=[0], log=lambda _: None)
+    ep0, ep1 = tmp_path / "learn" / "train" / "ep-000", tmp_path / "learn" / "train" / "ep-001"
+    configs = [yaml.safe_load((d / "config.yaml").read_text()) for d in (ep0, ep1)]
+    assert [c["run"]["seed"] for c in configs] == [1000, 1001]  # a fresh model each episode, none a test seed
+    assert [c["env"]["episode"] for c in configs] == ["training", "training"]
+    assert configs[0]["agent"]["init_from"] is None and configs[1]["agent"]["init_from"] == str(ep0 / "agent.pt")
+    first, last = _agent_state(ep0 / "agent.pt"), _agent_state(ep1 / "agent.pt")
+    assert (first["t"], last["t"]) == (STEPS, 2 * STEPS)  # counters and replay buffer run on across episodes
+    held_out = 2 * STEPS // 10
+    assert len(last["sb3"]["replay"]["rewards"]) == 2 * STEPS - held_out
+    assert not torch.equal(
+        first["sb3"]["params"]["policy"]["actor.mu.0.weight"], last["sb3"]["params"]["policy"]["actor.mu.0.weight"]
+    )
+    assert (tmp_path / "learn" / "agent.pt").read_bytes() == (ep1 / "agent.pt").read_bytes()
+    test = tmp_path / "learn" / "test" / "after-2" / "seed-0"
+    test_cfg = yaml.safe_load((test / "config.yaml").read_text())
+    assert test_cfg["agent"] == {
+        "name": "frozen",
+        "weights": None,
+        "options": {"path": str(tmp_path / "learn" / "agent.pt")},
+        "init_from": None,
+    }
+    assert (test_cfg["env"]["episode"], test_cfg["run"]["seed"], test_cfg["env"]["eval_interval"]) == ("scoring", 0, 4)
+    summary = json.loads((test / "summary.json").read_text())
+    assert [p["seed"] for p in curve["train"]] == [1000, 1001]
+    assert all(np.isfinite(p["val_metric"]) and np.isfinite(p["mean_reward"]) for p in curve["train"])
+    assert curve["test"] == [
+        {
+            "episodes": 2,
+            "seeds": [0],
+            "test_metric": [summary["test_metric"]],
+            "score": [None],
+            "mean_test_metric": summary["test_metric"],
+            "mean_score": None,
+        }
+    ]
+    assert json.loads((tmp_path / "learn" / "curve.json").read_text()) == curve
+    assert (tmp_path / "learn" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _kill_when(proc, ready, what: str, wait: float = 0.0) -> None:
+    deadline = time.monotonic() + 180
+    while not ready():
+        assert proc.poll() is None, proc.communicate()[1][-4000:]
+        assert time.monotonic() < deadline, f"{what} never appeared"
+        time.sleep(0.02)
+    time.sleep(wait)
+    assert proc.poll() is None, "learn finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+
+def test_a_killed_learn_resumes_bit_for_bit_between_and_inside_episodes(corpus_text_dir, cache_dir, tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(_cfg(corpus_text_dir, cache_dir, tmp_path, run={"checkpoint_interval": 3})))
+    args = ["learn", "--config", str(cfg), "--agent", "acodm", "--episodes", "2", "--test-seeds", "0"]
+    _finish(_cli([*args, "--out-dir", str(tmp_path / "ref"), "--name", "run"]))
+    killed = [*args, "--out-dir", str(tmp_path / "killed"), "--name", "run"]
+    run = tmp_path / "killed" / "run"
+    ep0, ep1 = run / "train" / "ep-000", run / "train" / "ep-001"
+
+    proc = _cli(killed, delay=0.05)  # killed between episodes: the first has finished, the second not started
+    _kill_when(proc, lambda: (ep0 / "summary.json").is_file(), "the first episode's summary")
+    assert not (ep1 / "checkpoints").exists()
+    proc = _cli(killed, delay=0.05)  # killed inside the second episode, a few steps past its first checkpoint
+    _kill_when(proc, lambda: (ep1 / "checkpoints" / "latest").is_file(), "a checkpoint of episode 2", wait=0.12)
+    ckpt = checkpoint.find(ep1)
+    assert not (ep1 / "summary.json").exists() and 3 <= ckpt.step < STEPS
+    out = _finish(_cli(killed))
+    assert f"{ep0} finished earlier with this config: reused" in out and f"resuming {ep1} from {ckpt.path.name}" in out
+    assert json.loads((ep1 / "summary.json").read_text())["resumed_at"] == [ckpt.step]
+
+    ref = tmp_path / "ref" / "run"
+    for episode in ("train/ep-000", "train/ep-001", "test/after-2/seed-0"):
+        a, b = run / episode, ref / episode
+        assert (a / "metrics.csv").read_text() == (b / "metrics.csv").read_text(), episode
+        ma, mb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+        assert all(torch.equal(ma[k], mb[k]) for k in mb), episode
+        _assert_equal_tree(_agent_state(a / "agent.pt"), _agent_state(b / "agent.pt"), episode)
+    curves = [json.loads((d / "curve.json").read_text()) for d in (run, ref)]
+    assert [p["val_metric"] for p in curves[0]["train"]] == [p["val_metric"] for p in curves[1]["train"]]
+    assert curves[0]["test"] == curves[1]["test"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--agent", "nope", "--episodes", "2"], "agent.name='nope' is not supported"),
+        (["--agent", "acodm", "--episodes", "0"], "--episodes 0: learning needs at least 1"),
+        (["--agent", "odm", "--episodes", "2"], "agent 'odm' cannot be frozen"),
+        (["--agent", "acodm", "--episodes", "3", "--train-seed", "2"], "share [2, 3, 4]"),
+        (["--agent", "acodm", "--episodes", "1", "--test-seeds", "5", "5"], "repeat a seed"),
+    ],
+)
+def test_bad_learn_input_fails_before_any_work(config, tmp_path, capsys, args, message):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({**config, "data": {**config["data"], "cache_dir": str(tmp_path / "cache")}}))
+    assert main(["learn", "--config", str(cfg), "--out-dir", str(tmp_path / "runs"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()  # no corpus, no directory
+
+
+def test_an_unknown_task_fails_before_any_work(tmp_path, capsys):
+    assert main(["learn", "--task", "nope", "--agent", "acodm", "--episodes", "2", "--out-dir", str(tmp_path)]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
