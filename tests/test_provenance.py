@@ -118,6 +118,7 @@ def test_reproduce_reruns_the_proxy_stage_a_target_run_loads_its_actor_from(corp
     cfg = _cfg(corpus_text_dir, cache_dir)
     first = compare(cfg, [0], ["acodm-proxy"], tmp_path / "sweep", log=lambda _: None)
     save_records(first, tmp_path / "records")
+    assert (tmp_path / "records" / "acodm-proxy-stage-seed0" / "train" / "ep-000" / "config.yaml").is_file()
     logged = []
     rows = reproduce(tmp_path / "records", tmp_path / "again", log=logged.append)
     assert [r["record"] for r in rows] == ["acodm-proxy-seed0"] and rows[0]["match"]

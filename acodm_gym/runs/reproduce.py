@@ -6,8 +6,9 @@ directory and compares the test metric with the recorded one to a relative 1e-9 
 code on the same corpus gives the same bits); a mismatch names both values and both code versions.
 
 By default the sample is one record per method and task: the lowest seed of each ``<method>-seed<s>``.
-A run that starts from another run's agent (a proxy target stage's frozen actor, a later proxy episode)
-first reruns that run from its own record.
+A run that starts from another run's agent first reruns that run from its own record; a proxy target
+stage's frozen actor comes from a learn directory (``runs/learn.py``), whose training episodes are rerun
+in order by ``learn.train_agent`` from the records of their configs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import yaml
 
 from ..config import ALL_METHODS, load_config
 from ..errors import InputError
-from . import provenance, rundir
+from . import learn, provenance, rundir
 from .runner import train
 
 TOLERANCE = 1e-9  # relative, on the test metric
@@ -62,6 +63,11 @@ def sample(root: str | Path, patterns: Sequence[str] = ()) -> list[Path]:
     return sorted(r for _, r in lowest.values())
 
 
+def _episodes(record: Path) -> list[Path]:
+    """The recorded training episodes of a learn directory, in order (none: ``record`` is a plain run)."""
+    return sorted((record / "train").glob(f"ep-*/{rundir.SUMMARY}")) if not (record / rundir.SUMMARY).is_file() else []
+
+
 def _config(record: Path, out: Path, rerun: Callable[[Path], Path]) -> dict:
     """The record's config, run into ``out``; an agent it loads from a run of its sweep comes from ``rerun``."""
     if not (record / "config.yaml").is_file():
@@ -74,7 +80,7 @@ def _config(record: Path, out: Path, rerun: Callable[[Path], Path]) -> dict:
         path = holder.get(key)
         if path and Path(path).parent.parent == recorded_out:
             dependency = record.parent / Path(path).parent.name
-            if not (dependency / rundir.SUMMARY).is_file():
+            if not (dependency / rundir.SUMMARY).is_file() and not _episodes(dependency):
                 raise InputError(
                     f"{record} loads the agent of {Path(path).parent.name}, which has no record in {record.parent}."
                 )
@@ -98,14 +104,23 @@ def reproduce(
         return out / record.parent.relative_to(root) if record.parent != root else out
 
     def check(record: Path) -> Path:  # every config and the records it loads agents from, before any training
-        load_config(_config(record, target(record), check))
+        for config in [e.parent for e in _episodes(record)] or [record]:
+            load_config(_config(config, target(record), check))
         return record
 
     def rerun(record: Path) -> Path:
         if record not in done:
-            cfg = load_config(_config(record, target(record), rerun))
-            log(f"== {record.relative_to(root)}")
-            done[record] = train(cfg, log=log, overwrite=True).run_dir
+            episodes = [e.parent for e in _episodes(record)]
+            if episodes:  # a learn directory: its episodes again, from the first one's config and their seeds
+                first = load_config(_config(episodes[0], target(record) / record.name / "train", rerun))
+                seeds = [yaml.safe_load((e / "config.yaml").read_text())["run"]["seed"] for e in episodes]
+                log(f"== {record.relative_to(root)}")
+                learn.train_agent(first, target(record) / record.name, seeds, log=log, overwrite=True)
+                done[record] = target(record) / record.name
+            else:
+                cfg = load_config(_config(record, target(record), rerun))
+                log(f"== {record.relative_to(root)}")
+                done[record] = train(cfg, log=log, overwrite=True).run_dir
         return done[record]
 
     for record in chosen:
