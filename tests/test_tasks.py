@@ -473,6 +473,8 @@ def test_a_proxy_comparison_restored_from_records_trains_its_stage_again_only_wh
         [
             "train.total_steps=4",
             "env.eval_interval=2",
+            "agent.name=acodm",
+            "agent.options.warmup_steps=2",  # AC-ODM's option: the proxy stage takes it, the frozen target must not
         ],
         task=str(small_task),
     )
@@ -480,6 +482,8 @@ def test_a_proxy_comparison_restored_from_records_trains_its_stage_again_only_wh
     out, records, trained = tmp_path / "runs", tmp_path / "records", tmp_path / "trained"
     run_method(cfg, "acodm-proxy", 0, out, log=lambda _: None)
     assert (out / "acodm-proxy-stage-seed0" / "agent.pt").is_file()
+    stage_cfg = yaml.safe_load((out / "acodm-proxy-stage-seed0" / "train" / "ep-000" / "config.yaml").read_text())
+    assert stage_cfg["agent"]["options"]["warmup_steps"] == 2
     save_records(out, records)
     out.rename(trained)  # another machine, or a clean clone: only the records are there
     restore_records(records, out)

@@ -50,13 +50,9 @@ def run_method(
         run_cfg = load_config(base, {"agent": {"name": method}, "run": {"name": f"{method}-seed{seed}"}})
         return train_or_reuse(run_cfg, log, overwrite, keep_stale=keep_stale)
     stage = f"acodm-proxy-stage-seed{seed}"
-    target = load_config(
-        base,
-        {
-            "agent": {"name": "frozen", "options": {"path": str(out / stage / "agent.pt")}},
-            "run": {"name": f"acodm-proxy-seed{seed}"},
-        },
-    )
+    # the frozen actor replaces the agent section whole: options meant for the proxy stage's AC-ODM stay there
+    frozen = learn.frozen_config(base, out / stage / "agent.pt", out, seed)
+    target = load_config(frozen, {"run": {"name": f"acodm-proxy-seed{seed}"}})
     if overwrite or not finished(target, keep_stale):  # the actor is needed only to train the target stage
         proxy_stage(base, stage, log, overwrite, keep_stale)
     return train_or_reuse(target, log, overwrite, keep_stale=keep_stale)
