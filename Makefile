@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 
-.PHONY: run test install clean
+.PHONY: run test install docs clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,5 +24,13 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
 
+# The docs site (docs/, mkdocs.yml) into site/, strict: a broken link, anchor or included file fails it.
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(PY) -m pip install -q "$(TORCH)" -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.installed-docs
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

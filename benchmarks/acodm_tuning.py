@@ -34,7 +34,7 @@ from acodm_gym.runs.provenance import code_version
 from acodm_gym.runs.records import restore_records, save_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# The reward and critic changes the diagnostics pointed to (README "Why AC-ODM does not learn a better mixture
+# The reward and critic changes the diagnostics pointed to (docs/findings.md, "Why AC-ODM does not learn a better mixture
 # here"), composed below: the eval-domain reward without the importance correction r_i / p_i (which inflates a rare
 # domain's reward by 1/p, 57x for a 0.35 % domain), and a critic that converges within one 400-step episode (with
 # γ 0.95 and τ 0.005 the target network's random initial per-domain offsets, about ±0.5, outweigh the learned

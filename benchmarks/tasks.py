@@ -19,7 +19,8 @@ versions of their runs.
 
 Writes, per task, ``benchmarks/results/tasks/<task>.json`` (the keys of compare's results.json:
 task, metric_domains, references, methods; plus the references' discrimination and evaluation-noise
-figures, the command, date and machine), ``<task>.md`` and the plots in ``<task>/``. Every run is a
+figures, the command, date and machine), ``<task>.md`` and the plots in ``<task>/``, then rewrites
+``benchmarks/RESULTS.md`` (``results_md.py``). Every run is a
 run directory under ``--out``: rerunning the same command continues where it stopped.
 
     python benchmarks/tasks.py                                  # 3 tasks, 3 seeds, 8 methods
@@ -45,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_md import write as write_results_md  # benchmarks/results_md.py, beside this script
 
 from acodm_gym.cli import parse_args
 from acodm_gym.config import ALL_METHODS, TASK_DIR, load_config
@@ -91,6 +93,7 @@ def main(argv=None) -> int:
         finally:  # whatever finished is kept, also when the sweep stops
             save_records(out, RECORDS / task)
     write_summary()
+    write_results_md()  # benchmarks/RESULTS.md, the tables of every results file
     return 0
 
 

@@ -262,13 +262,13 @@ def test_transitions_are_logged_for_offline_rl(corpus_text_dir, cache_dir, tmp_p
 
 
 def test_report_lists_each_agents_diagnostics_over_seeds():
-    from acodm_gym.runs.compare import _diagnostics_lines
+    from acodm_gym.runs.compare import diagnostics_lines
 
     results = {
         "natural": {"diagnostics": [{}, {}]},
         "acodm": {"diagnostics": [{"reward_snr": 0.4, "td_error": 1.0}, {"reward_snr": 0.6}]},
     }
-    lines = _diagnostics_lines(results)
+    lines = diagnostics_lines(results)
     assert "| method | reward_snr | td_error |" in lines
     assert "| natural | n/a | n/a |" in lines and "| acodm | 0.5 | 1 |" in lines
-    assert _diagnostics_lines({"natural": {"diagnostics": [{}]}}) == []
+    assert diagnostics_lines({"natural": {"diagnostics": [{}]}}) == []

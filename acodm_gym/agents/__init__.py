@@ -55,8 +55,8 @@ def make_agent(cfg: AgentConfig, spec: EnvSpec) -> Agent:
 
 
 def options_markdown() -> str:
-    """The README's table of every agent's options and defaults, generated from the ``Options``
-    declarations (tests/test_agents.py keeps the README equal to it). An agent whose options extend
+    """docs/agents.md's table of every agent's options and defaults, generated from the ``Options``
+    declarations (tests/test_agents.py keeps the page equal to it). An agent whose options extend
     another's lists only what it adds or changes."""
     rows = ["| agent | `agent.options` (defaults; documented in the `Options` class) |", "|---|---|"]
     groups: dict[type, list[str]] = {}

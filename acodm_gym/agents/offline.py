@@ -5,7 +5,7 @@ run's (s, a, r, vector r, s') to transitions.npz), then let it act without learn
 al. 2022) is the default because it never queries the critic at actions outside the data: its value is
 an expectile of Q over the logged actions and its policy an advantage-weighted regression onto them.
 The logged weights sit within a few hundredths of their behaviour policy, and following the critic's
-slope outside them is how AC-ODM's actor went wrong (README, "Why AC-ODM does not learn a better
+slope outside them is how AC-ODM's actor went wrong (docs/findings.md, "Why AC-ODM does not learn a better
 mixture here"); TD3+BC (``algorithm: td3+bc``) and CQL (``cql``) are there to compare.
 
 Each file is one episode (its last step a time-out, not a terminal). Actions are the weights in

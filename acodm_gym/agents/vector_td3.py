@@ -35,7 +35,7 @@ the deviation a from the anchor π₀, with its output layer zeroed so it starts
 (``min_weight``) is a minimum probability as ADO's. It steps as mirror descent (exponentiated gradient)
 does: its surrogate −Σ_i a_i·g_i + ½λ‖a − ā‖², g_i = (Q_i − Σ_j α_j Q_j) / spread(Q) with the values held
 constant, has the gradient −g_i + λ(a_i − ā) on a_i, which does not scale with α_i. On the softmax
-actor the same value gap moves logit i by α_i·g_i, so a rare domain hardly moves (README, "Why AC-ODM
+actor the same value gap moves logit i by α_i·g_i, so a rare domain hardly moves (docs/findings.md, "Why AC-ODM
 does not learn a better mixture here"). λ (``prior_coef``) pulls log α towards log π₀; where the values
 are flat in the action the deviation settles at a_i − ā = g_i / λ. The warm-up does not clone the
 behaviour into it: it stays at π₀ until its own steps.

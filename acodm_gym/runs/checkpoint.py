@@ -56,7 +56,7 @@ _STEP = re.compile(r"^step-(\d+)$")
 _TMP = re.compile(r"^(step-\d+|latest)\.tmp-\d+$")
 
 # Config keys a resumed run may change: they decide what is shown, logged or kept, or how fast it
-# runs, not what is computed (train.threads can change the last bits of float sums, see the README).
+# runs, not what is computed (train.threads can change the last bits of float sums, see docs/checkpoints.md).
 SAFE_KEYS = (
     "run.out_dir",
     "run.name",

@@ -134,7 +134,7 @@ def mean_interval(values: list[float]) -> tuple[float, float] | None:
     return float(v.mean()), float(t * v.std(ddof=1) / np.sqrt(len(v)))
 
 
-def _diagnostics_lines(results: dict[str, dict]) -> list[str]:
+def diagnostics_lines(results: dict[str, dict]) -> list[str]:
     """Where the learning signal is lost: each agent diagnostic's median over the second half of a run, then
     the mean over seeds (agents/diagnostics.py says what each measures); empty when no run logged any."""
     keys = list(dict.fromkeys(k for r in results.values() for d in r["diagnostics"] for k in d))
@@ -289,7 +289,7 @@ def report(out: str | Path) -> Path:
         "",
         *domain_lines,
         "",
-        *_diagnostics_lines(results),
+        *diagnostics_lines(results),
         "Plots: `val_ppl.png` (validation task metric over steps, shaded: 95 % interval over seeds), "
         "`weights_<method>.png` (domain weights of each online method, first seed), `test_ppl.png` (per-domain test "
         "perplexity, error bars: 95 % interval over seeds; unscored domains are marked), `profile.png` (performance "
