@@ -29,8 +29,8 @@ from torch import nn
 from .agents import Agent, EnvSpec, make_agent
 from .agents.static import write_mixture
 from .config import AgentConfig, ModelConfig
-from .data.corpus import TokenCorpus
 from .data.sampler import Batch, DomainSampler
+from .data.token_corpus import TokenCorpus
 from .envs.state import TrainingState, norm_probe, observation_layout, state_spaces, step_info
 from .errors import ConfigError
 from .lm.step import domain_coefficients, domain_means

@@ -61,8 +61,9 @@ import torch  # noqa: E402
 
 from acodm_gym.agents import EnvSpec, make_agent  # noqa: E402
 from acodm_gym.config import Config, load_config  # noqa: E402
-from acodm_gym.data.corpus import TokenCorpus, open_corpus  # noqa: E402
+from acodm_gym.data.corpus import open_corpus  # noqa: E402
 from acodm_gym.data.sampler import DomainSampler  # noqa: E402
+from acodm_gym.data.token_corpus import TokenCorpus  # noqa: E402
 from acodm_gym.envs.pretrain_env import PretrainEnv  # noqa: E402
 from acodm_gym.lm.models import build_model, layers_at_depths, probe_layers  # noqa: E402
 from acodm_gym.lm.probes import AlignmentProbe, alignment_reward  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from acodm_gym.data.corpus import TokenCorpus
+from acodm_gym.data.token_corpus import TokenCorpus
 
 
 class SubDomainCorpus:

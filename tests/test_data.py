@@ -12,8 +12,10 @@ import pytest
 
 from acodm_gym.config import load_config
 from acodm_gym.data import tokenizer as toklib
-from acodm_gym.data.corpus import MAX_PIECE_CHARS, CorpusError, TokenCorpus, build_corpus, open_corpus
+from acodm_gym.data.corpus import CorpusError, build_corpus, open_corpus
+from acodm_gym.data.readers import MAX_PIECE_CHARS
 from acodm_gym.data.sampler import DomainSampler
+from acodm_gym.data.token_corpus import TokenCorpus
 
 from conftest import small_config
 
@@ -509,7 +511,7 @@ def test_same_size_damaged_token_file_fails_its_checksum(corpus_copy, damage, mo
 
 def test_data_verify_flag_checks_checksums_of_a_large_corpus(tmp_path, corpus, corpus_text_dir, monkeypatch, capsys):
     from acodm_gym import cli
-    from acodm_gym.data import corpus as corpus_mod
+    from acodm_gym.data import token_corpus
 
     cache = tmp_path / "cache"
     args = ["data", f"data.corpus={corpus_text_dir}", f"data.cache_dir={cache}", "data.vocab_size=512"]
@@ -517,7 +519,7 @@ def test_data_verify_flag_checks_checksums_of_a_large_corpus(tmp_path, corpus, c
     shutil.copytree(corpus.root, copy)
     assert cli.main([*args, "--verify"]) == 0 and "verified: every token file matches" in capsys.readouterr().out
     np.zeros(corpus.manifest["domains"][0]["tokens"]["test"], dtype=np.uint16).tofile(copy / "code" / "test.bin")
-    monkeypatch.setattr(corpus_mod, "VERIFY_ON_OPEN_BYTES", 0)  # as if the corpus were large: open does not hash
+    monkeypatch.setattr(token_corpus, "VERIFY_ON_OPEN_BYTES", 0)  # as if the corpus were large: open does not hash
     assert open_corpus(load_config(small_config(corpus_text_dir, cache)).data, log=_quiet).root == copy
     assert cli.main([*args, "--verify"]) == 2
     assert f"{copy / 'code' / 'test.bin'} does not match its checksum" in capsys.readouterr().err

@@ -507,7 +507,7 @@ def test_truncated_token_file_is_a_clear_error_with_exit_code_2(
 def test_resume_verifies_token_checksums_and_refuses_a_corpus_whose_inputs_changed(
     corpus_text_dir, tmp_path, monkeypatch, capsys
 ):
-    from acodm_gym.data import corpus as corpus_mod
+    from acodm_gym.data import token_corpus
 
     text = tmp_path / "text"
     shutil.copytree(corpus_text_dir, text)
@@ -516,7 +516,7 @@ def test_resume_verifies_token_checksums_and_refuses_a_corpus_whose_inputs_chang
     run_dir = tmp_path / "run"
 
     # Same-size zeros in a token file, in a corpus too large to be hashed on open: resume checks every checksum.
-    monkeypatch.setattr(corpus_mod, "VERIFY_ON_OPEN_BYTES", 0)
+    monkeypatch.setattr(token_corpus, "VERIFY_ON_OPEN_BYTES", 0)
     token_file = corpus_dir(cfg.data) / "legal" / "train.bin"
     saved = token_file.read_bytes()
     token_file.write_bytes(bytes(len(saved)))

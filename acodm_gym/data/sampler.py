@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import CorpusError
-from .corpus import TokenCorpus
+from .token_corpus import TokenCorpus
 
 
 @dataclass

@@ -267,85 +267,100 @@ def _groff_args(s: str) -> list[str]:
     return [a[1:].rstrip('"') if a.startswith('"') else a for a in re.findall(r'"[^"]*"?|(?:\\.|[^\s\\])+', s)]
 
 
+class _GroffText:
+    """Rendering state of one man page: the lines out, the paragraph being filled, and the modes
+    that requests switch (fill, tables, the tag line after .TP, macro definitions being skipped)."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.para: list[str] = []
+        self.fill = True  # False inside .nf/.EX blocks and tables
+        self.tag_next = self.skipping = self.table = self.table_fmt = False
+
+    def flush(self, blank: bool = False) -> None:
+        if self.para:
+            self.out.append(" ".join(self.para))
+            self.para.clear()
+        if blank:
+            self.out.append("")
+
+    def text(self, s: str) -> None:
+        if not self.fill:
+            self.flush()
+            self.out.append(s)
+        elif s.strip():
+            self.para.append(s.strip())
+            if self.tag_next:  # the line after .TP is the tag, on a line of its own
+                self.flush()
+                self.tag_next = False
+
+    def line(self, line: str) -> None:
+        """One source line: text, or a request (``.`` or ``'`` first)."""
+        if self.skipping:  # inside .de/.ig up to ".."
+            self.skipping = not line.startswith("..")
+            return
+        line = re.sub(r'(?<!\\)\\".*$', "", line)  # \" comment to end of line
+        if line[:1] not in (".", "'"):
+            self.text_line(line)
+            return
+        m = re.match(r"[.'][ \t]*(\S*)[ \t]*(.*)", line)
+        self.request(m.group(1), _groff_args(m.group(2)))
+
+    def text_line(self, line: str) -> None:
+        if self.table_fmt:  # tbl options and format lines, the last ends with "."
+            self.table_fmt = not line.rstrip().endswith(".")
+        elif not line.strip() and self.fill:
+            self.flush(blank=True)
+        else:
+            if self.table:  # cells: tab separated, T{ ... T} around long ones
+                line = re.sub(r"T[{}]", "", line).replace("\t", "  ")
+            self.text(_groff_escapes(line))
+
+    def request(self, req: str, args: list[str]) -> None:
+        if req in ("de", "de1", "am", "ig"):
+            self.skipping = True
+        elif req == "TH":
+            self.flush()
+            self.out.append(f"{args[0]}({args[1]})" if len(args) > 1 else " ".join(args))
+        elif req in ("SH", "SS"):
+            self.flush(blank=True)
+            self.out.append(_groff_escapes(" ".join(args)))
+        elif req in _GROFF_ALT:
+            self.text(_groff_escapes("".join(args)))
+        elif req in _GROFF_JOIN:
+            self.text(_groff_escapes(" ".join(args)))
+        elif req in ("TP", "TQ"):
+            self.flush(blank=req == "TP")
+            self.tag_next = True
+        elif req == "IP":
+            self.flush(blank=True)
+            if args and args[0]:
+                self.out.append(_groff_escapes(args[0]))
+        elif req in ("PP", "LP", "P", "sp", "HP"):
+            self.flush(blank=True)
+        elif req in ("nf", "EX", "TS"):
+            self.flush()
+            self.fill, self.table = False, req == "TS"
+            self.table_fmt = self.table
+        elif req in ("fi", "EE", "TE"):
+            self.flush()
+            self.fill, self.table = True, False
+        elif req in ("br", "RS", "RE", "in", "ti", "bp"):
+            self.flush()
+        # every other request only affects layout
+
+
 def groff_to_text(src: str) -> str:
     """Render a man page's groff/man source as plain text: comments, requests and
     font escapes removed, headings and font-macro text kept, filled paragraphs
     joined into lines (no-fill blocks and tables kept line by line), special
     characters mapped to Unicode.  A pragmatic subset, not a typesetter."""
-    out: list[str] = []
-    para: list[str] = []
-    fill = True  # False inside .nf/.EX blocks and tables
-    tag_next = skipping = table = table_fmt = False
-
-    def flush(blank: bool = False) -> None:
-        if para:
-            out.append(" ".join(para))
-            para.clear()
-        if blank:
-            out.append("")
-
-    def text(s: str) -> None:
-        nonlocal tag_next
-        if not fill:
-            flush()
-            out.append(s)
-        elif s.strip():
-            para.append(s.strip())
-            if tag_next:  # the line after .TP is the tag, on a line of its own
-                flush()
-                tag_next = False
-
+    page = _GroffText()
     src = re.sub(r"(?<!\\)\\\n", "", src.replace("\r\n", "\n"))  # \ at the end continues a line
     for line in src.split("\n"):
-        if skipping:  # inside .de/.ig up to ".."
-            skipping = not line.startswith("..")
-            continue
-        line = re.sub(r'(?<!\\)\\".*$', "", line)  # \" comment to end of line
-        if line[:1] not in (".", "'"):
-            if table_fmt:  # tbl options and format lines, the last ends with "."
-                table_fmt = not line.rstrip().endswith(".")
-            elif not line.strip() and fill:
-                flush(blank=True)
-            else:
-                if table:  # cells: tab separated, T{ ... T} around long ones
-                    line = re.sub(r"T[{}]", "", line).replace("\t", "  ")
-                text(_groff_escapes(line))
-            continue
-        m = re.match(r"[.'][ \t]*(\S*)[ \t]*(.*)", line)
-        req, args = m.group(1), _groff_args(m.group(2))
-        if req in ("de", "de1", "am", "ig"):
-            skipping = True
-        elif req == "TH":
-            flush()
-            out.append(f"{args[0]}({args[1]})" if len(args) > 1 else " ".join(args))
-        elif req in ("SH", "SS"):
-            flush(blank=True)
-            out.append(_groff_escapes(" ".join(args)))
-        elif req in _GROFF_ALT:
-            text(_groff_escapes("".join(args)))
-        elif req in _GROFF_JOIN:
-            text(_groff_escapes(" ".join(args)))
-        elif req in ("TP", "TQ"):
-            flush(blank=req == "TP")
-            tag_next = True
-        elif req == "IP":
-            flush(blank=True)
-            if args and args[0]:
-                out.append(_groff_escapes(args[0]))
-        elif req in ("PP", "LP", "P", "sp", "HP"):
-            flush(blank=True)
-        elif req in ("nf", "EX", "TS"):
-            flush()
-            fill, table = False, req == "TS"
-            table_fmt = table
-        elif req in ("fi", "EE", "TE"):
-            flush()
-            fill, table = True, False
-        elif req in ("br", "RS", "RE", "in", "ti", "bp"):
-            flush()
-        # every other request only affects layout
-    flush()
-    return clean_text("\n".join(out))
+        page.line(line)
+    page.flush()
+    return clean_text("\n".join(page.out))
 
 
 def _b64(s: str) -> int:

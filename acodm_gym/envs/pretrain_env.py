@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from ..config import Config, load_config
-from ..data.corpus import TokenCorpus, open_corpus
+from ..data.corpus import open_corpus
 from ..data.sampler import DomainSampler
+from ..data.token_corpus import TokenCorpus
 from ..errors import ConfigError, CorpusError, NonFiniteLossError
 from ..lm import distributed
 from ..lm.models import build_model, layers_at_depths, probe_layers

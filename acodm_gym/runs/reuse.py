@@ -12,7 +12,8 @@ from typing import Callable, Sequence
 import yaml
 
 from ..config import Config
-from ..data.corpus import TokenCorpus, build_corpus
+from ..data.corpus import build_corpus
+from ..data.token_corpus import TokenCorpus
 from ..errors import ResumeError
 from . import checkpoint, provenance, rundir
 from .runner import prepare_config, run_dir_for, train
