@@ -159,9 +159,10 @@ def cmd_compare(args) -> int:
 def cmd_reference(args) -> int:
     """Reference scores of a task: natural, uniform and the best static mixture of a budgeted search."""
     load_config(None, args.overrides, task=args.task)  # a bad task or override is reported before torch is imported
-    check_search(args.seeds, args.random_runs, args.refine_runs, args.search_steps)
+    check_search(args.seeds, args.trials, args.finalists, args.search_steps)
     import numpy as np
 
+    from .envs.task import search_budget
     from .runs.reference import references
 
     result = references(
@@ -169,8 +170,8 @@ def cmd_reference(args) -> int:
         args.overrides,
         out=args.out,
         seeds=args.seeds,
-        random_runs=args.random_runs,
-        refine_runs=args.refine_runs,
+        trials=args.trials,
+        finalists=args.finalists,
         search_steps=args.search_steps,
         ship=args.ship,
         command="acodm-gym " + " ".join(sys.argv[1:]),
@@ -186,6 +187,7 @@ def cmd_reference(args) -> int:
     print(
         f"best static beats natural by {d['gap']:.2f} = {d['gap_over_std'] or float('nan'):.1f} pooled seed std on test: {verdict}"
     )
+    print(search_budget(result["search"]))
     return 0
 
 
@@ -314,13 +316,23 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.set_defaults(func=cmd_compare)
     p = sub.add_parser(
-        "reference", help="reference scores of a task: natural, uniform, best static mixture of a search"
+        "reference", help="reference scores of a task: natural, uniform, best static mixture of an Optuna search"
     )
     p.add_argument("--task", required=True, help="benchmark task (configs/tasks/)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the final reference runs")
-    p.add_argument("--random-runs", type=int, default=12, help="Dirichlet mixtures in the random search")
-    p.add_argument("--refine-runs", type=int, default=4, help="mixtures proposed by the regression stage")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=40,
+        help="short runs of the Optuna search, complete or pruned (the structured candidates first; more continue it)",
+    )
+    p.add_argument(
+        "--finalists",
+        type=int,
+        default=3,
+        help="best search mixtures rerun at the task's budget with every seed, beside natural and uniform",
+    )
     p.add_argument("--search-steps", type=int, default=200, help="steps of each search run")
     p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/tasks/<task>)")
     p.add_argument("--ship", action="store_true", help="also write the task's configs/tasks/<task>.references.json")

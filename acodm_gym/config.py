@@ -179,14 +179,14 @@ def check_seed(seed: Any, key: str = "run.seed=") -> None:
         raise ConfigError(f"{key}{seed} is not a seed: give an integer from 0 to {SEED_MAX}.")
 
 
-def check_search(seeds: Sequence[int], random_runs: int = 0, refine_runs: int = 0, search_steps: int = 1) -> None:
-    """Seeds and a reference search's budget in range before the corpus loads: 0 runs means none, and every
-    count is bounded (a count is a number of whole training runs)."""
+def check_search(seeds: Sequence[int], trials: int = 0, finalists: int = 0, search_steps: int = 1) -> None:
+    """Seeds and a reference search's budget in range before the corpus loads: 0 trials or finalists means
+    none, and every count is bounded (a count is a number of whole training runs)."""
     if not seeds:
         raise ConfigError("--seeds: give at least one seed.")
     for seed in seeds:
         check_seed(seed, "--seeds ")
-    for flag_, value in (("--random-runs", random_runs), ("--refine-runs", refine_runs)):
+    for flag_, value in (("--trials", trials), ("--finalists", finalists)):
         if not 0 <= value <= MAX_SEARCH_RUNS:
             raise ConfigError(
                 f"{flag_} {value} is out of range: give 0 (none) to {MAX_SEARCH_RUNS} runs; each is a training run."

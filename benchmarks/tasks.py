@@ -50,6 +50,7 @@ from results_md import write as write_results_md  # benchmarks/results_md.py, be
 
 from acodm_gym.cli import parse_args
 from acodm_gym.config import ALL_METHODS, TASK_DIR, load_config
+from acodm_gym.envs.task import search_budget
 from acodm_gym.runs import provenance, stats
 from acodm_gym.runs.compare import compare, mean_interval, report
 from acodm_gym.runs.records import restore_records, save_records
@@ -112,6 +113,10 @@ def write_summary() -> None:
         "`results/tasks/<task>.json`; a task marked partial has not every method with every seed yet.",
         "",
         *_code_lines(tasks),
+        "The search behind each task's 100 (its budget, beside every score):",
+        "",
+        *(f"- {t}: {_budget_text(r)}" for t, r in tasks.items()),
+        "",
         "| method | " + " | ".join(f"{t}{'' if r.get('complete') else ' (partial)'}" for t, r in tasks.items()) + " |",
         "|---|" + "---|" * len(tasks),
     ]
@@ -129,6 +134,13 @@ def write_summary() -> None:
     tmp = RESULTS / "summary.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(RESULTS / "summary.md")
+
+
+def _budget_text(results: dict) -> str:
+    """The search budget behind a task's scores, as its results file recorded it."""
+    if "reference_search" in results:
+        return search_budget(results["reference_search"]) or "no references: no scores"
+    return "not recorded (results written before reference budgets were): rerun with --report-only"
 
 
 def _rl_lines(tasks: dict[str, dict]) -> list[str]:
@@ -190,8 +202,14 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
     # the report: every finished run of the methods, and the references' best static mixture beside them
     runs = {
         m: [str(out / f"{m}-seed{s}") for s in args.seeds if (out / f"{m}-seed{s}" / "summary.json").exists()]
-        for m in [*methods, "best-static"]
+        for m in methods
     }
+    best = refs["references"]["best_static"] if refs else {"runs": [], "seeds": []}
+    runs["best-static"] = [  # its runs are named by the candidate the search found (finalist-<candidate>-seed<s>)
+        str(out / Path(r).name)
+        for r, s in zip(best["runs"], best["seeds"])
+        if s in args.seeds and (out / Path(r).name / "summary.json").exists()
+    ]
     runs = {m: r for m, r in runs.items() if r}
     if not runs:
         return
@@ -201,7 +219,7 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
     results.update(
         discrimination=refs and refs["discrimination"],
         evaluation=refs and refs.get("evaluation"),
-        reference_budget=refs and refs["budget"],
+        reference_search=refs and refs["search"],
         complete=all(len(results["methods"].get(m, {}).get("seeds", [])) == len(args.seeds) for m in methods),
         command=command,
         date=time.strftime("%Y-%m-%d"),
@@ -219,7 +237,7 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
         verdict = "discriminates" if d["discriminates"] else "does NOT discriminate"
         header += [
             f"References: best static beats natural by {d['gap']:.2f} on the test metric, "
-            f"{d['gap_over_std'] or float('nan'):.1f}x the pooled seed std ({verdict}).",
+            f"{d['gap_over_std'] or float('nan'):.1f}x the pooled seed std ({verdict}); {search_budget(refs['search'])}.",
             "",
         ]
     else:

@@ -110,9 +110,9 @@ def test_only_the_projects_own_errors_are_answered_with_an_exit_code(monkeypatch
         (["train", "run.seed=4294967296"], "run.seed=4294967296"),
         (["compare", "--seeds", "0", "-3"], "--seeds -3"),
         (["reference", "--task", "default", "--seeds", "-1"], "--seeds -1"),
-        (["reference", "--task", "default", "--refine-runs", "-1"], "--refine-runs -1"),
-        (["reference", "--task", "default", "--refine-runs", "1000000"], "--refine-runs 1000000"),
-        (["reference", "--task", "default", "--random-runs", "-2"], "--random-runs -2"),
+        (["reference", "--task", "default", "--finalists", "-1"], "--finalists -1"),
+        (["reference", "--task", "default", "--finalists", "1000000"], "--finalists 1000000"),
+        (["reference", "--task", "default", "--trials", "-2"], "--trials -2"),
         (["reference", "--task", "default", "--search-steps", "0"], "--search-steps 0"),
     ],
 )

@@ -93,6 +93,7 @@ def test_the_reference_scores_make_minaris_normalised_score_the_tasks_score(tmp_
     from acodm_gym.runs.offline import _reference_scores
 
     refs = {"references": {"natural": {"test_metric": [10.0, 12.0]}, "best_static": {"test_metric": [8.0, 8.0]}}}
+    refs["search"] = dict.fromkeys(("method", "runs", "steps", "machine_seconds", "sampler", "pruner", "code"))
     path = tmp_path / "refs.json"
     path.write_text(json.dumps(refs))
     low, high = _reference_scores(load_config(None, [f"task.references={path}"]))

@@ -39,6 +39,8 @@ RECIPE = {
     },
 }
 CLEAN = ["code", "docs", "legal", "fonts"]
+# The budget block every reference file records (``envs.task.BUDGET_KEYS``); a file without it is refused.
+BUDGET = dict.fromkeys(("method", "runs", "steps", "machine_seconds", "sampler", "pruner", "code"))
 
 
 def task_file(tmp_path: Path, corpus_text_dir: Path, cache: Path, **sections) -> Path:
@@ -155,7 +157,13 @@ def test_the_final_evaluation_reads_task_eval_tokens_and_references_must_match_i
     # a reference file computed on the smaller test set is refused for the larger one
     path = tmp_path / "refs.json"
     path.write_text(
-        json.dumps({"corpus": corpus_signature(env.corpus, env.cfg), "references": {"natural": {}, "best_static": {}}})
+        json.dumps(
+            {
+                "corpus": corpus_signature(env.corpus, env.cfg),
+                "references": {"natural": {}, "best_static": {}},
+                "search": BUDGET,
+            }
+        )
     )
     cfg = load_config(None, [*topped, f"task.eval_tokens={40 * seq}", f"task.references={path}"], task=str(small_task))
     with pytest.raises(ConfigError, match="another corpus or test set.*test_set.*acodm-gym reference --task"):
@@ -229,6 +237,7 @@ def test_the_episode_ends_with_the_task_metric_and_a_score(small_task, tmp_path)
     refs = {
         "corpus": corpus_signature(env.corpus, env.cfg),
         "references": {"natural": {"test_metric": [110.0, 130.0]}, "best_static": {"test_metric": [90.0, 90.0]}},
+        "search": BUDGET,
     }
     path = tmp_path / "refs.json"
     path.write_text(json.dumps(refs))
@@ -243,7 +252,7 @@ def test_references_of_another_corpus_are_refused(small_task, tmp_path):
     corpus = open_corpus(cfg.data, log=lambda _: None)
     other = {**corpus_signature(corpus, cfg), "tokenizer": "0123456789abcdef"}
     path = tmp_path / "refs.json"
-    path.write_text(json.dumps({"corpus": other, "references": {"natural": {}, "best_static": {}}}))
+    path.write_text(json.dumps({"corpus": other, "references": {"natural": {}, "best_static": {}}, "search": BUDGET}))
     cfg = load_config(None, [f"task.references={path}"], task=str(small_task))
     with pytest.raises(ConfigError, match="another corpus.*acodm-gym reference --task"):
         load_references(cfg, corpus)
@@ -366,63 +375,12 @@ def test_a_sweep_continues_from_the_records_of_its_finished_runs(small_task, tmp
     assert restored == json.loads((first / "results.json").read_text())["methods"]["natural"]["test_metric"]
 
 
-def test_reference_search_finds_a_mixture_and_writes_every_seed(small_task, tmp_path):
-    from acodm_gym.runs.reference import references
-
-    budget = dict(seeds=(0, 1), random_runs=2, refine_runs=1, search_steps=4)
-    seq = load_config(None, task=str(small_task)).model.seq_len
-    overrides = ["train.total_steps=6", "env.eval_interval=3", "data.recipe.heldout_max_bytes=30000"]
-    overrides.append(f"task.eval_tokens={40 * seq}")
-    result = references(str(small_task), overrides, out=tmp_path / "ref", log=lambda _: None, **budget)
-    assert len(result["search"]) == 5 + 6 and result["budget"]["search_runs"] == 11  # + one coordinate step per domain
-    # the search ranks at the training-time evaluation size; the final references read task.eval_tokens
-    saved_tokens = {
-        run: yaml.safe_load((tmp_path / "ref" / run / "config.yaml").read_text())["task"]["eval_tokens"]
-        for run in ("search-00", "natural-seed0")
-    }
-    assert saved_tokens == {"search-00": None, "natural-seed0": 40 * seq}
-    assert result["corpus"]["test_tokens"]["legal"] == 40 * seq
-    assert [r["stage"] for r in result["search"]].count("coordinate") == 6
-    best = min(result["search"], key=lambda r: r["val_metric"])
-    assert result["references"]["best_static"]["weights"] == pytest.approx(best["weights"])
-    for ref in result["references"].values():
-        assert ref["seeds"] == [0, 1] and len(ref["test_metric"]) == 2 and all(v > 1 for v in ref["val_metric"])
-    assert set(result["discrimination"]) == {"val", "test"}
-    noise = result["evaluation"]
-    for split in ("validation", "test"):
-        assert noise[split]["sequences_per_domain"] > 1 and 0 < noise[split]["metric_rel_se"] < 1
-        # the two models share the blocks: their difference is measured with less noise than either metric
-        assert 0 < noise[split]["paired_rel_se"] < noise[split]["metric_rel_se"]
-    saved = json.loads((tmp_path / "ref" / "references.json").read_text())
-    assert set(saved["corpus"]["domains"]) == {*CLEAN, "salad", "boiler"}
-    # continued elsewhere from the runs' records: nothing trains, the evaluation noise is kept as recorded
-    from acodm_gym.runs.records import restore_records, save_records
-
-    save_records(tmp_path / "ref", tmp_path / "records")
-    restore_records(tmp_path / "records", tmp_path / "ref2")
-    shutil.copyfile(tmp_path / "ref" / "references.json", tmp_path / "ref2" / "references.json")
-    logged = []
-    again = references(str(small_task), overrides, out=tmp_path / "ref2", log=logged.append, **budget)
-    assert again["references"] == {
-        kind: {**ref, "runs": [r.replace("/ref/", "/ref2/") for r in ref["runs"]]}
-        for kind, ref in result["references"].items()
-    }
-    assert again["evaluation"] == noise and any("evaluation noise as recorded" in line for line in logged)
-    assert not list((tmp_path / "ref2").glob("*/model"))
-    # the file is a valid reference file for the task: natural scores 0 on its own mean
-    cfg = load_config(
-        None, [*overrides, f"task.references={tmp_path / 'ref' / 'references.json'}"], task=str(small_task)
-    )
-    refs = load_references(cfg, open_corpus(cfg.data, log=lambda _: None))
-    assert normalised_score(float(np.mean(refs["references"]["natural"]["test_metric"])), refs) == pytest.approx(0.0)
-
-
 def test_learning_agents_get_the_best_static_mixture_as_their_diagnostic_target(small_task, tmp_path):
     from acodm_gym.runs.runner import prepare_config
 
     path = tmp_path / "refs.json"
     refs = {"natural": {"weights": [0.5, 0.5]}, "best_static": {"weights": [0.7, 0.3]}}  # a reference file has both
-    path.write_text(json.dumps({"domains": ["code", "docs"], "references": refs}))
+    path.write_text(json.dumps({"domains": ["code", "docs"], "references": refs, "search": BUDGET}))
     acodm = prepare_config(load_config(None, [f"task.references={path}", "agent.name=acodm"], task=str(small_task)))
     assert acodm.agent.options["target_weights"] == {"code": 0.7, "docs": 0.3}
     odm = prepare_config(load_config(None, [f"task.references={path}", "agent.name=odm"], task=str(small_task)))
@@ -503,18 +461,6 @@ def test_a_proxy_comparison_restored_from_records_trains_its_stage_again_only_wh
     assert (out / stage).read_bytes() == (trained / stage).read_bytes()
 
 
-def test_a_best_static_run_of_a_superseded_mixture_is_kept_aside(tmp_path):
-    from acodm_gym.runs.reference import _set_aside_other_mixture
-
-    run = tmp_path / "best-static-seed0"
-    run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump({"agent": {"weights": [0.5, 0.5]}}))
-    _set_aside_other_mixture(run, np.array([0.5, 0.5]), log=lambda _: None)
-    assert run.is_dir()  # the same mixture: reused
-    _set_aside_other_mixture(run, np.array([0.7, 0.3]), log=lambda _: None)
-    assert not run.exists() and (tmp_path / "best-static-seed0.superseded-0" / "config.yaml").is_file()
-
-
 @pytest.mark.parametrize("content", ["truncated", "{}", "binary"])
 def test_a_broken_reference_file_is_one_line_naming_it(small_task, tmp_path, capsys, content):
     """``task.references=`` a truncated, empty or binary file: read through the checks of the shipped files."""
@@ -544,19 +490,3 @@ def test_gym_make_takes_a_single_override_string(config):
     env = gym.make(acodm_gym.ENV_ID, config=config, overrides="train.total_steps=3", log=lambda _: None)
     assert env.unwrapped.cfg.train.total_steps == 3
     env.close()
-
-
-def test_a_refine_stage_of_zero_runs_proposes_none_and_counts_are_checked_first(small_task, tmp_path):
-    """``--refine-runs 0`` used to propose every candidate kept apart (39 runs for 4 domains, 19,839 for 10)."""
-    from acodm_gym.runs.reference import _predict_best, references
-
-    rng = np.random.default_rng(0)
-    for k in (4, 10):
-        tried = rng.dirichlet(np.ones(k), 14)
-        metric = rng.uniform(10.0, 20.0, 14)
-        for n in (0, 1, 3):
-            assert _predict_best(tried, metric, tried[0], n, rng).shape == (n, k)
-    for budget in ({"refine_runs": -1}, {"random_runs": 10**6}, {"search_steps": 0}, {"seeds": []}, {"seeds": [-1]}):
-        with pytest.raises(ConfigError, match="out of range|seed"):
-            references(str(small_task), out=tmp_path / "ref", log=lambda _: None, **budget)
-    assert not (tmp_path / "ref").exists()  # refused before any run or directory

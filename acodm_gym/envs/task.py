@@ -8,6 +8,11 @@ The normalised score follows D4RL: 100 × (natural − method) / (natural − be
 split, where natural and best static are the task's reference scores (``acodm-gym reference``). 0 is
 the natural mixture a practitioner starts from, 100 the best static mixture a budgeted search found;
 an online method may score above 100.
+
+A reference file records the budget of the search behind its best static mixture (``search``: runs, steps,
+machine seconds, sampler, pruner, code version), and every score is shown with it (``search_budget``), as
+leaderboards give the compute behind a number: a file without it is refused, with the command that
+recomputes it. A new reference file rescores every run from its stored test metric; nothing is rerun.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from ..config import TASK_DIR, Config, TaskConfig
 from ..errors import ConfigError
 
 REFERENCE_KINDS = ("natural", "uniform", "best_static")
+# What a reference file's ``search`` block must hold (None where a legacy search did not record it).
+BUDGET_KEYS = ("method", "runs", "steps", "machine_seconds", "sampler", "pruner", "code")
 
 
 class TaskMetric:
@@ -71,9 +78,18 @@ def read_references(task: TaskConfig) -> dict[str, Any] | None:
     return _parse_references(path, task) if path is not None and path.exists() else None
 
 
+def recompute_command(path: Path, task: TaskConfig, overrides: Any = ()) -> str:
+    """The command that writes ``path`` again: a task's shipped file with ``--ship``, another one into its
+    folder (``--out``, as ``references.json``), with the config overrides the file records."""
+    where = "--ship" if path == TASK_DIR / f"{task.name}.references.json" else f"--out {path.parent}"
+    extra = [o for o in overrides if isinstance(o, str)] if isinstance(overrides, list) else []
+    return " ".join(["acodm-gym reference --task", task.name or "NAME", where, *extra])
+
+
 def _parse_references(path: Path, task: TaskConfig) -> dict[str, Any]:
     """A reference file's JSON with what every reader takes from it, else one line naming the file: a
-    truncated, empty or binary ``task.references`` fails here as a shipped file would."""
+    truncated, empty or binary ``task.references`` fails here as a shipped file would, and so does one
+    without the budget of its search (``BUDGET_KEYS``)."""
     fix = f"recompute them: acodm-gym reference --task {task.name or 'NAME'}"
     try:
         refs = json.loads(path.read_text(encoding="utf-8"))
@@ -92,6 +108,13 @@ def _parse_references(path: Path, task: TaskConfig) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSON and UTF-8 errors are ValueErrors
         why = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
         raise ConfigError(f"Reference file {path} is not a valid reference file ({why}): {fix}.") from None
+    budget = refs.get("search")
+    if not isinstance(budget, dict) or not all(k in budget for k in BUDGET_KEYS):
+        raise ConfigError(
+            f"Reference file {path} does not record the budget of its search (a 'search' block with "
+            f"{', '.join(BUDGET_KEYS)}), and a score is shown with the budget behind it: recompute it with "
+            f"{recompute_command(path, task, refs.get('overrides'))}"
+        )
     return refs
 
 
@@ -166,3 +189,13 @@ def normalised_score(test_metric: float, references: dict[str, Any] | None) -> f
     if natural == best:
         return None
     return 100.0 * (natural - float(test_metric)) / (natural - best)
+
+
+def search_budget(search: dict[str, Any] | None) -> str | None:
+    """One line giving the budget of the search behind the best static mixture (score 100), shown beside
+    every score: ``search`` is a reference file's ``search`` block (None: no references, no line)."""
+    if search is None:
+        return None
+    seconds = search["machine_seconds"]
+    hours = "machine time not recorded" if seconds is None else f"{seconds / 3600:.1f} machine-hours"
+    return f"best static from {search['method']}: {search['runs']} runs, {search['steps']:,} steps, {hours}"

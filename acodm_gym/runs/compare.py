@@ -24,7 +24,7 @@ import numpy as np
 import scipy.stats
 
 from ..config import METHODS, Config, TaskConfig, check_methods, check_search, load_config
-from ..envs.task import normalised_score, read_references
+from ..envs.task import normalised_score, read_references, search_budget
 from ..errors import MissingFileError
 from . import learn, plots, provenance, stats
 from .reuse import finished, train_or_reuse
@@ -281,6 +281,8 @@ def report(out: str | Path) -> Path:
         "of the same seed: mean over the seeds that reach it. Seconds per step: wall clock (acodm-proxy: the target "
         "stage).",
         "",
+        f"Reference scores: {search_budget(refs['search'])}." if refs else "No reference scores: no normalised score.",
+        "",
         *provenance.lines(made),
         *lines,
         "",
@@ -303,6 +305,7 @@ def report(out: str | Path) -> Path:
         "metric_domains": eval_domains,
         "domains": domains,
         "references": references,
+        "reference_search": refs and refs["search"],
         "provenance": made,
         "methods": results,
     }

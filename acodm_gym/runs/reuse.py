@@ -14,6 +14,7 @@ import yaml
 from ..config import Config
 from ..data.corpus import build_corpus
 from ..data.token_corpus import TokenCorpus
+from ..envs.state import StepInfo
 from ..errors import ResumeError
 from . import checkpoint, provenance, rundir
 from .runner import prepare_config, run_dir_for, train
@@ -52,6 +53,7 @@ def train_or_reuse(
     overwrite: bool = False,
     needs: Sequence[str] = (),
     keep_stale: bool = False,
+    on_step: Callable[[StepInfo], None] | None = None,
 ) -> Path:
     """Reuse a finished run of this config, code and corpus, resume a stopped one, else train (refusing
     other work unless ``overwrite``); returns the run directory.
@@ -60,6 +62,7 @@ def train_or_reuse(
         run restored from its record) is trained again.
     :param keep_stale: reuse a finished run of this config made by other code or on another corpus (saying
         so) instead of training it again
+    :param on_step: passed to ``train`` (not called for a reused run)
     """
     run_dir, same = same_run(cfg)
     if not overwrite and same:
@@ -67,7 +70,7 @@ def train_or_reuse(
             stale = why_stale(run_dir, cfg, log)
             if stale and not keep_stale:
                 log(f"{run_dir} finished earlier with this config but is stale ({'; '.join(stale)}): trained again")
-                return train(cfg, log=log, overwrite=True).run_dir
+                return train(cfg, log=log, overwrite=True, on_step=on_step).run_dir
             if stale:
                 log(f"{run_dir} is stale ({'; '.join(stale)}): kept (keep_stale), its report names its code version")
             missing = [n for n in needs if not (run_dir / n).is_file()]
@@ -75,7 +78,7 @@ def train_or_reuse(
                 log(f"{run_dir} finished earlier with this config: reused")
                 return run_dir
             log(f"{run_dir} finished earlier but lacks {', '.join(missing)} (a restored record): trained again")
-            return train(cfg, log=log, overwrite=True).run_dir
+            return train(cfg, log=log, overwrite=True, on_step=on_step).run_dir
         try:
             ckpt = checkpoint.find(run_dir, warn=lambda _: None)
         except ResumeError:
@@ -83,7 +86,7 @@ def train_or_reuse(
         else:
             stale = provenance.stale_reasons({"code": ckpt.meta.get("code")})
             if not stale or keep_stale:
-                return train(cfg, log=log, resume=run_dir).run_dir
+                return train(cfg, log=log, resume=run_dir, on_step=on_step).run_dir
             log(f"{run_dir} stopped at a checkpoint of other code ({'; '.join(stale)}): trained again from the start")
             overwrite = True
-    return train(cfg, log=log, overwrite=overwrite).run_dir
+    return train(cfg, log=log, overwrite=overwrite, on_step=on_step).run_dir

@@ -42,7 +42,7 @@ from ..config import Config, load_config
 from ..data.tokenizer import to_hf_tokenizer
 from ..envs.pretrain_env import PretrainEnv
 from ..envs.state import StepInfo
-from ..envs.task import read_references
+from ..envs.task import read_references, search_budget
 from ..errors import ConfigError, NonFiniteLossError, OutputError, ResumeError
 from ..lm import distributed
 from ..lm.models import save_for_generation
@@ -158,8 +158,13 @@ def train(
     resume: str | Path | bool | None = None,
     allow_changes: Sequence[str] = (),
     overwrite: bool = False,
+    on_step: Callable[[StepInfo], None] | None = None,
 ) -> RunResult:
     """Run one episode of ``cfg.train.total_steps`` steps and write its run directory.
+
+    ``on_step``: called with every step's info once it is logged (e.g. a search reporting validation
+    metrics to its pruner); an exception it raises stops the run there, as Ctrl-C does (the run directory
+    keeps its metrics and checkpoints, and no summary).
 
     ``resume``: continue the run in this directory (``True``: ``cfg``'s own run directory) from its
     latest complete checkpoint; ``cfg`` must equal the checkpoint's config except for
@@ -211,7 +216,7 @@ def train(
         obs, info = env.reset(seed=cfg.run.seed)
         first = _first_step(cfg, env, agent, obs) if ckpt is None else None  # before an earlier run is removed
         distributed.from_main(take_run_dir, (1,))  # only now is the directory touched
-        return _run(cfg, env, agent, obs, ckpt, run_dir, log, first)
+        return _run(cfg, env, agent, obs, ckpt, run_dir, log, first, on_step)
     except RuntimeError as exc:  # a failed collective: name the rank that went silent, if one did
         distributed.raise_if_rank_lost(exc)
         raise
@@ -276,15 +281,23 @@ def _first_step(cfg: Config, env: PretrainEnv, agent: Agent | None, obs) -> _Ste
 
 
 def _run(
-    cfg: Config, env: PretrainEnv, agent: Agent | None, obs, ckpt, run_dir: Path, log, first: _Step | None = None
+    cfg: Config,
+    env: PretrainEnv,
+    agent: Agent | None,
+    obs,
+    ckpt,
+    run_dir: Path,
+    log,
+    first: _Step | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
 ) -> RunResult:
     """The episode and the outputs, in a run directory this process holds (``first``: a fresh run's first
-    step, taken before the directory was touched)."""
+    step, taken before the directory was touched; ``on_step``: as in ``train``)."""
     progress = _Progress(transitions={} if cfg.run.log_transitions else None)
     if ckpt is not None:
         progress = _restore(cfg, env, agent, ckpt, run_dir, log)
         obs = progress.obs
-    info, seconds = _loop(cfg, env, agent, obs, progress, ckpt, run_dir, log, first)
+    info, seconds = _loop(cfg, env, agent, obs, progress, ckpt, run_dir, log, first, on_step)
     return _outputs(cfg, env, agent, progress, info, seconds, run_dir)
 
 
@@ -314,10 +327,11 @@ def _loop(
     run_dir: Path,
     log,
     first: _Step | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
 ):
     """Steps from ``env.t`` to the end (``first``: one already taken, logged first): act, step, observe,
-    update, log, checkpoint every ``run.checkpoint_interval`` steps and once at the end. Returns the last
-    step's info (empty if no step was left) and the run's seconds so far."""
+    update, log, ``on_step``, checkpoint every ``run.checkpoint_interval`` steps and once at the end. Returns
+    the last step's info (empty if no step was left) and the run's seconds so far."""
     main = distributed.is_main_process()
     resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
     logger = (
@@ -355,6 +369,8 @@ def _loop(
             if main:
                 logger.log(info, step.reward, step.stats)
             progress.record(info)
+            if on_step is not None:
+                on_step(info)
             if progress.transitions is not None:
                 progress.record_transition(obs, step.action, step.reward, info, step.next_obs)
             elapsed = time.perf_counter() - started
@@ -464,6 +480,7 @@ def _scored(env: PretrainEnv, result: dict) -> dict:
         "test_metric": result["test_metric"],
         "test_metric_arith": result["test_metric_arith"],
         "score": result["score"],
+        "score_budget": search_budget(env.references and env.references["search"]),  # the search behind the score's 100
     }
 
 
@@ -509,7 +526,7 @@ def _write_outputs(
         # and the normalised score on the test split (None while the task has no references).
         "task": cfg.task.name,
         "eval_domains": env.metric.eval_domains,
-        **pick("val_metric", "val_metric_arith", "test_metric", "test_metric_arith", "score"),
+        **pick("val_metric", "val_metric_arith", "test_metric", "test_metric_arith", "score", "score_budget"),
         "mean_weights": dict(zip(env.domains, mean_weights.tolist())),
         "skipped_steps": progress.skipped,
         "resumed_at": progress.resumed_at,
