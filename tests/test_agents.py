@@ -812,8 +812,9 @@ def test_anchored_actor_floor_and_bad_options():
     for bad, match in (({"actor": "dirichlet"}, "actor"), ({"anchor": "doge"}, "anchor"), ({"min_weight": 0.4}, "1/k")):
         with pytest.raises(ConfigError, match=match):
             ACODMAgent(make_spec(), **bad, **SMALL)
-    with pytest.raises(ConfigError, match="actor='anchored'; choose one of softmax"):
-        VectorSACAgent(make_spec(), actor="anchored", **SMALL)
+    for cls in (VectorSACAgent, ACODMReleasedAgent):  # a softmax actor only
+        with pytest.raises(ConfigError, match="agent.options.actor='anchored' is not supported; choose one of softmax"):
+            cls(make_spec(), actor="anchored", **SMALL)
 
 
 def _log_weight_step(actor: str, optimizer=torch.optim.Adam) -> np.ndarray:
@@ -933,16 +934,19 @@ def test_ado_moves_weight_to_the_domain_whose_loss_falls_faster():
 
 
 def test_aioli_and_ado_refuse_bad_options():
-    for cls, bad, match in (
-        (AioliAgent, {"one_hot_factor": 0.2}, "one_hot_factor"),
-        (AioliAgent, {"lp_steps": 0}, "lp_steps"),
-        (AioliAgent, {"init": "doge"}, "init"),
-        (ADOAgent, {"savgol_window": 4}, "savgol_window"),
-        (ADOAgent, {"start_step": 3}, "start_step"),
-        (ADOAgent, {"min_prob": 0.5}, "min_prob"),
+    with pytest.raises(ConfigError, match="one_hot_factor=0.2 must be in \\(1/k, 1\\]"):  # needs k: when built
+        AioliAgent(make_spec(), one_hot_factor=0.2)
+    for cls, bad, match in (  # with the options alone, as the config check does before any work
+        (AioliAgent, {"lp_steps": 0}, "agent.options.lp_steps=0 is out of range"),
+        (AioliAgent, {"init": "doge"}, "agent.options.init='doge' is not supported"),
+        (ADOAgent, {"savgol_window": 4}, "agent.options.savgol_window=4 is out of range"),
+        (ADOAgent, {"savgol_window": 6}, "savgol_window=6 must be odd"),
+        (ADOAgent, {"start_step": 3}, "agent.options.start_step=3 is out of range"),
+        (ADOAgent, {"start_step": 10, "ignore_steps": 8}, "must be >= ignore_steps \\+ 4 = 12"),
+        (ADOAgent, {"min_prob": 0.5}, "agent.options.min_prob=0.5 is out of range"),
     ):
         with pytest.raises(ConfigError, match=match):
-            cls(make_spec(), **bad)
+            cls.make_options(bad)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import TASK_DIR, Config, TaskConfig
+from ..config import Config, TaskConfig, task_references_file
 from ..errors import ConfigError
 
 REFERENCE_KINDS = ("natural", "uniform", "best_static")
@@ -61,7 +61,7 @@ def references_path(task: TaskConfig) -> Path | None:
         return None
     if task.references:
         return Path(task.references).expanduser()
-    return TASK_DIR / f"{task.name}.references.json" if task.name else None
+    return task_references_file(task.name) if task.name else None
 
 
 def read_references(task: TaskConfig) -> dict[str, Any] | None:

@@ -20,9 +20,10 @@ evaluation would cost more than the 200 training steps it ranks. The final refer
 run's score is measured against, read ``task.eval_tokens``.
 
 Every run is an ordinary run directory; a finished one of the same config is read back and a
-stopped one resumed (``compare.train_or_reuse``), so an interrupted reference computation continues
+stopped one resumed (``reuse.train_or_reuse``), so an interrupted reference computation continues
 where it stopped. The result,
-``<out>/references.json`` (``--ship``: also the task's ``configs/tasks/<task>.references.json``),
+``<out>/references.json`` (``--ship [PATH]``: also PATH, by default the task's own reference file in a source
+checkout, ``config.task_references_file``; never inside an installed package),
 records the values per seed, the search, the budget, the command, the date, and whether the task
 discriminates: the best static mixture must beat natural by at least 5× the pooled seed standard
 deviation of the two on the task metric.
@@ -39,10 +40,11 @@ from typing import Callable, Sequence
 import numpy as np
 import yaml
 
-from ..config import TASK_DIR, Config, check_search, load_config
+from ..config import CONFIG_DIR, TASK_DIR, Config, check_search, load_config, task_references_file
 from ..data.corpus import open_corpus
 from ..envs.task import corpus_signature, final_eval_sequences
-from .compare import train_or_reuse
+from ..errors import ConfigError
+from .reuse import train_or_reuse
 
 DISCRIMINATION = 5.0  # best static must beat natural by this many pooled seed standard deviations
 
@@ -208,13 +210,32 @@ def _evaluation(task: str, cfg: Config, corpus, out: Path, seed: int, finals: di
             [s["val_metric"] for s in finals["natural"]],
             [s["val_metric"] for s in finals["best_static"]],
         )
-    for path in (out / "references.json", TASK_DIR / f"{task}.references.json"):
+    for path in (out / "references.json", task_references_file(task)):
         earlier = json.loads(path.read_text()).get("evaluation") if path.is_file() else None
         if earlier:
             log(f"no model in {natural} or {best} (restored runs): evaluation noise as recorded in {path}")
             return earlier
     log(f"no model in {natural} or {best} (restored runs): evaluation noise not measured")
     return None
+
+
+def ship_path(task: str, ship: bool | str | Path) -> Path | None:
+    """Where ``--ship`` writes: the path given (a directory: ``<task>.references.json`` in it), else the task's
+    own reference file if it lies in a source checkout; writing into an installed package is refused (an
+    upgrade would drop it, and the package may be shared)."""
+    if ship is False or ship is None:
+        return None
+    if ship is not True:
+        path = Path(ship).expanduser()
+        return path / f"{task}.references.json" if path.is_dir() else path
+    path = task_references_file(task)
+    installed = any(part in ("site-packages", "dist-packages") for part in path.resolve().parts)
+    if installed or (path.parent == TASK_DIR and not (CONFIG_DIR.parent.parent / "setup.cfg").is_file()):
+        raise ConfigError(
+            f"--ship would write {path}, inside the installed package: give where to write it instead, "
+            f"--ship PATH (e.g. --ship {task}.references.json), then use it with task.references=PATH."
+        )
+    return path
 
 
 def references(
@@ -225,7 +246,7 @@ def references(
     random_runs: int = 12,
     refine_runs: int = 4,
     search_steps: int = 200,
-    ship: bool = False,
+    ship: bool | str | Path = False,
     command: str = "",
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -238,11 +259,13 @@ def references(
     :param random_runs: Dirichlet mixtures of the random-search stage
     :param refine_runs: mixtures proposed by the regression stage
     :param search_steps: steps of each search run (the final runs use the task's budget)
-    :param ship: also write the task's shipped reference file, configs/tasks/<task>.references.json
+    :param ship: also write the result to this path (``True``: the task's own reference file, in a source
+        checkout only: ``ship_path``)
     :param command: the command line, recorded in the file
     """
     check_search(seeds, random_runs, refine_runs, search_steps)
     cfg = load_config(None, [*overrides, "task.references=none"], task=task)  # the references are what this computes
+    shipped = ship_path(task, ship)  # refused before any run
     out = Path(out or Path(cfg.run.out_dir) / "tasks" / task)
     out.mkdir(parents=True, exist_ok=True)
     corpus = open_corpus(cfg.data, log=log)
@@ -340,8 +363,7 @@ def references(
     tmp = out / "references.json.tmp"
     tmp.write_text(text)
     tmp.replace(out / "references.json")
-    if ship:  # atomically: runs of the task read the shipped file when they start
-        shipped = TASK_DIR / f"{task}.references.json"
+    if shipped is not None:  # atomically: runs of the task read the shipped file when they start
         shutil.copyfile(out / "references.json", shipped.with_suffix(".json.tmp"))
         shipped.with_suffix(".json.tmp").replace(shipped)
     return result

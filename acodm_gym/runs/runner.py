@@ -36,7 +36,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from ..agents import Agent, EnvSpec, agent_class, make_agent
+from ..agents import AGENTS, Agent, EnvSpec, agent_class, make_agent
 from ..agents.static import write_mixture
 from ..config import Config, load_config
 from ..data.tokenizer import to_hf_tokenizer
@@ -119,19 +119,34 @@ class RunResult:
     summary: dict
 
 
-def prepare_config(cfg: Config) -> Config:
-    """Adapt the env to the agent: no probes for agents without a reward (unless ``run.log_transitions``:
-    offline data needs the reward of every behaviour), no floor for ODM."""
+def prepare_config(cfg: Config, agent: Agent | None = None) -> Config:
+    """Adapt the env to what the agent declares (``Agent``'s docstring): no probes for an agent without a
+    reward (unless ``run.log_transitions``: offline data needs the reward of every behaviour), no floor for
+    ODM, the task's best static mixture in the option that takes it. An agent section
+    the agent would not use as given is refused here (``Agent.check_config``), before any work.
+
+    :param agent: an agent object given to ``train``: its own declarations and name count, not those of
+        ``cfg.agent.name`` (options configured for another agent are dropped from the recorded config)
+    """
     cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env), train=dataclasses.replace(cfg.train))
-    cls = agent_class(cfg.agent.name)
-    if not cls.needs_reward and not cfg.run.log_transitions:
+    declared = agent if agent is not None else agent_class(cfg.agent.name)
+    if agent is None:
+        declared.check_config(cfg.agent)  # before any work: options it does not take, values out of range
+    elif agent.name not in AGENTS:
+        raise ConfigError(
+            f"train(agent=...): agent '{agent.name}' ({type(agent).__name__}) is not registered, so its run could not "
+            "be recorded or resumed by name: decorate its class with @acodm_gym.agents.register('NAME')."
+        )
+    elif agent.name != cfg.agent.name:
+        cfg.agent = dataclasses.replace(cfg.agent, name=agent.name, options={}, weights=None)
+    if not declared.needs_reward and not cfg.run.log_transitions:
         cfg.env.compute_reward = False
-    if not cls.exploration_floor:
+    if not declared.exploration_floor:
         cfg.train.exploration_floor = False
-    target = _best_static(cfg)
-    if target is not None and "target_weights" in {f.name for f in dataclasses.fields(cls.Options)}:
-        # the diagnostics' target_cosine: does the actor move towards the task's best static mixture?
-        cfg.agent = dataclasses.replace(cfg.agent, options={"target_weights": target, **cfg.agent.options})
+    option = declared.target_weights_option
+    target = _best_static(cfg) if option and agent is None else None
+    if target is not None:  # e.g. the diagnostics' target_cosine: does the actor move towards the task's best mixture?
+        cfg.agent = dataclasses.replace(cfg.agent, options={option: target, **cfg.agent.options})
     return cfg
 
 
@@ -172,7 +187,7 @@ def train(
     run's checkpoints or results unless ``overwrite``. The final state is checkpointed before the
     outputs are written (each atomically), so a failure there is redone by resuming.
     """
-    cfg = prepare_config(cfg)
+    cfg = prepare_config(cfg, agent)
     ckpt = None
     if resume is not None and resume is not False:
         target = run_dir_for(cfg) if resume is True else Path(resume)
