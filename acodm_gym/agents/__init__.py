@@ -13,6 +13,7 @@ from .acodm import (
     ACODMAgent,
     ACODMReleasedAgent,
     ACODMTD3Agent,
+    ActorCriticAgent,
     FrozenActorAgent,
     VectorSACAgent,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "NaturalAgent",
     "UniformAgent",
     "StaticAgent",
+    "ActorCriticAgent",
     "ACODMAgent",
     "ACODMTD3Agent",
     "FrozenActorAgent",

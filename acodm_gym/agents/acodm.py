@@ -39,8 +39,8 @@ EXPLORATIONS = ("gaussian", "authors", "none")
 
 
 @dataclass
-class ACODMOptions:
-    """Options of ``acodm`` (and, with their own additions, ``acodm-td3``, ``vector-sac`` and ``acodm-released``).
+class ActorCriticOptions:
+    """Options of the AC-ODM loop (``ActorCriticAgent``), shared by ``acodm`` and its variants and ``vector-sac``.
 
     :param layers: hidden layers of actor and critic (the paper: 6)
     :param width: units per hidden layer (the paper: 1024)
@@ -60,12 +60,6 @@ class ACODMOptions:
     :param actor_gradient: "critic" (DDPG: through the critic's action input) or "values" (the critic's
         per-domain values held constant: an exponentiated-gradient-like step; see ``vector_td3``); not
         with an anchored actor
-    :param actor: "softmax" (the paper: α = softmax of the network's outputs) or "anchored" (α =
-        softmax(log π₀ + a(s)), started at π₀ and stepped along the value gaps as mirror descent, so a
-        rare domain's weight moves as fast as a common one's; ``prior_coef`` pulls log α towards log π₀;
-        warm-up perturbs π₀ instead of the natural weights; see ``vector_td3``)
-    :param anchor: π₀ of the anchored actor, "uniform" or "natural"
-    :param min_weight: the anchored actor's minimum probability δ per domain (as ADO's), k·δ < 1
     :param reward_ema: ξ of r̂_i ← ξ r̂_i + (1 − ξ) r_i / p_i; None: the raw reward (e.g. with
         env.reward_variant=authors, whose code has no average)
     :param warmup_steps: steps of the behaviour policy before the actor acts (None: 10% of the run)
@@ -96,9 +90,6 @@ class ACODMOptions:
     prior_coef: float = option(3.0, "[0, inf)")
     prior: str = option("natural", PRIORS)
     actor_gradient: str = option("critic", ACTOR_GRADIENTS)
-    actor: str = option("softmax", ACTORS)
-    anchor: str = option("uniform", PRIORS)
-    min_weight: float = option(0.01, "[0, 0.5)")  # k·δ < 1: checked with k, when built
     reward_ema: float | None = option(0.9, "[0, 1)")
     warmup_steps: int | None = option(None, "[0, inf)")
     warmup_noise: float = option(0.02, "[0, inf)")
@@ -112,15 +103,34 @@ class ACODMOptions:
     device: str = "cpu"
 
 
-class ACODMAgent(Agent):
-    """AC-ODM on vector-reward DDPG (``acodm``); its options are ``ACODMOptions``.
+@dataclass
+class ACODMOptions(ActorCriticOptions):
+    """Options of ``acodm`` (and, with their own additions, ``acodm-td3`` and ``acodm-released``):
+    ``ActorCriticOptions``, and the form of its deterministic actor.
+
+    :param actor: "softmax" (the paper: α = softmax of the network's outputs) or "anchored" (α =
+        softmax(log π₀ + a(s)), started at π₀ and stepped along the value gaps as mirror descent, so a
+        rare domain's weight moves as fast as a common one's; ``prior_coef`` pulls log α towards log π₀;
+        warm-up perturbs π₀ instead of the natural weights; see ``vector_td3``)
+    :param anchor: π₀ of the anchored actor, "uniform" or "natural"
+    :param min_weight: the anchored actor's minimum probability δ per domain (as ADO's), k·δ < 1
+    """
+
+    actor: str = option("softmax", ACTORS)
+    anchor: str = option("uniform", PRIORS)
+    min_weight: float = option(0.01, "[0, 0.5)")  # k·δ < 1 is checked with k, when the agent is built
+
+
+class ActorCriticAgent(Agent):
+    """The AC-ODM loop on a vector-reward actor–critic (``algorithm``): warm-up on a behaviour policy, then
+    the actor's weights with exploration, one actor–critic update per env step. ``ACODMAgent`` runs it on
+    DDPG (and TD3), ``VectorSACAgent`` on SAC; its options are ``ActorCriticOptions``.
 
     Diagnostics: ``agents/diagnostics.py``.
     """
 
-    name = "acodm"
-    algorithm: type[VectorTD3] | type[VectorSAC] = VectorDDPG
-    Options = ACODMOptions
+    algorithm: type[VectorTD3] | type[VectorSAC]
+    Options = ActorCriticOptions
     target_weights_option = "target_weights"
 
     def __init__(self, spec: EnvSpec, **options: Any):
@@ -160,17 +170,8 @@ class ACODMAgent(Agent):
         )
 
     def actor_kwargs(self) -> dict[str, Any]:
-        """Extra keyword arguments of the actor network (the anchored actor: π₀ and δ)."""
-        o = self.options
-        if not o.min_weight * self.k < 1.0:
-            raise ConfigError(
-                f"{self.name} min_weight={o.min_weight} must be below 1/k = {1 / self.k:.4g}, so the floors leave "
-                "weight to move."
-            )
-        if o.actor != "anchored":
-            return {}
-        anchor = self.spec.natural_weights if o.anchor == "natural" else np.full(self.k, 1.0 / self.k)
-        return {"anchor": anchor, "min_weight": o.min_weight}
+        """Extra keyword arguments of the actor network (``ACODMAgent``'s anchored actor: π₀ and δ)."""
+        return {}
 
     def algorithm_options(self) -> dict[str, Any]:
         """Extra keyword arguments for ``algorithm`` (the TD3 and SAC variants add their own)."""
@@ -254,6 +255,27 @@ class ACODMAgent(Agent):
         self.diagnostics.load_state_dict(state["diagnostics"])
 
 
+class ACODMAgent(ActorCriticAgent):
+    """AC-ODM on vector-reward DDPG (``acodm``), with the paper's softmax actor or the anchored one; its
+    options are ``ACODMOptions``."""
+
+    name = "acodm"
+    algorithm = VectorDDPG
+    Options = ACODMOptions
+
+    def actor_kwargs(self) -> dict[str, Any]:
+        o = self.options
+        if not o.min_weight * self.k < 1.0:
+            raise ConfigError(
+                f"{self.name} min_weight={o.min_weight} must be below 1/k = {1 / self.k:.4g}, so the floors leave "
+                "weight to move."
+            )
+        if o.actor != "anchored":
+            return {}
+        anchor = self.spec.natural_weights if o.anchor == "natural" else np.full(self.k, 1.0 / self.k)
+        return {"anchor": anchor, "min_weight": o.min_weight}
+
+
 @dataclass
 class ACODMTD3Options(ACODMOptions):
     """Options of ``acodm-td3``: ``ACODMOptions``, and TD3's own (in SB3's normalised action space,
@@ -287,24 +309,22 @@ class ACODMTD3Agent(ACODMAgent):
 
 
 @dataclass
-class VectorSACOptions(ACODMOptions):
-    """Options of ``vector-sac``: ``ACODMOptions``, and SAC's own.
+class VectorSACOptions(ActorCriticOptions):
+    """Options of ``vector-sac``: ``ActorCriticOptions``, and SAC's own.
 
     :param ent_coef: SAC's temperature: "auto_0.05" (SB3's automatic tuning from 0.05), "auto" (from 1)
         or a fixed float; not tuned
     :param target_entropy: the entropy the automatic temperature aims at (None: (k − 1)·½·ln(2πe·0.02²),
         the entropy on the simplex of std 0.02 on each free weight, AC-ODM's exploration noise)
     :param exploration: "policy" (sample the policy after warm-up) or one of ``acodm``'s
-    :param actor: "softmax" only: its logistic-normal policy has no anchored form
     """
 
-    actor: str = option("softmax", ("softmax",))
     ent_coef: float | str = "auto_0.05"
     target_entropy: float | None = None
     exploration: str = option("policy", (*EXPLORATIONS, "policy"))
 
 
-class VectorSACAgent(ACODMAgent):
+class VectorSACAgent(ActorCriticAgent):
     """AC-ODM's loop on vector-reward SAC with a logistic-normal policy on the simplex (``vector-sac``,
     ``vector_sac.py``). Two critics (per-component minimum in the target); its warm-up fits the policy
     to the behaviour weights by maximum likelihood. Its options are ``VectorSACOptions``.
