@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         common(sub.add_parser("proxy", help="learn AC-ODM on the proxy model and save the actor"))
     ).set_defaults(func=cmd_proxy)
     p = common(sub.add_parser("learn", help="train one agent over N training episodes, then score it frozen"))
-    p.add_argument("--agent", required=True, help="agent to train: acodm, acodm-td3 or vector-sac")
+    p.add_argument("--agent", required=True, help="agent to train: " + ", ".join(sorted(AGENTS.names())))
     p.add_argument("--episodes", type=int, required=True, help="training episodes (a fresh model each)")
     p.add_argument("--test-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="model seeds it is scored on")
     p.add_argument(

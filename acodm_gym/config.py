@@ -186,6 +186,9 @@ class AgentConfig:
     init_from: str | None = (
         None  # start from this saved agent (agent.pt: networks, replay buffer, counters); None: fresh
     )
+    # true: the agent only acts, greedily (Agent.greedy), and never observes or learns: a saved agent (init_from)
+    # scored as it is (learn's test episodes of an agent that agent 'frozen' cannot run)
+    frozen: bool = False
 
 
 @dataclass
@@ -546,6 +549,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("proxy.episodes must be at least 1.")
     if cfg.agent.init_from is not None and not Path(cfg.agent.init_from).expanduser().is_file():
         raise ConfigError(f"agent.init_from={cfg.agent.init_from} is not a file: give the agent.pt of an earlier run.")
+    if cfg.agent.frozen and cfg.agent.init_from is None:
+        raise ConfigError("agent.frozen=true scores a saved agent as it is: set agent.init_from to its agent.pt.")
     if cfg.env.reward_sketch is not None:
         check_sketch(cfg.env.reward_sketch)  # against the layer sizes again when the probe meets the model
     check_seed(cfg.run.seed)

@@ -384,6 +384,9 @@ def test_stock_agent_save_load_round_trip(cls, tmp_path):
         agent.model.predict(obs, deterministic=True)[0], clone.model.predict(obs, deterministic=True)[0]
     )
     assert clone.model.replay_buffer.pos == 6
+    greedy = clone.greedy(obs)  # what it plays frozen: the deterministic action on the env's [0, 1]^k
+    np.testing.assert_array_equal(greedy, clone._to_weights(clone.model.predict(obs, deterministic=True)[0]))
+    np.testing.assert_array_equal(greedy, clone.greedy(obs))
 
 
 def test_non_finite_actor_output_is_a_clear_error():
@@ -987,3 +990,4 @@ def test_ppo_agent_starts_near_uniform_weights():
     assert (draws == 0).mean() < 0.25
     mean_action = agent.model.policy.predict(obs, deterministic=True)[0]
     np.testing.assert_allclose(agent._to_weights((mean_action + 1) / 2), 1 / 8, atol=0.05)
+    np.testing.assert_allclose(agent.greedy(obs), agent._to_weights((np.clip(mean_action, -1, 1) + 1) / 2))

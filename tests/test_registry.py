@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from test_tasks import task_file
 
@@ -89,6 +90,26 @@ def test_a_registered_agent_runs_by_name_in_train_and_compare_and_gets_rewards(t
     out = compare(cfg, seeds=[0], methods=["natural", "tally"], out=tmp_path / "cmp", log=lambda _: None)
     assert set(json.loads((out / "results.json").read_text())["methods"]) == {"natural", "tally"}
     assert tally[-1].seen > 0  # the compare run's own agent
+
+
+def test_a_registered_agent_learns_across_episodes_and_is_scored_frozen(tally, config, tmp_path):
+    """learn carries the agent across training episodes, then scores it rebuilt from agent.pt, frozen: it
+    plays without observing (its tally stays the saved one) and the env computes no reward for it."""
+    from acodm_gym.runs.learn import learn
+
+    overrides = ["agent.name=tally", "train.total_steps=4", "env.eval_interval=2", "run.plots=false"]
+    cfg = load_config(config, [*overrides, f"run.out_dir={tmp_path}"])
+    curve = learn(cfg, 2, tmp_path / "learn", test_seeds=[0], log=lambda _: None)
+    episodes = [tmp_path / "learn" / "train" / f"ep-00{e}" / "agent.pt" for e in (0, 1)]
+    seen = [torch.load(path, weights_only=True)["state"]["seen"] for path in episodes]
+    assert 0 < seen[0] < seen[1]  # the second episode went on from the first's agent
+    test = tmp_path / "learn" / "test" / "after-2" / "seed-0"
+    saved = yaml.safe_load((test / "config.yaml").read_text())
+    assert saved["agent"]["name"] == "tally" and saved["agent"]["frozen"] is True
+    assert saved["agent"]["init_from"] == str(tmp_path / "learn" / "agent.pt")
+    assert saved["env"]["compute_reward"] is False
+    assert tally[-1].seen == seen[1]  # the scored agent loaded the last episode's state and never observed
+    assert [p["episodes"] for p in curve["test"]] == [2] and np.isfinite(curve["test"][0]["mean_test_metric"])
 
 
 def test_a_registered_agent_runs_from_the_command_line(tally, config, tmp_path, capsys):

@@ -102,6 +102,10 @@ class AioliAgent(Agent):
             return self.burst_mixture(self.order[u // self.options.lp_steps])
         return self.weights.copy()
 
+    def greedy(self, obs):
+        """The learnt weights, without the LearnParams bursts (they explore)."""
+        return self.weights.copy()
+
     def observe(self, obs, action, reward, next_obs, info: StepInfo):
         u, lp_steps = self.t % self.round_steps, self.options.lp_steps
         if u <= self.learn_steps and u % lp_steps == 0:  # the first step of a burst or of the round's play

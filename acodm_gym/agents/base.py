@@ -136,7 +136,8 @@ class Agent(ABC):
     - ``exploration_floor``: False samples batches by α alone (``train.exploration_floor: false``);
     - ``target_weights_option``: the option that receives the task's best static mixture (e.g. for
       diagnostics) unless set; None: none;
-    - ``reads_weights``: whether it reads ``agent.weights`` (else setting them is an error).
+    - ``reads_weights``: whether it reads ``agent.weights`` (else setting them is an error);
+    - ``greedy``: what it plays frozen, without exploring (default: ``act``).
 
     ``Options``: the dataclass of the agent's options (``agent.options``), each declared with its
     type and default and documented there (``:param``), checked by ``check_options``.
@@ -214,6 +215,11 @@ class Agent(ABC):
     @abstractmethod
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Domain weights (k,) on the simplex for the next step."""
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """The weights without exploration: what the agent plays frozen (``agent.frozen``, learn's test
+        episodes), when it neither observes nor learns. Default: ``act`` (an agent that does not explore)."""
+        return self.act(obs)
 
     def observe(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, info: StepInfo) -> None:
         """Record one transition (s, a, r, s'); ``info["vector_reward"]`` holds the reward vector."""

@@ -184,6 +184,13 @@ class SB3Agent(Agent):
         own = {"algorithm_kwargs", "action_noise", "target_entropy"}
         return {**{f.name: getattr(o, f.name) for f in fields(o) if f.name not in own}, **o.algorithm_kwargs}
 
+    def greedy(self, obs):
+        """The policy's deterministic action (SB3's ``predict``), mapped from the model's action box onto the
+        simplex as ``act`` maps its draws."""
+        action = self.model.predict(np.asarray(obs, dtype=np.float32), deterministic=True)[0]
+        low, high = self.model.action_space.low, self.model.action_space.high
+        return self._to_weights((np.clip(action, low, high) - low) / (high - low))
+
     def state_dict(self):
         return {"sb3": sb3_state(self.model)}
 

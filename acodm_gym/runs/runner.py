@@ -121,8 +121,8 @@ class RunResult:
 
 def prepare_config(cfg: Config, agent: Agent | None = None) -> Config:
     """Adapt the env to what the agent declares (``Agent``'s docstring): no probes for an agent without a
-    reward (unless ``run.log_transitions``: offline data needs the reward of every behaviour), no floor for
-    ODM, the task's best static mixture in the option that takes it. An agent section
+    reward or a frozen one (unless ``run.log_transitions``: offline data needs the reward of every behaviour),
+    no floor for ODM, the task's best static mixture in the option that takes it. An agent section
     the agent would not use as given is refused here (``Agent.check_config``), before any work.
 
     :param agent: an agent object given to ``train``: its own declarations and name count, not those of
@@ -139,7 +139,7 @@ def prepare_config(cfg: Config, agent: Agent | None = None) -> Config:
         )
     elif agent.name != cfg.agent.name:
         cfg.agent = dataclasses.replace(cfg.agent, name=agent.name, options={}, weights=None)
-    if not declared.needs_reward and not cfg.run.log_transitions:
+    if (not declared.needs_reward or cfg.agent.frozen) and not cfg.run.log_transitions:
         cfg.env.compute_reward = False
     if not declared.exploration_floor:
         cfg.train.exploration_floor = False
@@ -248,13 +248,18 @@ class _Step:
     seconds: float = 0.0
 
 
-def _step(env: PretrainEnv, agent: Agent | None, obs) -> _Step:
-    """act → env.step → observe → update (rank 0 runs the agent; every rank steps the env)."""
+def _step(env: PretrainEnv, agent: Agent | None, obs, frozen: bool = False) -> _Step:
+    """act → env.step → observe → update (rank 0 runs the agent; every rank steps the env).
+
+    :param frozen: the agent only acts, greedily (``agent.frozen``)
+    """
     main = distributed.is_main_process()
-    action = agent.act(obs) if main else None
+    action = (agent.greedy(obs) if frozen else agent.act(obs)) if main else None
     next_obs, reward, terminated, truncated, info = env.step(action)
     stats = None
-    if main:
+    if main and frozen:
+        stats = {}
+    elif main:
         agent.observe(obs, action, reward, next_obs, info)
         stats = agent.update()
     return _Step(action, next_obs, reward, terminated or truncated, info, stats)
@@ -274,7 +279,7 @@ def _first_step(cfg: Config, env: PretrainEnv, agent: Agent | None, obs) -> _Ste
     memory is refused here, and an earlier run ``--overwrite`` would replace is still whole."""
     started = time.perf_counter()
     try:
-        step = _step(env, agent, obs)
+        step = _step(env, agent, obs, cfg.agent.frozen)
     except Exception as exc:
         if not _out_of_memory(exc):
             raise
@@ -365,7 +370,7 @@ def _loop(
     try:
         pending = first
         while pending is not None or env.t < total:
-            step, pending = pending or _step(env, agent, obs), None
+            step, pending = pending or _step(env, agent, obs, cfg.agent.frozen), None
             info = step.info
             if main:
                 logger.log(info, step.reward, step.stats)
