@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--behaviour",
         required=True,
-        help="uniform, natural, odm, doge, dirichlet-uniform or dirichlet-natural (random static mixtures)",
+        help="a registered agent (e.g. uniform, natural, odm, doge), or dirichlet-uniform or dirichlet-natural "
+        "(random static mixtures)",
     )
     p.add_argument("--episodes", type=int, required=True, help="episodes in the dataset (more extend it)")
     p.add_argument("--first-seed", type=int, default=2000, help="model seed of the first episode (then +1 each)")
