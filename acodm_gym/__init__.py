@@ -2,15 +2,24 @@
 
 import gymnasium
 
+from .registry import TASKS
+
 __version__ = "0.1.0"
 
 ENV_ID = "acodm/Pretrain-v0"
 
-# The benchmark tasks (configs/tasks/<name>.yaml) as acodm/<Name>-v0; Default-v0 is Pretrain-v0.
-TASK_ENV_IDS = {name: f"acodm/{name.capitalize()}-v0" for name in ("default", "skewed", "noisy", "target")}
+
+def register_task_envs() -> dict[str, str]:
+    """Register ``acodm/<Name>-v0`` for every task in ``registry.TASKS`` not yet registered (run at import; call it
+    again after adding a task); returns task name → env id. Default-v0 is Pretrain-v0."""
+    ids = {name: f"acodm/{name.capitalize()}-v0" for name in sorted(TASKS.names())}
+    for task, env_id in ids.items():
+        if env_id not in gymnasium.registry:
+            gymnasium.register(id=env_id, entry_point="acodm_gym.envs.pretrain_env:PretrainEnv", kwargs={"task": task})
+    return ids
+
 
 if ENV_ID not in gymnasium.registry:
     gymnasium.register(id=ENV_ID, entry_point="acodm_gym.envs.pretrain_env:PretrainEnv")
-for _task, _id in TASK_ENV_IDS.items():
-    if _id not in gymnasium.registry:
-        gymnasium.register(id=_id, entry_point="acodm_gym.envs.pretrain_env:PretrainEnv", kwargs={"task": _task})
+# The benchmark tasks (registry.TASKS) as acodm/<Name>-v0.
+TASK_ENV_IDS = register_task_envs()

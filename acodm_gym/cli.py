@@ -18,8 +18,9 @@ import sys
 import threading
 import time
 
-from .config import AGENT_NAMES, ALL_METHODS, METHODS, check_methods, check_search, load_config
+from .config import METHODS, PROXY_METHOD, check_methods, check_search, load_config
 from .errors import ConfigError, InputError, RunFailure
+from .registry import AGENTS
 
 
 def _config(args, extra: dict | None = None):
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = run_options(common(sub.add_parser("train", help="one pretraining run driven by an agent")))
-    p.add_argument("--agent", default=None, help="agent name: " + ", ".join(sorted(AGENT_NAMES)))
+    p.add_argument("--agent", default=None, help="agent name: " + ", ".join(sorted(AGENTS.names())))
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -259,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         common(sub.add_parser("proxy", help="learn AC-ODM on the proxy model and save the actor"))
     ).set_defaults(func=cmd_proxy)
     p = common(sub.add_parser("learn", help="train one agent over N training episodes, then score it frozen"))
-    p.add_argument("--agent", required=True, help="agent to train: acodm, acodm-td3 or vector-sac")
+    p.add_argument("--agent", required=True, help="agent to train: " + ", ".join(sorted(AGENTS.names())))
     p.add_argument("--episodes", type=int, required=True, help="training episodes (a fresh model each)")
     p.add_argument("--test-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="model seeds it is scored on")
     p.add_argument(
@@ -279,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--behaviour",
         required=True,
-        help="uniform, natural, odm, doge, dirichlet-uniform or dirichlet-natural (random static mixtures)",
+        help="a registered agent (e.g. uniform, natural, odm, doge), or dirichlet-uniform or dirichlet-natural "
+        "(random static mixtures)",
     )
     p.add_argument("--episodes", type=int, required=True, help="episodes in the dataset (more extend it)")
     p.add_argument("--first-seed", type=int, default=2000, help="model seed of the first episode (then +1 each)")
@@ -299,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--methods",
             default=None,
-            help=f"comma-separated methods (default: {','.join(METHODS)}; any of {', '.join(ALL_METHODS)})",
+            help=f"comma-separated methods (default: {','.join(METHODS)}; any agent or {PROXY_METHOD}: "
+            f"{', '.join(AGENTS.names())})",
         )
         p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/compare)")
         p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)
@@ -335,7 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--search-steps", type=int, default=200, help="steps of each search run")
     p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/tasks/<task>)")
-    p.add_argument("--ship", action="store_true", help="also write the task's configs/tasks/<task>.references.json")
+    p.add_argument(
+        "--ship",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="PATH",
+        help="also write the references to PATH (no PATH: the task's own <task>.references.json, in a source checkout only)",
+    )
     p.set_defaults(func=cmd_reference)
     p = sub.add_parser("reproduce", help="rerun a sample of run records and compare their test metric to 1e-9")
     p.add_argument("records", help="a records directory (<run>/ or <task>/<run>/), e.g. benchmarks/results/tasks/runs")

@@ -25,6 +25,9 @@ from typing import Any, Mapping, Sequence, Union
 import yaml
 
 from .errors import ConfigError
+from .registry import AGENTS, PLANTED_GENERATORS, STATE_PARTS, TASK_DIR, TASKS
+from .rewards import REWARD_VARIANTS
+from .simplex import SCALARIZATIONS
 
 # Shipped as package data (setup.cfg), so an installed wheel finds its configs and presets.
 CONFIG_DIR = Path(str(importlib.resources.files("acodm_gym") / "configs"))
@@ -110,22 +113,18 @@ class TrainConfig:
     dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before failing (a dead or hung rank)
 
 
-# The six parts of the training state in observation order (envs/state.py sizes and lays them out);
-# here so that env.drop_state is checked with the config.
-STATE_PARTS = ("samples_seen", "step", "loss", "loss_change", "weight_norm", "update_norm")
-
-
 @dataclass
 class EnvConfig:
     compute_reward: bool = True
-    reward_variant: str = "paper"  # paper: <g_i, sum_j g_j> | authors: off-diagonal, normalised, z-scored
+    # a name of rewards.REWARD_VARIANTS: paper (<g_i, sum_j g_j>) | authors (off-diagonal, normalised, z-scored)
+    reward_variant: str = "paper"
     reward_depths: list[float] = field(default_factory=lambda: [0.75, 0.875, 1.0])
     reward_sketch: list[int] | None = None  # null: exact per-domain gradients | [p, q]: Kronecker sketch (lm/probes.py)
     # S in W_i = <g_i, S>: corpus (the paper: every domain) | eval_domains (task.eval_domains)
     reward_target: str = "corpus"
     num_norm_probes: int = 4  # L: layers whose weight norms are observed
-    scalarization: str = "alpha_weighted"  # alpha_weighted | sum | mean
-    drop_state: list[str] = field(default_factory=list)  # state parts zeroed in the observation (ablations)
+    scalarization: str = "alpha_weighted"  # a name of simplex.SCALARIZATIONS: alpha_weighted | sum | mean
+    drop_state: list[str] = field(default_factory=list)  # state parts (registry.STATE_PARTS) zeroed (ablations)
     eval_interval: int = 50  # steps between per-domain validation perplexities (0: off)
     eval_batches: int = 2  # validation batches per domain
     # scoring: the end-of-episode evaluation (task metric and score) at the last step | training: none, an
@@ -133,40 +132,24 @@ class EnvConfig:
     episode: str = "scoring"
 
 
-# Every agent's CLI name, here at the bottom layer so the command line can list and check them without
-# importing torch; tests check it against the registry (acodm_gym.agents.AGENTS).
-AGENT_NAMES = (
-    "natural",
-    "uniform",
-    "static",
-    "acodm",
-    "acodm-td3",
-    "vector-sac",
-    "doge",
-    "frozen",
-    "odm",
-    "ddpg",
-    "td3",
-    "sac",
-    "ppo",
-    "aioli",
-    "ado",
-    "acodm-released",
-    "offline",
-)
-# What `compare` runs: agents by name, and `acodm-proxy` (AC-ODM learnt on the proxy model, then frozen).
-METHODS = ("natural", "uniform", "odm", "acodm", "acodm-proxy")
-# Every learned agent as well: what the benchmark tasks compare (benchmarks/tasks.py).
+# What `compare` runs: any agent by name (registry.AGENTS), and `acodm-proxy` (AC-ODM learnt on the proxy model,
+# then frozen). Its default, and every learned agent as well: what the benchmark tasks compare (benchmarks/tasks.py).
+PROXY_METHOD = "acodm-proxy"
+METHODS = ("natural", "uniform", "odm", "acodm", PROXY_METHOD)
 ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")
 
 
 def check_methods(methods: Sequence[str]) -> None:
     """Refuse an unknown compare method before any run starts."""
-    unknown = [m for m in methods if m not in ALL_METHODS]
+    known = (*AGENTS.names(), PROXY_METHOD)
+    unknown = [m for m in methods if m not in known]
     if not methods:
-        raise ConfigError(f"No compare method given: choose from {', '.join(ALL_METHODS)}.")
+        raise ConfigError(f"No compare method given: choose from {', '.join(known)}.")
     if unknown:
-        raise ConfigError(f"Unknown compare method(s) {unknown}: choose from {', '.join(ALL_METHODS)}.")
+        raise ConfigError(
+            f"Unknown compare method(s) {unknown}: choose from {', '.join(known)} "
+            f"(an agent of your own: {AGENTS.add_with})."
+        )
 
 
 SEED_MAX = 2**32 - 1  # numpy's and gymnasium's seeds are non-negative; torch's fit in 64 bits
@@ -203,6 +186,9 @@ class AgentConfig:
     init_from: str | None = (
         None  # start from this saved agent (agent.pt: networks, replay buffer, counters); None: fresh
     )
+    # true: the agent only acts, greedily (Agent.greedy), and never observes or learns: a saved agent (init_from)
+    # scored as it is (learn's test episodes of an agent that agent 'frozen' cannot run)
+    frozen: bool = False
 
 
 @dataclass
@@ -385,22 +371,29 @@ def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Pa
     raise ConfigError(f"Config '{name}' not found: give a YAML path or a name from {CONFIG_DIR}.")
 
 
-TASK_DIR = CONFIG_DIR / "tasks"
-
-
 def task_names() -> list[str]:
-    """The benchmark tasks shipped under configs/tasks/ (``default`` is today's Pretrain-v0)."""
-    return sorted(p.stem for p in TASK_DIR.glob("*.yaml") if not p.name.startswith("_"))
+    """Every registered task (``registry.TASKS``)."""
+    return sorted(TASKS.names())
 
 
 def task_config_path(name: str) -> Path:
-    """configs/tasks/<name>.yaml, or a task file of your own (a .yaml path); an unknown name lists the known ones."""
-    path = Path(name).expanduser() if str(name).endswith((".yaml", ".yml")) else TASK_DIR / f"{name}.yaml"
+    """A registered task's YAML, or a task file of your own (a .yaml path); an unknown name lists the known ones."""
+    if str(name).endswith((".yaml", ".yml")):
+        path = Path(name).expanduser()
+    else:
+        path = Path(TASKS.get(name)).expanduser() if name in TASKS else TASK_DIR / f"{name}.yaml"
     if not path.is_file():
         hint = difflib.get_close_matches(name, task_names(), n=1)
         suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
         raise ConfigError(f"Unknown task '{name}'.{suggestion} Known tasks: {', '.join(task_names())}.")
     return path
+
+
+def task_references_file(name: str) -> Path:
+    """A task's own reference file: ``<name>.references.json`` beside its YAML (configs/tasks/ for the shipped
+    tasks; there too for a task named in a task file of your own)."""
+    folder = Path(TASKS.get(name)).expanduser().parent if name in TASKS else TASK_DIR
+    return folder / f"{name}.references.json"
 
 
 def _expand(data: dict[str, Any], origin: Path | None = None) -> dict[str, Any]:
@@ -444,7 +437,7 @@ def load_config(
     if task is not None:
         path = task_config_path(task)
         _merge(cfg, _expand(_load_yaml(path), path.parent), "")
-        cfg.task.name = cfg.task.name or path.stem
+        cfg.task.name = cfg.task.name or (task if task in TASKS else path.stem)
     if isinstance(source, Config):
         _merge(cfg, source.to_dict(), "")
     elif source is not None:
@@ -478,9 +471,6 @@ def default_warmup_steps(total_steps: int) -> int:
     return min(50, total_steps // 8)
 
 
-PLANTED_GENERATORS = ("word_salad", "boilerplate")  # data/recipes.py: PLANTERS
-
-
 def check_recipe(recipe: RecipeConfig, where: str = "data.recipe") -> None:
     """Recipe checks that need no corpus: shares, generators, sizes (the domains are checked when it is built)."""
     if not recipe.shares:
@@ -501,7 +491,8 @@ def check_recipe(recipe: RecipeConfig, where: str = "data.recipe") -> None:
         generator = spec.get("generator")
         if generator not in PLANTED_GENERATORS:
             raise ConfigError(
-                f"{where}.planted.{name}: unknown generator {generator!r}; choose one of {', '.join(PLANTED_GENERATORS)}."
+                f"{where}.planted.{name}: unknown generator {generator!r}; choose one of "
+                f"{', '.join(PLANTED_GENERATORS.names())} (your own: {PLANTED_GENERATORS.add_with})."
             )
         if name not in recipe.shares:
             raise ConfigError(f"{where}.planted.{name} has no share: add {where}.shares.{name}.")
@@ -542,22 +533,24 @@ def check_sketch(sketch: Any, shapes: Sequence[tuple[int, int]] = ()) -> None:
 
 def validate(cfg: Config) -> None:
     """Check values that a typo or a bad combination would make silently wrong."""
-    _choice(cfg.agent.name, AGENT_NAMES, "agent.name")
+    AGENTS.check(cfg.agent.name)
     _choice(cfg.model.arch, ["gpt_neox", "llama"], "model.arch")
     _choice(cfg.model.dtype, ["float32", "bfloat16", "float16"], "model.dtype")
     _choice(cfg.train.loss_weighting, ["alpha", "mean"], "train.loss_weighting")
     _choice(cfg.train.backend, ["torch", "deepspeed"], "train.backend")
     if cfg.train.dist_timeout <= 0:
         raise ConfigError("train.dist_timeout must be a positive number of seconds.")
-    _choice(cfg.env.reward_variant, ["paper", "authors"], "env.reward_variant")
+    REWARD_VARIANTS.check(cfg.env.reward_variant)
     _choice(cfg.env.reward_target, ["corpus", "eval_domains"], "env.reward_target")
-    _choice(cfg.env.scalarization, ["alpha_weighted", "sum", "mean"], "env.scalarization")
+    SCALARIZATIONS.check(cfg.env.scalarization)
     _choice(cfg.env.episode, ["scoring", "training"], "env.episode")
     check_recipe(cfg.data.recipe)
     if cfg.proxy.episodes < 1:
         raise ConfigError("proxy.episodes must be at least 1.")
     if cfg.agent.init_from is not None and not Path(cfg.agent.init_from).expanduser().is_file():
         raise ConfigError(f"agent.init_from={cfg.agent.init_from} is not a file: give the agent.pt of an earlier run.")
+    if cfg.agent.frozen and cfg.agent.init_from is None:
+        raise ConfigError("agent.frozen=true scores a saved agent as it is: set agent.init_from to its agent.pt.")
     if cfg.env.reward_sketch is not None:
         check_sketch(cfg.env.reward_sketch)  # against the layer sizes again when the probe meets the model
     check_seed(cfg.run.seed)
@@ -581,7 +574,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.exploration_share must be in [0, 1).")
     unknown = [p for p in cfg.env.drop_state if p not in STATE_PARTS]
     if unknown:
-        raise ConfigError(f"env.drop_state names unknown state parts {unknown}; choose from {', '.join(STATE_PARTS)}.")
+        raise ConfigError(
+            f"env.drop_state names unknown state parts {unknown}; choose from {', '.join(STATE_PARTS.names())}."
+        )
     if cfg.env.num_norm_probes < 1:
         raise ConfigError("env.num_norm_probes must be at least 1.")
     _check_norm_probes(cfg)

@@ -1,9 +1,9 @@
-"""Domain weights on the simplex, and the rewards read through them: shared by every layer, free of the package.
+"""Domain weights on the simplex, and the rewards read through them: shared by every layer, at the bottom.
 
 PretrainEnv maps an action onto the simplex with ``action_to_weights``, agents check their own actions with
-it, ``DomainMixer`` reads its agent's weights with it; ``scalarize`` turns the env's reward vector into the
-stock agents' scalar; ``importance_weighted_ema`` is the paper's smoothed reward, used by the env wrapper
-and the replay buffer.
+it, ``DomainMixer`` reads its agent's weights with it; ``SCALARIZATIONS`` turn the env's reward vector into the
+stock agents' scalar (``scalarize``) and a vector critic's Q into its actor's objective (agents/vector_td3.py);
+``importance_weighted_ema`` is the paper's smoothed reward, used by the env wrapper and the replay buffer.
 """
 
 from __future__ import annotations
@@ -12,14 +12,28 @@ from typing import Any
 
 import numpy as np
 
+from .registry import Registry
+
+# Scalarisations (``env.scalarization``, ``agent.options.scalarization``): a name → ``f(vector, alpha)``, the scalar
+# of a reward (or Q) vector under the mixture α, over the last axis of numpy arrays and torch tensors alike.
+# Your own: SCALARIZATIONS.register("NAME", f), or the entry point group.
+SCALARIZATIONS = Registry(
+    "scalarisation",
+    "env.scalarization",
+    "acodm_gym.scalarizations",
+    {
+        "alpha_weighted": lambda vector, alpha: (alpha * vector).sum(-1),
+        "sum": lambda vector, alpha: vector.sum(-1),
+        "mean": lambda vector, alpha: vector.mean(-1),
+    },
+    add_with="acodm_gym.simplex.SCALARIZATIONS.register('NAME', f)",
+)
+
 
 def scalarize(vector: np.ndarray, alpha: np.ndarray, mode: str) -> float:
-    """The scalar reward of a reward vector under the mixture α (envs/pretrain_env.py's module docstring)."""
-    if mode == "alpha_weighted":
-        return float(np.dot(alpha, vector))
-    if mode == "sum":
-        return float(vector.sum())
-    return float(vector.mean())
+    """The scalar reward of a reward vector under the mixture α (envs/pretrain_env.py's module docstring);
+    ConfigError for a scalarisation that is not registered."""
+    return float(SCALARIZATIONS.get(mode)(np.asarray(vector, dtype=np.float64), np.asarray(alpha, dtype=np.float64)))
 
 
 def action_to_weights(action: Any, k: int) -> np.ndarray:

@@ -22,11 +22,11 @@ import numpy as np
 
 from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
+from acodm_gym.registry import STATE_PARTS
 from acodm_gym.runs.compare import train_or_reuse
 from acodm_gym.runs.provenance import code_version
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STATE_PARTS = ("samples_seen", "step", "loss", "loss_change", "weight_norm", "update_norm")
 VARIANTS: dict[str, list[str]] = {
     "full": [],
     **{f"no-{part}": [f"env.drop_state=[{part}]"] for part in STATE_PARTS},

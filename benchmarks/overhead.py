@@ -66,8 +66,9 @@ from acodm_gym.data.sampler import DomainSampler  # noqa: E402
 from acodm_gym.data.token_corpus import TokenCorpus  # noqa: E402
 from acodm_gym.envs.pretrain_env import PretrainEnv  # noqa: E402
 from acodm_gym.lm.models import build_model, layers_at_depths, probe_layers  # noqa: E402
-from acodm_gym.lm.probes import AlignmentProbe, alignment_reward  # noqa: E402
+from acodm_gym.lm.probes import AlignmentProbe  # noqa: E402
 from acodm_gym.lm.step import build_optimizer, domain_coefficients, sequence_losses  # noqa: E402
+from acodm_gym.rewards import alignment_reward  # noqa: E402
 from acodm_gym.runs.provenance import code_version  # noqa: E402
 from acodm_gym.runs.runner import prepare_config  # noqa: E402
 

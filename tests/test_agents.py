@@ -19,6 +19,7 @@ from acodm_gym.agents import (
     ACODMAgent,
     ACODMReleasedAgent,
     ACODMTD3Agent,
+    ActorCriticAgent,
     ADOAgent,
     AioliAgent,
     DoGEAgent,
@@ -383,6 +384,9 @@ def test_stock_agent_save_load_round_trip(cls, tmp_path):
         agent.model.predict(obs, deterministic=True)[0], clone.model.predict(obs, deterministic=True)[0]
     )
     assert clone.model.replay_buffer.pos == 6
+    greedy = clone.greedy(obs)  # what it plays frozen: the deterministic action on the env's [0, 1]^k
+    np.testing.assert_array_equal(greedy, clone._to_weights(clone.model.predict(obs, deterministic=True)[0]))
+    np.testing.assert_array_equal(greedy, clone.greedy(obs))
 
 
 def test_non_finite_actor_output_is_a_clear_error():
@@ -696,7 +700,7 @@ def test_saved_agent_resumes_bit_for_bit(cls, tmp_path):
     ours, theirs = _steps(agent, obs, 1, 10), _steps(clone, obs, 1, 10)
     assert ours == theirs
     assert any("target_cosine" in s for s in ours) == ("target_weights" in RESUMABLE[cls])
-    if issubclass(cls, ACODMAgent):
+    if issubclass(cls, ActorCriticAgent):
         assert any("q_return_spearman" in s for s in ours), "the held-out transitions' returns became known"
     assert _tree_equal(agent.state_dict(), clone.state_dict())
 
@@ -812,8 +816,11 @@ def test_anchored_actor_floor_and_bad_options():
     for bad, match in (({"actor": "dirichlet"}, "actor"), ({"anchor": "doge"}, "anchor"), ({"min_weight": 0.4}, "1/k")):
         with pytest.raises(ConfigError, match=match):
             ACODMAgent(make_spec(), **bad, **SMALL)
-    with pytest.raises(ConfigError, match="actor='anchored'; choose one of softmax"):
+    assert not issubclass(VectorSACAgent, ACODMAgent)  # they share the loop (ActorCriticAgent), not DDPG's agent
+    with pytest.raises(ConfigError, match="Unknown config key 'agent.options.actor'"):  # no anchored form
         VectorSACAgent(make_spec(), actor="anchored", **SMALL)
+    with pytest.raises(ConfigError, match="agent.options.actor='anchored' is not supported; choose one of softmax"):
+        ACODMReleasedAgent(make_spec(), actor="anchored", **SMALL)
 
 
 def _log_weight_step(actor: str, optimizer=torch.optim.Adam) -> np.ndarray:
@@ -933,16 +940,19 @@ def test_ado_moves_weight_to_the_domain_whose_loss_falls_faster():
 
 
 def test_aioli_and_ado_refuse_bad_options():
-    for cls, bad, match in (
-        (AioliAgent, {"one_hot_factor": 0.2}, "one_hot_factor"),
-        (AioliAgent, {"lp_steps": 0}, "lp_steps"),
-        (AioliAgent, {"init": "doge"}, "init"),
-        (ADOAgent, {"savgol_window": 4}, "savgol_window"),
-        (ADOAgent, {"start_step": 3}, "start_step"),
-        (ADOAgent, {"min_prob": 0.5}, "min_prob"),
+    with pytest.raises(ConfigError, match="one_hot_factor=0.2 must be in \\(1/k, 1\\]"):  # needs k: when built
+        AioliAgent(make_spec(), one_hot_factor=0.2)
+    for cls, bad, match in (  # with the options alone, as the config check does before any work
+        (AioliAgent, {"lp_steps": 0}, "agent.options.lp_steps=0 is out of range"),
+        (AioliAgent, {"init": "doge"}, "agent.options.init='doge' is not supported"),
+        (ADOAgent, {"savgol_window": 4}, "agent.options.savgol_window=4 is out of range"),
+        (ADOAgent, {"savgol_window": 6}, "savgol_window=6 must be odd"),
+        (ADOAgent, {"start_step": 3}, "agent.options.start_step=3 is out of range"),
+        (ADOAgent, {"start_step": 10, "ignore_steps": 8}, "must be >= ignore_steps \\+ 4 = 12"),
+        (ADOAgent, {"min_prob": 0.5}, "agent.options.min_prob=0.5 is out of range"),
     ):
         with pytest.raises(ConfigError, match=match):
-            cls(make_spec(), **bad)
+            cls.make_options(bad)
 
 
 @pytest.mark.parametrize(
@@ -980,3 +990,4 @@ def test_ppo_agent_starts_near_uniform_weights():
     assert (draws == 0).mean() < 0.25
     mean_action = agent.model.policy.predict(obs, deterministic=True)[0]
     np.testing.assert_allclose(agent._to_weights((mean_action + 1) / 2), 1 / 8, atol=0.05)
+    np.testing.assert_allclose(agent.greedy(obs), agent._to_weights((np.clip(mean_action, -1, 1) + 1) / 2))

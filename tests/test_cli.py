@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from acodm_gym.cli import _config, build_parser, parse_args
-from acodm_gym.config import AGENT_NAMES
+from acodm_gym.registry import AGENTS
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "transformers", "stable_baselines3", "acodm_gym.data.corpus", "acodm_gym.agents")
@@ -41,9 +41,10 @@ def _probe(*argv: str) -> dict:
 
 
 def test_agent_names_of_the_cli_are_the_registry():
-    from acodm_gym.agents import AGENTS
+    from acodm_gym.agents import agent_class
 
-    assert len(AGENT_NAMES) == len(set(AGENT_NAMES)) and set(AGENT_NAMES) == set(AGENTS)
+    names = AGENTS.names()
+    assert len(names) == len(set(names)) and all(agent_class(name).name == name for name in names)
 
 
 @pytest.mark.parametrize(

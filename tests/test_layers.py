@@ -11,11 +11,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "acodm_gym"
 
-# config → data → lm → envs → agents → runs → cli; errors and simplex sit below config, the
+# config → data → lm → envs → agents → runs → cli; errors, registry, rewards and simplex sit below config, the
 # package itself (__version__) at the bottom, and mixing.py / hf_trainer.py above agents.
 LAYERS = {
     "": 0,
     "errors": 0,
+    "registry": 0,
+    "rewards": 0,
     "simplex": 0,
     "rng": 0,
     "config": 1,

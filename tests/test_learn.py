@@ -94,6 +94,7 @@ def test_learn_carries_the_agent_across_episodes_and_tests_it_frozen_on_other_se
         "weights": None,
         "options": {"path": str(tmp_path / "learn" / "agent.pt")},
         "init_from": None,
+        "frozen": False,  # agent 'frozen' is an actor without learning of its own
     }
     assert (test_cfg["env"]["episode"], test_cfg["run"]["seed"], test_cfg["env"]["eval_interval"]) == ("scoring", 0, 4)
     summary = json.loads((test / "summary.json").read_text())
@@ -162,7 +163,9 @@ def test_a_killed_learn_resumes_bit_for_bit_between_and_inside_episodes(corpus_t
     [
         (["--agent", "nope", "--episodes", "2"], "agent.name='nope' is not supported"),
         (["--agent", "acodm", "--episodes", "0"], "--episodes 0: learning needs at least 1"),
-        (["--agent", "odm", "--episodes", "2"], "agent 'odm' cannot be frozen"),
+        (["--agent", "odm", "--episodes", "2", "agent.options.updater=exp4"], "choose one of exp3, smoothed_mean"),
+        (["--agent", "acodm", "--episodes", "2", "agent.options.gamma=1.5"], "agent.options.gamma=1.5 is out of range"),
+        (["--agent", "odm", "--episodes", "2", "agent.frozen=true"], "agent.frozen=true"),
         (["--agent", "acodm", "--episodes", "3", "--train-seed", "2"], "share [2, 3, 4]"),
         (["--agent", "acodm", "--episodes", "1", "--test-seeds", "5", "5"], "repeat a seed"),
     ],
@@ -173,6 +176,16 @@ def test_bad_learn_input_fails_before_any_work(config, tmp_path, capsys, args, m
     assert main(["learn", "--config", str(cfg), "--out-dir", str(tmp_path / "runs"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()  # no corpus, no directory
+
+
+def test_learn_refuses_a_frozen_agent_it_could_not_train(config, tmp_path):
+    from acodm_gym.errors import ConfigError
+    from acodm_gym.runs.learn import check_protocol
+
+    (tmp_path / "agent.pt").write_bytes(b"")
+    cfg = load_config(config, ["agent.name=odm", "agent.frozen=true", f"agent.init_from={tmp_path / 'agent.pt'}"])
+    with pytest.raises(ConfigError, match="learn trains the agent, then freezes it itself; drop agent.frozen"):
+        check_protocol(cfg, 2, [1000, 1001], [0])
 
 
 def test_an_unknown_task_fails_before_any_work(tmp_path, capsys):

@@ -69,7 +69,8 @@ def test_a_dataset_loads_with_minari_and_its_episodes_are_the_logged_transitions
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--behaviour", "greedy", "--episodes", "2"], "Unknown behaviour 'greedy'"),
+        (["--behaviour", "greedy", "--episodes", "2"], "Unknown behaviour 'greedy'; choose a registered agent"),
+        (["--behaviour", "odm", "--episodes", "1", "agent.options.updater=exp4"], "choose one of exp3, smoothed_mean"),
         (["--behaviour", "uniform", "--episodes", "0"], "--episodes 0: a dataset needs at least 1"),
         (["--behaviour", "uniform", "--episodes", "1", "env.num_norm_probes=2"], "another layout"),
     ],

@@ -24,8 +24,9 @@ from acodm_gym.data.sampler import DomainSampler
 from acodm_gym.envs import PretrainEnv
 from acodm_gym.lm.distributed import free_port
 from acodm_gym.lm.models import build_model, evenly_spaced_layers, layers_at_depths, probe_layers
-from acodm_gym.lm.probes import AlignmentProbe, WeightNormProbe, alignment_reward
+from acodm_gym.lm.probes import AlignmentProbe, WeightNormProbe
 from acodm_gym.lm.step import TorchBackend, domain_coefficients, sequence_losses, train_step
+from acodm_gym.rewards import alignment_reward
 
 from conftest import small_config
 

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Callable
 
 from ..config import AgentConfig
 from ..errors import ConfigError
-from .acodm import ACODMAgent, ACODMReleasedAgent, ACODMTD3Agent, FrozenActorAgent, VectorSACAgent
+from ..registry import AGENTS
+from .acodm import (
+    ACODMAgent,
+    ACODMReleasedAgent,
+    ACODMTD3Agent,
+    ActorCriticAgent,
+    FrozenActorAgent,
+    VectorSACAgent,
+)
 from .ado import ADOAgent
 from .aioli import AioliAgent
-from .base import Agent, EnvSpec, read_agent_file
+from .base import Agent, EnvSpec, check_options, option, read_agent_file
 from .doge import DoGEAgent
 from .exp3 import EXP3Agent
 from .offline import OfflineAgent
@@ -19,39 +28,44 @@ from .static import NaturalAgent, StaticAgent, UniformAgent, read_weights
 from .vector_sac import LogisticNormalActor, LogisticNormalDistribution, VectorSAC, VectorSACPolicy
 from .vector_td3 import VectorDDPG, VectorReplayBuffer, VectorTD3, VectorTD3Policy
 
-# CLI name → agent class. Each class says whether it needs the reward probes and the floor.
-AGENTS: dict[str, type[Agent]] = {
-    cls.name: cls
-    for cls in (
-        NaturalAgent,
-        UniformAgent,
-        StaticAgent,
-        ACODMAgent,
-        ACODMTD3Agent,
-        VectorSACAgent,
-        FrozenActorAgent,
-        EXP3Agent,
-        DoGEAgent,
-        DDPGAgent,
-        TD3Agent,
-        SACAgent,
-        PPOAgent,
-        AioliAgent,
-        ADOAgent,
-        ACODMReleasedAgent,
-        OfflineAgent,
-    )
-}
+
+def register(name: str, *, replace: bool = False) -> Callable[[type[Agent]], type[Agent]]:
+    """Class decorator: the ``Agent`` subclass runs by ``name`` everywhere (``agent.name=NAME``, ``--agent``,
+    ``compare --methods``, the task sweeps), its ``Options`` merged and range-checked like the built-in agents'.
+
+    :param name: the agent's name (also its ``name`` attribute, recorded in its saved files)
+    :param replace: replace an agent registered under ``name`` (else a clash is an error)
+    """
+
+    def add(cls: type[Agent]) -> type[Agent]:
+        if not (isinstance(cls, type) and issubclass(cls, Agent)):
+            raise TypeError(f"@register('{name}') decorates an Agent subclass, not {cls!r}.")
+        if "name" in vars(cls) and cls.name != name:
+            raise ValueError(
+                f"{cls.__name__}.name is '{cls.name}': register it under that name, or drop the attribute."
+            )
+        cls.name = name
+        return AGENTS.register(name, cls, replace=replace)
+
+    return add
 
 
 def agent_class(name: str) -> type[Agent]:
-    if name not in AGENTS:
-        raise ConfigError(f"Unknown agent '{name}'; choose one of {', '.join(sorted(AGENTS))}.")
-    return AGENTS[name]
+    """The agent registered as ``name`` (``registry.AGENTS``); a ConfigError lists the names."""
+    cls = AGENTS.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise ConfigError(f"The agent registered as '{name}' is {cls!r}, not an Agent subclass.")
+    if "name" not in vars(cls):  # an entry point's class: its runs and saved files carry the registered name
+        cls.name = name
+    if cls.name != name:
+        raise ConfigError(f"The agent registered as '{name}' is named '{cls.name}': register it under its own name.")
+    return cls
 
 
 def make_agent(cfg: AgentConfig, spec: EnvSpec) -> Agent:
-    return agent_class(cfg.name).from_config(spec, cfg)
+    cls = agent_class(cfg.name)
+    cls.check_config(cfg)
+    return cls.from_config(spec, cfg)
 
 
 def options_markdown() -> str:
@@ -60,11 +74,11 @@ def options_markdown() -> str:
     another's lists only what it adds or changes."""
     rows = ["| agent | `agent.options` (defaults; documented in the `Options` class) |", "|---|---|"]
     groups: dict[type, list[str]] = {}
-    for name, cls in AGENTS.items():
-        groups.setdefault(cls.Options, []).append(name)
+    for name in AGENTS:
+        groups.setdefault(agent_class(name).Options, []).append(name)
     for options, names in groups.items():
         parent = next((groups[base][0] for base in options.__mro__[1:] if base in groups), None)
-        inherited = {f.name: f for f in dataclasses.fields(parent and AGENTS[parent].Options)} if parent else {}
+        inherited = {f.name: f for f in dataclasses.fields(agent_class(parent).Options)} if parent else {}
         items = [
             f"`{f.name}={_default(f)}`"
             for f in dataclasses.fields(options)
@@ -86,6 +100,9 @@ __all__ = [
     "Agent",
     "EnvSpec",
     "AGENTS",
+    "register",
+    "option",
+    "check_options",
     "agent_class",
     "make_agent",
     "options_markdown",
@@ -94,6 +111,7 @@ __all__ = [
     "NaturalAgent",
     "UniformAgent",
     "StaticAgent",
+    "ActorCriticAgent",
     "ACODMAgent",
     "ACODMTD3Agent",
     "FrozenActorAgent",

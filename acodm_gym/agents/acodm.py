@@ -23,13 +23,14 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from ..config import AgentConfig
 from ..envs.state import StepInfo
 from ..errors import AgentError, ConfigError
-from .base import Agent, EnvSpec, read_agent_file
+from ..simplex import SCALARIZATIONS
+from .base import Agent, EnvSpec, option, read_agent_file
 from .diagnostics import Diagnostics
 from .exp3 import EXP3Agent
-from .sb3 import build_sb3_model, drain_logger, load_sb3_state, sb3_state
+from .sb3 import build_sb3_model, load_sb3_state, sb3_state, update_model
 from .static import read_weights
 from .vector_sac import LogisticNormalActor, VectorSAC, entropy_target
-from .vector_td3 import ReleasedDDPG, SoftmaxActor, VectorDDPG, VectorTD3, cosine_schedule
+from .vector_td3 import ACTOR_GRADIENTS, ReleasedDDPG, SoftmaxActor, VectorDDPG, VectorTD3, cosine_schedule
 
 BEHAVIOURS = ("natural", "odm")
 PRIORS = ("natural", "uniform")
@@ -38,8 +39,8 @@ EXPLORATIONS = ("gaussian", "authors", "none")
 
 
 @dataclass
-class ACODMOptions:
-    """Options of ``acodm`` (and, with their own additions, ``acodm-td3`` and ``vector-sac``).
+class ActorCriticOptions:
+    """Options of the AC-ODM loop (``ActorCriticAgent``), shared by ``acodm`` and its variants and ``vector-sac``.
 
     :param layers: hidden layers of actor and critic (the paper: 6)
     :param width: units per hidden layer (the paper: 1024)
@@ -50,19 +51,15 @@ class ACODMOptions:
     :param gamma: discount factor
     :param tau: soft target update rate (the authors' 0.001 leaves the targets half at their
         initialisation after a 700-step run)
-    :param scalarization: "alpha_weighted" (μ(s)·Q, the env's scalar reward) or "sum"
+    :param scalarization: "alpha_weighted" (μ(s)·Q, the env's scalar reward), "sum", or another of
+        ``simplex.SCALARIZATIONS``
     :param prior_coef: λ of the actor's pull λ·KL(prior ‖ α) towards ``prior``; it keeps the weights off
         the simplex's corners (see ``vector_td3``); 0: off
-    :param prior: the mixture the actor is pulled towards, "natural" or "uniform" (the softmax actor)
+    :param prior: the mixture the actor is pulled towards, "natural" or "uniform" (an anchored actor:
+        its anchor instead)
     :param actor_gradient: "critic" (DDPG: through the critic's action input) or "values" (the critic's
-        per-domain values held constant: an exponentiated-gradient-like step; see ``vector_td3``); the
-        softmax actor only
-    :param actor: "softmax" (the paper: α = softmax of the network's outputs) or "anchored" (α =
-        softmax(log π₀ + a(s)), started at π₀ and stepped along the value gaps as mirror descent, so a
-        rare domain's weight moves as fast as a common one's; ``prior_coef`` pulls log α towards log π₀;
-        warm-up perturbs π₀ instead of the natural weights; see ``vector_td3``)
-    :param anchor: π₀ of the anchored actor, "uniform" or "natural"
-    :param min_weight: the anchored actor's minimum probability δ per domain (as ADO's), k·δ < 1
+        per-domain values held constant: an exponentiated-gradient-like step; see ``vector_td3``); not
+        with an anchored actor
     :param reward_ema: ξ of r̂_i ← ξ r̂_i + (1 − ξ) r_i / p_i; None: the raw reward (e.g. with
         env.reward_variant=authors, whose code has no average)
     :param warmup_steps: steps of the behaviour policy before the actor acts (None: 10% of the run)
@@ -81,50 +78,64 @@ class ACODMOptions:
     :param device: torch device of the networks
     """
 
-    layers: int = 2
-    width: int = 256
-    lr_start: float = 0.01
-    lr_end: float = 0.001
-    batch_size: int = 256
-    buffer_size: int = 10_000
-    gamma: float = 0.95
-    tau: float = 0.005
-    scalarization: str = "alpha_weighted"
-    prior_coef: float = 3.0
-    prior: str = "natural"
-    actor_gradient: str = "critic"
-    actor: str = "softmax"
-    anchor: str = "uniform"
-    min_weight: float = 0.01
-    reward_ema: float | None = 0.9
-    warmup_steps: int | None = None
-    warmup_noise: float = 0.02
-    warmup_behaviour: str = "natural"
-    exploration: str = "gaussian"
-    exploration_noise: float = 0.02
+    layers: int = option(2, "[1, inf)")
+    width: int = option(256, "[1, inf)")
+    lr_start: float = option(0.01, "(0, inf)")
+    lr_end: float = option(0.001, "(0, inf)")
+    batch_size: int = option(256, "[1, inf)")
+    buffer_size: int = option(10_000, "[1, inf)")
+    gamma: float = option(0.95, "[0, 1)")
+    tau: float = option(0.005, "(0, 1]")
+    scalarization: str = option("alpha_weighted", SCALARIZATIONS)
+    prior_coef: float = option(3.0, "[0, inf)")
+    prior: str = option("natural", PRIORS)
+    actor_gradient: str = option("critic", ACTOR_GRADIENTS)
+    reward_ema: float | None = option(0.9, "[0, 1)")
+    warmup_steps: int | None = option(None, "[0, inf)")
+    warmup_noise: float = option(0.02, "[0, inf)")
+    warmup_behaviour: str = option("natural", BEHAVIOURS)
+    exploration: str = option("gaussian", EXPLORATIONS)
+    exploration_noise: float = option(0.02, "[0, inf)")
     target_weights: list[float] | dict[str, float] | str | None = None
-    holdout_every: int = 10
-    diagnostics_window: int = 50
+    holdout_every: int = option(10, "[0, inf)")
+    diagnostics_window: int = option(50, "[1, inf)")
     seed: int = 0
     device: str = "cpu"
 
 
-class ACODMAgent(Agent):
-    """AC-ODM on vector-reward DDPG (``acodm``); its options are ``ACODMOptions``.
+@dataclass
+class ACODMOptions(ActorCriticOptions):
+    """Options of ``acodm`` (and, with their own additions, ``acodm-td3`` and ``acodm-released``):
+    ``ActorCriticOptions``, and the form of its deterministic actor.
+
+    :param actor: "softmax" (the paper: α = softmax of the network's outputs) or "anchored" (α =
+        softmax(log π₀ + a(s)), started at π₀ and stepped along the value gaps as mirror descent, so a
+        rare domain's weight moves as fast as a common one's; ``prior_coef`` pulls log α towards log π₀;
+        warm-up perturbs π₀ instead of the natural weights; see ``vector_td3``)
+    :param anchor: π₀ of the anchored actor, "uniform" or "natural"
+    :param min_weight: the anchored actor's minimum probability δ per domain (as ADO's), k·δ < 1
+    """
+
+    actor: str = option("softmax", ACTORS)
+    anchor: str = option("uniform", PRIORS)
+    min_weight: float = option(0.01, "[0, 0.5)")  # k·δ < 1 is checked with k, when the agent is built
+
+
+class ActorCriticAgent(Agent):
+    """The AC-ODM loop on a vector-reward actor–critic (``algorithm``): warm-up on a behaviour policy, then
+    the actor's weights with exploration, one actor–critic update per env step. ``ACODMAgent`` runs it on
+    DDPG (and TD3), ``VectorSACAgent`` on SAC; its options are ``ActorCriticOptions``.
 
     Diagnostics: ``agents/diagnostics.py``.
     """
 
-    name = "acodm"
-    algorithm: type[VectorTD3] | type[VectorSAC] = VectorDDPG
-    explorations = EXPLORATIONS
-    actors = ACTORS
-    Options = ACODMOptions
+    algorithm: type[VectorTD3] | type[VectorSAC]
+    Options = ActorCriticOptions
+    target_weights_option = "target_weights"
 
     def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
         o = self.options = self.make_options(options)
-        self._check_options(o)
         target = None if o.target_weights is None else read_weights(o.target_weights, spec.domains)
         self.diagnostics = Diagnostics(self.k, o.gamma, target, o.diagnostics_window, o.holdout_every)
         self.net_arch = [o.width] * o.layers
@@ -136,9 +147,8 @@ class ACODMAgent(Agent):
         self.rng = np.random.default_rng(o.seed)
         self.t = 0  # transitions observed
         uniform = np.full(self.k, 1.0 / self.k)
-        anchor = (spec.natural_weights if o.anchor == "natural" else uniform) if o.actor == "anchored" else None
-        self.start_weights = spec.natural_weights if anchor is None else anchor  # what warm-up perturbs
-        actor_kwargs = {} if anchor is None else {"anchor": anchor, "min_weight": o.min_weight}
+        actor_kwargs = self.actor_kwargs()
+        self.start_weights = actor_kwargs.get("anchor", spec.natural_weights)  # what warm-up perturbs
         self.model: VectorTD3 = build_sb3_model(
             self.algorithm,
             spec,
@@ -159,26 +169,12 @@ class ACODMAgent(Agent):
             **self.algorithm_options(),
         )
 
-    def _check_options(self, o: ACODMOptions) -> None:
-        """Refuse an unknown choice or an out-of-range floor before anything is built."""
-        choices = {
-            "warmup_behaviour": BEHAVIOURS,
-            "prior": PRIORS,
-            "actor": self.actors,
-            "anchor": PRIORS,
-            "exploration": self.explorations,
-        }
-        for option, allowed in choices.items():
-            if getattr(o, option) not in allowed:
-                raise ConfigError(f"{self.name} {option}='{getattr(o, option)}'; choose one of {', '.join(allowed)}.")
-        if not 0.0 <= o.min_weight * self.k < 1.0:
-            raise ConfigError(
-                f"{self.name} min_weight={o.min_weight} must be >= 0 and below 1/k = {1 / self.k:.4g}, so the "
-                "floors leave weight to move."
-            )
+    def actor_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments of the actor network (``ACODMAgent``'s anchored actor: π₀ and δ)."""
+        return {}
 
     def algorithm_options(self) -> dict[str, Any]:
-        """Extra keyword arguments for ``algorithm`` (the TD3 variant adds its own)."""
+        """Extra keyword arguments for ``algorithm`` (the TD3 and SAC variants add their own)."""
         return {}
 
     def act(self, obs):
@@ -231,13 +227,9 @@ class ACODMAgent(Agent):
     def update(self):
         if self.t == 0:
             return {}
-        self.model._current_progress_remaining = max(0.0, 1.0 - self.t / self.spec.total_steps)
         before = self.greedy(self._last_obs) if self.diagnostics.target is not None else None
-        if self.t <= self.warmup_steps:
-            self.model.train_warmup(1, self.batch_size)
-        else:
-            self.model.train(1, self.batch_size)
-        stats = drain_logger(self.model)
+        train = self.model.train_warmup if self.t <= self.warmup_steps else self.model.train
+        stats = update_model(self.model, self.t, self.spec.total_steps, lambda: train(1, self.batch_size))
         return {**stats, **self.diagnostics.stats(before, self.greedy(self._last_obs), self.q_and_return)}
 
     def state_dict(self):
@@ -263,6 +255,27 @@ class ACODMAgent(Agent):
         self.diagnostics.load_state_dict(state["diagnostics"])
 
 
+class ACODMAgent(ActorCriticAgent):
+    """AC-ODM on vector-reward DDPG (``acodm``), with the paper's softmax actor or the anchored one; its
+    options are ``ACODMOptions``."""
+
+    name = "acodm"
+    algorithm = VectorDDPG
+    Options = ACODMOptions
+
+    def actor_kwargs(self) -> dict[str, Any]:
+        o = self.options
+        if not o.min_weight * self.k < 1.0:
+            raise ConfigError(
+                f"{self.name} min_weight={o.min_weight} must be below 1/k = {1 / self.k:.4g}, so the floors leave "
+                "weight to move."
+            )
+        if o.actor != "anchored":
+            return {}
+        anchor = self.spec.natural_weights if o.anchor == "natural" else np.full(self.k, 1.0 / self.k)
+        return {"anchor": anchor, "min_weight": o.min_weight}
+
+
 @dataclass
 class ACODMTD3Options(ACODMOptions):
     """Options of ``acodm-td3``: ``ACODMOptions``, and TD3's own (in SB3's normalised action space,
@@ -273,9 +286,9 @@ class ACODMTD3Options(ACODMOptions):
     :param target_noise_clip: clip of that noise
     """
 
-    policy_delay: int = 2
-    target_policy_noise: float = 0.04
-    target_noise_clip: float = 0.1
+    policy_delay: int = option(2, "[1, inf)")
+    target_policy_noise: float = option(0.04, "[0, inf)")
+    target_noise_clip: float = option(0.1, "[0, inf)")
 
 
 class ACODMTD3Agent(ACODMAgent):
@@ -296,8 +309,8 @@ class ACODMTD3Agent(ACODMAgent):
 
 
 @dataclass
-class VectorSACOptions(ACODMOptions):
-    """Options of ``vector-sac``: ``ACODMOptions``, and SAC's own.
+class VectorSACOptions(ActorCriticOptions):
+    """Options of ``vector-sac``: ``ActorCriticOptions``, and SAC's own.
 
     :param ent_coef: SAC's temperature: "auto_0.05" (SB3's automatic tuning from 0.05), "auto" (from 1)
         or a fixed float; not tuned
@@ -308,10 +321,10 @@ class VectorSACOptions(ACODMOptions):
 
     ent_coef: float | str = "auto_0.05"
     target_entropy: float | None = None
-    exploration: str = "policy"
+    exploration: str = option("policy", (*EXPLORATIONS, "policy"))
 
 
-class VectorSACAgent(ACODMAgent):
+class VectorSACAgent(ActorCriticAgent):
     """AC-ODM's loop on vector-reward SAC with a logistic-normal policy on the simplex (``vector-sac``,
     ``vector_sac.py``). Two critics (per-component minimum in the target); its warm-up fits the policy
     to the behaviour weights by maximum likelihood. Its options are ``VectorSACOptions``.
@@ -319,8 +332,6 @@ class VectorSACAgent(ACODMAgent):
 
     name = "vector-sac"
     algorithm = VectorSAC
-    explorations = EXPLORATIONS + ("policy",)
-    actors = ("softmax",)  # its logistic-normal policy has no anchored form
     Options = VectorSACOptions
 
     def algorithm_options(self):
@@ -340,13 +351,15 @@ class ACODMReleasedOptions(ACODMOptions):
     :param scalarization: their actor loss, −mean Q over the domains
     :param prior_coef: none in their code
     :param reward_ema: none in their code
+    :param actor: "softmax" only, their actor
     """
 
-    warmup_behaviour: str = "odm"
-    exploration: str = "authors"
-    scalarization: str = "sum"
-    prior_coef: float = 0.0
-    reward_ema: float | None = None
+    actor: str = option("softmax", ("softmax",))
+    warmup_behaviour: str = option("odm", BEHAVIOURS)
+    exploration: str = option("authors", EXPLORATIONS)
+    scalarization: str = option("sum", SCALARIZATIONS)
+    prior_coef: float = option(0.0, "[0, inf)")
+    reward_ema: float | None = option(None, "[0, 1)")
 
 
 class ACODMReleasedAgent(ACODMAgent):
@@ -358,7 +371,6 @@ class ACODMReleasedAgent(ACODMAgent):
 
     name = "acodm-released"
     algorithm = ReleasedDDPG
-    actors = ("softmax",)
     Options = ACODMReleasedOptions
 
 

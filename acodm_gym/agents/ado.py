@@ -31,7 +31,7 @@ from scipy.signal import savgol_filter
 
 from ..envs.state import StepInfo
 from ..errors import ConfigError
-from .base import Agent, EnvSpec
+from .base import Agent, EnvSpec, option
 
 # (ln B, ln E, β): the bounds of the released fit's penalties (ln E ≥ 0.5, ln B ≤ 6.5, 0 ≤ β ≤ 0.8),
 # closed by loose finite bounds; the grid of exponents the start is chosen from
@@ -80,11 +80,11 @@ class ADOOptions:
     :param min_prob: the minimum weight per domain (released: 0.01)
     """
 
-    ignore_steps: int = 20
-    start_step: int = 40
-    update_interval: int = 20
-    savgol_window: int = 21
-    min_prob: float = 0.01
+    ignore_steps: int = option(20, "[0, inf)")
+    start_step: int = option(40, "[4, inf)")
+    update_interval: int = option(20, "[1, inf)")
+    savgol_window: int = option(21, "[5, inf)")
+    min_prob: float = option(0.01, "[0, 0.5)")  # below 1/k too, checked with k when the agent is built
 
 
 class ADOAgent(Agent):
@@ -97,15 +97,8 @@ class ADOAgent(Agent):
     def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
         o = self.options = self.make_options(options)
-        if o.ignore_steps < 0 or o.update_interval < 1 or o.start_step < o.ignore_steps + 4:
-            raise ConfigError(
-                f"ado needs ignore_steps >= 0, update_interval >= 1 and start_step >= ignore_steps + 4 (a fit needs "
-                f"4 points); got {o.ignore_steps}, {o.update_interval}, {o.start_step}."
-            )
-        if o.savgol_window < 5 or o.savgol_window % 2 == 0:
-            raise ConfigError(f"ado savgol_window={o.savgol_window} must be odd and >= 5 (a cubic is fitted in it).")
-        if not 0.0 <= o.min_prob * self.k < 1.0:
-            raise ConfigError(f"ado min_prob={o.min_prob} must be >= 0 and below 1/k = {1 / self.k:.4g}.")
+        if not o.min_prob * self.k < 1.0:
+            raise ConfigError(f"ado min_prob={o.min_prob} must be below 1/k = {1 / self.k:.4g}.")
         self.weights = spec.natural_weights.copy()
         self.p_avg = spec.natural_weights.copy()
         self.shares = spec.natural_weights.copy()  # h
@@ -114,6 +107,16 @@ class ADOAgent(Agent):
         self.params: np.ndarray | None = None  # (k, 3) fits
         self.t = 0  # steps observed
         self.n_updates = 0  # steps whose weights update() has set
+
+    @classmethod
+    def validate_options(cls, options: ADOOptions) -> None:
+        if options.start_step < options.ignore_steps + 4:
+            raise ConfigError(
+                f"ado start_step={options.start_step} must be >= ignore_steps + 4 = {options.ignore_steps + 4} "
+                "(a fit needs 4 points)."
+            )
+        if options.savgol_window % 2 == 0:
+            raise ConfigError(f"ado savgol_window={options.savgol_window} must be odd (a cubic is fitted in it).")
 
     def act(self, obs):
         return self.weights.copy()

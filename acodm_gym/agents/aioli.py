@@ -21,7 +21,6 @@ normalised A, uniform start): ``lp_rounds`` 1 and ``lp_steps`` 2 (a LearnParams 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from ..envs.state import StepInfo
 from ..errors import ConfigError
-from .base import Agent, EnvSpec
+from .base import Agent, EnvSpec, option
 
 INITS = ("uniform", "natural")
 
@@ -50,14 +49,14 @@ class AioliOptions:
     :param seed: seed of the burst order
     """
 
-    eta: float = 1.0
-    lp_rounds: int = 1
-    lp_steps: int = 2
-    update_steps: int = 50
-    one_hot_factor: float = 0.75
-    ema: float | None = 0.1
+    eta: float = option(1.0, "(0, inf)")
+    lp_rounds: int = option(1, "[1, inf)")
+    lp_steps: int = option(2, "[1, inf)")
+    update_steps: int = option(50, "[1, inf)")
+    one_hot_factor: float = option(0.75, "(0, 1]")  # above 1/k too, checked with k when the agent is built
+    ema: float | None = option(0.1, "[0, 1)")
     normalize: bool = True
-    init: str = "uniform"
+    init: str = option("uniform", INITS)
     seed: int = 0
 
 
@@ -71,19 +70,11 @@ class AioliAgent(Agent):
     def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
         o = self.options = self.make_options(options)
-        if not (o.eta > 0 and math.isfinite(o.eta)):
-            raise ConfigError(f"aioli eta={o.eta} must be a finite number > 0.")
-        if min(o.lp_rounds, o.lp_steps, o.update_steps) < 1:
-            raise ConfigError("aioli lp_rounds, lp_steps and update_steps must each be >= 1.")
         if not 1.0 / self.k < o.one_hot_factor <= 1.0:
             raise ConfigError(
                 f"aioli one_hot_factor={o.one_hot_factor} must be in (1/k, 1] = ({1 / self.k:.3g}, 1]: a burst "
                 "favours its domain."
             )
-        if o.ema is not None and not 0.0 <= o.ema < 1.0:
-            raise ConfigError(f"aioli ema={o.ema} must be in [0, 1) (or None to accumulate the weights).")
-        if o.init not in INITS:
-            raise ConfigError(f"aioli init='{o.init}'; choose one of {', '.join(INITS)}.")
         self.init = spec.natural_weights.copy() if o.init == "natural" else np.full(self.k, 1.0 / self.k)
         self.learn_steps = o.lp_rounds * self.k * o.lp_steps  # the LearnParams phase of a round
         self.round_steps = self.learn_steps + o.update_steps
@@ -109,6 +100,10 @@ class AioliAgent(Agent):
         u = self.t % self.round_steps
         if u < self.learn_steps:
             return self.burst_mixture(self.order[u // self.options.lp_steps])
+        return self.weights.copy()
+
+    def greedy(self, obs):
+        """The learnt weights, without the LearnParams bursts (they explore)."""
         return self.weights.copy()
 
     def observe(self, obs, action, reward, next_obs, info: StepInfo):

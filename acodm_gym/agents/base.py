@@ -7,10 +7,11 @@ the domains and observation layout it was built for, and refuses any other envir
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Collection, Mapping
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from gymnasium import spaces
 
 from ..config import AgentConfig, merge_section
 from ..envs.state import StepInfo
-from ..errors import AgentError, MissingFileError
+from ..errors import AgentError, ConfigError, MissingFileError
 from ..rng import capture_rng, restore_rng, restore_space_rng, space_rng
 from ..simplex import action_to_weights
 
@@ -81,21 +82,72 @@ def read_agent_file(path: str | Path) -> dict[str, Any]:
     return blob
 
 
+def option(default: Any, valid: str | Collection[str] | None = None) -> Any:
+    """A field of an agent's ``Options`` with the values it takes, checked with the config, before any work
+    (``check_options``).
+
+    :param default: the default (a list or dict is copied for each instance)
+    :param valid: for a number, an interval such as ``"[0, 1)"`` or ``"(0, inf)"``; for a string, the
+        names it may take; None: any value of the declared type. ``None`` passes where the type allows it.
+    """
+    mutable = isinstance(default, (list, dict))
+    given = {"default_factory": lambda: copy.deepcopy(default)} if mutable else {"default": default}
+    return field(**given, metadata={"valid": valid})
+
+
+def check_options(options: Any, where: str = "agent.options") -> Any:
+    """Raise ConfigError for an option outside what its field declares (``option``); returns ``options``."""
+    for f in fields(options):
+        check_value(f"{where}.{f.name}", getattr(options, f.name), f.metadata.get("valid"))
+    return options
+
+
+def check_value(key: str, value: Any, valid: str | Collection[str] | None) -> None:
+    """Raise ConfigError unless ``value`` is in ``valid`` (an interval for a number, else the names; see ``option``)."""
+    if valid is None or value is None:
+        return
+    if isinstance(valid, str):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and not _in_interval(value, valid):
+            raise ConfigError(f"{key}={value!r} is out of range: give a value in {valid}.")
+    elif value not in valid:
+        raise ConfigError(f"{key}={value!r} is not supported; choose one of {', '.join(valid)}.")
+
+
+def _in_interval(value: float, interval: str) -> bool:
+    """``value`` in ``"[lo, hi)"``-style ``interval`` (NaN never is)."""
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    above = low < value if interval[0] == "(" else low <= value
+    return above and (value < high if interval[-1] == ")" else value <= high)
+
+
 @dataclass
 class NoOptions:
     """This agent takes no options."""
 
 
 class Agent(ABC):
-    """Chooses domain weights. ``exploration_floor``: whether the env should reserve its floor.
+    """Chooses domain weights.
+
+    What it needs from the env is declared here and read by the runner, for an agent built by name and
+    for one passed to ``train`` as an object alike (the runner never guesses):
+
+    - ``needs_reward``: False lets the env skip its alignment probes (``env.compute_reward: false``);
+    - ``exploration_floor``: False samples batches by α alone (``train.exploration_floor: false``);
+    - ``target_weights_option``: the option that receives the task's best static mixture (e.g. for
+      diagnostics) unless set; None: none;
+    - ``reads_weights``: whether it reads ``agent.weights`` (else setting them is an error);
+    - ``greedy``: what it plays frozen, without exploring (default: ``act``).
 
     ``Options``: the dataclass of the agent's options (``agent.options``), each declared with its
-    type and default and documented there (``:param``).
+    type and default and documented there (``:param``), checked by ``check_options``.
     """
 
     name: str = "agent"
     exploration_floor: bool = True
-    needs_reward: bool = True  # False: the env may skip its alignment probes
+    needs_reward: bool = True
+    target_weights_option: ClassVar[str | None] = None
+    reads_weights: ClassVar[bool] = False
     Options: ClassVar[type] = NoOptions
 
     def __init__(self, spec: EnvSpec):
@@ -112,8 +164,37 @@ class Agent(ABC):
     @classmethod
     def make_options(cls, values: Mapping[str, Any] | None = None) -> Any:
         """``Options`` with ``values`` (``agent.options``, or an agent's keyword arguments) merged in like a
-        config section: coerced to the declared types, an unknown key refused with the closest one."""
-        return merge_section(cls.Options(), values or {}, "agent.options")
+        config section: coerced to the declared types, an unknown key refused with the closest one, a value
+        outside its declared range refused (``option``)."""
+        if values and not fields(cls.Options):
+            raise ConfigError(f"Agent '{cls.name}' takes no options; got agent.options {dict(values)}: drop them.")
+        options = check_options(merge_section(cls.Options(), values or {}, "agent.options"))
+        cls.validate_options(options)
+        return options
+
+    @classmethod
+    def validate_options(cls, options: Any) -> None:
+        """Raise ConfigError for a combination of options that no single range expresses (checked with the
+        config, before any work); what needs the number of domains is checked when the agent is built.
+
+        :param options: the merged and range-checked ``Options``
+        """
+
+    @classmethod
+    def option_names(cls) -> set[str]:
+        """The keys ``agent.options`` may hold for this agent."""
+        return {f.name for f in fields(cls.Options)}
+
+    @classmethod
+    def check_config(cls, cfg: AgentConfig) -> None:
+        """Refuse, before any work, an ``agent`` section this agent would not use as given: ``agent.weights``
+        unless it reads them, an option it does not take (with the closest), a value out of its range."""
+        if cfg.weights is not None and not cls.reads_weights:
+            raise ConfigError(
+                f"agent.weights is set, but agent '{cls.name}' does not read it (agent 'static' does): drop it, "
+                "or choose --agent static."
+            )
+        cls.make_options(cfg.options)
 
     @classmethod
     def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "Agent":
@@ -134,6 +215,11 @@ class Agent(ABC):
     @abstractmethod
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Domain weights (k,) on the simplex for the next step."""
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """The weights without exploration: what the agent plays frozen (``agent.frozen``, learn's test
+        episodes), when it neither observes nor learns. Default: ``act`` (an agent that does not explore)."""
+        return self.act(obs)
 
     def observe(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, info: StepInfo) -> None:
         """Record one transition (s, a, r, s'); ``info["vector_reward"]`` holds the reward vector."""

@@ -17,16 +17,14 @@ An optional mixing floor ε (fixed-share) keeps every weight at least ε/k:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..envs.state import StepInfo
-from ..errors import ConfigError
 from ..simplex import importance_weighted_ema
-from .base import Agent, EnvSpec
+from .base import Agent, EnvSpec, option
 from .diagnostics import Diagnostics
 from .static import read_weights
 
@@ -51,13 +49,13 @@ class DoGEOptions:
     :param diagnostics_window: steps of the reward signal-to-noise window
     """
 
-    eta: float = 0.005
-    normalize: str = "std"
-    floor: float = 0.0
-    reward_ema: float | None = 0.9
-    init: str = "natural"
+    eta: float = option(0.005, "(0, inf)")
+    normalize: str = option("std", NORMALIZATIONS)
+    floor: float = option(0.0, "[0, 1)")
+    reward_ema: float | None = option(0.9, "[0, 1)")
+    init: str = option("natural", INITS)
     target_weights: list[float] | dict[str, float] | str | None = None
-    diagnostics_window: int = 50
+    diagnostics_window: int = option(50, "[1, inf)")
 
 
 class DoGEAgent(Agent):
@@ -66,21 +64,12 @@ class DoGEAgent(Agent):
     name = "doge"
     needs_reward = True
     Options = DoGEOptions
+    target_weights_option = "target_weights"
 
     def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
         o = self.options = self.make_options(options)
         eta, normalize, floor, reward_ema, init = o.eta, o.normalize, o.floor, o.reward_ema, o.init
-        if not (eta > 0 and math.isfinite(eta)):
-            raise ConfigError(f"doge eta={eta} must be a finite number > 0 (the exponentiated-gradient step size).")
-        if normalize not in NORMALIZATIONS:
-            raise ConfigError(f"doge normalize='{normalize}'; choose one of {', '.join(NORMALIZATIONS)}.")
-        if not 0.0 <= floor < 1.0:
-            raise ConfigError(f"doge floor={floor} must be in [0, 1) (the share of the uniform mixture mixed in).")
-        if reward_ema is not None and not 0.0 <= reward_ema < 1.0:
-            raise ConfigError(f"doge reward_ema={reward_ema} must be in [0, 1) (or None for the reward as given).")
-        if init not in INITS:
-            raise ConfigError(f"doge init='{init}'; choose one of {', '.join(INITS)}.")
         self.eta, self.normalize, self.floor, self.xi = float(eta), normalize, float(floor), reward_ema
         self.weights = spec.natural_weights.copy() if init == "natural" else np.full(self.k, 1.0 / self.k)
         self.ema: np.ndarray | None = None  # r̂ (None before the first step)

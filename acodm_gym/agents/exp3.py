@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..envs.state import StepInfo
-from ..errors import ConfigError
-from .base import Agent, EnvSpec
+from .base import Agent, EnvSpec, option
 
 UPDATERS = ("exp3", "smoothed_mean")
 
@@ -32,8 +31,8 @@ class EXP3Options:
     :param warmup_steps: steps with the natural weights before the bandit acts (it still learns from them)
     """
 
-    updater: str = "exp3"
-    warmup_steps: int = 0
+    updater: str = option("exp3", UPDATERS)
+    warmup_steps: int = option(0, "[0, inf)")
 
 
 class EXP3Agent(Agent):
@@ -47,8 +46,6 @@ class EXP3Agent(Agent):
     def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
         o = self.options = self.make_options(options)
-        if o.updater not in UPDATERS:
-            raise ConfigError(f"odm updater='{o.updater}' is not supported; choose one of {', '.join(UPDATERS)}.")
         self.updater = o.updater
         self.warmup_steps = o.warmup_steps
         self.rewards = np.zeros(self.k)  # R̂

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import AgentError, ConfigError, MissingFileError
-from .base import Agent, EnvSpec
+from .base import Agent, EnvSpec, option
 
 ALGORITHMS = {"iql": "IQLConfig", "td3+bc": "TD3PlusBCConfig", "cql": "CQLConfig"}
 
@@ -57,12 +57,12 @@ class OfflineOptions:
     :param device: torch device
     """
 
-    dataset: list[str] = field(default_factory=list)
-    algorithm: str = "iql"
-    n_steps: int = 2000
-    batch_size: int = 256
-    gamma: float = 0.95
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    dataset: list[str] = option([])
+    algorithm: str = option("iql", tuple(ALGORITHMS))
+    n_steps: int = option(2000, "[1, inf)")
+    batch_size: int = option(256, "[1, inf)")
+    gamma: float = option(0.95, "[0, 1)")
+    hidden: list[int] = option([256, 256])
     seed: int = 0
     device: str = "cpu"
 
@@ -78,12 +78,6 @@ class OfflineAgent(Agent):
     def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
         o = self.options = self.make_options(options)
-        if o.algorithm not in ALGORITHMS:
-            raise ConfigError(f"offline algorithm='{o.algorithm}'; choose one of {', '.join(ALGORITHMS)}.")
-        if not o.dataset:
-            raise ConfigError("agent 'offline' needs agent.options.dataset: transitions.npz files of logged runs.")
-        if o.n_steps < 1 or o.batch_size < 1:
-            raise ConfigError("offline n_steps and batch_size must each be >= 1.")
         self.episodes = [self._read(Path(path)) for path in o.dataset]
         d3rlpy = _d3rlpy()
         config = getattr(d3rlpy.algos, ALGORITHMS[o.algorithm])
@@ -101,6 +95,11 @@ class OfflineAgent(Agent):
             torch.manual_seed(o.seed)
             self.algo.create_impl(spec.observation_space.shape, self.k)
         self.trained = False
+
+    @classmethod
+    def validate_options(cls, options: OfflineOptions) -> None:
+        if not options.dataset:
+            raise ConfigError("agent 'offline' needs agent.options.dataset: transitions.npz files of logged runs.")
 
     def _read(self, path: Path) -> dict[str, np.ndarray]:
         """One logged run's transitions, checked against this environment's observation and domains."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch as th
@@ -26,7 +26,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.save_util import recursive_getattr
 from stable_baselines3.common.utils import obs_as_tensor
 
-from .base import Agent, EnvSpec
+from .base import Agent, EnvSpec, check_value, option
 
 _BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
@@ -40,6 +40,27 @@ def build_sb3_model(
     model._setup_model()
     model.set_logger(Logger(folder=None, output_formats=[]))
     return model
+
+
+def update_model(
+    model: BaseAlgorithm, done: int, total: int, train: Callable[[], None] | None = None
+) -> dict[str, float]:
+    """One training call of ``model`` between env steps; returns what it logged.
+
+    SB3's public entry point, ``learn()``, owns the env loop, which here is the runner's: SB3 has no public
+    way to train between steps. This is the one hook through which the agents do: it sets the progress
+    (``done`` of ``total`` steps, which SB3's learning-rate schedules read) with SB3's own
+    ``_update_current_progress_remaining``, then calls ``train`` (default: ``model.train()``, the method
+    every SB3 algorithm implements and ``learn()`` calls).
+
+    :param model: the SB3 model
+    :param done: steps taken so far (capped at ``total``: an agent carried across episodes keeps counting)
+    :param total: the steps its schedules span
+    :param train: the training call, e.g. ``lambda: model.train(gradient_steps=1, batch_size=256)``
+    """
+    model._update_current_progress_remaining(min(done, total), total)
+    (train or model.train)()
+    return drain_logger(model)
 
 
 def drain_logger(model: BaseAlgorithm) -> dict[str, float]:
@@ -90,6 +111,24 @@ def load_sb3_state(model: BaseAlgorithm, state: dict[str, Any]) -> None:
         load_buffer_state(model.replay_buffer, state["replay"])
 
 
+# What the SB3 keywords an agent passes through (``SB3Options.algorithm_kwargs``) take, checked like declared
+# options before any work (SB3 itself would train on, or fail late).
+SB3_KEYWORD_RANGES = {
+    "gamma": "[0, 1]",
+    "tau": "[0, 1]",
+    "gae_lambda": "[0, 1]",
+    "learning_rate": "(0, inf)",
+    "clip_range": "(0, inf)",
+    "ent_coef": "[0, inf)",
+    "vf_coef": "[0, inf)",
+    "max_grad_norm": "(0, inf)",
+    "gradient_steps": "[-1, inf)",
+    "policy_delay": "[1, inf)",
+    "target_policy_noise": "[0, inf)",
+    "target_noise_clip": "[0, inf)",
+}
+
+
 @dataclass
 class SB3Options:
     """Options of a stock SB3 agent. Any other key is a keyword of the SB3 algorithm (``learning_rate``,
@@ -125,17 +164,19 @@ class SB3Agent(Agent):
     def make_options(cls, values: Mapping[str, Any] | None = None) -> Any:
         """Declared options merged as a config section; the keys the algorithm takes go to ``algorithm_kwargs``."""
         values = dict(values or {})
-        declared = {f.name for f in fields(cls.Options)}
-        taken = set(inspect.signature(cls.algorithm.__init__).parameters) - {
-            "self",
-            "policy",
-            "env",
-            "_init_setup_model",
-        }
+        declared, taken = {f.name for f in fields(cls.Options)}, cls.option_names()
         extra = {key: values.pop(key) for key in list(values) if key not in declared and key in taken}
         options = super().make_options(values)  # an unknown key: refused with the closest declared one
         options.algorithm_kwargs = {**options.algorithm_kwargs, **extra}
+        for key, value in options.algorithm_kwargs.items():
+            check_value(f"agent.options.{key}", value, SB3_KEYWORD_RANGES.get(key))
         return options
+
+    @classmethod
+    def option_names(cls) -> set[str]:
+        """The declared options and every keyword of the SB3 algorithm."""
+        keywords = set(inspect.signature(cls.algorithm.__init__).parameters)
+        return super().option_names() | keywords - {"self", "policy", "env", "_init_setup_model"}
 
     def algorithm_kwargs(self) -> dict[str, Any]:
         """The algorithm's keyword arguments: every declared option but the agent's own, then the rest."""
@@ -143,14 +184,18 @@ class SB3Agent(Agent):
         own = {"algorithm_kwargs", "action_noise", "target_entropy"}
         return {**{f.name: getattr(o, f.name) for f in fields(o) if f.name not in own}, **o.algorithm_kwargs}
 
+    def greedy(self, obs):
+        """The policy's deterministic action (SB3's ``predict``), mapped from the model's action box onto the
+        simplex as ``act`` maps its draws."""
+        action = self.model.predict(np.asarray(obs, dtype=np.float32), deterministic=True)[0]
+        low, high = self.model.action_space.low, self.model.action_space.high
+        return self._to_weights((np.clip(action, low, high) - low) / (high - low))
+
     def state_dict(self):
         return {"sb3": sb3_state(self.model)}
 
     def load_state_dict(self, state):
         load_sb3_state(self.model, state["sb3"])
-
-    def _progress(self) -> None:
-        self.model._update_current_progress_remaining(self.model.num_timesteps, self.spec.total_steps)
 
 
 @dataclass
@@ -163,10 +208,10 @@ class OffPolicyOptions(SB3Options):
     :param batch_size: transitions per update
     """
 
-    action_noise: float = 0.1
-    learning_starts: int = 50
-    buffer_size: int = 10_000
-    batch_size: int = 64
+    action_noise: float = option(0.1, "[0, inf)")
+    learning_starts: int = option(50, "[0, inf)")
+    buffer_size: int = option(10_000, "[1, inf)")
+    batch_size: int = option(64, "[1, inf)")
 
 
 class OffPolicySB3Agent(SB3Agent):
@@ -199,9 +244,8 @@ class OffPolicySB3Agent(SB3Agent):
         model = self.model
         if model.num_timesteps <= model.learning_starts or model.num_timesteps % model.train_freq.frequency:
             return {}
-        self._progress()
-        model.train(gradient_steps=model.gradient_steps, batch_size=model.batch_size)
-        return drain_logger(model)
+        train = lambda: model.train(gradient_steps=model.gradient_steps, batch_size=model.batch_size)  # noqa: E731
+        return update_model(model, model.num_timesteps, self.spec.total_steps, train)
 
 
 class DDPGAgent(OffPolicySB3Agent):
@@ -222,7 +266,7 @@ class SACOptions(OffPolicyOptions):
     :param target_entropy: SAC's target entropy (None: −k, the value of SB3's "auto", which reads an env)
     """
 
-    action_noise: float = 0.0
+    action_noise: float = option(0.0, "[0, inf)")
     target_entropy: float | str | None = None
 
 
@@ -247,9 +291,9 @@ class PPOOptions(SB3Options):
     :param n_epochs: passes over each rollout
     """
 
-    n_steps: int = 64
-    batch_size: int = 32
-    n_epochs: int = 4
+    n_steps: int = option(64, "[2, inf)")
+    batch_size: int = option(32, "[2, inf)")
+    n_epochs: int = option(4, "[1, inf)")
 
 
 class PPOAgent(SB3Agent):
@@ -297,7 +341,6 @@ class PPOAgent(SB3Agent):
         with th.no_grad():
             last_values = model.policy.predict_values(obs_as_tensor(self._next_obs[None], model.device))
         buffer.compute_returns_and_advantage(last_values=last_values, dones=np.zeros(1))
-        self._progress()
-        model.train()
+        stats = update_model(model, model.num_timesteps, self.spec.total_steps)
         buffer.reset()
-        return drain_logger(model)
+        return stats

@@ -19,6 +19,7 @@ class StaticAgent(Agent):
 
     name = "static"
     needs_reward = False
+    reads_weights = True
 
     def __init__(self, spec: EnvSpec, weights: np.ndarray):
         super().__init__(spec)
@@ -49,6 +50,7 @@ class NaturalAgent(StaticAgent):
     """Token-proportional weights: the corpus as it is (The Pile's own weights, "TPW")."""
 
     name = "natural"
+    reads_weights = False
 
     def __init__(self, spec: EnvSpec):
         super().__init__(spec, spec.natural_weights)
@@ -60,6 +62,7 @@ class NaturalAgent(StaticAgent):
 
 class UniformAgent(StaticAgent):
     name = "uniform"
+    reads_weights = False
 
     def __init__(self, spec: EnvSpec):
         super().__init__(spec, np.ones(len(spec.domains)))

@@ -7,7 +7,7 @@ of that vector:
 - ``alpha_weighted`` (default): μ(s)·Q(s, μ(s)) = Σ_i α_i Q_i, the same scalarisation as the env's
   scalar reward (Σ α_i W_i, the first-order loss decrease of the α-weighted update). The gradient
   flows through both the weights and the critic's action input.
-- ``sum``: Σ_i Q_i.
+- ``sum``: Σ_i Q_i (``mean`` is the same up to scale, and any other scalarisation in ``simplex.SCALARIZATIONS`` works).
 
 Both are linear in the weights wherever the critic is flat in its action input, so their maximum
 over the simplex is a vertex: left alone, the actor puts all weight on one domain, its softmax
@@ -67,9 +67,8 @@ from torch.nn import functional as F
 
 from ..envs.state import StepInfo
 from ..errors import AgentError, NonFiniteLossError
-from ..simplex import importance_weighted_ema
+from ..simplex import SCALARIZATIONS, importance_weighted_ema
 
-SCALARIZATIONS = ("alpha_weighted", "sum")
 # What the actor's gradient goes through: "critic" (DDPG's ∇_a Q: the weights and the critic's action input)
 # or "values" (the per-domain values Q_i(s, a) as constants: only the weights' own factor in Σ α_i Q_i)
 ACTOR_GRADIENTS = ("critic", "values")
@@ -299,9 +298,7 @@ class VectorObjective:
 
     def scalarize(self, q: th.Tensor, scaled_actions: th.Tensor) -> th.Tensor:
         """The scalar the actor ascends, per sample (see the module docstring)."""
-        if self.scalarization == "sum":
-            return q.sum(dim=1)
-        return (weights_of(scaled_actions) * q).sum(dim=1)
+        return SCALARIZATIONS.get(self.scalarization)(q, weights_of(scaled_actions))
 
     def critic_step(self, obs: th.Tensor, actions: th.Tensor, target: th.Tensor) -> float:
         """One step on Σ_critics MSE(Q, y); records the batch's mean |δ| of the first critic (``td_error``)."""

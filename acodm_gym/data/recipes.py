@@ -16,7 +16,8 @@ discard, and the training text, drawn before, stays the same piece for piece. A 
 has the most such text, so a target domain is measured on far more tokens than it trains on.
 Planted domains keep ``heldout_bytes`` (the metric excludes them).
 
-Planted domains are built from the clean domains' training pieces only (never from held-out text):
+Planted domains are built from the clean domains' training pieces only (never from held-out text), by a
+generator registered in ``registry.PLANTED_GENERATORS`` (``generate(clean_texts, n_bytes, seed, **options)``):
 
 - ``word_salad``: the clean training text's words, shuffled: the unigram distribution of the clean
   domains, no bigram structure. Unlearnable beyond unigram statistics.
@@ -29,10 +30,11 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Callable, Mapping
+from typing import Mapping
 
-from ..config import PLANTED_GENERATORS, RecipeConfig, check_recipe
+from ..config import RecipeConfig, check_recipe
 from ..errors import RecipeError
+from ..registry import PLANTED_GENERATORS
 
 
 def chunk(doc: str, size: int) -> list[str]:
@@ -120,10 +122,6 @@ def boilerplate(source: list[str], n_bytes: int, seed: int, templates: int = 6, 
     return docs
 
 
-PLANTERS: dict[str, Callable[..., list[str]]] = {"word_salad": word_salad, "boilerplate": boilerplate}
-assert tuple(PLANTERS) == PLANTED_GENERATORS
-
-
 TOP_UP = "_top_up"  # "validation_top_up", "test_top_up": the pieces a split is topped up with (heldout_max_bytes)
 
 
@@ -167,7 +165,7 @@ def apply_recipe(recipe: RecipeConfig, base: Mapping[str, list[str]]) -> dict[st
     for name, spec in recipe.planted.items():
         options = {k: v for k, v in spec.items() if k not in ("generator", "seed")}
         seed = int(spec.get("seed", recipe.seed))
-        make = PLANTERS[spec["generator"]]
+        make = PLANTED_GENERATORS.get(spec["generator"])
         try:
             docs = make(clean_train, budget[name] + 2 * recipe.heldout_bytes, seed, **options)
         except TypeError as exc:

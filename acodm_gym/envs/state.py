@@ -16,28 +16,61 @@ update norm           L     (log10(‖ω_l(t) − ω_l(t−1)‖ / ‖ω_l(t)‖
 ====================  ====  =========================================================
 
 A domain absent from a batch keeps its last loss (change 0), and non-finite norms keep their last
-finite values: nothing is ever NaN.
+finite values: nothing is ever NaN. Each part is a ``StatePart`` registered in ``registry.STATE_PARTS``
+(its order is the observation's); a part of your own is registered there too.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TypedDict
+from dataclasses import dataclass
+from typing import Any, Callable, TypedDict
 
 import numpy as np
 from gymnasium import spaces
 from torch import nn
 
-from ..config import STATE_PARTS, ModelConfig
+from ..config import ModelConfig
 from ..data.sampler import Batch
 from ..lm.models import evenly_spaced_layers, probe_layers
 from ..lm.probes import WeightNormProbe
+from ..registry import STATE_PARTS
+
+
+@dataclass(frozen=True)
+class StatePart:
+    """One part of the observation.
+
+    :param size: its length, from k (domains) and L (norm probes)
+    :param value: its values, from the ``TrainingState``, the sequences drawn per domain so far and the step
+    """
+
+    size: Callable[[int, int], int]
+    value: Callable[["TrainingState", np.ndarray, int], Any]
+
+
+def _shares(state: "TrainingState", samples_seen: np.ndarray, step: int) -> np.ndarray:
+    total = samples_seen.sum()
+    return samples_seen / total if total else np.full(len(state.losses), 1.0 / len(state.losses))
+
+
+def _update_feature(state: "TrainingState", samples_seen: np.ndarray, step: int) -> np.ndarray:
+    rel_update = state.update_norms / np.maximum(state.weight_norms, 1e-12)
+    return np.clip((np.log10(np.maximum(rel_update, 1e-12)) + 4.0) / 2.0, -2.0, 2.0)
+
+
+# The six parts of the table above (registry.STATE_PARTS names them, in this order).
+SAMPLES_SEEN = StatePart(lambda k, L: k, _shares)
+STEP = StatePart(lambda k, L: 1, lambda state, seen, step: [step / state.total_steps])
+LOSS = StatePart(lambda k, L: k, lambda state, seen, step: state.losses / state.log_vocab)
+LOSS_CHANGE = StatePart(lambda k, L: k, lambda state, seen, step: state.loss_change)
+WEIGHT_NORM = StatePart(lambda k, L: L, lambda state, seen, step: state.weight_norms / state.initial_norms)
+UPDATE_NORM = StatePart(lambda k, L: L, _update_feature)
 
 
 def part_sizes(k: int, L: int) -> dict[str, int]:
-    """The size of each part (the table above), in observation order."""
-    sizes = {"samples_seen": k, "step": 1, "loss": k, "loss_change": k, "weight_norm": L, "update_norm": L}
-    return {part: sizes[part] for part in STATE_PARTS}
+    """The size of each part, in observation order."""
+    return {part: STATE_PARTS.get(part).size(k, L) for part in STATE_PARTS}
 
 
 def observation_layout(k: int, L: int) -> dict[str, slice]:
@@ -84,19 +117,8 @@ class TrainingState:
             self.weight_norms, self.update_norms = np.asarray(weight_norms), np.asarray(update_norms)
 
     def observation(self, samples_seen: np.ndarray, step: int) -> np.ndarray:
-        total = samples_seen.sum()
-        shares = samples_seen / total if total else np.full(len(self.losses), 1.0 / len(self.losses))
-        rel_update = self.update_norms / np.maximum(self.weight_norms, 1e-12)
-        update_feature = np.clip((np.log10(np.maximum(rel_update, 1e-12)) + 4.0) / 2.0, -2.0, 2.0)
-        parts = {
-            "samples_seen": shares,
-            "step": [step / self.total_steps],
-            "loss": self.losses / self.log_vocab,
-            "loss_change": self.loss_change,
-            "weight_norm": self.weight_norms / self.initial_norms,
-            "update_norm": update_feature,
-        }
-        return np.concatenate([parts[part] for part in STATE_PARTS]).astype(np.float32)
+        parts = [np.ravel(STATE_PARTS.get(part).value(self, samples_seen, step)) for part in STATE_PARTS]
+        return np.concatenate(parts).astype(np.float32)
 
     def state_dict(self) -> dict:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}

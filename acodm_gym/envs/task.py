@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import TASK_DIR, Config, TaskConfig
+from ..config import Config, TaskConfig, task_references_file
 from ..errors import ConfigError
 
 REFERENCE_KINDS = ("natural", "uniform", "best_static")
@@ -68,7 +68,7 @@ def references_path(task: TaskConfig) -> Path | None:
         return None
     if task.references:
         return Path(task.references).expanduser()
-    return TASK_DIR / f"{task.name}.references.json" if task.name else None
+    return task_references_file(task.name) if task.name else None
 
 
 def read_references(task: TaskConfig) -> dict[str, Any] | None:
@@ -81,7 +81,7 @@ def read_references(task: TaskConfig) -> dict[str, Any] | None:
 def recompute_command(path: Path, task: TaskConfig, overrides: Any = ()) -> str:
     """The command that writes ``path`` again: a task's shipped file with ``--ship``, another one into its
     folder (``--out``, as ``references.json``), with the config overrides the file records."""
-    where = "--ship" if path == TASK_DIR / f"{task.name}.references.json" else f"--out {path.parent}"
+    where = "--ship" if path == task_references_file(task.name or "") else f"--out {path.parent}"
     extra = [o for o in overrides if isinstance(o, str)] if isinstance(overrides, list) else []
     return " ".join(["acodm-gym reference --task", task.name or "NAME", where, *extra])
 

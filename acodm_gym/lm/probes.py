@@ -8,10 +8,10 @@
   its Kronecker sketch P_out (δᵀa) P_inᵀ (p × q; LoGra-style, computed on the fly as (δP_outᵀ)ᵀ(aP_inᵀ)):
   memory and communication k·p·q per layer, not k × weight; inner products unbiased over the projections.
   What crosses ranks per step (``allreduce_bytes``):
-    - paper variant: S = Σ_j g_j (one weight-sized buffer per layer, or its p × q sketch), then the k
+    - a variant without the Gram matrix (paper): S = Σ_j g_j (one weight-sized buffer per layer, or its p × q sketch), then the k
       numbers ⟨g_i^local, S⟩ (W_i = ⟨g_i, S⟩ is linear in g_i, so cross-rank terms are kept): P + k
       values exact, p·q per layer + k sketched;
-    - authors variant (needs the Gram matrix): the k per-domain gradients (k·P values) or sketches
+    - a variant that needs the Gram matrix (authors): the k per-domain gradients (k·P values) or sketches
       (k·p·q per layer).
 * ``WeightNormProbe`` reads ‖ω‖ and the norm of the last update ‖ω_t − ω_{t−1}‖ of L layers.
 """
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..config import check_sketch
+from ..rewards import REWARD_VARIANTS, Alignments
 from .distributed import all_reduce_sum_, is_distributed
 
 
@@ -31,7 +32,7 @@ class AlignmentProbe:
 
     :param modules: the probed Linear layers
     :param num_domains: k
-    :param variant: ``paper`` (W_i = ⟨g_i, Σ_j g_j⟩) or ``authors`` (see ``alignment_reward``)
+    :param variant: a reward variant (``rewards.REWARD_VARIANTS``: ``paper``, W_i = ⟨g_i, Σ_j g_j⟩, or ``authors``)
     :param sketch: None for the exact gradients, or [p, q]: sketch sizes of each layer's output and
         input side (1 ≤ p ≤ out, 1 ≤ q ≤ in)
     :param seed: seed of the random projections (the run seed: the same on every rank)
@@ -49,11 +50,12 @@ class AlignmentProbe:
         seed: int = 0,
         target: np.ndarray | None = None,
     ):
-        if variant not in ("paper", "authors"):
-            raise ValueError(f"Unknown reward variant '{variant}': use 'paper' or 'authors'.")
+        if variant not in REWARD_VARIANTS:
+            raise ValueError(f"Unknown reward variant '{variant}': use one of {', '.join(REWARD_VARIANTS)}.")
         self.modules = modules
         self.k = num_domains
         self.variant = variant
+        self._needs_gram = REWARD_VARIANTS.get(variant).needs_gram
         self.target = np.ones(num_domains, dtype=bool) if target is None else np.asarray(target, dtype=bool)
         if self.target.shape != (num_domains,) or not self.target.any():
             raise ValueError(f"AlignmentProbe target must be {num_domains} booleans with at least one set.")
@@ -165,10 +167,16 @@ class AlignmentProbe:
 
     def reward(self, scale) -> np.ndarray:
         """W (k values, 0 for absent domains) of the global batch, for this probe's variant; once a step."""
-        if self.variant == "authors":
-            return alignment_reward(self.gram(scale), self.variant, self.target)
-        # Paper: W_i = scale_i ⟨G_i, S⟩ with S = Σ_{j∈target} scale_j G_j, summed over layers and ranks. A sketch is
-        # linear in G, so the same holds for the sketches (S's sketch is the sum of the domains' sketches).
+        if self._needs_gram:
+            alignments = Alignments.from_gram(self.gram(scale), self.target)
+        else:
+            alignments = Alignments(self.target_alignment(scale), self.target)
+        return REWARD_VARIANTS.get(self.variant).reward(alignments)
+
+    def target_alignment(self, scale) -> np.ndarray:
+        """⟨g_i, S⟩ with S = Σ_{j∈target} g_j (k values, 0 for absent domains) without the Gram matrix: per layer,
+        S (one weight- or sketch-sized buffer) is all-reduced, then the k numbers ⟨g_i^rank, S⟩ are summed over ranks
+        (a sketch is linear in g, so the same holds for the sketches)."""
         self.reduced_bytes = 0
         s64 = self._scale(scale)
         s_target = s64 * torch.from_numpy(self.target[self.present])  # a domain outside the target adds nothing to S
@@ -189,7 +197,7 @@ class AlignmentProbe:
         n = int(self.present.sum()) if self.grads else self.k
         per_domain = self.sketch[0] * self.sketch[1] if self.sketch is not None else None
         values = sum(per_domain or m.weight.numel() for m in self.modules)  # one domain's values, all layers
-        if self.variant == "paper":
+        if not self._needs_gram:
             return 4 * values + 8 * n
         return 4 * n * values
 
@@ -202,34 +210,6 @@ class AlignmentProbe:
         for h in self._handles:
             h.remove()
         self._handles = []
-
-
-def alignment_reward(gram: np.ndarray, variant: str = "paper", target: np.ndarray | None = None) -> np.ndarray:
-    """Reward vector W from the Gram matrix of per-domain gradients; the sums over j run over ``target``
-    (k booleans; None: every domain).
-
-    paper:   W_i = ⟨g_i, Σ_j g_j⟩ (row sums of the Gram matrix).
-    authors: the authors' code: W_i = Σ_{j≠i}⟨g_i, g_j⟩ / mean_k ‖g_k‖, z-scored over domains and
-             clamped to [−3, 3] (scale-free, so it reads the same early and late in training).
-             A domain absent from the batch (zero gradient) gets 0 and is left out of the mean,
-             norm and z-score, as it is in the paper variant.
-    """
-    target = np.ones(len(gram), dtype=bool) if target is None else np.asarray(target, dtype=bool)
-    row_sums = gram[:, target].sum(axis=1)
-    if variant == "paper":
-        return row_sums
-    if variant == "authors":
-        diag = np.diag(gram)
-        present = diag > 0
-        out = np.zeros(len(diag))
-        if not present.any():
-            return out
-        norm = np.sqrt(diag[present]).mean()
-        w = ((row_sums - diag * target) / max(norm, 1e-12))[present]
-        std = w.std()
-        out[present] = np.clip((w - w.mean()) / (std if std > 0 else 1.0), -3.0, 3.0)
-        return out
-    raise ValueError(f"Unknown reward variant '{variant}': use 'paper' or 'authors'.")
 
 
 class WeightNormProbe:

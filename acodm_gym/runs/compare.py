@@ -16,6 +16,7 @@ report names its code version), and one that stopped is resumed from its last ch
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,9 +24,10 @@ from typing import Callable, Sequence
 import numpy as np
 import scipy.stats
 
-from ..config import METHODS, Config, TaskConfig, check_methods, check_search, load_config
+from ..agents import agent_class
+from ..config import METHODS, PROXY_METHOD, Config, TaskConfig, check_methods, check_search, load_config
 from ..envs.task import normalised_score, read_references, search_budget
-from ..errors import MissingFileError
+from ..errors import ConfigError, MissingFileError
 from . import learn, plots, provenance, stats
 from .reuse import finished, train_or_reuse
 
@@ -33,6 +35,30 @@ from .reuse import finished, train_or_reuse
 def proxy_config(cfg: Config) -> Config:
     """The proxy stage: AC-ODM on the smaller proxy model, same corpus and step budget."""
     return load_config(cfg, {"model": {"preset": cfg.run.proxy_model}, "agent": {"name": "acodm"}})
+
+
+def for_agent(cfg: Config, name: str, options: dict | None = None) -> Config:
+    """``cfg`` for agent ``name``: of the sweep's ``agent.options`` (and ``agent.weights``) only what this agent
+    takes, since a sweep's options are for the methods that take them; then ``options``."""
+    cls = agent_class(name)
+    own = {k: v for k, v in cfg.agent.options.items() if k in cls.option_names()}
+    weights = cfg.agent.weights if cls.reads_weights else None
+    agent = dataclasses.replace(cfg.agent, name=name, options={**own, **(options or {})}, weights=weights)
+    return dataclasses.replace(cfg, agent=agent)
+
+
+def check_agent_options(cfg: Config, methods: Sequence[str]) -> None:
+    """Before any run: every method's share of ``agent.options`` in range, and every option taken by a method."""
+    names = [a for m in methods for a in (("acodm", "frozen") if m == PROXY_METHOD else (m,))]
+    taken: set[str] = set()
+    for name in names:
+        agent_class(name).check_config(for_agent(cfg, name).agent)
+        taken |= agent_class(name).option_names()
+    unused = [key for key in cfg.agent.options if key not in taken]
+    if unused:
+        close = difflib.get_close_matches(unused[0], taken, n=1)
+        hint = f" Did you mean 'agent.options.{close[0]}'?" if close else ""
+        raise ConfigError(f"agent.options.{unused[0]} is an option of none of the methods {', '.join(methods)}.{hint}")
 
 
 def run_method(
@@ -46,15 +72,14 @@ def run_method(
 ) -> Path:
     """Run one method for one seed (or reuse / resume an earlier attempt); returns the run directory holding its summary."""
     base = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, out_dir=str(out)))
-    if method != "acodm-proxy":
-        run_cfg = load_config(base, {"agent": {"name": method}, "run": {"name": f"{method}-seed{seed}"}})
+    if method != PROXY_METHOD:
+        run_cfg = load_config(for_agent(base, method), {"run": {"name": f"{method}-seed{seed}"}})
         return train_or_reuse(run_cfg, log, overwrite, keep_stale=keep_stale)
-    stage = f"acodm-proxy-stage-seed{seed}"
-    # the frozen actor replaces the agent section whole: options meant for the proxy stage's AC-ODM stay there
-    frozen = learn.frozen_config(base, out / stage / "agent.pt", out, seed)
-    target = load_config(frozen, {"run": {"name": f"acodm-proxy-seed{seed}"}})
+    stage, acodm = f"acodm-proxy-stage-seed{seed}", for_agent(base, "acodm")
+    actor = out / stage / "agent.pt"
+    target = load_config(for_agent(base, "frozen", {"path": str(actor)}), {"run": {"name": f"acodm-proxy-seed{seed}"}})
     if overwrite or not finished(target, keep_stale):  # the actor is needed only to train the target stage
-        proxy_stage(base, stage, log, overwrite, keep_stale)
+        proxy_stage(acodm, stage, log, overwrite, keep_stale)
     return train_or_reuse(target, log, overwrite, keep_stale=keep_stale)
 
 
@@ -90,6 +115,7 @@ def compare(
     """
     check_methods(methods)
     check_search(seeds)
+    check_agent_options(cfg, methods)
     out = Path(out or Path(cfg.run.out_dir) / "compare")
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[str]] = {m: [] for m in methods}

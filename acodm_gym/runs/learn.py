@@ -11,7 +11,7 @@ counters run on, so its schedules (AC-ODM's warm-up and learning-rate decay) spa
     <learn_dir>/
         train/ep-000/ ...          the training episodes, run directories of the runner
         agent.pt                   the agent after the last training episode (the policy that is frozen)
-        test/after-<N>/seed-<s>/   scoring episodes of that policy, frozen (agent ``frozen``), after N episodes
+        test/after-<N>/seed-<s>/   scoring episodes of that policy, frozen (``frozen_config``), after N episodes
         curve.json, curve.png      the learning curve
 
 Run it again with the same arguments and it continues: a finished episode is reused and a stopped one
@@ -56,11 +56,8 @@ def check_protocol(cfg: Config, episodes: int, seeds: Sequence[int], test_seeds:
     """Refuse, before any work, a protocol that would not train and test one agent on disjoint levels."""
     if episodes < 1:
         raise ConfigError(f"--episodes {episodes}: learning needs at least 1 training episode.")
-    if cfg.agent.name not in FrozenActorAgent.sources:
-        raise ConfigError(
-            f"agent '{cfg.agent.name}' cannot be frozen and scored after learning: learn trains "
-            f"{', '.join(FrozenActorAgent.sources)} (agents with an actor the frozen agent runs)."
-        )
+    if cfg.agent.frozen:
+        raise ConfigError("agent.frozen=true: learn trains the agent, then freezes it itself; drop agent.frozen.")
     overlap = sorted(set(seeds) & set(test_seeds))
     if overlap:
         raise ConfigError(
@@ -110,8 +107,14 @@ def train_agent(
 
 
 def frozen_config(cfg: Config, actor: Path, out: Path, seed: int) -> Config:
-    """A scoring episode of the saved ``actor``, frozen, on a fresh model of ``seed``."""
-    frozen = dataclasses.replace(cfg, agent=AgentConfig(name="frozen", options={"path": str(actor)}))
+    """A scoring episode of the saved ``actor`` (of ``cfg``'s agent), frozen, on a fresh model of ``seed``: agent
+    ``frozen`` runs an actor–critic's greedy actor; any other agent is rebuilt with its options, loaded from
+    ``actor``, and plays greedily without observing or learning (``agent.frozen``)."""
+    if cfg.agent.name in FrozenActorAgent.sources:
+        agent = AgentConfig(name="frozen", options={"path": str(actor)})
+    else:
+        agent = dataclasses.replace(cfg.agent, init_from=str(actor), frozen=True)
+    frozen = dataclasses.replace(cfg, agent=agent)
     scoring = {"env": {"episode": "scoring"}, "run": {"out_dir": str(out), "name": f"seed-{seed}", "seed": seed}}
     return load_config(frozen, scoring)
 

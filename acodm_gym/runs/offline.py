@@ -9,9 +9,10 @@ from all of them, plus a manifest (episodes, behaviour, seeds, weights, scores) 
     <run.out_dir>/datasets/<task>/<behaviour>/ep-000/ ...   the episodes, run directories (transitions.npz)
     <run.out_dir>/datasets/<task>/<behaviour>.manifest.json  (or ``manifest=``)
 
-Behaviours: ``uniform``, ``natural``, ``odm``, ``doge`` (the agents), and ``dirichlet-uniform`` /
-``dirichlet-natural``: a static mixture drawn per episode from a Dirichlet around the uniform or the
-natural weights (concentration ``CONCENTRATION`` per domain, seeded by the episode's seed).
+Behaviours: any registered agent (the shipped datasets: ``uniform``, ``natural``, ``odm``, ``doge``), with what
+it takes of ``agent.options``, and ``dirichlet-uniform`` / ``dirichlet-natural``: a static mixture drawn per
+episode from a Dirichlet around the uniform or the natural weights (concentration ``CONCENTRATION`` per
+domain, seeded by the episode's seed).
 
 Each transition's ``info`` holds the vector reward (``vector_reward``, k values) and the task metric of
 the validation at that step (``val_metric``, NaN where the step has none); the first row of every info
@@ -36,17 +37,22 @@ import gymnasium as gym
 import numpy as np
 
 from .. import __version__
+from ..agents import agent_class
 from ..config import AgentConfig, Config, load_config
 from ..data.corpus import open_corpus
 from ..envs.state import observation_layout
 from ..envs.task import read_references
 from ..errors import ConfigError
+from ..registry import AGENTS
 from . import rundir
 from .checkpoint import corpus_fingerprint
+from .compare import for_agent
 from .logger import read_metrics
 from .reuse import train_or_reuse
 
-BEHAVIOURS = ("uniform", "natural", "odm", "doge", "dirichlet-uniform", "dirichlet-natural")
+DIRICHLET = ("dirichlet-uniform", "dirichlet-natural")  # random static mixtures around a centre, one per episode
+# The behaviours of the shipped datasets (benchmarks/datasets.py); any registered agent is a behaviour too.
+BEHAVIOURS = ("uniform", "natural", "odm", "doge", *DIRICHLET)
 CONCENTRATION = 5.0  # Dirichlet parameter per domain: the mixture's spread around its centre
 FIRST_SEED = 2000
 
@@ -75,8 +81,13 @@ def signature(cfg: Config, corpus) -> dict:
 def check_request(cfg: Config, behaviour: str, episodes: int) -> None:
     """Refuse, before the corpus is opened, a request no dataset could answer."""
     _task(cfg)
-    if behaviour not in BEHAVIOURS:
-        raise ConfigError(f"Unknown behaviour '{behaviour}'; choose one of {', '.join(BEHAVIOURS)}.")
+    if behaviour not in (*AGENTS.names(), *DIRICHLET):
+        raise ConfigError(
+            f"Unknown behaviour '{behaviour}'; choose a registered agent ({', '.join(AGENTS.names())}) or one of "
+            f"{', '.join(DIRICHLET)}."
+        )
+    if behaviour not in DIRICHLET:  # its share of agent.options in range, as the runs will check it
+        agent_class(behaviour).check_config(for_agent(cfg, behaviour).agent)
     if episodes < 1:
         raise ConfigError(f"--episodes {episodes}: a dataset needs at least 1 episode.")
 
@@ -101,13 +112,11 @@ def behaviour_config(cfg: Config, behaviour: str, out: Path, e: int, seed: int, 
         "env": {"episode": "scoring"},
         "run": {"out_dir": str(out), "name": f"ep-{e:03d}", "seed": seed, "log_transitions": True},
     }
-    if behaviour.startswith("dirichlet-"):
-        centre = natural if behaviour == "dirichlet-natural" else np.full(len(natural), 1.0 / len(natural))
-        weights = np.random.default_rng(seed).dirichlet(CONCENTRATION * len(natural) * centre)
-        agent = AgentConfig(name="static", weights=weights.tolist())
-    else:
-        agent = AgentConfig(name=behaviour)
-    return load_config(dataclasses.replace(cfg, agent=agent), episode)
+    if behaviour not in DIRICHLET:  # with what it takes of agent.options (and agent.weights)
+        return load_config(for_agent(cfg, behaviour), episode)
+    centre = natural if behaviour == "dirichlet-natural" else np.full(len(natural), 1.0 / len(natural))
+    weights = np.random.default_rng(seed).dirichlet(CONCENTRATION * len(natural) * centre)
+    return load_config(dataclasses.replace(cfg, agent=AgentConfig(name="static", weights=weights.tolist())), episode)
 
 
 def _episode_buffer(run: Path, e: int, seed: int):

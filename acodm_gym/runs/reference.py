@@ -49,7 +49,8 @@ search writes it.
 (``envs.task.search_budget``): the runs (search and finals), the steps they trained (a pruned run counts
 the steps it reached), their machine seconds (each run's wall clock; a pruned run's trial time), the
 machine and threads, the sampler, the pruner and the code version. The result, ``<out>/references.json``
-(``--ship``: also the task's ``configs/tasks/<task>.references.json``), also records the trials, the
+(``--ship [PATH]``: also PATH, by default the task's own reference file in a source checkout,
+``config.task_references_file``; never inside an installed package), also records the trials, the
 finalists, the command and the date, and whether the task discriminates: the best static mixture must
 beat natural by at least 5× the pooled seed standard deviation of the two on the task metric.
 """
@@ -72,7 +73,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from ..config import TASK_DIR, Config, check_search, load_config
+from ..config import CONFIG_DIR, TASK_DIR, Config, check_search, load_config, task_references_file
 from ..data.corpus import open_corpus
 from ..envs.state import StepInfo
 from ..envs.task import corpus_signature, final_eval_sequences
@@ -499,13 +500,32 @@ def _evaluation(task: str, cfg: Config, corpus, natural: list[dict], best: list[
             [s["val_metric"] for s in natural],
             [s["val_metric"] for s in best],
         )
-    for path in (natural_dir.parent / "references.json", TASK_DIR / f"{task}.references.json"):
+    for path in (natural_dir.parent / "references.json", task_references_file(task)):
         earlier = json.loads(path.read_text()).get("evaluation") if path.is_file() else None
         if earlier:
             log(f"no model in {natural_dir} or {best_dir} (restored runs): evaluation noise as recorded in {path}")
             return earlier
     log(f"no model in {natural_dir} or {best_dir} (restored runs): evaluation noise not measured")
     return None
+
+
+def ship_path(task: str, ship: bool | str | Path) -> Path | None:
+    """Where ``--ship`` writes: the path given (a directory: ``<task>.references.json`` in it), else the task's
+    own reference file if it lies in a source checkout; writing into an installed package is refused (an
+    upgrade would drop it, and the package may be shared)."""
+    if ship is False or ship is None:
+        return None
+    if ship is not True:
+        path = Path(ship).expanduser()
+        return path / f"{task}.references.json" if path.is_dir() else path
+    path = task_references_file(task)
+    installed = any(part in ("site-packages", "dist-packages") for part in path.resolve().parts)
+    if installed or (path.parent == TASK_DIR and not (CONFIG_DIR.parent.parent / "setup.cfg").is_file()):
+        raise ConfigError(
+            f"--ship would write {path}, inside the installed package: give where to write it instead, "
+            f"--ship PATH (e.g. --ship {task}.references.json), then use it with task.references=PATH."
+        )
+    return path
 
 
 def references(
@@ -516,7 +536,7 @@ def references(
     trials: int = 40,
     finalists: int = 3,
     search_steps: int = 200,
-    ship: bool = False,
+    ship: bool | str | Path = False,
     command: str = "",
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -529,11 +549,13 @@ def references(
     :param trials: finished trials (short runs, complete or pruned) of the search, the structured candidates first
     :param finalists: best complete trials rerun at the task's budget with every seed, beside natural and uniform
     :param search_steps: steps of each search run (the final runs use the task's budget)
-    :param ship: also write the task's shipped reference file, configs/tasks/<task>.references.json
+    :param ship: also write the result to this path (``True``: the task's own reference file, in a source
+        checkout only: ``ship_path``)
     :param command: the command line, recorded in the file
     """
     check_search(seeds, trials, finalists, search_steps)
     cfg = load_config(None, [*overrides, "task.references=none"], task=task)  # the references are what this computes
+    shipped = ship_path(task, ship)  # refused before any run
     out = Path(out or Path(cfg.run.out_dir) / "tasks" / task)
     check_study(out, _search_config(cfg, search_steps))  # a study of other runs is refused before any work
     lock = rundir.RunLock(out)  # one search writes ``out`` at a time
@@ -544,7 +566,7 @@ def references(
             "overrides": list(overrides),
             "date": time.strftime("%Y-%m-%d"),
         }
-        _write(result, out, task, ship)
+        _write(result, out, shipped)
     finally:
         lock.release()
     return result
@@ -593,14 +615,13 @@ def _compute(task: str, cfg: Config, out: Path, seeds, trials: int, finalists: i
     }
 
 
-def _write(result: dict, out: Path, task: str, ship: bool) -> None:
-    """``out/references.json`` and, with ``ship``, the task's shipped file, each atomically (runs of the task
-    read the shipped file when they start)."""
+def _write(result: dict, out: Path, shipped: Path | None) -> None:
+    """``out/references.json`` and, unless ``shipped`` is None, that file (``ship_path``), each atomically (runs
+    of the task read the shipped file when they start)."""
     text = json.dumps(result, indent=2)
     tmp = out / "references.json.tmp"
     tmp.write_text(text)
     tmp.replace(out / "references.json")
-    if ship:
-        shipped = TASK_DIR / f"{task}.references.json"
+    if shipped is not None:  # atomically: runs of the task read the shipped file when they start
         shutil.copyfile(out / "references.json", shipped.with_suffix(".json.tmp"))
         shipped.with_suffix(".json.tmp").replace(shipped)

@@ -22,8 +22,9 @@ from typing import Callable, Sequence
 
 import yaml
 
-from ..config import ALL_METHODS, load_config
+from ..config import PROXY_METHOD, load_config
 from ..errors import InputError
+from ..registry import AGENTS
 from . import learn, provenance, rundir
 from .runner import train
 
@@ -56,7 +57,7 @@ def sample(root: str | Path, patterns: Sequence[str] = ()) -> list[Path]:
     lowest: dict[tuple[Path, str], tuple[int, Path]] = {}
     for r in records:
         match = _SEEDED.match(r.name)
-        if match and match["method"] in (*ALL_METHODS, "best-static"):
+        if match and match["method"] in (*AGENTS.names(), PROXY_METHOD, "best-static"):
             key, seed = (r.parent, match["method"]), int(match["seed"])
             if key not in lowest or seed < lowest[key][0]:
                 lowest[key] = (seed, r)

@@ -36,7 +36,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from ..agents import Agent, EnvSpec, agent_class, make_agent
+from ..agents import AGENTS, Agent, EnvSpec, agent_class, make_agent
 from ..agents.static import write_mixture
 from ..config import Config, load_config
 from ..data.tokenizer import to_hf_tokenizer
@@ -119,19 +119,34 @@ class RunResult:
     summary: dict
 
 
-def prepare_config(cfg: Config) -> Config:
-    """Adapt the env to the agent: no probes for agents without a reward (unless ``run.log_transitions``:
-    offline data needs the reward of every behaviour), no floor for ODM."""
+def prepare_config(cfg: Config, agent: Agent | None = None) -> Config:
+    """Adapt the env to what the agent declares (``Agent``'s docstring): no probes for an agent without a
+    reward or a frozen one (unless ``run.log_transitions``: offline data needs the reward of every behaviour),
+    no floor for ODM, the task's best static mixture in the option that takes it. An agent section
+    the agent would not use as given is refused here (``Agent.check_config``), before any work.
+
+    :param agent: an agent object given to ``train``: its own declarations and name count, not those of
+        ``cfg.agent.name`` (options configured for another agent are dropped from the recorded config)
+    """
     cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env), train=dataclasses.replace(cfg.train))
-    cls = agent_class(cfg.agent.name)
-    if not cls.needs_reward and not cfg.run.log_transitions:
+    declared = agent if agent is not None else agent_class(cfg.agent.name)
+    if agent is None:
+        declared.check_config(cfg.agent)  # before any work: options it does not take, values out of range
+    elif agent.name not in AGENTS:
+        raise ConfigError(
+            f"train(agent=...): agent '{agent.name}' ({type(agent).__name__}) is not registered, so its run could not "
+            "be recorded or resumed by name: decorate its class with @acodm_gym.agents.register('NAME')."
+        )
+    elif agent.name != cfg.agent.name:
+        cfg.agent = dataclasses.replace(cfg.agent, name=agent.name, options={}, weights=None)
+    if (not declared.needs_reward or cfg.agent.frozen) and not cfg.run.log_transitions:
         cfg.env.compute_reward = False
-    if not cls.exploration_floor:
+    if not declared.exploration_floor:
         cfg.train.exploration_floor = False
-    target = _best_static(cfg)
-    if target is not None and "target_weights" in {f.name for f in dataclasses.fields(cls.Options)}:
-        # the diagnostics' target_cosine: does the actor move towards the task's best static mixture?
-        cfg.agent = dataclasses.replace(cfg.agent, options={"target_weights": target, **cfg.agent.options})
+    option = declared.target_weights_option
+    target = _best_static(cfg) if option and agent is None else None
+    if target is not None:  # e.g. the diagnostics' target_cosine: does the actor move towards the task's best mixture?
+        cfg.agent = dataclasses.replace(cfg.agent, options={option: target, **cfg.agent.options})
     return cfg
 
 
@@ -177,7 +192,7 @@ def train(
     run's checkpoints or results unless ``overwrite``. The final state is checkpointed before the
     outputs are written (each atomically), so a failure there is redone by resuming.
     """
-    cfg = prepare_config(cfg)
+    cfg = prepare_config(cfg, agent)
     ckpt = None
     if resume is not None and resume is not False:
         target = run_dir_for(cfg) if resume is True else Path(resume)
@@ -238,13 +253,18 @@ class _Step:
     seconds: float = 0.0
 
 
-def _step(env: PretrainEnv, agent: Agent | None, obs) -> _Step:
-    """act → env.step → observe → update (rank 0 runs the agent; every rank steps the env)."""
+def _step(env: PretrainEnv, agent: Agent | None, obs, frozen: bool = False) -> _Step:
+    """act → env.step → observe → update (rank 0 runs the agent; every rank steps the env).
+
+    :param frozen: the agent only acts, greedily (``agent.frozen``)
+    """
     main = distributed.is_main_process()
-    action = agent.act(obs) if main else None
+    action = (agent.greedy(obs) if frozen else agent.act(obs)) if main else None
     next_obs, reward, terminated, truncated, info = env.step(action)
     stats = None
-    if main:
+    if main and frozen:
+        stats = {}
+    elif main:
         agent.observe(obs, action, reward, next_obs, info)
         stats = agent.update()
     return _Step(action, next_obs, reward, terminated or truncated, info, stats)
@@ -264,7 +284,7 @@ def _first_step(cfg: Config, env: PretrainEnv, agent: Agent | None, obs) -> _Ste
     memory is refused here, and an earlier run ``--overwrite`` would replace is still whole."""
     started = time.perf_counter()
     try:
-        step = _step(env, agent, obs)
+        step = _step(env, agent, obs, cfg.agent.frozen)
     except Exception as exc:
         if not _out_of_memory(exc):
             raise
@@ -364,7 +384,7 @@ def _loop(
     try:
         pending = first
         while pending is not None or env.t < total:
-            step, pending = pending or _step(env, agent, obs), None
+            step, pending = pending or _step(env, agent, obs, cfg.agent.frozen), None
             info = step.info
             if main:
                 logger.log(info, step.reward, step.stats)
