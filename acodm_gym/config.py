@@ -181,7 +181,9 @@ def check_search(seeds: Sequence[int], trials: int = 0, finalists: int = 0, sear
 @dataclass
 class AgentConfig:
     name: str = "natural"
-    weights: str | list[float] | dict[str, float] | None = None  # static agent: file or values
+    weights: str | list[float] | dict[str, float] | dict[str, list[Any]] | None = (
+        None  # static: file or values; schedule: file or {steps, weights}
+    )
     options: dict[str, Any] = field(default_factory=dict)  # agent-specific hyper-parameters
     init_from: str | None = (
         None  # start from this saved agent (agent.pt: networks, replay buffer, counters); None: fresh

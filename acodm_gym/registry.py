@@ -153,6 +153,7 @@ AGENTS = Registry(
         "natural": "acodm_gym.agents.static:NaturalAgent",
         "uniform": "acodm_gym.agents.static:UniformAgent",
         "static": "acodm_gym.agents.static:StaticAgent",
+        "schedule": "acodm_gym.agents.static:ScheduleAgent",
         "acodm": "acodm_gym.agents.acodm:ACODMAgent",
         "acodm-td3": "acodm_gym.agents.acodm:ACODMTD3Agent",
         "vector-sac": "acodm_gym.agents.acodm:VectorSACAgent",

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from acodm_gym.config import TASK_DIR
+from acodm_gym.envs.task import search_budget
 from acodm_gym.runs import provenance, stats
 from acodm_gym.runs.compare import diagnostics_lines, mean_interval
 
@@ -195,12 +196,14 @@ def references_lines(task: str, result: dict) -> list[str]:
             f"| {np.mean(r['test_metric']):.1f} ± {np.std(r['test_metric'], ddof=1):.1f} | {weights} |"
         )
     stages: dict[str, list[float]] = {}
-    for run in shipped["search"]:
-        stages.setdefault(run["stage"], []).append(run["val_metric"])
-    budget = shipped["budget"]
+    for run in shipped["trials"]:
+        if run.get("val_metric") is not None:  # a pruned trial has no final validation metric
+            stages.setdefault(run.get("stage", "search"), []).append(run["val_metric"])
+    search = shipped["search"]
     lines += [
         "",
-        f"Reference search ({budget['search']}; {budget['search_steps']} steps, seed 0, validation split):",
+        f"Reference search ({search_budget(search)}; {search['search_steps']} steps per search run, seed 0, "
+        "validation split):",
         "",
         "| stage | runs | best validation metric | worst |",
         "|---|---|---|---|",

@@ -440,6 +440,39 @@ def test_static_weights_file_errors_name_the_file(tmp_path, name, content, fragm
     assert re.search(fragment, str(err.value)), str(err.value)
 
 
+def test_a_schedule_agent_replays_a_runs_mixture_and_resumes_where_it_stopped(tmp_path):
+    from acodm_gym.agents.static import write_mixture
+
+    weights = np.array([[0.6, 0.2, 0.2], [0.2, 0.6, 0.2], [0.2, 0.2, 0.6], [0.1, 0.1, 0.8]])
+    path = write_mixture(tmp_path / "mixture.json", ["a", "b", "c"], [1, 2, 3, 4], weights)
+    agent = make_agent(AgentConfig(name="schedule", weights=str(path)), make_spec())
+    obs = np.zeros(OBS, np.float32)
+    np.testing.assert_allclose([agent.act(obs) for _ in range(2)], weights[:2])  # step by step as the run played
+    agent.save(tmp_path / "agent.pt")
+    again = make_agent(AgentConfig(name="schedule", weights=str(path)), make_spec())
+    again.load(tmp_path / "agent.pt")
+    np.testing.assert_allclose([again.act(obs) for _ in range(3)], weights[[2, 3, 3]])  # on from step 3; then held
+    inline = {"steps": [1, 3], "weights": [{"a": 1, "b": 0, "c": 0}, [0, 0, 1]]}  # linear in between
+    between = make_agent(AgentConfig(name="schedule", weights=inline), make_spec())
+    np.testing.assert_allclose([between.act(obs) for _ in range(2)], [[1, 0, 0], [0.5, 0, 0.5]])
+
+
+@pytest.mark.parametrize(
+    "weights, fragment",
+    [
+        (None, "needs agent.weights"),
+        ({"steps": [1, 2], "weights": [[1, 0, 0]]}, "is not a schedule"),
+        ({"steps": [3, 2], "weights": [[1, 0, 0], [0, 1, 0]]}, "must increase"),
+    ],
+)
+def test_a_bad_schedule_is_refused_before_any_work(weights, fragment):
+    from acodm_gym.config import load_config
+    from acodm_gym.runs.runner import prepare_config
+
+    with pytest.raises(ConfigError, match=fragment):
+        prepare_config(load_config(None, {"agent": {"name": "schedule", "weights": weights}}))
+
+
 # -- frozen actor (proxy → target) ------------------------------------------------------------------
 def test_frozen_actor_acts_like_the_saved_actor_and_refuses_other_envs(tmp_path):
     rng = np.random.default_rng(0)

@@ -136,3 +136,18 @@ def test_a_killed_dataset_build_resumes_and_writes_the_same_dataset(task, tmp_pa
         np.testing.assert_array_equal(episode.observations, obs)
         np.testing.assert_array_equal(episode.actions, actions)
         np.testing.assert_array_equal(episode.rewards, rewards)
+
+
+def test_a_drifting_behaviour_plays_a_schedule_that_moves_between_drawn_mixtures(task, tmp_path):
+    cfg = load_config(_cfg(task, tmp_path), ["train.total_steps=9"])
+    manifest = build(cfg, "drift-uniform", 1, log=lambda _: None)
+    run = tmp_path / "runs" / "datasets" / "small" / "drift-uniform" / "ep-000"
+    schedule = load_config(str(run / "config.yaml")).agent.weights
+    assert schedule["steps"] == [1, 4, 6, 9] and len(schedule["weights"]) == 4  # waypoints at 1, T/3, 2T/3, T
+    played = json.loads((run / "mixture.json").read_text())["schedule"]["weights"]
+    np.testing.assert_allclose(played[0], schedule["weights"][0], atol=1e-6)  # the first waypoint at step 1
+    np.testing.assert_allclose(played[-1], schedule["weights"][-1], atol=1e-6)  # the last at step T
+    middle = (2 * np.array(schedule["weights"][0]) + np.array(schedule["weights"][1])) / 3
+    np.testing.assert_allclose(played[1], middle / middle.sum(), atol=1e-6)  # step 2: a third of the way to step 4
+    assert manifest["dataset_id"] == "acodm/small/drift-uniform-v0"
+    assert minari.load_dataset("acodm/small/drift-uniform-v0").total_episodes == 1

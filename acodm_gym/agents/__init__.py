@@ -24,7 +24,7 @@ from .doge import DoGEAgent
 from .exp3 import EXP3Agent
 from .offline import OfflineAgent
 from .sb3 import DDPGAgent, PPOAgent, SACAgent, TD3Agent
-from .static import NaturalAgent, StaticAgent, UniformAgent, read_weights
+from .static import NaturalAgent, ScheduleAgent, StaticAgent, UniformAgent, read_schedule, read_weights
 from .vector_sac import LogisticNormalActor, LogisticNormalDistribution, VectorSAC, VectorSACPolicy
 from .vector_td3 import VectorDDPG, VectorReplayBuffer, VectorTD3, VectorTD3Policy
 
@@ -108,9 +108,11 @@ __all__ = [
     "options_markdown",
     "read_agent_file",
     "read_weights",
+    "read_schedule",
     "NaturalAgent",
     "UniformAgent",
     "StaticAgent",
+    "ScheduleAgent",
     "ActorCriticAgent",
     "ACODMAgent",
     "ACODMTD3Agent",

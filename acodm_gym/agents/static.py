@@ -72,6 +72,70 @@ class UniformAgent(StaticAgent):
         return cls(spec)
 
 
+class ScheduleAgent(Agent):
+    """A weight schedule α(t) fixed in advance: waypoints (step, weights), linear in between, constant before the
+    first and after the last. It replays a run's schedule (``agent.weights=<run>/mixture.json``) or plays a drawn
+    one (the offline datasets' drifting behaviours, ``runs/offline.py``); like a static mixture it needs no reward.
+
+    ``agent.weights`` is a file holding a ``schedule`` (a run's mixture.json) or ``{"steps": [s_1, ...],
+    "weights": [w_1, ...]}`` with one weight list or {domain: weight} mapping per step, steps increasing."""
+
+    name = "schedule"
+    needs_reward = False
+    reads_weights = True
+
+    def __init__(self, spec: EnvSpec, steps: Sequence[int], weights: np.ndarray):
+        super().__init__(spec)
+        w, s = np.asarray(weights, dtype=np.float64), np.asarray(steps, dtype=np.float64)
+        if w.ndim != 2 or w.shape[1] != self.k or len(s) != len(w) or len(s) == 0:
+            raise AgentError(
+                f"A schedule needs one list of {self.k} weights per step; got {len(s)} steps, weights {w.shape}."
+            )
+        if np.any(np.diff(s) <= 0) or not np.all(np.isfinite(w)) or np.any(w < 0) or np.any(w.sum(axis=1) <= 0):
+            raise AgentError(
+                "A schedule's steps must increase and each step's weights be finite non-negative numbers with a "
+                f"positive sum; got steps {s.tolist()[:8]}."
+            )
+        self.steps, self.weights, self.t = s, w / w.sum(axis=1, keepdims=True), 0
+
+    @classmethod
+    def check_config(cls, cfg: AgentConfig) -> None:
+        """A given schedule's shape (one weight entry per step, steps increasing), before any work; its widths
+        against the corpus' domains when the agent is built."""
+        super().check_config(cfg)
+        given = cfg.weights
+        if given is None:
+            raise ConfigError(
+                "agent 'schedule' needs agent.weights: a run's mixture.json, or {steps: [...], weights: [[...], ...]}."
+            )
+        if isinstance(given, Mapping):
+            steps, weights = given.get("steps"), given.get("weights")
+            if not isinstance(steps, list) or not isinstance(weights, list) or len(steps) != len(weights) or not steps:
+                raise ConfigError(
+                    f"agent.weights {str(given)[:120]} is not a schedule: give {{steps: [s_1, ...], weights: [w_1, ...]}} "
+                    "with one weight list per step, or a run's mixture.json."
+                )
+            if any(b <= a for a, b in zip(steps, steps[1:])):
+                raise ConfigError(f"agent.weights.steps {steps[:8]} must increase.")
+
+    @classmethod
+    def from_config(cls, spec: EnvSpec, cfg: AgentConfig) -> "ScheduleAgent":
+        cls.check_config(cfg)
+        return cls(spec, *read_schedule(cfg.weights, spec.domains))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        self.t += 1  # the action is the mixture of step t (steps count from 1, as a run's mixture.json)
+        w = np.array([np.interp(self.t, self.steps, self.weights[:, i]) for i in range(self.k)])
+        return w / w.sum()
+
+    def state_dict(self):
+        return {"steps": self.steps.tolist(), "weights": self.weights.tolist(), "t": self.t}
+
+    def load_state_dict(self, state):
+        self.steps, self.weights = np.asarray(state["steps"]), np.asarray(state["weights"])
+        self.t = int(state["t"])
+
+
 def read_weights(source: str | Path | Sequence[float] | Mapping[str, float], domains: list[str]) -> np.ndarray:
     """Weights from a list, a {domain: weight} mapping, or a JSON/YAML file holding either.
 
@@ -129,3 +193,19 @@ def write_mixture(path: str | Path, domains: list[str], steps: list[int], weight
         )
     )
     return path
+
+
+def read_schedule(source: str | Path | Mapping, domains: list[str]) -> tuple[list[int], np.ndarray]:
+    """The (steps, weights) of a schedule file (a run's mixture.json) or mapping ``{steps, weights}``."""
+    where = "The schedule"
+    if isinstance(source, (str, Path)):
+        where, source = f"Schedule file {source}", _read_weights_file(Path(source))
+        if isinstance(source, Mapping) and source.get("domains") not in (None, list(domains)):
+            raise AgentError(f"{where} is for domains {source['domains']}; the corpus has {domains}.")
+        source = source.get("schedule") if isinstance(source, Mapping) else None
+    if not isinstance(source, Mapping) or not {"steps", "weights"} <= set(source):
+        raise AgentError(
+            f"{where} holds no schedule: give {{steps: [...], weights: [[...], ...]}} or a run's mixture.json."
+        )
+    weights = [read_weights(w, domains) for w in source["weights"]]
+    return list(source["steps"]), np.array(weights)

@@ -10,9 +10,10 @@ from all of them, plus a manifest (episodes, behaviour, seeds, weights, scores) 
     <run.out_dir>/datasets/<task>/<behaviour>.manifest.json  (or ``manifest=``)
 
 Behaviours: any registered agent (the shipped datasets: ``uniform``, ``natural``, ``odm``, ``doge``), with what
-it takes of ``agent.options``, and ``dirichlet-uniform`` / ``dirichlet-natural``: a static mixture drawn per
+it takes of ``agent.options``; ``dirichlet-uniform`` / ``dirichlet-natural``: a static mixture drawn per
 episode from a Dirichlet around the uniform or the natural weights (concentration ``CONCENTRATION`` per
-domain, seeded by the episode's seed).
+domain, seeded by the episode's seed); and ``drift-uniform`` / ``drift-natural``: a slowly drifting schedule
+(agent ``schedule``), ``WAYPOINTS`` mixtures drawn the same way at evenly spaced steps, linear in between.
 
 Each transition's ``info`` holds the vector reward (``vector_reward``, k values) and the task metric of
 the validation at that step (``val_metric``, NaN where the step has none); the first row of every info
@@ -51,8 +52,10 @@ from .logger import read_metrics
 from .reuse import train_or_reuse
 
 DIRICHLET = ("dirichlet-uniform", "dirichlet-natural")  # random static mixtures around a centre, one per episode
+DRIFT = ("drift-uniform", "drift-natural")  # random slowly drifting schedules around a centre, one per episode
+WAYPOINTS = 4  # a drifting schedule's mixtures, at steps 1, T/3, 2T/3 and T, linear in between
 # The behaviours of the shipped datasets (benchmarks/datasets.py); any registered agent is a behaviour too.
-BEHAVIOURS = ("uniform", "natural", "odm", "doge", *DIRICHLET)
+BEHAVIOURS = ("uniform", "natural", "odm", "doge", *DIRICHLET, *DRIFT)
 CONCENTRATION = 5.0  # Dirichlet parameter per domain: the mixture's spread around its centre
 FIRST_SEED = 2000
 
@@ -81,12 +84,12 @@ def signature(cfg: Config, corpus) -> dict:
 def check_request(cfg: Config, behaviour: str, episodes: int) -> None:
     """Refuse, before the corpus is opened, a request no dataset could answer."""
     _task(cfg)
-    if behaviour not in (*AGENTS.names(), *DIRICHLET):
+    if behaviour not in (*AGENTS.names(), *DIRICHLET, *DRIFT):
         raise ConfigError(
             f"Unknown behaviour '{behaviour}'; choose a registered agent ({', '.join(AGENTS.names())}) or one of "
-            f"{', '.join(DIRICHLET)}."
+            f"{', '.join((*DIRICHLET, *DRIFT))}."
         )
-    if behaviour not in DIRICHLET:  # its share of agent.options in range, as the runs will check it
+    if behaviour not in (*DIRICHLET, *DRIFT):  # its share of agent.options in range, as the runs will check it
         agent_class(behaviour).check_config(for_agent(cfg, behaviour).agent)
     if episodes < 1:
         raise ConfigError(f"--episodes {episodes}: a dataset needs at least 1 episode.")
@@ -112,11 +115,17 @@ def behaviour_config(cfg: Config, behaviour: str, out: Path, e: int, seed: int, 
         "env": {"episode": "scoring"},
         "run": {"out_dir": str(out), "name": f"ep-{e:03d}", "seed": seed, "log_transitions": True},
     }
-    if behaviour not in DIRICHLET:  # with what it takes of agent.options (and agent.weights)
+    if behaviour not in (*DIRICHLET, *DRIFT):  # with what it takes of agent.options (and agent.weights)
         return load_config(for_agent(cfg, behaviour), episode)
-    centre = natural if behaviour == "dirichlet-natural" else np.full(len(natural), 1.0 / len(natural))
-    weights = np.random.default_rng(seed).dirichlet(CONCENTRATION * len(natural) * centre)
-    return load_config(dataclasses.replace(cfg, agent=AgentConfig(name="static", weights=weights.tolist())), episode)
+    centre = natural if behaviour.endswith("-natural") else np.full(len(natural), 1.0 / len(natural))
+    rng, alpha = np.random.default_rng(seed), CONCENTRATION * len(natural) * centre
+    if behaviour in DIRICHLET:
+        agent = AgentConfig(name="static", weights=rng.dirichlet(alpha).tolist())
+    else:
+        draws = rng.dirichlet(alpha, WAYPOINTS)
+        steps = np.linspace(1, cfg.train.total_steps, WAYPOINTS).round().astype(int)
+        agent = AgentConfig(name="schedule", weights={"steps": steps.tolist(), "weights": draws.tolist()})
+    return load_config(dataclasses.replace(cfg, agent=agent), episode)
 
 
 def _episode_buffer(run: Path, e: int, seed: int):
