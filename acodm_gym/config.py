@@ -135,21 +135,27 @@ class EnvConfig:
 # What `compare` runs: any agent by name (registry.AGENTS), and `acodm-proxy` (AC-ODM learnt on the proxy model,
 # then frozen). Its default, and every learned agent as well: what the benchmark tasks compare (benchmarks/tasks.py).
 PROXY_METHOD = "acodm-proxy"
+LEARNED = "-learned"  # compare method suffix: the agent trained across episodes, then frozen (learned_agent)
 METHODS = ("natural", "uniform", "odm", "acodm", PROXY_METHOD)
 ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")
+
+
+def learned_agent(method: str) -> str | None:
+    """The agent of a learned compare method (``<agent>-learned``: trained across ``learn.episodes`` episodes,
+    then frozen), else None."""
+    agent = method.removesuffix(LEARNED)
+    return agent if method.endswith(LEARNED) and agent in AGENTS else None
 
 
 def check_methods(methods: Sequence[str]) -> None:
     """Refuse an unknown compare method before any run starts."""
     known = (*AGENTS.names(), PROXY_METHOD)
-    unknown = [m for m in methods if m not in known]
+    unknown = [m for m in methods if m not in known and learned_agent(m) is None]
+    choose = f"choose from {', '.join(known)}, or an agent trained across episodes as <agent>{LEARNED}"
     if not methods:
-        raise ConfigError(f"No compare method given: choose from {', '.join(known)}.")
+        raise ConfigError(f"No compare method given: {choose}.")
     if unknown:
-        raise ConfigError(
-            f"Unknown compare method(s) {unknown}: choose from {', '.join(known)} "
-            f"(an agent of your own: {AGENTS.add_with})."
-        )
+        raise ConfigError(f"Unknown compare method(s) {unknown}: {choose} (an agent of your own: {AGENTS.add_with}).")
 
 
 SEED_MAX = 2**32 - 1  # numpy's and gymnasium's seeds are non-negative; torch's fit in 64 bits
@@ -191,6 +197,15 @@ class AgentConfig:
     # true: the agent only acts, greedily (Agent.greedy), and never observes or learns: a saved agent (init_from)
     # scored as it is (learn's test episodes of an agent that agent 'frozen' cannot run)
     frozen: bool = False
+
+
+@dataclass
+class LearnConfig:
+    """The protocol of compare's learned methods (``<agent>-learned``, ``runs/learn.py``): the agent trains over
+    ``episodes`` training episodes, then is frozen and scored on each compare seed."""
+
+    episodes: int = 20  # training episodes, a fresh model each, before the policy is frozen
+    first_seed: int = 1000  # model seed of the first training episode (then +1 each), off the test seeds
 
 
 @dataclass
@@ -239,6 +254,7 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    learn: LearnConfig = field(default_factory=LearnConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -547,8 +563,9 @@ def validate(cfg: Config) -> None:
     SCALARIZATIONS.check(cfg.env.scalarization)
     _choice(cfg.env.episode, ["scoring", "training"], "env.episode")
     check_recipe(cfg.data.recipe)
-    if cfg.proxy.episodes < 1:
-        raise ConfigError("proxy.episodes must be at least 1.")
+    if cfg.proxy.episodes < 1 or cfg.learn.episodes < 1:
+        raise ConfigError(f"{'proxy' if cfg.proxy.episodes < 1 else 'learn'}.episodes must be at least 1.")
+    check_seed(cfg.learn.first_seed, "learn.first_seed=")
     if cfg.agent.init_from is not None and not Path(cfg.agent.init_from).expanduser().is_file():
         raise ConfigError(f"agent.init_from={cfg.agent.init_from} is not a file: give the agent.pt of an earlier run.")
     if cfg.agent.frozen and cfg.agent.init_from is None:

@@ -52,7 +52,7 @@ from acodm_gym.cli import parse_args
 from acodm_gym.config import ALL_METHODS, TASK_DIR, load_config
 from acodm_gym.envs.task import search_budget
 from acodm_gym.runs import provenance, stats
-from acodm_gym.runs.compare import compare, mean_interval, report
+from acodm_gym.runs.compare import compare, mean_interval, method_run_dir, report
 from acodm_gym.runs.records import restore_records, save_records
 from acodm_gym.runs.reference import references
 
@@ -200,10 +200,9 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
             keep_stale=args.keep_stale,
         )
     # the report: every finished run of the methods, and the references' best static mixture beside them
-    runs = {
-        m: [str(out / f"{m}-seed{s}") for s in args.seeds if (out / f"{m}-seed{s}" / "summary.json").exists()]
-        for m in methods
-    }
+    cfg = load_config(None, args.overrides, task=task)  # where a learned method's runs are: learn.episodes
+    where = {m: [method_run_dir(cfg, m, s, out) for s in args.seeds] for m in methods}
+    runs = {m: [str(r) for r in rs if (r / "summary.json").exists()] for m, rs in where.items()}
     best = refs["references"]["best_static"] if refs else {"runs": [], "seeds": []}
     runs["best-static"] = [  # its runs are named by the candidate the search found (finalist-<candidate>-seed<s>)
         str(out / Path(r).name)

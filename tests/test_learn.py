@@ -114,6 +114,39 @@ def test_learn_carries_the_agent_across_episodes_and_tests_it_frozen_on_other_se
     assert (tmp_path / "learn" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_learned_compare_method_trains_its_policy_once_and_scores_it_frozen_on_every_seed(
+    corpus_text_dir, cache_dir, tmp_path
+):
+    from acodm_gym.runs.compare import compare
+
+    cfg = load_config(_cfg(corpus_text_dir, cache_dir, tmp_path), ["learn.episodes=2", "learn.first_seed=500"])
+    lines: list[str] = []
+    out = compare(cfg, [0, 1], ["natural", "acodm-learned"], tmp_path / "cmp", log=lines.append)
+    learned = out / "acodm-learned"
+    assert sorted(p.name for p in (learned / "train").iterdir()) == ["ep-000", "ep-001"]  # 2 episodes
+    reused = "finished earlier with this config: reused"
+    for e in ("ep-000", "ep-001"):  # trained for seed 0, reused for seed 1
+        assert sum(line == f"{learned / 'train' / e} {reused}" for line in lines) == 1
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"]["acodm-learned"]["seeds"] == [0, 1]
+    for seed in (0, 1):
+        run = yaml.safe_load((learned / "test" / "after-2" / f"seed-{seed}" / "config.yaml").read_text())
+        assert (run["agent"]["name"], run["run"]["seed"], run["env"]["episode"]) == ("frozen", seed, "scoring")
+    assert json.loads((learned / "curve.json").read_text())["test"][0]["seeds"] == [0, 1]
+    episodes = [yaml.safe_load((learned / "train" / e / "config.yaml").read_text()) for e in ("ep-000", "ep-001")]
+    assert [c["run"]["seed"] for c in episodes] == [500, 501]  # learn.first_seed on
+
+    lines.clear()
+    compare(cfg, [0, 1], ["natural", "acodm-learned"], out, log=lines.append)
+    assert sum(reused in line for line in lines) == 2 + 2 * 2 + 2  # natural; the episodes for each seed; scoring
+
+    lines.clear()
+    compare(cfg, [0, 1], ["acodm-learned"], out, log=lines.append, overwrite=True)
+    assert [line for line in lines if reused in line] == [  # trained again once; every seed scored again
+        f"{learned / 'train' / e} {reused}" for e in ("ep-000", "ep-001")
+    ]
+
+
 def _kill_when(proc, ready, what: str, wait: float = 0.0) -> None:
     deadline = time.monotonic() + 180
     while not ready():

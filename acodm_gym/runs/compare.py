@@ -25,7 +25,16 @@ import numpy as np
 import scipy.stats
 
 from ..agents import agent_class
-from ..config import METHODS, PROXY_METHOD, Config, TaskConfig, check_methods, check_search, load_config
+from ..config import (
+    METHODS,
+    PROXY_METHOD,
+    Config,
+    TaskConfig,
+    check_methods,
+    check_search,
+    learned_agent,
+    load_config,
+)
 from ..envs.task import normalised_score, read_references, search_budget
 from ..errors import ConfigError, MissingFileError
 from . import learn, plots, provenance, stats
@@ -49,7 +58,7 @@ def for_agent(cfg: Config, name: str, options: dict | None = None) -> Config:
 
 def check_agent_options(cfg: Config, methods: Sequence[str]) -> None:
     """Before any run: every method's share of ``agent.options`` in range, and every option taken by a method."""
-    names = [a for m in methods for a in (("acodm", "frozen") if m == PROXY_METHOD else (m,))]
+    names = [a for m in methods for a in (("acodm", "frozen") if m == PROXY_METHOD else (learned_agent(m) or m,))]
     taken: set[str] = set()
     for name in names:
         agent_class(name).check_config(for_agent(cfg, name).agent)
@@ -69,9 +78,20 @@ def run_method(
     log: Callable[[str], None] = print,
     overwrite: bool = False,
     keep_stale: bool = False,
+    retrain: bool = True,
 ) -> Path:
-    """Run one method for one seed (or reuse / resume an earlier attempt); returns the run directory holding its summary."""
+    """Run one method for one seed (or reuse / resume an earlier attempt); returns the run directory holding its summary.
+
+    :param retrain: with ``overwrite``, train a learned method's policy again (compare: on its first seed only)
+    """
     base = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed, out_dir=str(out)))
+    agent = learned_agent(method)
+    if agent is not None:  # one learn directory for every seed: the policy trains once, is scored on each seed
+        episodes, first, again = cfg.learn.episodes, cfg.learn.first_seed, overwrite and retrain
+        learn.learn(
+            for_agent(base, agent), episodes, out / method, [seed], first, None, log, overwrite, keep_stale, again
+        )
+        return method_run_dir(cfg, method, seed, out)
     if method != PROXY_METHOD:
         run_cfg = load_config(for_agent(base, method), {"run": {"name": f"{method}-seed{seed}"}})
         return train_or_reuse(run_cfg, log, overwrite, keep_stale=keep_stale)
@@ -81,6 +101,14 @@ def run_method(
     if overwrite or not finished(target, keep_stale):  # the actor is needed only to train the target stage
         proxy_stage(acodm, stage, log, overwrite, keep_stale)
     return train_or_reuse(target, log, overwrite, keep_stale=keep_stale)
+
+
+def method_run_dir(cfg: Config, method: str, seed: int, out: Path) -> Path:
+    """Where ``run_method`` puts ``method``'s run of ``seed``: ``<out>/<method>-seed<s>``, or for a learned method
+    its scoring run in the learn directory ``<out>/<method>/`` (``learn.scoring_dir``)."""
+    if learned_agent(method) is not None:
+        return learn.scoring_dir(Path(out) / method, cfg.learn.episodes, seed)
+    return Path(out) / f"{method}-seed{seed}"
 
 
 def proxy_stage(
@@ -122,7 +150,7 @@ def compare(
     for seed in seeds:
         for method in methods:
             log(f"== {method} (seed {seed})")
-            run_dir = run_method(cfg, method, seed, out, log, overwrite, keep_stale)
+            run_dir = run_method(cfg, method, seed, out, log, overwrite, keep_stale, retrain=seed == seeds[0])
             runs[method].append(str(run_dir))
             if on_run is not None:
                 on_run(run_dir)

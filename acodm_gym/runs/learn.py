@@ -126,15 +126,19 @@ def score(
     test_seeds: Sequence[int],
     log: Callable[[str], None] = print,
     overwrite: bool = False,
-) -> list[dict]:
+    keep_stale: bool = False,
+) -> None:
     """Score ``learn_dir/agent.pt`` (the agent after ``episodes`` episodes), frozen, on each test seed."""
-    out = Path(learn_dir) / "test" / f"after-{episodes}"
-    summaries = []
     for seed in test_seeds:
         log(f"== test episode of the frozen policy (model seed {seed})")
-        run = train_or_reuse(frozen_config(cfg, Path(learn_dir) / "agent.pt", out, seed), log, overwrite)
-        summaries.append(json.loads((run / rundir.SUMMARY).read_text()))
-    return summaries
+        where = scoring_dir(learn_dir, episodes, seed)
+        scoring = frozen_config(cfg, Path(learn_dir) / "agent.pt", where.parent, seed)
+        train_or_reuse(scoring, log, overwrite, keep_stale=keep_stale)
+
+
+def scoring_dir(learn_dir: str | Path, episodes: int, seed: int) -> Path:
+    """The scoring run of the policy frozen after ``episodes`` training episodes on test seed ``seed``."""
+    return Path(learn_dir) / "test" / f"after-{episodes}" / f"seed-{seed}"
 
 
 def learn(
@@ -146,20 +150,27 @@ def learn(
     eval_interval: int | None = None,
     log: Callable[[str], None] = print,
     overwrite: bool = False,
+    keep_stale: bool = False,
+    retrain: bool | None = None,
 ) -> dict:
     """Train ``cfg``'s agent over ``episodes`` training episodes (seeds ``first_seed``, ``first_seed + 1``, ...),
-    freeze it, score it on ``test_seeds``, and write the learning curve; returns the curve.
+    freeze it, score it on ``test_seeds`` (``scoring_dir``), and write the learning curve; returns the curve.
 
     :param eval_interval: steps between the training episodes' validations (the curve's proxy); None: once,
         at each episode's last step; 0: none (the curve then has the mean reward only)
+    :param overwrite: train every episode and score every seed again
+    :param keep_stale: reuse finished runs of other code or corpora (``reuse.train_or_reuse``)
+    :param retrain: train every episode again (None: as ``overwrite``; False: the policy a caller has just
+        trained, scored again on another seed)
     """
     seeds = train_seeds(episodes, first_seed)
     check_protocol(cfg, episodes, seeds, test_seeds)
     interval = cfg.train.total_steps if eval_interval is None else eval_interval
     learn_dir = Path(learn_dir)
-    train_agent(load_config(cfg, {"env": {"eval_interval": interval}}), learn_dir, seeds, log, overwrite)
-    score(cfg, learn_dir, episodes, test_seeds, log, overwrite)  # as every scoring run: the task's validation
-    return write_curve(learn_dir, cfg.agent.name, seeds, test_seeds)
+    training = load_config(cfg, {"env": {"eval_interval": interval}})
+    train_agent(training, learn_dir, seeds, log, overwrite if retrain is None else retrain, keep_stale)
+    score(cfg, learn_dir, episodes, test_seeds, log, overwrite, keep_stale)  # with the task's validation
+    return write_curve(learn_dir, cfg.agent.name, seeds)
 
 
 def _episode_point(run: Path, e: int) -> dict:
@@ -175,14 +186,15 @@ def _episode_point(run: Path, e: int) -> dict:
     }
 
 
-def _test_points(learn_dir: Path, test_seeds: Sequence[int]) -> list[dict]:
-    """For each N whose policy was scored on every test seed: their task metric and score."""
+def _test_points(learn_dir: Path) -> list[dict]:
+    """For each N whose policy was scored: the task metric and score of every test seed it was scored on."""
     points = []
     for out in (learn_dir / "test").glob("after-*"):
-        runs = [out / f"seed-{s}" / rundir.SUMMARY for s in test_seeds]
-        if not all(r.is_file() for r in runs):
+        runs = sorted(out.glob(f"seed-*/{rundir.SUMMARY}"), key=lambda r: int(r.parent.name.removeprefix("seed-")))
+        if not runs:
             continue
         summaries = [json.loads(r.read_text()) for r in runs]
+        test_seeds = [s["seed"] for s in summaries]
         scores = [s["score"] for s in summaries]
         points.append(
             {
@@ -197,16 +209,17 @@ def _test_points(learn_dir: Path, test_seeds: Sequence[int]) -> list[dict]:
     return sorted(points, key=lambda p: p["episodes"])
 
 
-def write_curve(learn_dir: Path, agent: str, seeds: Sequence[int], test_seeds: Sequence[int]) -> dict:
+def write_curve(learn_dir: Path, agent: str, seeds: Sequence[int]) -> dict:
     """curve.json and curve.png of the training episodes ``seeds`` and every scored policy (atomically)."""
     train = [_episode_point(episode_dir(learn_dir, e), e) for e in range(len(seeds))]
+    test = _test_points(learn_dir)
     curve = {
         "agent": agent,
         "train_seeds": list(seeds),
-        "test_seeds": list(test_seeds),
+        "test_seeds": sorted({s for point in test for s in point["seeds"]}),
         "proxy": "task metric of each training episode's last validation (env.eval_batches batches per domain)",
         "train": train,
-        "test": _test_points(learn_dir, test_seeds),
+        "test": test,
     }
     rundir.write_text(learn_dir / "curve.json", json.dumps(curve, indent=2))
     lines = {}
