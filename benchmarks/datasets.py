@@ -6,7 +6,7 @@ default ``~/.minari/datasets``; too large to commit) and its manifest
 ``benchmarks/results/datasets/<task>/<behaviour>.json`` (episodes, seeds, weights, returns, scores), which is
 committed. Rerunning the same command continues where it stopped; a larger ``--episodes`` extends.
 
-    python benchmarks/datasets.py                                   # 3 tasks x 6 behaviours x 17 episodes
+    python benchmarks/datasets.py                                   # 3 tasks x 8 behaviours x 13 episodes (104 per task)
     python benchmarks/datasets.py --tasks noisy --behaviours uniform,natural --episodes 2 train.threads=1
 """
 
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="skewed,noisy,target")
     parser.add_argument("--behaviours", default=",".join(BEHAVIOURS))
-    parser.add_argument("--episodes", type=int, default=17, help="per behaviour (6 behaviours: 102 per task)")
+    parser.add_argument("--episodes", type=int, default=13, help="per behaviour (8 behaviours: 104 per task)")
     parser.add_argument("--out-dir", default="runs", help="where the episodes' run directories go")
     parser.add_argument("--author-email", default=None, help="the datasets' contact, in their Minari metadata")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides for every run")
