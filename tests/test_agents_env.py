@@ -62,6 +62,8 @@ def test_every_registered_agent_runs_the_runner_loop(name, config, tmp_path):
     cfg = AgentConfig(name=name, options=dict(OPTIONS.get(name, {})))
     if name == "static":
         cfg.weights = [1, 2, 3, 4]
+    if name == "schedule":
+        cfg.weights = {"steps": [1, env.cfg.train.total_steps], "weights": [[1, 2, 3, 4], [4, 3, 2, 1]]}
     if name == "frozen":
         ACODMAgent(spec, layers=1, width=32).save(tmp_path / "proxy.pt")
         cfg.options["path"] = str(tmp_path / "proxy.pt")
