@@ -12,7 +12,8 @@ call (env and agent built, episode, outputs), timed by the wall clock.
     python benchmarks/episodes.py --tasks skewed train.total_steps=4 --out /tmp/eps   # a smoke run
 
 Writes ``benchmarks/results/episodes.json`` (``--json PATH``): per task and kind the seconds of each
-repeat, their mean, episodes per hour, and the ratio to the scoring episode's time.
+repeat, their mean, episodes per hour, and the ratio to the scoring episode's time; and its table,
+``episodes.md`` (``--report-only``: the table of the JSON file alone).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 
 from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
+from acodm_gym.runs import provenance
 from acodm_gym.runs.runner import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "episodes.json"
@@ -66,6 +68,29 @@ def time_task(task: str, agent: str, repeats: int, overrides: list[str], out: Pa
     }
 
 
+def report(payload: dict) -> str:
+    """The markdown table of a results payload: seconds per episode, episodes per hour, ratio to scoring."""
+    lines = [
+        f"# Episodes per hour ({payload['date']}, `{payload['command']}`, agent {payload['agent']})",
+        "",
+        "Each kind of episode timed whole (env and agent built, episode, outputs), the kinds interleaved per repeat.",
+        f"Code version: {provenance.describe(payload.get('code'))}. Issue 22's target: a training episode at most "
+        "0.55x the scoring episode's wall time.",
+        *([f"Note: {payload['note']}"] if payload.get("note") else []),
+        "",
+        "| task | kind | seconds per episode (each repeat) | mean | episodes per hour | ratio to scoring |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, kinds in payload["tasks"].items():
+        for kind, r in kinds.items():
+            each = ", ".join(f"{x:.1f}" for x in r["seconds"])
+            lines.append(
+                f"| {task} | {kind} | {each} | {r['mean_seconds']:.1f} | {r['episodes_per_hour']:.1f} "
+                f"| {r['ratio_to_scoring']:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="skewed,noisy,target")
@@ -73,27 +98,28 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="runs/episodes", help="scratch run directories (removed after each)")
     parser.add_argument("--json", default=str(RESULTS))
+    parser.add_argument("--report-only", action="store_true", help="write the table of the --json file only")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides for every run")
     args = parse_args(parser, argv)
-    results = {
-        task: time_task(task, args.agent, args.repeats, args.overrides, Path(args.out))
-        for task in args.tasks.split(",")
-    }
-    print(f"\n{'task':<10}{'kind':<26}{'s/episode':>10}{'episodes/h':>12}{'ratio':>8}")
-    for task, kinds in results.items():
-        for kind, r in kinds.items():
-            print(
-                f"{task:<10}{kind:<26}{r['mean_seconds']:>10.1f}{r['episodes_per_hour']:>12.1f}{r['ratio_to_scoring']:>8.2f}"
-            )
-    payload = {
-        "command": "python benchmarks/episodes.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": platform.processor() or platform.machine(),
-        "agent": args.agent,
-        "tasks": results,
-    }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+    json_path = Path(args.json)
+    if not args.report_only:
+        results = {
+            task: time_task(task, args.agent, args.repeats, args.overrides, Path(args.out))
+            for task in args.tasks.split(",")
+        }
+        payload = {
+            "command": "python benchmarks/episodes.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": platform.processor() or platform.machine(),
+            "agent": args.agent,
+            "code": provenance.code_version(),
+            "tasks": results,
+        }
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    table = report(json.loads(json_path.read_text()))
+    json_path.with_suffix(".md").write_text(table)
+    print(table)
     return 0
 
 
