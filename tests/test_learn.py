@@ -92,7 +92,10 @@ def test_learn_carries_the_agent_across_episodes_and_tests_it_frozen_on_other_se
     assert test_cfg["agent"] == {
         "name": "frozen",
         "weights": None,
-        "options": {"path": str(tmp_path / "learn" / "agent.pt")},
+        "options": {  # how the actor was trained: a run of an actor trained otherwise is never reused for it
+            "path": str(tmp_path / "learn" / "agent.pt"),
+            "trained": {"name": "acodm", "options": cfg.agent.options, "episodes": 2, "first_seed": 1000},
+        },
         "init_from": None,
         "frozen": False,  # agent 'frozen' is an actor without learning of its own
     }
@@ -118,6 +121,7 @@ def test_a_learned_compare_method_trains_its_policy_once_and_scores_it_frozen_on
     corpus_text_dir, cache_dir, tmp_path
 ):
     from acodm_gym.runs.compare import compare
+    from acodm_gym.runs.records import restore_records, save_records
 
     cfg = load_config(_cfg(corpus_text_dir, cache_dir, tmp_path), ["learn.episodes=2", "learn.first_seed=500"])
     lines: list[str] = []
@@ -138,13 +142,21 @@ def test_a_learned_compare_method_trains_its_policy_once_and_scores_it_frozen_on
 
     lines.clear()
     compare(cfg, [0, 1], ["natural", "acodm-learned"], out, log=lines.append)
-    assert sum(reused in line for line in lines) == 2 + 2 * 2 + 2  # natural; the episodes for each seed; scoring
+    assert sum(reused in line for line in lines) == 2 + 2  # natural and the scoring runs: no episode is looked at
+
+    save_records(out, tmp_path / "records")  # another machine or a clean clone: records only, no agent.pt
+    out.rename(tmp_path / "trained")
+    restore_records(tmp_path / "records", out)
+    assert not (learned / "agent.pt").exists()
+    lines.clear()
+    compare(cfg, [0, 1], ["natural", "acodm-learned"], out, log=lines.append)
+    assert not any(line.startswith("== training episode") for line in lines)  # the policy is not trained again
+    assert sum(reused in line for line in lines) == 2 + 2
 
     lines.clear()
     compare(cfg, [0, 1], ["acodm-learned"], out, log=lines.append, overwrite=True)
-    assert [line for line in lines if reused in line] == [  # trained again once; every seed scored again
-        f"{learned / 'train' / e} {reused}" for e in ("ep-000", "ep-001")
-    ]
+    assert sum(line.startswith("== training episode 1 of 2") for line in lines) == 1  # trained again once
+    assert not any(reused in line for line in lines)  # and every seed scored again
 
 
 def _kill_when(proc, ready, what: str, wait: float = 0.0) -> None:
@@ -201,6 +213,7 @@ def test_a_killed_learn_resumes_bit_for_bit_between_and_inside_episodes(corpus_t
         (["--agent", "odm", "--episodes", "2", "agent.frozen=true"], "agent.frozen=true"),
         (["--agent", "acodm", "--episodes", "3", "--train-seed", "2"], "share [2, 3, 4]"),
         (["--agent", "acodm", "--episodes", "1", "--test-seeds", "5", "5"], "repeat a seed"),
+        (["--agent", "acodm", "--episodes", "1", "--test-seeds", "0", "-1"], "--test-seeds -1 is not a seed"),
     ],
 )
 def test_bad_learn_input_fails_before_any_work(config, tmp_path, capsys, args, message):

@@ -25,6 +25,7 @@ from acodm_gym.envs.task import (
     normalised_score,
     read_references,
 )
+from acodm_gym.errors import RunDirError
 
 from conftest import small_config
 
@@ -459,6 +460,10 @@ def test_a_proxy_comparison_restored_from_records_trains_its_stage_again_only_wh
     assert again["test_metric"] == first["test_metric"]  # the same seed trains the same stage
     stage = "acodm-proxy-stage-seed0/agent.pt"
     assert (out / stage).read_bytes() == (trained / stage).read_bytes()
+
+    other = load_config(cfg, ["agent.options.warmup_steps=3"])  # a stage of other AC-ODM options: not this target
+    with pytest.raises(RunDirError, match="acodm-proxy-stage-seed0.*which a fresh run would replace"):
+        run_method(other, "acodm-proxy", 0, out, log=lambda _: None)
 
 
 @pytest.mark.parametrize("content", ["truncated", "{}", "binary"])

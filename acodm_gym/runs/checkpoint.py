@@ -71,6 +71,8 @@ SAFE_KEYS = (
     "data.cache_dir",
     "env.eval_interval",
     "agent.options.target_weights",  # only what the diagnostics' target_cosine is measured against
+    "learn",  # which training episodes a learned method runs, not what one computes (its frozen runs record it)
+    "proxy.episodes",  # likewise for proxy mode's stage (its target's frozen agent records it)
 )
 
 

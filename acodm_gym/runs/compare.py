@@ -96,8 +96,9 @@ def run_method(
         run_cfg = load_config(for_agent(base, method), {"run": {"name": f"{method}-seed{seed}"}})
         return train_or_reuse(run_cfg, log, overwrite, keep_stale=keep_stale)
     stage, acodm = f"acodm-proxy-stage-seed{seed}", for_agent(base, "acodm")
-    actor = out / stage / "agent.pt"
-    target = load_config(for_agent(base, "frozen", {"path": str(actor)}), {"run": {"name": f"acodm-proxy-seed{seed}"}})
+    protocol = {"proxy_model": cfg.run.proxy_model, "episodes": cfg.proxy.episodes}  # the stage's, beyond its options
+    frozen = learn.frozen_config(acodm, out / stage / "agent.pt", out, seed, protocol)
+    target = load_config(frozen, {"run": {"name": f"acodm-proxy-seed{seed}"}})
     if overwrite or not finished(target, keep_stale):  # the actor is needed only to train the target stage
         proxy_stage(acodm, stage, log, overwrite, keep_stale)
     return train_or_reuse(target, log, overwrite, keep_stale=keep_stale)

@@ -37,11 +37,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..agents import FrozenActorAgent
-from ..config import AgentConfig, Config, load_config
+from ..config import AgentConfig, Config, check_seed, load_config
 from ..errors import ConfigError
 from . import plots, rundir
 from .logger import read_metrics
-from .reuse import train_or_reuse
+from .reuse import finished, train_or_reuse
 
 TEST_SEEDS = (0, 1, 2, 3, 4)  # the seeds of the shipped references and sweeps
 FIRST_TRAIN_SEED = 1000
@@ -66,6 +66,8 @@ def check_protocol(cfg: Config, episodes: int, seeds: Sequence[int], test_seeds:
         )
     if len(set(test_seeds)) != len(test_seeds):
         raise ConfigError(f"Test seeds {list(test_seeds)} repeat a seed: give each once.")
+    for seed in (*seeds, *test_seeds):
+        check_seed(seed, "a training seed " if seed in seeds else "--test-seeds ")
 
 
 def episode_dir(learn_dir: Path, e: int) -> Path:
@@ -106,12 +108,14 @@ def train_agent(
     return final
 
 
-def frozen_config(cfg: Config, actor: Path, out: Path, seed: int) -> Config:
+def frozen_config(cfg: Config, actor: Path, out: Path, seed: int, protocol: dict | None = None) -> Config:
     """A scoring episode of the saved ``actor`` (of ``cfg``'s agent), frozen, on a fresh model of ``seed``: agent
-    ``frozen`` runs an actor–critic's greedy actor; any other agent is rebuilt with its options, loaded from
-    ``actor``, and plays greedily without observing or learning (``agent.frozen``)."""
+    ``frozen`` runs an actor–critic's greedy actor (its option ``trained`` records the agent, its options and
+    ``protocol``, so a changed training is never reused); any other agent is rebuilt with its options, loaded
+    from ``actor``, and plays greedily without observing or learning (``agent.frozen``)."""
     if cfg.agent.name in FrozenActorAgent.sources:
-        agent = AgentConfig(name="frozen", options={"path": str(actor)})
+        trained = {"name": cfg.agent.name, "options": cfg.agent.options, **(protocol or {})}
+        agent = AgentConfig(name="frozen", options={"path": str(actor), "trained": trained})
     else:
         agent = dataclasses.replace(cfg.agent, init_from=str(actor), frozen=True)
     frozen = dataclasses.replace(cfg, agent=agent)
@@ -127,13 +131,31 @@ def score(
     log: Callable[[str], None] = print,
     overwrite: bool = False,
     keep_stale: bool = False,
+    protocol: dict | None = None,
 ) -> None:
-    """Score ``learn_dir/agent.pt`` (the agent after ``episodes`` episodes), frozen, on each test seed."""
+    """Score ``learn_dir/agent.pt`` (the agent after ``episodes`` episodes), frozen, on each test seed.
+
+    :param protocol: how the agent was trained beyond its options, recorded in the scoring runs (``frozen_config``)
+    """
     for seed in test_seeds:
         log(f"== test episode of the frozen policy (model seed {seed})")
-        where = scoring_dir(learn_dir, episodes, seed)
-        scoring = frozen_config(cfg, Path(learn_dir) / "agent.pt", where.parent, seed)
-        train_or_reuse(scoring, log, overwrite, keep_stale=keep_stale)
+        train_or_reuse(_scoring_config(cfg, learn_dir, episodes, seed, protocol), log, overwrite, keep_stale=keep_stale)
+
+
+def _scoring_config(cfg: Config, learn_dir: Path, episodes: int, seed: int, protocol: dict | None) -> Config:
+    where = scoring_dir(learn_dir, episodes, seed)
+    return frozen_config(cfg, Path(learn_dir) / "agent.pt", where.parent, seed, protocol)
+
+
+def scored(
+    cfg: Config, learn_dir: Path, episodes: int, test_seeds: Sequence[int], protocol: dict | None, keep_stale: bool
+) -> bool:
+    """Whether the frozen policy's scoring run of every test seed is finished with this config (a sweep restored
+    from records needs no agent then: its training episodes are not trained again)."""
+    try:
+        return all(finished(_scoring_config(cfg, learn_dir, episodes, s, protocol), keep_stale) for s in test_seeds)
+    except ConfigError:  # agent.frozen's agent.init_from (the policy) is not there: not scored
+        return False
 
 
 def scoring_dir(learn_dir: str | Path, episodes: int, seed: int) -> Path:
@@ -166,16 +188,19 @@ def learn(
     seeds = train_seeds(episodes, first_seed)
     check_protocol(cfg, episodes, seeds, test_seeds)
     interval = cfg.train.total_steps if eval_interval is None else eval_interval
-    learn_dir = Path(learn_dir)
-    training = load_config(cfg, {"env": {"eval_interval": interval}})
-    train_agent(training, learn_dir, seeds, log, overwrite if retrain is None else retrain, keep_stale)
-    score(cfg, learn_dir, episodes, test_seeds, log, overwrite, keep_stale)  # with the task's validation
+    learn_dir, protocol = Path(learn_dir), {"episodes": episodes, "first_seed": first_seed}
+    retrain = overwrite if retrain is None else retrain
+    if retrain or not scored(cfg, learn_dir, episodes, test_seeds, protocol, keep_stale):
+        training = load_config(cfg, {"env": {"eval_interval": interval}})
+        train_agent(training, learn_dir, seeds, log, retrain, keep_stale)
+    # with the task's validation; a policy trained again is scored again
+    score(cfg, learn_dir, episodes, test_seeds, log, overwrite or retrain, keep_stale, protocol)
     return write_curve(learn_dir, cfg.agent.name, seeds)
 
 
 def _episode_point(run: Path, e: int) -> dict:
     summary = json.loads((run / rundir.SUMMARY).read_text())
-    metrics = read_metrics(run / "metrics.csv")
+    metrics = read_metrics(run / "metrics.csv") if (run / "metrics.csv").is_file() else {}  # a record has none
     reward = metrics.get("reward")
     return {
         "episode": e + 1,

@@ -66,7 +66,7 @@ def sample(root: str | Path, patterns: Sequence[str] = ()) -> list[Path]:
 
 def _episodes(record: Path) -> list[Path]:
     """The recorded training episodes of a learn directory, in order (none: ``record`` is a plain run)."""
-    return sorted((record / "train").glob(f"ep-*/{rundir.SUMMARY}")) if not (record / rundir.SUMMARY).is_file() else []
+    return sorted((record / "train").glob(f"ep-*/{rundir.SUMMARY}"))  # before a top-level summary of old records
 
 
 def _config(record: Path, out: Path, rerun: Callable[[Path], Path]) -> dict:
@@ -105,7 +105,7 @@ def reproduce(
         return out / record.parent.relative_to(root) if record.parent != root else out
 
     def check(record: Path) -> Path:  # every config and the records it loads agents from, before any training
-        for config in [e.parent for e in _episodes(record)] or [record]:
+        for config in [e.parent for e in _episodes(record)][:1] or [record]:  # what rerun reads of a learn directory
             load_config(_config(config, target(record), check))
         return record
 
