@@ -23,8 +23,8 @@ import numpy as np
 from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
 from acodm_gym.registry import STATE_PARTS
-from acodm_gym.runs.compare import train_or_reuse
 from acodm_gym.runs.provenance import code_version
+from acodm_gym.runs.reuse import train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS: dict[str, list[str]] = {

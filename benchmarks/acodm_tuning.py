@@ -29,9 +29,10 @@ import numpy as np
 from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
 from acodm_gym.envs.task import normalised_score, read_references
-from acodm_gym.runs.compare import mean_interval, train_or_reuse
+from acodm_gym.runs.compare import mean_interval
 from acodm_gym.runs.provenance import code_version
 from acodm_gym.runs.records import restore_records, save_records
+from acodm_gym.runs.reuse import train_or_reuse
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The reward and critic changes the diagnostics pointed to (docs/findings.md, "Why AC-ODM does not learn a better mixture

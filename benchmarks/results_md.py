@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acodm_gym.config import TASK_DIR
+from acodm_gym.config import task_references_file
 from acodm_gym.envs.task import search_budget
 from acodm_gym.runs import provenance, stats
 from acodm_gym.runs.compare import diagnostics_lines, mean_interval
@@ -173,7 +173,7 @@ def task_section(task: str, result: dict) -> list[str]:
 
 def references_lines(task: str, result: dict) -> list[str]:
     """The task's reference scores, the search that found the best static mixture, and the evaluation noise."""
-    shipped = json.loads((TASK_DIR / f"{task}.references.json").read_text())
+    shipped = json.loads(task_references_file(task).read_text())
     d = result["discrimination"]
     lines = [
         f"References (`acodm_gym/configs/tasks/{task}.references.json`, {shipped['date']}: `{shipped['command']}`). "

@@ -49,7 +49,7 @@ import numpy as np
 from results_md import write as write_results_md  # benchmarks/results_md.py, beside this script
 
 from acodm_gym.cli import parse_args
-from acodm_gym.config import ALL_METHODS, TASK_DIR, load_config
+from acodm_gym.config import ALL_METHODS, load_config, task_references_file
 from acodm_gym.envs.task import search_budget
 from acodm_gym.runs import provenance, stats
 from acodm_gym.runs.compare import compare, mean_interval, method_run_dir, report
@@ -173,7 +173,7 @@ def _code_lines(tasks: dict[str, dict]) -> list[str]:
 
 def _sweep(task: str, out: Path, args, command: str, machine: str, started: float) -> None:
     """References (unless shipped), then compare, then the task's results files."""
-    shipped = TASK_DIR / f"{task}.references.json"
+    shipped = task_references_file(task)
     if not shipped.exists() and not args.report_only:
         references(
             task,

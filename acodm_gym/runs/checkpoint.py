@@ -257,7 +257,7 @@ def _commit(run_dir: Path, cfg: Config, env, agent, runner_state: dict, tmp: Pat
         "files": files,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "acodm_gym": __version__,
-        "code": provenance.code_version(),  # a sweep does not continue a run of other code (compare.train_or_reuse)
+        "code": provenance.code_version(),  # a sweep does not continue a run of other code (reuse.train_or_reuse)
     }
     _write_file(tmp / "meta.json", lambda p: _write_synced(p, json.dumps(meta, indent=1)))
     _fsync(tmp)

@@ -1,7 +1,7 @@
 """What a result was made from: the code version and the corpus, recorded in every run's summary.json.
 
 A sweep reuses a finished run only when its config, its code version and its corpus are this run's
-(``compare.train_or_reuse``): a run of other code or other data is stale, and is trained again.
+(``reuse.train_or_reuse``): a run of other code or other data is stale, and is trained again.
 
 * The **code version** is a digest of the package's own files (``acodm_gym/**/*.py`` and its shipped
   configs, without the task reference scores, which only rescore a run) plus the versions of torch,
