@@ -122,6 +122,7 @@ def test_a_learned_compare_method_trains_its_policy_once_and_scores_it_frozen_on
 ):
     from acodm_gym.runs.compare import compare
     from acodm_gym.runs.records import restore_records, save_records
+    from acodm_gym.runs.reproduce import reproduce
 
     cfg = load_config(_cfg(corpus_text_dir, cache_dir, tmp_path), ["learn.episodes=2", "learn.first_seed=500"])
     lines: list[str] = []
@@ -145,6 +146,9 @@ def test_a_learned_compare_method_trains_its_policy_once_and_scores_it_frozen_on
     assert sum(reused in line for line in lines) == 2 + 2  # natural and the scoring runs: no episode is looked at
 
     save_records(out, tmp_path / "records")  # another machine or a clean clone: records only, no agent.pt
+    rows = reproduce(tmp_path / "records", tmp_path / "rerun", log=lambda _: None)  # one record per method
+    assert [r["record"] for r in rows] == ["acodm-learned/test/after-2/seed-0", "natural-seed0"]
+    assert all(r["match"] for r in rows)  # the learned policy's episodes rerun from their records, then scored
     out.rename(tmp_path / "trained")
     restore_records(tmp_path / "records", out)
     assert not (learned / "agent.pt").exists()

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import yaml
 
-from ..config import PROXY_METHOD, load_config
+from ..config import PROXY_METHOD, learned_agent, load_config
 from ..errors import InputError
 from ..registry import AGENTS
 from . import learn, provenance, rundir
@@ -33,9 +33,13 @@ _SEEDED = re.compile(r"^(?P<method>.+)-seed(?P<seed>\d+)$")
 
 
 def find_records(root: str | Path) -> list[Path]:
-    """Every record under ``root``: ``root/<run>/`` or ``root/<task>/<run>/`` holding a summary.json."""
+    """Every record under ``root``: ``root/<run>/`` or ``root/<task>/<run>/`` holding a summary.json, and the
+    scoring runs of learned methods, ``[<task>/]<method>/test/after-N/seed-S/`` (``learn.scoring_dir``)."""
     root = Path(root)
-    found = [*root.glob(f"*/{rundir.SUMMARY}"), *root.glob(f"*/*/{rundir.SUMMARY}")]
+    found = [
+        *(p for pattern in ("*", "*/*") for p in root.glob(f"{pattern}/{rundir.SUMMARY}")),
+        *(p for pattern in ("*", "*/*") for p in root.glob(f"{pattern}/test/after-*/seed-*/{rundir.SUMMARY}")),
+    ]
     if not found:
         raise InputError(
             f"No run records under {root} (folders holding {rundir.SUMMARY}): give a records directory, "
@@ -59,9 +63,20 @@ def sample(root: str | Path, patterns: Sequence[str] = ()) -> list[Path]:
         match = _SEEDED.match(r.name)
         if match and match["method"] in (*AGENTS.names(), PROXY_METHOD, "best-static"):
             key, seed = (r.parent, match["method"]), int(match["seed"])
-            if key not in lowest or seed < lowest[key][0]:
-                lowest[key] = (seed, r)
+        elif _scoring_run(r) and learned_agent(r.parents[2].name):  # a learned method's scoring run
+            key, seed = (r.parents[3], r.parents[2].name), int(r.name.removeprefix("seed-"))
+        else:
+            continue
+        if key not in lowest or seed < lowest[key][0]:
+            lowest[key] = (seed, r)
     return sorted(r for _, r in lowest.values())
+
+
+def _scoring_run(record: Path) -> bool:
+    """Whether ``record`` is a scoring run in a learn directory (``<learn dir>/test/after-N/seed-S``)."""
+    return (
+        record.name.startswith("seed-") and record.parent.name.startswith("after-") and record.parents[1].name == "test"
+    )
 
 
 def _episodes(record: Path) -> list[Path]:
@@ -79,8 +94,9 @@ def _config(record: Path, out: Path, rerun: Callable[[Path], Path]) -> dict:
     agent = cfg["agent"]
     for holder, key in ((agent, "init_from"), (agent.get("options") or {}, "path")):
         path = holder.get(key)
-        if path and Path(path).parent.parent == recorded_out:
-            dependency = record.parent / Path(path).parent.name
+        learn_dir = _scoring_run(record) and Path(path or "").parent == recorded_out.parent.parent
+        if path and (Path(path).parent.parent == recorded_out or learn_dir):
+            dependency = record.parents[2] if learn_dir else record.parent / Path(path).parent.name
             if not (dependency / rundir.SUMMARY).is_file() and not _episodes(dependency):
                 raise InputError(
                     f"{record} loads the agent of {Path(path).parent.name}, which has no record in {record.parent}."
