@@ -550,7 +550,17 @@ def check_sketch(sketch: Any, shapes: Sequence[tuple[int, int]] = ()) -> None:
 
 
 def validate(cfg: Config) -> None:
-    """Check values that a typo or a bad combination would make silently wrong."""
+    """Check values that a typo or a bad combination would make silently wrong, section by section."""
+    _check_names(cfg)
+    _check_runs(cfg)
+    check_model(cfg.model)
+    _check_train(cfg.train)
+    _check_eval(cfg)
+    _check_data(cfg)
+
+
+def _check_names(cfg: Config) -> None:
+    """Every name a setting chooses (agent, architecture, backend, reward, scalarisation, recipe) is known."""
     AGENTS.check(cfg.agent.name)
     _choice(cfg.model.arch, ["gpt_neox", "llama"], "model.arch")
     _choice(cfg.model.dtype, ["float32", "bfloat16", "float16"], "model.dtype")
@@ -563,6 +573,10 @@ def validate(cfg: Config) -> None:
     SCALARIZATIONS.check(cfg.env.scalarization)
     _choice(cfg.env.episode, ["scoring", "training"], "env.episode")
     check_recipe(cfg.data.recipe)
+
+
+def _check_runs(cfg: Config) -> None:
+    """The protocol's counts and seeds, the agent files a run starts from, checkpoints."""
     if cfg.proxy.episodes < 1 or cfg.learn.episodes < 1:
         raise ConfigError(f"{'proxy' if cfg.proxy.episodes < 1 else 'learn'}.episodes must be at least 1.")
     check_seed(cfg.learn.first_seed, "learn.first_seed=")
@@ -575,8 +589,10 @@ def validate(cfg: Config) -> None:
     check_seed(cfg.run.seed)
     if cfg.run.checkpoint_interval < 0 or cfg.run.keep_checkpoints < 1:
         raise ConfigError("run.checkpoint_interval must be >= 0 (0: no checkpoints) and run.keep_checkpoints >= 1.")
-    check_model(cfg.model)
-    _check_train(cfg.train)
+
+
+def _check_eval(cfg: Config) -> None:
+    """Validation and evaluation sizes, batch, exploration floor, and the observation's parts."""
     if cfg.env.eval_batches < 1 or cfg.env.eval_interval < 0:
         raise ConfigError(
             f"env.eval_batches={cfg.env.eval_batches} must be >= 1 and env.eval_interval={cfg.env.eval_interval} >= 0 "
@@ -599,6 +615,10 @@ def validate(cfg: Config) -> None:
     if cfg.env.num_norm_probes < 1:
         raise ConfigError("env.num_norm_probes must be at least 1.")
     _check_norm_probes(cfg)
+
+
+def _check_data(cfg: Config) -> None:
+    """The corpus' tokenizer, held-out fractions and encoding, and the reward's probe depths."""
     if cfg.data.tokenizer is None and cfg.data.vocab_size < MIN_VOCAB:
         raise ConfigError(
             f"data.vocab_size={cfg.data.vocab_size} is below {MIN_VOCAB}, the smallest byte-level BPE (256 bytes and "

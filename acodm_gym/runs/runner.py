@@ -193,13 +193,7 @@ def train(
     outputs are written (each atomically), so a failure there is redone by resuming.
     """
     cfg = prepare_config(cfg, agent)
-    ckpt = None
-    if resume is not None and resume is not False:
-        target = run_dir_for(cfg) if resume is True else Path(resume)
-        cfg.run = dataclasses.replace(cfg.run, out_dir=str(target.parent), name=target.name)
-        rundir.check_free(target)  # a run still going, maybe before its first checkpoint: in use, not stopped
-        ckpt = checkpoint.find(target, warn=log if distributed.is_main_process() else (lambda _: None))
-        checkpoint.check_resumable(ckpt, cfg, allow_changes, target)
+    ckpt = _checkpoint_to_resume(cfg, resume, allow_changes, log)
     run_dir = run_dir_for(cfg)
     # Multi-rank (train.backend=deepspeed under torchrun/deepspeed): every rank steps the env in lockstep;
     # rank 0 alone runs the agent (the env broadcasts its action) and writes the run directory.
@@ -210,12 +204,7 @@ def train(
     def take_run_dir() -> np.ndarray:  # rank 0; if it raises, the other ranks raise too (from_main)
         nonlocal lock
         lock = lock or rundir.RunLock(run_dir)
-        if ckpt is None:
-            rundir.check_fresh(run_dir, overwrite)
-            rundir.clear(run_dir, log)
-        else:
-            rundir.clean_stale(run_dir, log)
-        rundir.write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        _prepare_run_dir(cfg, run_dir, ckpt is None, overwrite, log)
         return np.zeros(1)
 
     try:
@@ -223,10 +212,7 @@ def train(
             lock = rundir.RunLock(run_dir)
             if ckpt is None:
                 rundir.check_fresh(run_dir, overwrite)
-        env = PretrainEnv(cfg, log=log if main else (lambda _: None))
-        agent = (agent or make_agent(cfg.agent, EnvSpec.from_env(env))) if main else None
-        if main and ckpt is None and cfg.agent.init_from:  # continue an earlier run's agent (e.g. a proxy episode)
-            agent.load(cfg.agent.init_from)
+        env, agent = _build(cfg, agent, ckpt is None, main, log)
         distributed.set_resume_hint(lambda: _resume_hint(run_dir))  # for the one line about a hung or dead rank
         obs, info = env.reset(seed=cfg.run.seed)
         first = _first_step(cfg, env, agent, obs) if ckpt is None else None  # before an earlier run is removed
@@ -238,6 +224,44 @@ def train(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _checkpoint_to_resume(
+    cfg: Config, resume: str | Path | bool | None, allow_changes: Sequence[str], log: Callable[[str], None]
+) -> checkpoint.Checkpoint | None:
+    """The checkpoint ``resume`` names, checked against ``cfg`` (None: a fresh run); ``cfg.run`` then names its
+    run directory."""
+    if resume is None or resume is False:
+        return None
+    target = run_dir_for(cfg) if resume is True else Path(resume)
+    cfg.run = dataclasses.replace(cfg.run, out_dir=str(target.parent), name=target.name)
+    rundir.check_free(target)  # a run still going, maybe before its first checkpoint: in use, not stopped
+    ckpt = checkpoint.find(target, warn=log if distributed.is_main_process() else (lambda _: None))
+    checkpoint.check_resumable(ckpt, cfg, allow_changes, target)
+    return ckpt
+
+
+def _prepare_run_dir(cfg: Config, run_dir: Path, fresh: bool, overwrite: bool, log: Callable[[str], None]) -> None:
+    """A fresh run's directory emptied of an earlier run's (only with ``overwrite``), a resumed one's stale temp
+    files cleaned; then the config it runs with."""
+    if fresh:
+        rundir.check_fresh(run_dir, overwrite)
+        rundir.clear(run_dir, log)
+    else:
+        rundir.clean_stale(run_dir, log)
+    rundir.write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _build(
+    cfg: Config, agent: Agent | None, fresh: bool, main: bool, log: Callable[[str], None]
+) -> tuple[PretrainEnv, Agent | None]:
+    """The env on every rank; the agent on rank 0 only, a fresh run's loaded from ``agent.init_from`` if set
+    (continuing an earlier run's agent, e.g. a learn episode's)."""
+    env = PretrainEnv(cfg, log=log if main else (lambda _: None))
+    agent = (agent or make_agent(cfg.agent, EnvSpec.from_env(env))) if main else None
+    if main and fresh and cfg.agent.init_from:
+        agent.load(cfg.agent.init_from)
+    return env, agent
 
 
 @dataclass
@@ -353,21 +377,11 @@ def _loop(
     update, log, ``on_step``, checkpoint every ``run.checkpoint_interval`` steps and once at the end. Returns
     the last step's info (empty if no step was left) and the run's seconds so far."""
     main = distributed.is_main_process()
-    resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
-    logger = (
-        MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward, cfg.to_dict())
-        if main
-        else None
-    )
+    logger = _metrics_logger(cfg, env, ckpt, run_dir) if main else None
     last_checkpoint = ckpt.step if ckpt is not None else None
     total, interval = cfg.train.total_steps, cfg.run.checkpoint_interval
-    bar = tqdm(
-        total=total,
-        initial=env.t - (first is not None),
-        desc=f"{cfg.agent.name}",
-        disable=not (cfg.run.progress and main),
-        dynamic_ncols=True,
-    )
+    quiet = not (cfg.run.progress and main)
+    bar = tqdm(total=total, initial=env.t - (first is not None), desc=cfg.agent.name, disable=quiet, dynamic_ncols=True)
     started = time.perf_counter() - (first.seconds if first is not None else 0.0)
     tokens_before = 0 if first is not None else env.tokens
 
@@ -378,46 +392,28 @@ def _loop(
         checkpoint.save(run_dir, cfg, env, agent, progress.state(csv_bytes), last_checkpoint, log)
         last_checkpoint = env.t
 
-    info: (
-        StepInfo | dict
-    ) = {}  # stays empty when a resume starts at the last step (the outputs are then all that is left)
+    # stays empty when a resume starts at the last step (the outputs are then all that is left)
+    info: StepInfo | dict = {}
     try:
         pending = first
         while pending is not None or env.t < total:
             step, pending = pending or _step(env, agent, obs, cfg.agent.frozen), None
             info = step.info
-            if main:
-                logger.log(info, step.reward, step.stats)
-            progress.record(info)
-            if on_step is not None:
-                on_step(info)
-            if progress.transitions is not None:
-                progress.record_transition(obs, step.action, step.reward, info, step.next_obs)
-            elapsed = time.perf_counter() - started
+            _record(step, obs, progress, logger, on_step)
             bar.update(1)
+            speed = (info["tokens"] - tokens_before) / (time.perf_counter() - started)
             bar.set_postfix_str(
-                f"loss={info['objective']:.3f} tok/s={(info['tokens'] - tokens_before) / elapsed:,.0f} w={_short(info['domain_weights'])}",
-                refresh=False,
+                f"loss={info['objective']:.3f} tok/s={speed:,.0f} w={_short(info['domain_weights'])}", refresh=False
             )
             obs = step.next_obs
             if interval and env.t % interval == 0:
                 save_checkpoint()
             if step.done:
                 break
-        if (
-            last_checkpoint != env.t
-        ):  # the final state, so that a failure while writing the outputs is redone by --resume
+        if last_checkpoint != env.t:  # the final state, so that a failure writing the outputs is redone by --resume
             save_checkpoint()
     except NonFiniteLossError as exc:
-        if last_checkpoint is None:
-            hint = "No checkpoint was written before it (run.checkpoint_interval)."
-        else:
-            hint = (
-                f"The checkpoint of step {last_checkpoint} ({checkpoint.checkpoints_dir(run_dir) / checkpoint.step_name(last_checkpoint)}) "
-                f"predates it: continue from there with a lower learning rate: acodm-gym train --resume {run_dir} "
-                f"--allow-change train.lr train.lr=..."
-            )
-        raise NonFiniteLossError(f"{exc} {hint}") from None
+        raise NonFiniteLossError(f"{exc} {_non_finite_hint(run_dir, last_checkpoint)}") from None
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"stopped at step {env.t} of {total}; {_resume_hint(run_dir)}") from None
     finally:
@@ -425,6 +421,34 @@ def _loop(
         if logger is not None:
             logger.close()
     return info, progress.seconds_before + (time.perf_counter() - started)
+
+
+def _metrics_logger(cfg: Config, env: PretrainEnv, ckpt, run_dir: Path) -> MetricsLogger:
+    """The run's metrics.csv (and TensorBoard) logger; a resumed run's continues where its checkpoint stopped."""
+    resume_from = (int(ckpt.meta["csv_bytes"]), ckpt.step) if ckpt is not None else None
+    return MetricsLogger(run_dir, env.domains, cfg.run.tensorboard, resume_from, cfg.env.compute_reward, cfg.to_dict())
+
+
+def _record(step: _Step, obs, progress: _Progress, logger, on_step: Callable[[StepInfo], None] | None) -> None:
+    """One step into the metrics (rank 0), the episode's progress, ``on_step`` and the transitions log."""
+    if logger is not None:
+        logger.log(step.info, step.reward, step.stats)
+    progress.record(step.info)
+    if on_step is not None:
+        on_step(step.info)
+    if progress.transitions is not None:
+        progress.record_transition(obs, step.action, step.reward, step.info, step.next_obs)
+
+
+def _non_finite_hint(run_dir: Path, last_checkpoint: int | None) -> str:
+    """What to do after a non-finite loss: resume from the last checkpoint with a lower learning rate."""
+    if last_checkpoint is None:
+        return "No checkpoint was written before it (run.checkpoint_interval)."
+    where = checkpoint.checkpoints_dir(run_dir) / checkpoint.step_name(last_checkpoint)
+    return (
+        f"The checkpoint of step {last_checkpoint} ({where}) predates it: continue from there with a lower learning "
+        f"rate: acodm-gym train --resume {run_dir} --allow-change train.lr train.lr=..."
+    )
 
 
 def _outputs(
@@ -518,66 +542,10 @@ def _write_outputs(
     A failure (a full disk) raises ``OutputError`` saying what was written and how to write the
     rest: the final checkpoint holds the trained state, and ``--resume`` writes the outputs again.
     """
-    steps, weights, val_steps, val_ppl = progress.steps, progress.weights, progress.val_steps, progress.val_ppl
-    weights_arr, steps_arr, val_arr = np.array(weights), np.array(steps), np.array(val_ppl)
-    mean_weights = weights_arr.mean(axis=0)
-    scored = _scored(env, result) if result is not None else {}  # a training episode has no final evaluation
-
-    def pick(*keys: str) -> dict:
-        return {k: scored[k] for k in keys if k in scored}
-
-    summary = {
-        "agent": cfg.agent.name,
-        "seed": cfg.run.seed,
-        "episode": cfg.env.episode,
-        "steps": len(steps),
-        "tokens": int(env.tokens),
-        "seconds": round(seconds, 2),
-        "seconds_per_step": seconds / max(1, len(steps)),
-        "domains": env.domains,
-        **pick("final_val_ppl", "final_val_ppl_avg"),
-        "val_curve": {
-            "steps": val_steps,
-            "avg_ppl": val_arr.mean(axis=1).tolist() if len(val_arr) else [],
-            "metric": [env.metric.value(np.log(v)) for v in val_arr],
-        },
-        **pick("test_ppl", "test_ppl_avg"),
-        # The task's metric (geometric mean perplexity over task.eval_domains), the arithmetic mean beside it,
-        # and the normalised score on the test split (None while the task has no references).
-        "task": cfg.task.name,
-        "eval_domains": env.metric.eval_domains,
-        **pick("val_metric", "val_metric_arith", "test_metric", "test_metric_arith", "score", "score_budget"),
-        "mean_weights": dict(zip(env.domains, mean_weights.tolist())),
-        "skipped_steps": progress.skipped,
-        "resumed_at": progress.resumed_at,
-        # what the result was made from: a sweep reuses the run only for the same code and data (runs/provenance.py)
-        "code": provenance.code_version(),
-        "corpus": checkpoint.corpus_fingerprint(env.corpus)["fingerprint"],
-    }
+    summary = _summary(cfg, env, progress, result, seconds)
     metrics = read_metrics(run_dir / "metrics.csv")
     summary["diagnostics"] = _late_diagnostics(metrics)
-
-    def save_model(path: Path) -> None:
-        tokenizer = to_hf_tokenizer(env.corpus.tokenizer(), cfg.model.seq_len)
-        save_for_generation(env.backend.model, tokenizer, path, cfg.train.device, cfg.run.progress)
-
-    def save_transitions(path: Path) -> None:
-        with open(path, "wb") as fh:
-            np.savez(fh, **{k: np.array(v, dtype=np.float32) for k, v in progress.transitions.items()})
-
-    outputs: list[tuple[str, Callable[[Path], None]]] = [
-        ("model", save_model),
-        ("agent.pt", agent.save),
-        ("mixture.json", lambda p: write_mixture(p, env.domains, steps, weights_arr)),
-    ]
-    if progress.transitions:
-        outputs.append(("transitions.npz", save_transitions))
-    if cfg.run.plots:
-        test_ppl = result["test_ppl"] if result is not None else None  # a training episode has no final evaluation
-        outputs += _plots(cfg.agent.name, env, steps_arr, weights_arr, np.array(val_steps), val_arr, summary, test_ppl)
-        if plots.diagnostic_columns(metrics):
-            title = f"Diagnostics ({cfg.agent.name})"
-            outputs.append(("diagnostics.png", lambda p: plots.plot_diagnostics(metrics, p, title)))
+    outputs = _output_writers(cfg, env, agent, progress, result, summary, metrics)
     outputs.append((rundir.SUMMARY, lambda p: p.write_text(json.dumps(summary, indent=2))))  # last: the run is complete
     done: list[str] = []
     for name, write in outputs:
@@ -593,6 +561,75 @@ def _write_outputs(
             ) from exc
         done.append(name)
     return summary
+
+
+def _summary(cfg: Config, env: PretrainEnv, progress: _Progress, result: dict | None, seconds: float) -> dict:
+    """summary.json (without the diagnostics): what the episode did and, for a scoring episode, its scores."""
+    val_arr, weights = np.array(progress.val_ppl), np.array(progress.weights)
+    scored = _scored(env, result) if result is not None else {}  # a training episode has no final evaluation
+
+    def pick(*keys: str) -> dict:
+        return {k: scored[k] for k in keys if k in scored}
+
+    return {
+        "agent": cfg.agent.name,
+        "seed": cfg.run.seed,
+        "episode": cfg.env.episode,
+        "steps": len(progress.steps),
+        "tokens": int(env.tokens),
+        "seconds": round(seconds, 2),
+        "seconds_per_step": seconds / max(1, len(progress.steps)),
+        "domains": env.domains,
+        **pick("final_val_ppl", "final_val_ppl_avg"),
+        "val_curve": {
+            "steps": progress.val_steps,
+            "avg_ppl": val_arr.mean(axis=1).tolist() if len(val_arr) else [],
+            "metric": [env.metric.value(np.log(v)) for v in val_arr],
+        },
+        **pick("test_ppl", "test_ppl_avg"),
+        # The task's metric (geometric mean perplexity over task.eval_domains), the arithmetic mean beside it,
+        # and the normalised score on the test split (None while the task has no references).
+        "task": cfg.task.name,
+        "eval_domains": env.metric.eval_domains,
+        **pick("val_metric", "val_metric_arith", "test_metric", "test_metric_arith", "score", "score_budget"),
+        "mean_weights": dict(zip(env.domains, weights.mean(axis=0).tolist())),
+        "skipped_steps": progress.skipped,
+        "resumed_at": progress.resumed_at,
+        # what the result was made from: a sweep reuses the run only for the same code and data (runs/provenance.py)
+        "code": provenance.code_version(),
+        "corpus": checkpoint.corpus_fingerprint(env.corpus)["fingerprint"],
+    }
+
+
+def _output_writers(
+    cfg: Config, env: PretrainEnv, agent: Agent, progress: _Progress, result: dict | None, summary: dict, metrics
+) -> list[tuple[str, Callable[[Path], None]]]:
+    """Every output but the summary as (name, writer): model, agent, mixture, transitions, plots."""
+    weights_arr, steps_arr, val_arr = np.array(progress.weights), np.array(progress.steps), np.array(progress.val_ppl)
+
+    def save_model(path: Path) -> None:
+        tokenizer = to_hf_tokenizer(env.corpus.tokenizer(), cfg.model.seq_len)
+        save_for_generation(env.backend.model, tokenizer, path, cfg.train.device, cfg.run.progress)
+
+    def save_transitions(path: Path) -> None:
+        with open(path, "wb") as fh:
+            np.savez(fh, **{k: np.array(v, dtype=np.float32) for k, v in progress.transitions.items()})
+
+    outputs: list[tuple[str, Callable[[Path], None]]] = [
+        ("model", save_model),
+        ("agent.pt", agent.save),
+        ("mixture.json", lambda p: write_mixture(p, env.domains, progress.steps, weights_arr)),
+    ]
+    if progress.transitions:
+        outputs.append(("transitions.npz", save_transitions))
+    if cfg.run.plots:
+        test_ppl = result["test_ppl"] if result is not None else None  # a training episode has no final evaluation
+        val_steps = np.array(progress.val_steps)
+        outputs += _plots(cfg.agent.name, env, steps_arr, weights_arr, val_steps, val_arr, summary, test_ppl)
+        if plots.diagnostic_columns(metrics):
+            title = f"Diagnostics ({cfg.agent.name})"
+            outputs.append(("diagnostics.png", lambda p: plots.plot_diagnostics(metrics, p, title)))
+    return outputs
 
 
 def _plots(title: str, env: PretrainEnv, steps, weights, val_steps, val_ppl, summary: dict, test_ppl) -> list:
