@@ -286,47 +286,58 @@ def report(out: str | Path) -> Path:
     refs = read_references(TaskConfig(name=task)) if task else None
     odm = summaries.get("odm")
     odm_best = {s["seed"]: min(val_curve(s)) for s in odm} if odm else {}
+    results = {method: _method_results(runs, refs, odm_best, domains) for method, runs in summaries.items()}
+    text = _report_text(index, results, summaries, task, eval_domains, refs, made, out)
+    (out / "report.md").write_text("\n".join(text) + "\n")
+    keep = ("weights", "seeds", "val_metric", "test_metric")
+    references = {kind: {k: ref[k] for k in keep} for kind, ref in refs["references"].items()} if refs else {}
+    payload = {
+        "task": task,
+        "metric_domains": eval_domains,
+        "domains": domains,
+        "references": references,
+        "reference_search": refs and refs["search"],
+        "provenance": made,
+        "methods": results,
+    }
+    (out / "results.json").write_text(json.dumps(payload, indent=2))
 
+    _plots(out, index, summaries, domains, [d for d in domains if d not in eval_domains])
+    return out / "report.md"
+
+
+def _method_results(runs: list[dict], refs: dict | None, odm_best: dict[int, float], domains: list[str]) -> dict:
+    """One method's entry of results.json from its runs' summaries."""
+    test_metric = [s.get("test_metric", s["test_ppl_avg"]) for s in runs]
+    return {
+        "seeds": [s["seed"] for s in runs],
+        "test_metric": test_metric,
+        "score": [normalised_score(m, refs) for m in test_metric],
+        "final_val_ppl": [s["final_val_ppl_avg"] for s in runs],
+        "val_metric": [s.get("val_metric", s["final_val_ppl_avg"]) for s in runs],
+        "test_metric_arith": [s.get("test_metric_arith") for s in runs],
+        "steps_to_odm_best": [steps_to_reach(s, odm_best[s["seed"]]) if s["seed"] in odm_best else None for s in runs],
+        "seconds_per_step": [s["seconds_per_step"] for s in runs],
+        "mean_weights": {d: float(np.mean([s["mean_weights"][d] for s in runs])) for d in domains},
+        "diagnostics": [s.get("diagnostics", {}) for s in runs],
+    }
+
+
+def _report_text(index, results, summaries, task, eval_domains, refs, made, out: Path) -> list[str]:
+    """report.md's lines: what is measured, the methods' table, the RL statistics, per-domain test perplexity,
+    the agents' diagnostics and the plots."""
+    domains = next(iter(summaries.values()))[0]["domains"]
     header = ["method", "score (95 % CI)", "test metric", "test arith. mean", "steps to ODM best", "s/step"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     domain_lines = ["| method | " + " | ".join(domains) + " |", "|" + "---|" * (len(domains) + 1)]
-    results: dict[str, dict] = {}
-    for method, runs in summaries.items():
-        test_metric = [s.get("test_metric", s["test_ppl_avg"]) for s in runs]
-        reach = [steps_to_reach(s, odm_best[s["seed"]]) if s["seed"] in odm_best else None for s in runs]
-        reached = [r for r in reach if r is not None]
-        reach_text = f"{np.mean(reached):.0f} ({len(reached)}/{len(reach)})" if reached else "not reached"
-        results[method] = {
-            "seeds": [s["seed"] for s in runs],
-            "test_metric": test_metric,
-            "score": [normalised_score(m, refs) for m in test_metric],
-            "final_val_ppl": [s["final_val_ppl_avg"] for s in runs],
-            "val_metric": [s.get("val_metric", s["final_val_ppl_avg"]) for s in runs],
-            "test_metric_arith": [s.get("test_metric_arith") for s in runs],
-            "steps_to_odm_best": reach,
-            "seconds_per_step": [s["seconds_per_step"] for s in runs],
-            "mean_weights": {d: float(np.mean([s["mean_weights"][d] for s in runs])) for d in domains},
-            "diagnostics": [s.get("diagnostics", {}) for s in runs],
-        }
-        r = results[method]
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    method,
-                    _fmt(r["score"]),
-                    _fmt(test_metric, 2),
-                    _fmt(r["test_metric_arith"], 2),
-                    reach_text,
-                    f"{np.mean(r['seconds_per_step']):.3f}",
-                ]
-            )
-            + " |"
-        )
-        per_domain = np.array([[s["test_ppl"][d] for d in domains] for s in runs]).mean(axis=0)
+    for method, r in results.items():
+        reached = [x for x in r["steps_to_odm_best"] if x is not None]
+        reach = f"{np.mean(reached):.0f} ({len(reached)}/{len(r['seeds'])})" if reached else "not reached"
+        cells = [_fmt(r["score"]), _fmt(r["test_metric"], 2), _fmt(r["test_metric_arith"], 2), reach]
+        lines.append(f"| {method} | " + " | ".join([*cells, f"{np.mean(r['seconds_per_step']):.3f}"]) + " |")
+        per_domain = np.array([[s["test_ppl"][d] for d in domains] for s in summaries[method]]).mean(axis=0)
         domain_lines.append(f"| {method} | " + " | ".join(f"{v:.1f}" for v in per_domain) + " |")
-
-    text = [
+    return [
         f"# Data-mixing comparison{f' on task {task}' if task else ''}",
         "",
         f"Seeds: {index['seeds']}. Metric: geometric mean of the test perplexities over {', '.join(eval_domains)} "
@@ -352,19 +363,3 @@ def report(out: str | Path) -> Path:
         "perplexity, error bars: 95 % interval over seeds; unscored domains are marked), `profile.png` (performance "
         "profile of the normalised score, with reference scores).",
     ]
-    (out / "report.md").write_text("\n".join(text) + "\n")
-    keep = ("weights", "seeds", "val_metric", "test_metric")
-    references = {kind: {k: ref[k] for k in keep} for kind, ref in refs["references"].items()} if refs else {}
-    payload = {
-        "task": task,
-        "metric_domains": eval_domains,
-        "domains": domains,
-        "references": references,
-        "reference_search": refs and refs["search"],
-        "provenance": made,
-        "methods": results,
-    }
-    (out / "results.json").write_text(json.dumps(payload, indent=2))
-
-    _plots(out, index, summaries, domains, [d for d in domains if d not in eval_domains])
-    return out / "report.md"
