@@ -18,9 +18,9 @@ import sys
 import threading
 import time
 
-from .config import METHODS, PROXY_METHOD, check_methods, check_search, load_config
+from .config import METHODS, PROXY_METHOD, LearnConfig, check_methods, check_search, load_config
 from .errors import ConfigError, InputError, RunFailure
-from .registry import AGENTS
+from .registry import AGENTS, TASKS
 
 
 def _config(args, extra: dict | None = None):
@@ -211,35 +211,59 @@ def cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every sub-command with its arguments (the options of each are added by the ``_add_*`` helpers below)."""
     parser = argparse.ArgumentParser(
         prog="acodm-gym", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     # The deepspeed launcher passes --local_rank=N before the sub-command (LOCAL_RANK in the environment says the same).
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p):
-        p.add_argument("--config", default=None, help="YAML config path or name under configs/ (default: default)")
-        p.add_argument("--task", default=None, help="benchmark task (configs/tasks/): default, skewed, noisy, target")
-        p.add_argument("overrides", nargs="*", help="section.key=value overrides")
-        return p
-
-    p = common(sub.add_parser("data", help="build (first time) and describe the corpus"))
+    p = _common(sub.add_parser("data", help="build (first time) and describe the corpus"))
     p.add_argument("--verify", action="store_true", help="check every token file against its checksum in the manifest")
     p.set_defaults(func=cmd_data)
+    _add_train(_run_options(_common(sub.add_parser("train", help="one pretraining run driven by an agent"))))
+    proxy = sub.add_parser("proxy", help="learn AC-ODM on the proxy model and save the actor")
+    _run_options(_common(proxy)).set_defaults(func=cmd_proxy)
+    _add_learn(_common(sub.add_parser("learn", help="train one agent over N training episodes, then score it frozen")))
+    _add_dataset(_common(sub.add_parser("dataset", help="build or extend a task's offline dataset (Minari)")))
+    p = _run_options(_common(sub.add_parser("transfer", help="a frozen actor steers the target model")))
+    p.add_argument("--actor", required=True, help="agent.pt saved by `proxy` (or by an acodm run)")
+    p.set_defaults(func=cmd_transfer)
+    _add_compare(_common(sub.add_parser("compare", help="all methods on one corpus, budget and seeds, then report.md")))
+    _add_compare(_common(sub.add_parser("run", help="the main job: compare on the embedded default")))
+    help_ = "reference scores of a task: natural, uniform, best static mixture of an Optuna search"
+    _add_reference(sub.add_parser("reference", help=help_))
+    _add_reproduce(
+        sub.add_parser("reproduce", help="rerun a sample of run records and compare their test metric to 1e-9")
+    )
+    p = sub.add_parser("report", help="rewrite report.md and plots of a compare directory")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_report)
+    return parser
 
-    def run_options(p):
-        p.add_argument("--seed", type=int, default=None)
-        p.add_argument("--name", default=None, help="run directory name under run.out_dir")
-        p.add_argument("--out-dir", default=None, help="where run directories go (default: runs/)")
-        p.add_argument(
-            "--overwrite",
-            action="store_true",
-            help="replace a run directory holding an earlier run's checkpoints or results (default: refuse; see --resume)",
-        )
-        return p
 
-    p = run_options(common(sub.add_parser("train", help="one pretraining run driven by an agent")))
+def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The config, the task and the overrides, as every command that builds a config takes them."""
+    p.add_argument("--config", default=None, help="YAML config path or name under configs/ (default: default)")
+    p.add_argument("--task", default=None, help="benchmark task (configs/tasks/): " + ", ".join(TASKS.names()))
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    return p
+
+
+def _run_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Where one run goes, its seed, and whether it may replace an earlier run."""
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--name", default=None, help="run directory name under run.out_dir")
+    p.add_argument("--out-dir", default=None, help="where run directories go (default: runs/)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run directory holding an earlier run's checkpoints or results (default: refuse; see --resume)",
+    )
+    return p
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", default=None, help="agent name: " + ", ".join(sorted(AGENTS.names())))
     p.add_argument(
         "--resume",
@@ -256,16 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-change train.lr train.lr=1e-3",
     )
     p.set_defaults(func=cmd_train)
-    run_options(
-        common(sub.add_parser("proxy", help="learn AC-ODM on the proxy model and save the actor"))
-    ).set_defaults(func=cmd_proxy)
-    p = common(sub.add_parser("learn", help="train one agent over N training episodes, then score it frozen"))
+
+
+def _add_learn(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", required=True, help="agent to train: " + ", ".join(sorted(AGENTS.names())))
     p.add_argument("--episodes", type=int, required=True, help="training episodes (a fresh model each)")
     p.add_argument("--test-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="model seeds it is scored on")
-    p.add_argument(
-        "--train-seed", type=int, default=1000, help="model seed of the first training episode (then +1 each)"
-    )
+    first = LearnConfig.first_seed
+    p.add_argument("--train-seed", type=int, default=first, help="model seed of the first training episode (then +1)")
     p.add_argument(
         "--eval-interval",
         type=int,
@@ -276,12 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, help="where it goes (default: runs/)")
     p.add_argument("--overwrite", action="store_true", help="train every episode from scratch")
     p.set_defaults(func=cmd_learn)
-    p = common(sub.add_parser("dataset", help="build or extend a task's offline dataset (Minari) of a behaviour"))
+
+
+def _add_dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--behaviour",
         required=True,
-        help="a registered agent (e.g. uniform, natural, odm, doge), or dirichlet-uniform or dirichlet-natural "
-        "(random static mixtures)",
+        help="a registered agent (e.g. uniform, natural, odm, doge); dirichlet-uniform or dirichlet-natural (random "
+        "static mixtures); drift-uniform or drift-natural (random slowly drifting schedules)",
     )
     p.add_argument("--episodes", type=int, required=True, help="episodes in the dataset (more extend it)")
     p.add_argument("--first-seed", type=int, default=2000, help="model seed of the first episode (then +1 each)")
@@ -289,38 +313,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, help="where the episodes' run directories go (default: runs/)")
     p.add_argument("--author-email", default=None, help="the dataset's contact, in its Minari metadata")
     p.set_defaults(func=cmd_dataset)
-    p = run_options(common(sub.add_parser("transfer", help="a frozen actor steers the target model")))
-    p.add_argument("--actor", required=True, help="agent.pt saved by `proxy` (or by an acodm run)")
-    p.set_defaults(func=cmd_transfer)
-    for name, help_ in (
-        ("compare", "all methods on one corpus, budget and seeds, then report.md"),
-        ("run", "the main job: compare on the embedded default"),
-    ):
-        p = common(sub.add_parser(name, help=help_))
-        p.add_argument("--seeds", type=int, nargs="+", default=[0])
-        p.add_argument(
-            "--methods",
-            default=None,
-            help=f"comma-separated methods (default: {','.join(METHODS)}; any agent or {PROXY_METHOD}: "
-            f"{', '.join(AGENTS.names())})",
-        )
-        p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/compare)")
-        p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)
-        p.add_argument(
-            "--overwrite",
-            action="store_true",
-            help="run every method from scratch (default: reuse finished runs, resume stopped ones)",
-        )
-        p.add_argument(
-            "--keep-stale",
-            action="store_true",
-            help="reuse finished runs of other code versions or corpora (the report names their version) "
-            "instead of training them again",
-        )
-        p.set_defaults(func=cmd_compare)
-    p = sub.add_parser(
-        "reference", help="reference scores of a task: natural, uniform, best static mixture of an Optuna search"
+
+
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma-separated methods (default: {','.join(METHODS)}; any agent, {PROXY_METHOD}, or <agent>-learned "
+        f"(trained over learn.episodes training episodes, then frozen): {', '.join(AGENTS.names())})",
     )
+    p.add_argument("--out", default=None, help="output directory (default: <run.out_dir>/compare)")
+    p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="run every method from scratch (default: reuse finished runs, resume stopped ones)",
+    )
+    p.add_argument(
+        "--keep-stale",
+        action="store_true",
+        help="reuse finished runs of other code versions or corpora (the report names their version) "
+        "instead of training them again",
+    )
+    p.set_defaults(func=cmd_compare)
+
+
+def _add_reference(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="benchmark task (configs/tasks/)")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the final reference runs")
@@ -347,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the references to PATH (no PATH: the task's own <task>.references.json, in a source checkout only)",
     )
     p.set_defaults(func=cmd_reference)
-    p = sub.add_parser("reproduce", help="rerun a sample of run records and compare their test metric to 1e-9")
+
+
+def _add_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("records", help="a records directory (<run>/ or <task>/<run>/), e.g. benchmarks/results/tasks/runs")
     p.add_argument(
         "--runs",
@@ -358,10 +379,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/reproduce", help="where the reruns go (default: runs/reproduce)")
     p.set_defaults(func=cmd_reproduce)
-    p = sub.add_parser("report", help="rewrite report.md and plots of a compare directory")
-    p.add_argument("dir")
-    p.set_defaults(func=cmd_report)
-    return parser
 
 
 # ``section.key=value`` (also ``section.sub.key=value``): an override wherever it stands on the line

@@ -136,3 +136,17 @@ def test_importing_the_envs_does_not_load_the_agents():
     code = "import sys, acodm_gym.envs; print(sorted(m for m in sys.modules if m.startswith(('stable_baselines3', 'acodm_gym.agents'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+MAX_FUNCTION_LINES = 60  # a function a reader can hold (issue 25): longer ones are split into named steps
+
+
+def test_no_function_in_the_package_is_longer_than_a_reader_can_hold():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.name} ({lines} lines)")
+    assert not long, f"split into named steps: {', '.join(long)}"
