@@ -132,12 +132,11 @@ class EnvConfig:
     episode: str = "scoring"
 
 
-# What `compare` runs: any agent by name (registry.AGENTS), and `acodm-proxy` (AC-ODM learnt on the proxy model,
-# then frozen). Its default, and every learned agent as well: what the benchmark tasks compare (benchmarks/tasks.py).
+# What `compare` runs: any agent by name (registry.AGENTS), `acodm-proxy` (AC-ODM learnt on the proxy model, then
+# frozen) and `<agent>-learned` (an agent trained across episodes, then frozen); METHODS is its default.
 PROXY_METHOD = "acodm-proxy"
 LEARNED = "-learned"  # compare method suffix: the agent trained across episodes, then frozen (learned_agent)
 METHODS = ("natural", "uniform", "odm", "acodm", PROXY_METHOD)
-ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")
 
 
 def learned_agent(method: str) -> str | None:

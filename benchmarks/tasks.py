@@ -49,7 +49,7 @@ import numpy as np
 from results_md import write as write_results_md  # benchmarks/results_md.py, beside this script
 
 from acodm_gym.cli import parse_args
-from acodm_gym.config import ALL_METHODS, load_config, task_references_file
+from acodm_gym.config import METHODS, load_config, task_references_file
 from acodm_gym.envs.task import search_budget
 from acodm_gym.runs import provenance, stats
 from acodm_gym.runs.compare import compare, mean_interval, method_run_dir, report
@@ -57,6 +57,7 @@ from acodm_gym.runs.records import restore_records, save_records
 from acodm_gym.runs.reference import references
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tasks"
+ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")  # the sweep's default: compare's, and these
 RECORDS = RESULTS / "runs"
 
 
