@@ -84,7 +84,10 @@ def improvement(mats: Mapping[str, np.ndarray], baseline: str) -> dict[str, floa
 
 
 def plot_profiles(mats: Mapping[str, np.ndarray], path: Path, title: str) -> None:
-    """The performance profiles (score distributions) with their 95 % bootstrap bands."""
+    """The performance profiles (score distributions) with their 95 % bootstrap bands; none without a method that
+    has every task (``matrices``)."""
+    if not mats:
+        return
     every = np.concatenate([x.ravel() for x in mats.values()])
     taus = np.linspace(min(0.0, every.min()), max(100.0, every.max()), 41)
     with _seeded(SEED):
