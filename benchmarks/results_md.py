@@ -42,6 +42,10 @@ REPORTS = {
     "reward_scale": "The alignment reward at scale",
     "reward_scale_timing": "The alignment reward at scale: time per step on a quiet machine",
     "reward_scale_mixture": "The alignment reward at scale: AC-ODM with the sketch",
+    "episodes": "Episodes per hour: training and scoring episodes",
+    "learn/noisy-acodm-anchored-5ep/report": "A learned policy on Noisy: AC-ODM's anchored actor after 5 training "
+    "episodes, frozen (`acodm-gym compare --task noisy --methods acodm-learned --seeds 0 1 2 3 4 "
+    "agent.options.actor=anchored agent.options.anchor=uniform learn.episodes=5 train.threads=1`)",
 }
 STALE = "stale: no code version"
 
