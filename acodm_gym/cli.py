@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from .config import METHODS, PROXY_METHOD, LearnConfig, check_methods, check_search, load_config
+from .config import METHODS, PROXY_METHOD, TEST_SEEDS, LearnConfig, check_methods, check_search, load_config
 from .errors import ConfigError, InputError, RunFailure
 from .registry import AGENTS, TASKS
 
@@ -285,7 +285,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 def _add_learn(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", required=True, help="agent to train: " + ", ".join(sorted(AGENTS.names())))
     p.add_argument("--episodes", type=int, required=True, help="training episodes (a fresh model each)")
-    p.add_argument("--test-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="model seeds it is scored on")
+    p.add_argument("--test-seeds", type=int, nargs="+", default=list(TEST_SEEDS), help="model seeds it is scored on")
     first = LearnConfig.first_seed
     p.add_argument("--train-seed", type=int, default=first, help="model seed of the first training episode (then +1)")
     p.add_argument(

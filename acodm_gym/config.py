@@ -198,6 +198,9 @@ class AgentConfig:
     frozen: bool = False
 
 
+TEST_SEEDS = (0, 1, 2, 3, 4)  # the model seeds a learned policy is scored on: those of the shipped references
+
+
 @dataclass
 class LearnConfig:
     """The protocol of compare's learned methods (``<agent>-learned``, ``runs/learn.py``): the agent trains over

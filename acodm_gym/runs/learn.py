@@ -37,14 +37,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..agents import FrozenActorAgent
-from ..config import AgentConfig, Config, check_seed, load_config
+from ..config import TEST_SEEDS, AgentConfig, Config, LearnConfig, check_seed, load_config
 from ..errors import ConfigError
 from . import plots, rundir
 from .logger import read_metrics
 from .reuse import finished, train_or_reuse
 
-TEST_SEEDS = (0, 1, 2, 3, 4)  # the seeds of the shipped references and sweeps
-FIRST_TRAIN_SEED = 1000
+FIRST_TRAIN_SEED = LearnConfig.first_seed
 
 
 def train_seeds(episodes: int, first: int = FIRST_TRAIN_SEED, stride: int = 1) -> list[int]:
