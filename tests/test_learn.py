@@ -19,6 +19,7 @@ from test_resume import ACODM, _assert_equal_tree, _cli, _finish
 from acodm_gym.cli import main
 from acodm_gym.config import load_config
 from acodm_gym.envs.pretrain_env import PretrainEnv
+from acodm_gym.errors import RunDirError
 from acodm_gym.runs import checkpoint
 from acodm_gym.runs.learn import learn
 from acodm_gym.runs.runner import train
@@ -161,6 +162,23 @@ def test_a_learned_compare_method_trains_its_policy_once_and_scores_it_frozen_on
     compare(cfg, [0, 1], ["acodm-learned"], out, log=lines.append, overwrite=True)
     assert sum(line.startswith("== training episode 1 of 2") for line in lines) == 1  # trained again once
     assert not any(reused in line for line in lines)  # and every seed scored again
+
+
+def test_a_learned_policy_of_other_training_seeds_is_scored_again_not_reused(corpus_text_dir, cache_dir, tmp_path):
+    """Any agent, not only an actor-critic (agent 'frozen'): its scoring runs record the training protocol."""
+    cfg = load_config({**_cfg(corpus_text_dir, cache_dir, tmp_path), "agent": {"name": "odm"}})
+    lines: list[str] = []
+    learn(cfg, 1, tmp_path / "learn", [0], first_seed=1000, log=lines.append)
+    test = tmp_path / "learn" / "test" / "after-1" / "seed-0"
+    agent = yaml.safe_load((test / "config.yaml").read_text())["agent"]
+    assert (agent["name"], agent["frozen"], agent["trained"]) == ("odm", True, {"episodes": 1, "first_seed": 1000})
+    with pytest.raises(RunDirError, match="ep-000 already holds"):  # not scored: its episode is another's
+        learn(cfg, 1, tmp_path / "learn", [0], first_seed=2000, log=lines.append)
+    lines.clear()
+    learn(cfg, 1, tmp_path / "learn", [0], first_seed=2000, log=lines.append, overwrite=True)
+    assert not any("reused" in line for line in lines)  # trained on seed 2000 and scored again
+    assert yaml.safe_load((test / "config.yaml").read_text())["agent"]["trained"]["first_seed"] == 2000
+    assert yaml.safe_load((tmp_path / "learn" / "train" / "ep-000" / "config.yaml").read_text())["run"]["seed"] == 2000
 
 
 def _kill_when(proc, ready, what: str, wait: float = 0.0) -> None:

@@ -116,7 +116,7 @@ def frozen_config(cfg: Config, actor: Path, out: Path, seed: int, protocol: dict
         trained = {"name": cfg.agent.name, "options": cfg.agent.options, **(protocol or {})}
         agent = AgentConfig(name="frozen", options={"path": str(actor), "trained": trained})
     else:
-        agent = dataclasses.replace(cfg.agent, init_from=str(actor), frozen=True)
+        agent = dataclasses.replace(cfg.agent, init_from=str(actor), frozen=True, trained=protocol)
     frozen = dataclasses.replace(cfg, agent=agent)
     scoring = {"env": {"episode": "scoring"}, "run": {"out_dir": str(out), "name": f"seed-{seed}", "seed": seed}}
     return load_config(frozen, scoring)
