@@ -99,6 +99,7 @@ def test_learn_carries_the_agent_across_episodes_and_tests_it_frozen_on_other_se
         },
         "init_from": None,
         "frozen": False,  # agent 'frozen' is an actor without learning of its own
+        "trained": None,  # (its option records the training)
     }
     assert (test_cfg["env"]["episode"], test_cfg["run"]["seed"], test_cfg["env"]["eval_interval"]) == ("scoring", 0, 4)
     summary = json.loads((test / "summary.json").read_text())
