@@ -46,6 +46,16 @@ REPORTS = {
     "learn/noisy-acodm-anchored-5ep/report": "A learned policy on Noisy: AC-ODM's anchored actor after 5 training "
     "episodes, frozen (`acodm-gym compare --task noisy --methods acodm-learned --seeds 0 1 2 3 4 "
     "agent.options.actor=anchored agent.options.anchor=uniform learn.episodes=5 train.threads=1`)",
+    **{
+        f"learn/{task}-acodm-anchored-5ep{suffix}/report": f"A learned policy on {task.capitalize()}: the same "
+        f"configuration{what} (`acodm-gym compare --task {task} --methods acodm-learned --seeds 0 1 2 3 4 "
+        f"agent.options.actor=anchored agent.options.anchor=uniform learn.episodes=5{override} train.threads=1`)"
+        for task, suffix, what, override in [
+            ("skewed", "", "", ""),
+            ("target", "", "", ""),
+            ("target", "-eval-reward", ", rewarded by the evaluated domains", " env.reward_target=eval_domains"),
+        ]
+    },
 }
 STALE = "stale: no code version"
 
