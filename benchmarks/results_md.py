@@ -122,6 +122,11 @@ def code_line(versions: dict[str, int | None]) -> str:
     )
 
 
+def run_versions(result: dict) -> dict[str, int | None]:
+    """A compare report's code versions of its runs (``results.json``): {version description: runs}."""
+    return (result.get("provenance") or {"code_versions": {provenance.UNKNOWN: None}})["code_versions"]
+
+
 def task_scores(result: dict) -> dict[str, dict[str, dict[int, float]]]:
     """``{method: {task: {seed: score}}}`` for ``stats``, the runs without a score left out."""
     task = result["task"]
@@ -145,7 +150,6 @@ def _steps(steps: list) -> str:
 
 def task_section(task: str, result: dict) -> list[str]:
     """One task: its method table, references, reference search, evaluation noise and agent diagnostics."""
-    made = result.get("provenance") or {"code_versions": {provenance.UNKNOWN: None}}
     lines = [
         f"### `{task}`",
         "",
@@ -153,7 +157,7 @@ def task_section(task: str, result: dict) -> list[str]:
         + ", ".join(result["metric_domains"])
         + ("." if result.get("complete") else "; **partial**: not every method has every seed yet."),
         "",
-        code_line(made["code_versions"]) + ".",
+        code_line(run_versions(result)) + ".",
         "",
     ]
     scores = task_scores(result)
@@ -281,12 +285,16 @@ def others() -> list[str]:
 
 
 def report_section(name: str) -> list[str]:
-    """A benchmark's own report under its section title, with the code version its JSON records."""
-    source = RESULTS / f"{name}.json"
+    """A benchmark's own report under its section title, with the code version its JSON records (a compare
+    report, ``<dir>/report``: its runs' versions, in ``<dir>/results.json``)."""
+    compared = name.endswith("/report")
+    source = RESULTS / (f"{name.removesuffix('report')}results.json" if compared else f"{name}.json")
     data = json.loads(source.read_text()) if source.exists() else {}
-    # eval_noise.json holds one measurement per task, each with its own code version
-    codes = [data.get("code")] if "code" in data or "date" in data else [v.get("code") for v in data.values()]
-    versions = {provenance.describe(c): None for c in codes} if data else {}
+    if compared:
+        versions = run_versions(data)
+    else:  # eval_noise.json holds one measurement per task, each with its own code version
+        codes = [data.get("code")] if "code" in data or "date" in data else [v.get("code") for v in data.values()]
+        versions = {provenance.describe(c): None for c in codes} if data else {}
     body, fence = [], False
     for line in (RESULTS / f"{name}.md").read_text().splitlines():
         fence ^= line.startswith("```")
@@ -295,7 +303,7 @@ def report_section(name: str) -> list[str]:
         f"## {REPORTS.get(name, name)}",
         "",
         f"From `benchmarks/results/{name}.md`"
-        + (f" and `{name}.json`" if data else "")
+        + (f" and `{source.relative_to(RESULTS)}`" if data else "")
         + ". "
         + (code_line(versions) if versions else "Code version: not recorded")
         + ".",
