@@ -196,8 +196,9 @@ class AgentConfig:
     # true: the agent only acts, greedily (Agent.greedy), and never observes or learns: a saved agent (init_from)
     # scored as it is (learn's test episodes of an agent that agent 'frozen' cannot run)
     frozen: bool = False
-    # with frozen: how init_from's agent was trained (learn's protocol: episodes, first seed), recorded so a
-    # scoring run of a policy trained otherwise is never reused (agent 'frozen' records it as its option 'trained')
+    # with frozen (or agent 'frozen'): how the saved agent was trained (learn's protocol: episodes, first seed;
+    # for agent 'frozen' also the actor's agent and options), recorded so a scoring run of a policy trained
+    # otherwise is never reused; not read when the run runs
     trained: dict[str, Any] | None = None
 
 
@@ -589,8 +590,10 @@ def _check_runs(cfg: Config) -> None:
         raise ConfigError(f"agent.init_from={cfg.agent.init_from} is not a file: give the agent.pt of an earlier run.")
     if cfg.agent.frozen and cfg.agent.init_from is None:
         raise ConfigError("agent.frozen=true scores a saved agent as it is: set agent.init_from to its agent.pt.")
-    if cfg.agent.trained is not None and not cfg.agent.frozen:
-        raise ConfigError("agent.trained records how a frozen agent was trained: set agent.frozen=true, or drop it.")
+    if cfg.agent.trained is not None and not (cfg.agent.frozen or cfg.agent.name == "frozen"):
+        raise ConfigError(
+            "agent.trained records how a frozen agent was trained: set agent.frozen=true (or agent 'frozen'), or drop it."
+        )
     if cfg.env.reward_sketch is not None:
         check_sketch(cfg.env.reward_sketch)  # against the layer sizes again when the probe meets the model
     check_seed(cfg.run.seed)

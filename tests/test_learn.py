@@ -93,13 +93,11 @@ def test_learn_carries_the_agent_across_episodes_and_tests_it_frozen_on_other_se
     assert test_cfg["agent"] == {
         "name": "frozen",
         "weights": None,
-        "options": {  # how the actor was trained: a run of an actor trained otherwise is never reused for it
-            "path": str(tmp_path / "learn" / "agent.pt"),
-            "trained": {"name": "acodm", "options": cfg.agent.options, "episodes": 2, "first_seed": 1000},
-        },
+        "options": {"path": str(tmp_path / "learn" / "agent.pt")},
         "init_from": None,
         "frozen": False,  # agent 'frozen' is an actor without learning of its own
-        "trained": None,  # (its option records the training)
+        # how the actor was trained: a run of an actor trained otherwise is never reused for it
+        "trained": {"name": "acodm", "options": cfg.agent.options, "episodes": 2, "first_seed": 1000},
     }
     assert (test_cfg["env"]["episode"], test_cfg["run"]["seed"], test_cfg["env"]["eval_interval"]) == ("scoring", 0, 4)
     summary = json.loads((test / "summary.json").read_text())
@@ -261,3 +259,14 @@ def test_an_unknown_task_fails_before_any_work(tmp_path, capsys):
     assert main(["learn", "--task", "nope", "--agent", "acodm", "--episodes", "2", "--out-dir", str(tmp_path)]) == 2
     assert "nope" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_training_record_belongs_to_a_frozen_agent(config):
+    """``agent.trained`` says how a saved policy was trained: refused on an agent that trains itself."""
+    from acodm_gym.errors import ConfigError
+
+    trained = {"episodes": 1, "first_seed": 1000}
+    with pytest.raises(ConfigError, match="agent.trained records how a frozen agent was trained"):
+        load_config({**config, "agent": {"name": "odm", "trained": trained}})
+    frozen = load_config({**config, "agent": {"name": "frozen", "options": {"path": "agent.pt"}, "trained": trained}})
+    assert frozen.agent.trained == trained

@@ -378,14 +378,11 @@ class ACODMReleasedAgent(ACODMAgent):
 class FrozenOptions:
     """Options of ``frozen``.
 
-    :param path: the file ``Agent.save`` wrote (a run's agent.pt), required
-    :param trained: how that actor was trained (its agent, options, protocol), written by ``learn`` and proxy
-        mode: not read when it runs, but part of the run's config, so a run of an actor trained otherwise is
-        never reused in its place
+    :param path: the file ``Agent.save`` wrote (a run's agent.pt), required; how that actor was trained is
+        ``agent.trained`` (written by ``learn`` and proxy mode)
     """
 
     path: str | None = None
-    trained: dict[str, Any] = option({})
 
 
 class FrozenActorAgent(Agent):
@@ -406,7 +403,7 @@ class FrozenActorAgent(Agent):
         VectorSACAgent.name: LogisticNormalActor,
     }
 
-    def __init__(self, spec: EnvSpec, path: str, trained: dict | None = None):
+    def __init__(self, spec: EnvSpec, path: str):
         super().__init__(spec)
         blob = read_agent_file(path)
         if blob["agent"] not in self.sources:

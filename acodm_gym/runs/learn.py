@@ -109,12 +109,13 @@ def train_agent(
 
 def frozen_config(cfg: Config, actor: Path, out: Path, seed: int, protocol: dict | None = None) -> Config:
     """A scoring episode of the saved ``actor`` (of ``cfg``'s agent), frozen, on a fresh model of ``seed``: agent
-    ``frozen`` runs an actor–critic's greedy actor (its option ``trained`` records the agent, its options and
-    ``protocol``, so a changed training is never reused); any other agent is rebuilt with its options, loaded
-    from ``actor``, and plays greedily without observing or learning (``agent.frozen``)."""
+    ``frozen`` runs an actor–critic's greedy actor (``agent.trained`` records the agent, its options and
+    ``protocol``); any other agent is rebuilt with its options, loaded from ``actor``, and plays greedily without
+    observing or learning (``agent.frozen``; ``agent.trained`` records ``protocol``). So a scoring run of a policy
+    trained otherwise is never reused."""
     if cfg.agent.name in FrozenActorAgent.sources:
         trained = {"name": cfg.agent.name, "options": cfg.agent.options, **(protocol or {})}
-        agent = AgentConfig(name="frozen", options={"path": str(actor), "trained": trained})
+        agent = AgentConfig(name="frozen", options={"path": str(actor)}, trained=trained)
     else:
         agent = dataclasses.replace(cfg.agent, init_from=str(actor), frozen=True, trained=protocol)
     frozen = dataclasses.replace(cfg, agent=agent)
