@@ -106,7 +106,7 @@ def cmd_learn(args) -> int:
         cfg,
         args.episodes,
         f"{cfg.run.out_dir}/{name}",
-        args.test_seeds,
+        [] if args.train_only else args.test_seeds,
         args.train_seed,
         args.eval_interval,
         overwrite=args.overwrite,
@@ -286,6 +286,11 @@ def _add_learn(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", required=True, help="agent to train: " + ", ".join(sorted(AGENTS.names())))
     p.add_argument("--episodes", type=int, required=True, help="training episodes (a fresh model each)")
     p.add_argument("--test-seeds", type=int, nargs="+", default=list(TEST_SEEDS), help="model seeds it is scored on")
+    p.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train and write the learning curve (validation proxy) only, no test seed: choose on it, then score",
+    )
     first = LearnConfig.first_seed
     p.add_argument("--train-seed", type=int, default=first, help="model seed of the first training episode (then +1)")
     p.add_argument(

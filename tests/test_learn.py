@@ -163,6 +163,26 @@ def test_a_learned_compare_method_trains_its_policy_once_and_scores_it_frozen_on
     assert not any(reused in line for line in lines)  # and every seed scored again
 
 
+def test_learn_train_only_scores_nothing_and_compare_then_scores_that_policy_without_training_it_again(
+    corpus_text_dir, cache_dir, tmp_path
+):
+    """Hyper-parameters are chosen on the training episodes' validation (``--train-only``), then only the chosen
+    policy is scored on the test seeds: the learned compare method reuses its episodes."""
+    from acodm_gym.runs.compare import compare
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_cfg(corpus_text_dir, cache_dir, tmp_path)))
+    args = ["learn", "--config", str(config), "--agent", "acodm", "--episodes", "2", "--train-only"]
+    assert main([*args, "--out-dir", str(tmp_path / "cmp"), "--name", "acodm-learned"]) == 0
+    learned = tmp_path / "cmp" / "acodm-learned"
+    curve = json.loads((learned / "curve.json").read_text())
+    assert (len(curve["train"]), curve["test"], (learned / "test").exists()) == (2, [], False)  # no test seed
+    lines: list[str] = []
+    compare(load_config(config, ["learn.episodes=2"]), [0], ["acodm-learned"], tmp_path / "cmp", log=lines.append)
+    assert sum(line.endswith("finished earlier with this config: reused") for line in lines) == 2  # both episodes
+    assert json.loads((learned / "curve.json").read_text())["test"][0]["seeds"] == [0]
+
+
 def test_a_learned_policy_of_other_training_seeds_is_scored_again_not_reused(corpus_text_dir, cache_dir, tmp_path):
     """Any agent, not only an actor-critic (agent 'frozen'): its scoring runs record the training protocol."""
     cfg = load_config({**_cfg(corpus_text_dir, cache_dir, tmp_path), "agent": {"name": "odm"}})

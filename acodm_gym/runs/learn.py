@@ -177,6 +177,8 @@ def learn(
 ) -> dict:
     """Train ``cfg``'s agent over ``episodes`` training episodes (seeds ``first_seed``, ``first_seed + 1``, ...),
     freeze it, score it on ``test_seeds`` (``scoring_dir``), and write the learning curve; returns the curve.
+    With no ``test_seeds`` it only trains: choose hyper-parameters on the curve's validation proxy, then score
+    the chosen policy (its finished episodes are reused).
 
     :param eval_interval: steps between the training episodes' validations (the curve's proxy); None: once,
         at each episode's last step; 0: none (the curve then has the mean reward only)
@@ -190,7 +192,7 @@ def learn(
     interval = cfg.train.total_steps if eval_interval is None else eval_interval
     learn_dir, protocol = Path(learn_dir), {"episodes": episodes, "first_seed": first_seed}
     retrain = overwrite if retrain is None else retrain
-    if retrain or not scored(cfg, learn_dir, episodes, test_seeds, protocol, keep_stale):
+    if retrain or not test_seeds or not scored(cfg, learn_dir, episodes, test_seeds, protocol, keep_stale):
         training = load_config(cfg, {"env": {"eval_interval": interval}})
         train_agent(training, learn_dir, seeds, log, retrain, keep_stale)
     # with the task's validation; a policy trained again is scored again

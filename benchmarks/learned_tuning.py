@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""A learned policy's hyper-parameters chosen on validation, then only the chosen one scored on test seeds.
+
+Each variant (config overrides of the agent, the reward) is trained with the ``learn`` protocol
+(runs/learn.py) over ``learn.episodes`` training episodes on model seeds ``learn.first_seed``, ... (never
+a test seed), training only: no test seed is run. The choice reads the curve's validation proxy, the task
+metric of each training episode's last validation, by a rule fixed before any figure was read:
+
+    the variant with the lowest mean validation metric over the last half (rounded up) of its training
+    episodes: the policy nearest the one that is frozen, and not one episode's noise.
+
+With ``--score`` the chosen variant alone is then scored, frozen, on ``--seeds`` (the test seeds) by compare's
+``<agent>-learned`` method in the variant's directory, which reuses its training episodes. So the test
+figures are read once, after the choice; the other variants never meet a test seed.
+
+    python benchmarks/learned_tuning.py --task target \\
+        --variants anchored-eval,anchored-eval-lambda-10,anchored-eval-lambda-30 learn.episodes=5 train.threads=1
+    python benchmarks/learned_tuning.py --task target \\
+        --variants anchored-eval,anchored-eval-lambda-10,anchored-eval-lambda-30 --score learn.episodes=5 train.threads=1
+
+Run the same command again and it continues (finished episodes and runs are reused, a stopped one resumes).
+Writes ``results/tuning/learned-<task>.{json,md}`` (every variant's validation curve, the choice, and the
+chosen variant's test scores); the runs go under ``--out/<task>/<variant>/`` (the learn directory is
+``<agent>-learned/`` inside); the scored variant's report, results, curve and run records are kept in
+``results/learn/<task>-<agent>-<variant>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from acodm_gym.cli import parse_args
+from acodm_gym.config import LEARNED, load_config
+from acodm_gym.envs.task import read_references
+from acodm_gym.runs import learn
+from acodm_gym.runs.compare import compare, for_agent, mean_interval
+from acodm_gym.runs.provenance import code_version
+from acodm_gym.runs.records import save_records
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ANCHORED = ["agent.options.actor=anchored", "agent.options.anchor=uniform"]
+EVAL_REWARD = ["env.reward_target=eval_domains"]
+# name -> overrides. λ = agent.options.prior_coef, the pull of the anchored actor's log-weights towards π₀
+# (default 3): where the critic's values are flat in the action its deviation settles at (value gap) / λ.
+VARIANTS = {
+    "anchored": ANCHORED,
+    "anchored-lambda-10": [*ANCHORED, "agent.options.prior_coef=10"],
+    "anchored-lambda-30": [*ANCHORED, "agent.options.prior_coef=30"],
+    "anchored-eval": [*ANCHORED, *EVAL_REWARD],
+    "anchored-eval-lambda-10": [*ANCHORED, *EVAL_REWARD, "agent.options.prior_coef=10"],
+    "anchored-eval-lambda-30": [*ANCHORED, *EVAL_REWARD, "agent.options.prior_coef=30"],
+}
+
+
+def selection_value(val_metrics: list[float]) -> float:
+    """The rule's figure: the mean validation metric over the last half (rounded up) of the training episodes."""
+    return float(np.mean(val_metrics[-math.ceil(len(val_metrics) / 2) :]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="target")
+    parser.add_argument("--agent", default="acodm", help="the agent every variant trains")
+    parser.add_argument("--variants", default="anchored-eval,anchored-eval-lambda-10,anchored-eval-lambda-30")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="test seeds (with --score)")
+    parser.add_argument("--score", action="store_true", help="score the chosen variant on --seeds")
+    parser.add_argument("--keep-stale", action="store_true", help="reuse episodes and runs of other code versions")
+    parser.add_argument("--out", default="runs/learned-tuning", help="where the runs go (one folder per task)")
+    parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. learn.episodes=5")
+    args = parse_args(parser, argv)
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}: choose from {', '.join(VARIANTS)}")
+    command = " ".join(["python", "benchmarks/learned_tuning.py", *(argv if argv is not None else sys.argv[1:])])
+    method = f"{args.agent}{LEARNED}"
+    configs = {
+        v: load_config(None, ["run.progress=false", *VARIANTS[v], *args.overrides], task=args.task) for v in variants
+    }
+    curves = {}
+    for v, cfg in configs.items():  # training only: the curve's validation proxy, no test seed
+        print(f"== {args.task} {v}: {cfg.learn.episodes} training episodes")
+        where = Path(args.out) / args.task / v
+        curves[v] = learn.learn(
+            for_agent(cfg, args.agent),
+            cfg.learn.episodes,
+            where / method,
+            test_seeds=[],
+            first_seed=cfg.learn.first_seed,
+            keep_stale=args.keep_stale,
+        )
+    values = {v: selection_value([p["val_metric"] for p in c["train"]]) for v, c in curves.items()}
+    chosen = min(values, key=values.get)
+    scored = None
+    if args.score:
+        out = compare(
+            configs[chosen], args.seeds, [method], Path(args.out) / args.task / chosen, keep_stale=args.keep_stale
+        )
+        scored = keep(out, method, RESULTS / "learn" / f"{args.task}-{args.agent}-{chosen}")
+    write_results(args.task, args.agent, curves, values, chosen, scored, command)
+    return 0
+
+
+def keep(out: Path, method: str, dst: Path) -> dict:
+    """The scored variant's report, results, plots, curve and run records into ``dst``; returns its results."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("report.md", "results.json", f"weights_{method}.png"):
+        if (out / name).is_file():
+            shutil.copyfile(out / name, dst / name)
+    for name in ("curve.json", "curve.png"):
+        shutil.copyfile(out / method / name, dst / name)
+    save_records(out, dst / "runs")
+    return json.loads((out / "results.json").read_text())["methods"][method]
+
+
+def write_results(
+    task: str, agent: str, curves: dict, values: dict, chosen: str, scored: dict | None, command: str
+) -> None:
+    """results/tuning/learned-<task>.{json,md}."""
+    refs = read_references(load_config(None, task=task).task)
+    payload = {
+        "task": task,
+        "agent": agent,
+        "split": "validation of the training episodes; test only for the chosen variant",
+        "rule": "lowest mean validation metric over the last half (rounded up) of the training episodes",
+        "variants": {
+            v: {
+                "overrides": VARIANTS[v],
+                "train_seeds": c["train_seeds"],
+                "val_metric": [p["val_metric"] for p in c["train"]],
+                "selection_value": values[v],
+            }
+            for v, c in curves.items()
+        },
+        "chosen": chosen,
+        "test": scored,
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        "code": code_version(),
+    }
+    target = RESULTS / "tuning"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / f"learned-{task}.json.tmp").write_text(json.dumps(payload, indent=2))
+    (target / f"learned-{task}.json.tmp").replace(target / f"learned-{task}.json")
+    lines = [
+        f"# Learned `{agent}` variants on `{task}`: chosen on validation ({payload['date']})",
+        "",
+        f"Command: `{command}`. Per variant, the task metric of each training episode's last validation "
+        f"(lower is better; model seeds {curves[chosen]['train_seeds']}); rule: {payload['rule']}.",
+        "",
+        "| variant | overrides | val metric per training episode | rule's figure | chosen |",
+        "|---|---|---|---|---|",
+    ]
+    for v, r in payload["variants"].items():
+        lines.append(
+            f"| {v} | {' '.join(f'`{o}`' for o in r['overrides'])} | {', '.join(f'{m:.1f}' for m in r['val_metric'])} "
+            f"| {r['selection_value']:.1f} | {'yes' if v == chosen else ''} |"
+        )
+    if refs:
+        lines += [
+            "",
+            "References' validation metric (their own seeds, whole episodes): "
+            + ", ".join(f"{name} {np.mean(r['val_metric']):.1f}" for name, r in refs["references"].items())
+            + ".",
+        ]
+    if scored and None not in scored.get("score", [None]):
+        ci = mean_interval(scored["score"])
+        mean = f"{ci[0]:.1f} ± {ci[1]:.1f} (95 % half-width; " if ci else f"{scored['score'][0]:.1f} ("
+        lines += [
+            "",
+            f"**Test split of the chosen variant** (`{chosen}`, frozen, picked before its test figures were read): "
+            f"normalised score {mean}per seed {', '.join(f'{s:.1f}' for s in scored['score'])}; seeds {scored['seeds']}).",
+        ]
+    (target / f"learned-{task}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
