@@ -49,7 +49,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ANCHORED = ["agent.options.actor=anchored", "agent.options.anchor=uniform"]
 EVAL_REWARD = ["env.reward_target=eval_domains"]
 # name -> overrides. λ = agent.options.prior_coef, the pull of the anchored actor's log-weights towards π₀
-# (default 3): where the critic's values are flat in the action its deviation settles at (value gap) / λ.
+# (default 3): where the critic's values are flat in the action its deviation settles at (centred value gap) / λ.
 VARIANTS = {
     "anchored": ANCHORED,
     "anchored-lambda-10": [*ANCHORED, "agent.options.prior_coef=10"],

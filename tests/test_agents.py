@@ -1024,3 +1024,33 @@ def test_ppo_agent_starts_near_uniform_weights():
     mean_action = agent.model.policy.predict(obs, deterministic=True)[0]
     np.testing.assert_allclose(agent._to_weights((mean_action + 1) / 2), 1 / 8, atol=0.05)
     np.testing.assert_allclose(agent.greedy(obs), agent._to_weights((np.clip(mean_action, -1, 1) + 1) / 2))
+
+
+def test_anchored_actor_returns_from_a_runaway_deviation_to_its_stationary_point():
+    """The deviation a common shift cannot move: from 86 % on one domain (a measured runaway) Adam brings the
+    anchored actor back to a_i − ā = (g_i − ḡ) / λ under a critic flat in the action. With the raw a_i·g_i in
+    the objective every output's gradient had the same sign there and Adam shifted them all alike: it stayed."""
+    lam = 3.0
+    model = vector_model(
+        VectorDDPG,
+        learning_rate=0.01,
+        prior=NATURAL,
+        prior_coef=lam,
+        policy_kwargs={"anchor": np.full(K, 1.0 / K), "min_weight": 0.0},
+    )
+    q = np.array([1.0, 0.0, 0.0])
+    flat_critic(model, q)
+    runaway = torch.tensor([4.0, -2.0, -2.0])
+    with torch.no_grad():
+        model.actor.mu[-2].bias.copy_(runaway)  # α ≈ (0.998, 0.001, 0.001), the gradient on a_0 pointing back
+    obs = model.replay_buffer.sample(64).observations
+    objective = model.anchored_objective(obs)
+    grad = torch.autograd.grad(objective.sum(), model.actor.mu[-2].bias)[0]
+    assert abs(float(grad.sum())) < 1e-4 * float(grad.abs().sum()), grad  # no push along a common shift
+    for _ in range(600):
+        model.actor_step(obs)
+    a = model.actor.deviation(obs).detach()
+    centred = (a - a.mean(dim=1, keepdim=True)).mean(dim=0).numpy()
+    z = (q - q.mean()) / np.std(q, ddof=1)  # the value gaps, centred: they do not depend on α
+    np.testing.assert_allclose(centred, z / lam, atol=0.05)
+    assert objective.mean().item() > model.anchored_objective(obs).mean().item()

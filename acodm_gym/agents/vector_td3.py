@@ -33,11 +33,12 @@ hundredths of each other) barely constrains. Needs ``alpha_weighted``.
 The anchored actor (``anchor`` given) emits α = (1 − kδ)·softmax(log π₀ + a(s)) + δ: its network learns
 the deviation a from the anchor π₀, with its output layer zeroed so it starts at π₀ exactly, and δ
 (``min_weight``) is a minimum probability as ADO's. It steps as mirror descent (exponentiated gradient)
-does: its surrogate −Σ_i a_i·g_i + ½λ‖a − ā‖², g_i = (Q_i − Σ_j α_j Q_j) / spread(Q) with the values held
-constant, has the gradient −g_i + λ(a_i − ā) on a_i, which does not scale with α_i. On the softmax
+does: its surrogate −Σ_i (a_i − ā)·g_i + ½λ‖a − ā‖², g_i = (Q_i − Σ_j α_j Q_j) / spread(Q) with the values
+held constant, has the gradient −(g_i − ḡ) + λ(a_i − ā) on a_i, which does not scale with α_i and sums to 0
+over i (a common shift of a leaves α alone). On the softmax
 actor the same value gap moves logit i by α_i·g_i, so a rare domain hardly moves (docs/findings.md, "Why AC-ODM
 does not learn a better mixture here"). λ (``prior_coef``) pulls log α towards log π₀; where the values
-are flat in the action the deviation settles at a_i − ā = g_i / λ. The warm-up does not clone the
+are flat in the action the deviation settles at a_i − ā = (g_i − ḡ) / λ. The warm-up does not clone the
 behaviour into it: it stays at π₀ until its own steps.
 
 SB3 rejects a non-scalar reward from ``step()``, so the vector travels in ``info["vector_reward"]``
@@ -388,7 +389,13 @@ class VectorTD3(VectorObjective, TD3):
         return self.scalarized_objective(obs, self.actor.logits(obs)).mean()
 
     def anchored_objective(self, obs: th.Tensor) -> th.Tensor:
-        """−Σ_i a_i·g_i + ½λ‖a − ā‖² per sample, g the value gaps at the actor's weights (held constant)."""
+        """−Σ_i (a_i − ā)·g_i + ½λ‖a − ā‖² per sample, g the value gaps at the actor's weights (held constant).
+
+        Centred, as α is: a shift of every a_i leaves α unchanged, and so must leave the objective. With the
+        raw a_i·g_i (Σ_i g_i ≠ 0 away from uniform Q) every output's gradient took the same sign once the actor
+        had moved, and Adam, which steps each coordinate by about its learning rate whatever its gradient's
+        size, then shifted them all alike: the deviation froze where it was (measured: 86 % on one domain, its
+        gradient pointing back, for four episodes)."""
         a = self.actor.deviation(obs)
         with th.no_grad():
             weights = self.actor.weights_of_deviation(a)
@@ -396,7 +403,7 @@ class VectorTD3(VectorObjective, TD3):
             spread = (q.std(dim=1) if q.shape[1] > 1 else q.abs()).mean().clamp_min(1e-8)
             gap = (q - (weights * q).sum(dim=1, keepdim=True)) / spread
         centred = a - a.mean(dim=1, keepdim=True)
-        return -(a * gap).sum(dim=1) + 0.5 * self.prior_coef * (centred**2).sum(dim=1)
+        return -(centred * gap).sum(dim=1) + 0.5 * self.prior_coef * (centred**2).sum(dim=1)
 
     def actor_step(self, obs: th.Tensor) -> float:
         return self._optimize(self.actor.optimizer, self.actor_objective(obs), "actor")
