@@ -175,12 +175,7 @@ def write_results(
             f"| {cell('weight_entropy')} |"
         )
     if refs:
-        lines += [
-            "",
-            "References on the same split (mean val metric over their seeds): "
-            + ", ".join(f"{name} {np.mean(r['val_metric']):.1f}" for name, r in refs["references"].items())
-            + ".",
-        ]
+        lines += ["", references_line(refs, "References on the same split (mean val metric over their seeds)")]
     for name in chosen:
         r = results.get(name, {})
         if not r.get("score") or None in r["score"]:
@@ -195,6 +190,11 @@ def write_results(
         ]
     (target / f"{task}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def references_line(refs: dict, title: str) -> str:
+    """The references' mean validation task metric, the yardstick beside a table of variants."""
+    return f"{title}: " + ", ".join(f"{n} {np.mean(r['val_metric']):.1f}" for n, r in refs["references"].items()) + "."
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from acodm_tuning import references_line  # benchmarks/acodm_tuning.py, beside this script
 
 from acodm_gym.cli import parse_args
 from acodm_gym.config import LEARNED, load_config
@@ -165,12 +166,7 @@ def write_results(
             f"| {r['selection_value']:.1f} | {'yes' if v == chosen else ''} |"
         )
     if refs:
-        lines += [
-            "",
-            "References' validation metric (their own seeds, whole episodes): "
-            + ", ".join(f"{name} {np.mean(r['val_metric']):.1f}" for name, r in refs["references"].items())
-            + ".",
-        ]
+        lines += ["", references_line(refs, "References' validation metric (their own seeds, whole episodes)")]
     if scored and None not in scored.get("score", [None]):
         ci = mean_interval(scored["score"])
         mean = f"{ci[0]:.1f} ± {ci[1]:.1f} (95 % half-width; " if ci else f"{scored['score'][0]:.1f} ("
