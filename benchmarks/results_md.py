@@ -31,6 +31,8 @@ from acodm_gym.runs.compare import diagnostics_lines, mean_interval
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 OUT = HERE / "RESULTS.md"
+# the anchored actor's runs made before its objective was centred (docs/findings.md, "A fault in the anchored actor")
+BEFORE_FIX = "made before the anchored objective's fix (7fbaf97: its deviation froze)"
 # The other benchmarks' reports, in reading order, with their section titles; a report not named here is
 # appended after them under its own file name.
 REPORTS = {
@@ -44,11 +46,11 @@ REPORTS = {
     "reward_scale_mixture": "The alignment reward at scale: AC-ODM with the sketch",
     "episodes": "Episodes per hour: training and scoring episodes",
     "learn/noisy-acodm-anchored-5ep/report": "A learned policy on Noisy: AC-ODM's anchored actor after 5 training "
-    "episodes, frozen (`acodm-gym compare --task noisy --methods acodm-learned --seeds 0 1 2 3 4 "
+    f"episodes, frozen, {BEFORE_FIX} (`acodm-gym compare --task noisy --methods acodm-learned --seeds 0 1 2 3 4 "
     "agent.options.actor=anchored agent.options.anchor=uniform learn.episodes=5 train.threads=1`)",
     **{
         f"learn/{task}-acodm-anchored-5ep{suffix}/report": f"A learned policy on {task.capitalize()}: the same "
-        f"configuration{what} (`acodm-gym compare --task {task} --methods acodm-learned --seeds 0 1 2 3 4 "
+        f"configuration{what}, {BEFORE_FIX} (`acodm-gym compare --task {task} --methods acodm-learned --seeds 0 1 2 3 4 "
         f"agent.options.actor=anchored agent.options.anchor=uniform learn.episodes=5{override} train.threads=1`)"
         for task, suffix, what, override in [
             ("skewed", "", "", ""),
