@@ -58,6 +58,23 @@ REPORTS = {
             ("target", "-eval-reward", ", rewarded by the evaluated domains", " env.reward_target=eval_domains"),
         ]
     },
+    **{
+        f"tuning/learned-{task}": f"A learned policy on {task.capitalize()}, chosen on validation: the anchored actor "
+        f"(objective fixed) with the prior pull λ at 3, 10 or 30{what}, 5 training episodes each (`python "
+        f"benchmarks/learned_tuning.py --task {task} --variants {variants} --score learn.episodes=5 train.threads=1`)"
+        for task, what, variants in [
+            (
+                "target",
+                ", rewarded by the evaluated domain",
+                "anchored-eval,anchored-eval-lambda-10,anchored-eval-lambda-30",
+            ),
+            ("skewed", "", "anchored,anchored-lambda-10,anchored-lambda-30"),
+        ]
+    },
+    "learn/target-acodm-anchored-eval/report": "The policy chosen on Target (λ = 3), frozen, on test seeds 0-4 (its "
+    "report; `learned_tuning.py ... --score` runs `acodm-gym compare --task target --methods acodm-learned --seeds 0 1 "
+    "2 3 4 agent.options.actor=anchored agent.options.anchor=uniform env.reward_target=eval_domains learn.episodes=5 "
+    "train.threads=1` in the variant's directory)",
 }
 STALE = "stale: no code version"
 

@@ -224,6 +224,7 @@ def test_compare_writes_report_table_and_plots(corpus_text_dir, cache_dir, tmp_p
     for table in (main_table, per_domain):
         rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| method")]
         assert [r.split("|")[1].strip() for r in rows] == ["natural", "uniform"]
+    assert main_table.count("| n/a (no ODM run) |") == 2  # steps to ODM's best: nothing to reach, not "not reached"
     results = json.loads((out / "results.json").read_text())
     assert results["methods"]["natural"]["seeds"] == [0, 1]
     assert len(results["methods"]["uniform"]["final_val_ppl"]) == 2
