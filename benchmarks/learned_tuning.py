@@ -53,11 +53,12 @@ EVAL_REWARD = ["env.reward_target=eval_domains"]
 # (default 3): where the critic's values are flat in the action its deviation settles at (centred value gap) / λ.
 VARIANTS = {
     "anchored": ANCHORED,
-    "anchored-lambda-10": [*ANCHORED, "agent.options.prior_coef=10"],
-    "anchored-lambda-30": [*ANCHORED, "agent.options.prior_coef=30"],
+    **{f"anchored-lambda-{lam}": [*ANCHORED, f"agent.options.prior_coef={lam}"] for lam in (1, 10, 30)},
     "anchored-eval": [*ANCHORED, *EVAL_REWARD],
-    "anchored-eval-lambda-10": [*ANCHORED, *EVAL_REWARD, "agent.options.prior_coef=10"],
-    "anchored-eval-lambda-30": [*ANCHORED, *EVAL_REWARD, "agent.options.prior_coef=30"],
+    **{
+        f"anchored-eval-lambda-{lam}": [*ANCHORED, *EVAL_REWARD, f"agent.options.prior_coef={lam}"]
+        for lam in (1, 10, 30)
+    },
 }
 
 
