@@ -71,10 +71,16 @@ REPORTS = {
             ("skewed", "", "anchored,anchored-lambda-10,anchored-lambda-30"),
         ]
     },
-    "learn/target-acodm-anchored-eval/report": "The policy chosen on Target (λ = 3), frozen, on test seeds 0-4 (its "
-    "report; `learned_tuning.py ... --score` runs `acodm-gym compare --task target --methods acodm-learned --seeds 0 1 "
-    "2 3 4 agent.options.actor=anchored agent.options.anchor=uniform env.reward_target=eval_domains learn.episodes=5 "
-    "train.threads=1` in the variant's directory)",
+    **{
+        f"learn/{task}-acodm-{variant}/report": f"The policy chosen on {task.capitalize()} (λ = {lam}), frozen, on test "
+        f"seeds 0-4 (its report; `learned_tuning.py ... --score` runs `acodm-gym compare --task {task} --methods "
+        f"acodm-learned --seeds 0 1 2 3 4 agent.options.actor=anchored agent.options.anchor=uniform{extra} "
+        "learn.episodes=5 train.threads=1` in the variant's directory)"
+        for task, variant, lam, extra in [
+            ("target", "anchored-eval", 3, " env.reward_target=eval_domains"),
+            ("skewed", "anchored-lambda-30", 30, " agent.options.prior_coef=30"),
+        ]
+    },
 }
 STALE = "stale: no code version"
 
