@@ -41,7 +41,7 @@ from acodm_tuning import references_line  # benchmarks/acodm_tuning.py, beside t
 from acodm_gym.cli import parse_args
 from acodm_gym.config import LEARNED, load_config
 from acodm_gym.envs.task import read_references
-from acodm_gym.runs import learn
+from acodm_gym.runs import learn, rundir
 from acodm_gym.runs.compare import compare, for_agent, mean_interval
 from acodm_gym.runs.provenance import code_version
 from acodm_gym.runs.records import save_records
@@ -150,8 +150,7 @@ def write_results(
     }
     target = RESULTS / "tuning"
     target.mkdir(parents=True, exist_ok=True)
-    (target / f"learned-{task}.json.tmp").write_text(json.dumps(payload, indent=2))
-    (target / f"learned-{task}.json.tmp").replace(target / f"learned-{task}.json")
+    rundir.write_text(target / f"learned-{task}.json", json.dumps(payload, indent=2))  # atomically
     lines = [
         f"# Learned `{agent}` variants on `{task}`: chosen on validation ({payload['date']})",
         "",
@@ -176,7 +175,7 @@ def write_results(
             f"**Test split of the chosen variant** (`{chosen}`, frozen, picked before its test figures were read): "
             f"normalised score {mean}per seed {', '.join(f'{s:.1f}' for s in scored['score'])}; seeds {scored['seeds']}).",
         ]
-    (target / f"learned-{task}.md").write_text("\n".join(lines) + "\n")
+    rundir.write_text(target / f"learned-{task}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
