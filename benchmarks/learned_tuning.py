@@ -107,7 +107,8 @@ def main(argv=None) -> int:
             configs[chosen], args.seeds, [method], Path(args.out) / args.task / chosen, keep_stale=args.keep_stale
         )
         scored = keep(out, method, RESULTS / "learn" / f"{args.task}-{args.agent}-{chosen}")
-    write_results(args.task, args.agent, curves, values, chosen, scored, command)
+    refs = read_references(configs[chosen].task)  # the task's references, as every run of it reads them
+    write_results(args.task, args.agent, refs, curves, values, chosen, scored, command)
     return 0
 
 
@@ -124,10 +125,9 @@ def keep(out: Path, method: str, dst: Path) -> dict:
 
 
 def write_results(
-    task: str, agent: str, curves: dict, values: dict, chosen: str, scored: dict | None, command: str
+    task: str, agent: str, refs: dict | None, curves: dict, values: dict, chosen: str, scored: dict | None, command: str
 ) -> None:
-    """results/tuning/learned-<task>.{json,md}."""
-    refs = read_references(load_config(None, task=task).task)
+    """results/tuning/learned-<task>.{json,md}; ``refs``: the task's references (their validation beside the table)."""
     payload = {
         "task": task,
         "agent": agent,

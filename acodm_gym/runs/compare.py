@@ -332,9 +332,10 @@ def _report_text(index, results, summaries, task, eval_domains, refs, made, out:
     domain_lines = ["| method | " + " | ".join(domains) + " |", "|" + "---|" * (len(domains) + 1)]
     for method, r in results.items():
         reached = [x for x in r["steps_to_odm_best"] if x is not None]
-        reach = f"{np.mean(reached):.0f} ({len(reached)}/{len(r['seeds'])})" if reached else "not reached"
         if "odm" not in summaries:
             reach = "n/a (no ODM run)"
+        else:
+            reach = f"{np.mean(reached):.0f} ({len(reached)}/{len(r['seeds'])})" if reached else "not reached"
         cells = [_fmt(r["score"]), _fmt(r["test_metric"], 2), _fmt(r["test_metric_arith"], 2), reach]
         lines.append(f"| {method} | " + " | ".join([*cells, f"{np.mean(r['seconds_per_step']):.3f}"]) + " |")
         per_domain = np.array([[s["test_ppl"][d] for d in domains] for s in summaries[method]]).mean(axis=0)
