@@ -37,12 +37,14 @@ from pathlib import Path
 
 import numpy as np
 from acodm_tuning import references_line  # benchmarks/acodm_tuning.py, beside this script
+from scipy.stats import spearmanr
 
 from acodm_gym.cli import parse_args
 from acodm_gym.config import LEARNED, load_config
 from acodm_gym.envs.task import read_references
 from acodm_gym.runs import learn, rundir
 from acodm_gym.runs.compare import compare, for_agent, mean_interval
+from acodm_gym.runs.logger import read_metrics
 from acodm_gym.runs.provenance import code_version
 from acodm_gym.runs.records import save_records
 
@@ -108,8 +110,37 @@ def main(argv=None) -> int:
         )
         scored = keep(out, method, RESULTS / "learn" / f"{args.task}-{args.agent}-{chosen}")
     refs = read_references(configs[chosen].task)  # the task's references, as every run of it reads them
-    write_results(args.task, args.agent, refs, curves, values, chosen, scored, command)
+    plays = {v: played(Path(args.out) / args.task / v / method, len(c["train"])) for v, c in curves.items()}
+    write_results(args.task, args.agent, refs, curves, values, plays, chosen, scored, command)
     return 0
+
+
+def played(learn_dir: Path, episodes: int) -> dict | None:
+    """What a variant's last training episode played and what its reward pointed at: the mean weight and the mean
+    alignment reward W of each domain over its steps (None where the episode keeps no metrics.csv)."""
+    path = learn.episode_dir(learn_dir, episodes - 1) / "metrics.csv"
+    if not path.is_file():
+        return None
+    m = read_metrics(path)
+    domains = [key.removeprefix("weight/") for key in m if key.startswith("weight/")]
+    return {
+        "domains": domains,
+        "weights": [float(np.nanmean(m[f"weight/{d}"])) for d in domains],
+        "vector_reward": [float(np.nanmean(m[f"reward/{d}"])) for d in domains],
+    }
+
+
+def best_static(refs: dict | None, domains: list[str]) -> list[float] | None:
+    """The references' best static mixture, its weights in ``domains``' order (None without references)."""
+    best = (refs or {}).get("references", {}).get("best_static")
+    return [dict(zip(refs["domains"], best["weights"]))[d] for d in domains] if best else None
+
+
+def reward_agreement(play: dict | None, refs: dict | None) -> float | None:
+    """Spearman's rank correlation of the mean W per domain with the best static mixture's weights: does the
+    reward rank the domains as the search's winner weights them? (None without references.)"""
+    best = best_static(refs, play["domains"]) if play else None
+    return float(spearmanr(play["vector_reward"], best).statistic) if best else None
 
 
 def keep(out: Path, method: str, dst: Path) -> dict:
@@ -125,7 +156,15 @@ def keep(out: Path, method: str, dst: Path) -> dict:
 
 
 def write_results(
-    task: str, agent: str, refs: dict | None, curves: dict, values: dict, chosen: str, scored: dict | None, command: str
+    task: str,
+    agent: str,
+    refs: dict | None,
+    curves: dict,
+    values: dict,
+    plays: dict,
+    chosen: str,
+    scored: dict | None,
+    command: str,
 ) -> None:
     """results/tuning/learned-<task>.{json,md}; ``refs``: the task's references (their validation beside the table)."""
     payload = {
@@ -139,6 +178,8 @@ def write_results(
                 "train_seeds": c["train_seeds"],
                 "val_metric": [p["val_metric"] for p in c["train"]],
                 "selection_value": values[v],
+                "last_episode": plays[v],
+                "reward_agreement": reward_agreement(plays[v], refs),
             }
             for v, c in curves.items()
         },
@@ -167,6 +208,7 @@ def write_results(
         )
     if refs:
         lines += ["", references_line(refs, "References' validation metric (their own seeds, whole episodes)")]
+    lines += played_lines(payload["variants"], refs)
     if scored and None not in scored.get("score", [None]):
         ci = mean_interval(scored["score"])
         mean = f"{ci[0]:.1f} ± {ci[1]:.1f} (95 % half-width; " if ci else f"{scored['score'][0]:.1f} ("
@@ -177,6 +219,35 @@ def write_results(
         ]
     rundir.write_text(target / f"learned-{task}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def played_lines(variants: dict, refs: dict | None) -> list[str]:
+    """The diagnostics table: what each variant's last training episode played against the best static mixture,
+    and whether its reward ranks the domains as that mixture weights them."""
+    plays = {v: r["last_episode"] for v, r in variants.items() if r["last_episode"]}
+    if not plays:
+        return []
+    domains = next(iter(plays.values()))["domains"]
+    best = best_static(refs, domains)
+    lines = [
+        "",
+        "What each variant played in its last training episode (mean weight per domain over its steps, %) and what its "
+        "reward pointed at (mean W per domain, x 1000); last column: Spearman's rank correlation of that W with the "
+        "best static mixture's weights (+1: the reward ranks the domains as the search's winner weights them).",
+        "",
+        f"| variant | | {' | '.join(domains)} | W ~ best static |",
+        f"|---|---|{'---|' * len(domains)}---|",
+    ]
+    if best:
+        lines.append(f"| best static | weight | {' | '.join(f'{100 * w:.1f}' for w in best)} | |")
+    for v, play in plays.items():
+        agreement = variants[v]["reward_agreement"]
+        lines += [
+            f"| {v} | weight | {' | '.join(f'{100 * w:.1f}' for w in play['weights'])} | |",
+            f"| | W | {' | '.join(f'{1000 * w:.0f}' for w in play['vector_reward'])} "
+            f"| {'' if agreement is None else f'{agreement:+.2f}'} |",
+        ]
+    return lines
 
 
 if __name__ == "__main__":
