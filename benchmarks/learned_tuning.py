@@ -19,7 +19,7 @@ figures are read once, after the choice; the other variants never meet a test se
         --variants anchored-eval,anchored-eval-lambda-10,anchored-eval-lambda-30 --score learn.episodes=5 train.threads=1
 
 Run the same command again and it continues (finished episodes and runs are reused, a stopped one resumes).
-Writes ``results/tuning/learned-<task>.{json,md}`` (every variant's validation curve, the choice, and the
+Writes ``results/tuning/learned-<task>-<agent>.{json,md}`` (every variant's validation curve, the choice, and the
 chosen variant's test scores); the runs go under ``--out/<task>/<variant>/`` (the learn directory is
 ``<agent>-learned/`` inside); the scored variant's report, results, curve and run records are kept in
 ``results/learn/<task>-<agent>-<variant>/``.
@@ -166,7 +166,7 @@ def write_results(
     scored: dict | None,
     command: str,
 ) -> None:
-    """results/tuning/learned-<task>.{json,md}; ``refs``: the task's references (their validation beside the table)."""
+    """results/tuning/learned-<task>-<agent>.{json,md}; ``refs``: the task's references (their validation beside the table)."""
     payload = {
         "task": task,
         "agent": agent,
@@ -191,7 +191,7 @@ def write_results(
     }
     target = RESULTS / "tuning"
     target.mkdir(parents=True, exist_ok=True)
-    rundir.write_text(target / f"learned-{task}.json", json.dumps(payload, indent=2))  # atomically
+    rundir.write_text(target / f"learned-{task}-{agent}.json", json.dumps(payload, indent=2))  # atomically
     lines = [
         f"# Learned `{agent}` variants on `{task}`: chosen on validation ({payload['date']})",
         "",
@@ -217,7 +217,7 @@ def write_results(
             f"**Test split of the chosen variant** (`{chosen}`, frozen, picked before its test figures were read): "
             f"normalised score {mean}per seed {', '.join(f'{s:.1f}' for s in scored['score'])}; seeds {scored['seeds']}).",
         ]
-    rundir.write_text(target / f"learned-{task}.md", "\n".join(lines) + "\n")
+    rundir.write_text(target / f"learned-{task}-{agent}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -59,7 +59,7 @@ REPORTS = {
         ]
     },
     **{
-        f"tuning/learned-{task}": f"A learned policy on {task.capitalize()}, chosen on validation: the anchored actor "
+        f"tuning/learned-{task}-acodm": f"A learned policy on {task.capitalize()}, chosen on validation: the anchored actor "
         f"(objective fixed) with the prior pull λ at 3, 10 or 30{what}, 5 training episodes each (`python "
         f"benchmarks/learned_tuning.py --task {task} --variants {variants} --score learn.episodes=5 train.threads=1`)"
         for task, what, variants in [

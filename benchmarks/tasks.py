@@ -7,6 +7,9 @@ For each task (default: skewed, noisy, target), one after another:
    validation split, then natural, uniform and the best static mixture with every seed.
 2. ``acodm-gym compare --task NAME`` of ``--methods`` with ``--seeds``, into the same directory as
    the references, so their natural and uniform runs are reused, not rerun.
+3. The report of those runs, the references' best static mixture beside them, and the learned policy that
+   ``learned_tuning.py`` chose on validation and scored frozen (``results/tuning/learned-<task>-<agent>.json``),
+   a row ``<agent>-learned-<variant>`` read from its kept records: the sweep does not train it.
 
 Every finished run's record (config, summary, mixture schedule; ``acodm_gym.runs.records``) is kept in
 ``benchmarks/results/tasks/runs/<task>/`` as soon as the run finishes (a sweep killed at any point loses
@@ -49,16 +52,19 @@ import numpy as np
 from results_md import write as write_results_md  # benchmarks/results_md.py, beside this script
 
 from acodm_gym.cli import parse_args
-from acodm_gym.config import METHODS, load_config, task_references_file
+from acodm_gym.config import LEARNED, METHODS, load_config, task_references_file
 from acodm_gym.envs.task import search_budget
-from acodm_gym.runs import provenance, stats
+from acodm_gym.runs import provenance, rundir, stats
 from acodm_gym.runs.compare import compare, mean_interval, method_run_dir, report
+from acodm_gym.runs.learn import scoring_dir
 from acodm_gym.runs.records import restore_records, save_records
 from acodm_gym.runs.reference import references
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tasks"
 ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")  # the sweep's default: compare's, and these
 RECORDS = RESULTS / "runs"
+TUNING = RESULTS.parent / "tuning"  # learned_tuning.py's choices on validation: learned-<task>-<agent>.json
+LEARN = RESULTS.parent / "learn"  # and the chosen policies' kept runs: <task>-<agent>-<variant>/runs/
 
 
 def main(argv=None) -> int:
@@ -132,9 +138,7 @@ def write_summary() -> None:
                 cells.append(f"{scores[0]:.1f} (1)" if scores else "")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += _rl_lines(tasks)
-    tmp = RESULTS / "summary.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(RESULTS / "summary.md")
+    rundir.write_text(RESULTS / "summary.md", "\n".join(lines) + "\n")  # atomically
 
 
 def _budget_text(results: dict) -> str:
@@ -170,6 +174,21 @@ def _code_lines(tasks: dict[str, dict]) -> list[str]:
         made = r.get("provenance") or {"code_versions": {provenance.UNKNOWN: None}}
         lines.append(f"- {task}: " + "; ".join(f"{v} ({n or 'all'} runs)" for v, n in made["code_versions"].items()))
     return [*lines, ""]
+
+
+def chosen_policies(task: str, seeds: list[int]) -> dict[str, list[str]]:
+    """The learned policies that ``learned_tuning.py`` chose on validation and scored frozen, as rows of the task's
+    table: ``<agent>-learned-<variant>`` -> the kept records of its test runs of ``seeds`` (a choice not scored
+    yet has none)."""
+    policies = {}
+    for path in sorted(TUNING.glob(f"learned-{task}-*.json")):
+        tuned = json.loads(path.read_text())
+        agent, chosen = tuned["agent"], tuned["chosen"]
+        learn_dir = LEARN / f"{task}-{agent}-{chosen}" / "runs" / f"{agent}{LEARNED}"
+        episodes = len(tuned["variants"][chosen]["train_seeds"])
+        runs = [scoring_dir(learn_dir, episodes, s) for s in seeds]
+        policies[f"{agent}{LEARNED}-{chosen}"] = [str(r) for r in runs if (r / "summary.json").is_file()]
+    return policies
 
 
 def _sweep(task: str, out: Path, args, command: str, machine: str, started: float) -> None:
@@ -210,7 +229,8 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
         for r, s in zip(best["runs"], best["seeds"])
         if s in args.seeds and (out / Path(r).name / "summary.json").exists()
     ]
-    runs = {m: r for m, r in runs.items() if r}
+    learned = chosen_policies(task, args.seeds)
+    runs = {m: r for m, r in {**runs, **learned}.items() if r}
     if not runs:
         return
     (out / "compare.json").write_text(json.dumps({"methods": list(runs), "seeds": args.seeds, "runs": runs}, indent=2))
@@ -226,12 +246,17 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
         machine=machine,
         seconds=round(time.time() - started),
     )
-    tmp = RESULTS / f"{task}.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(RESULTS / f"{task}.json")
+    rundir.write_text(RESULTS / f"{task}.json", json.dumps(results, indent=2))
     header = [f"# Task `{task}` ({results['date']})", "", f"Command: `{command}` on {machine}.", ""]
     if not results["complete"]:
         header += ["**Partial**: not every method has run with every seed yet; rerun without --report-only.", ""]
+    if any(learned.values()):
+        header += [
+            "Rows `<agent>-learned-<variant>`: the policy `benchmarks/learned_tuning.py` chose on validation "
+            f"(`results/tuning/learned-{task}-<agent>.md`), frozen and scored on these test seeds; its runs' records "
+            f"are in `results/learn/{task}-<agent>-<variant>/runs/`.",
+            "",
+        ]
     if refs:
         d = refs["discrimination"]["test"]
         verdict = "discriminates" if d["discriminates"] else "does NOT discriminate"
@@ -245,7 +270,7 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
             "No reference scores yet (`acodm-gym reference --task " + task + " --ship`): no normalised scores.",
             "",
         ]
-    (RESULTS / f"{task}.md").write_text("\n".join(header) + (out / "report.md").read_text())
+    rundir.write_text(RESULTS / f"{task}.md", "\n".join(header) + (out / "report.md").read_text())
     plots = RESULTS / task
     plots.mkdir(exist_ok=True)
     for png in out.glob("*.png"):
