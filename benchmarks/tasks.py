@@ -9,7 +9,8 @@ For each task (default: skewed, noisy, target), one after another:
    the references, so their natural and uniform runs are reused, not rerun.
 3. The report of those runs, the references' best static mixture beside them, and the learned policy that
    ``learned_tuning.py`` chose on validation and scored frozen (``results/tuning/learned-<task>-<agent>.json``),
-   a row ``<agent>-learned-<variant>`` read from its kept records: the sweep does not train it.
+   a row ``<agent>-learned-tuned`` read from its kept records (the sweep does not train it): one row per agent on
+   every task, whichever variant each task's choice picked, so the summary aggregates the procedure across tasks.
 
 Every finished run's record (config, summary, mixture schedule; ``acodm_gym.runs.records``) is kept in
 ``benchmarks/results/tasks/runs/<task>/`` as soon as the run finishes (a sweep killed at any point loses
@@ -176,10 +177,10 @@ def _code_lines(tasks: dict[str, dict]) -> list[str]:
     return [*lines, ""]
 
 
-def chosen_policies(task: str, seeds: list[int]) -> dict[str, list[str]]:
+def chosen_policies(task: str, seeds: list[int]) -> dict[str, tuple[str, list[str]]]:
     """The learned policies that ``learned_tuning.py`` chose on validation and scored frozen, as rows of the task's
-    table: ``<agent>-learned-<variant>`` -> the kept records of its test runs of ``seeds`` (a choice not scored
-    yet has none)."""
+    table: ``<agent>-learned-tuned`` -> (the chosen variant, the kept records of its test runs of ``seeds``; a
+    choice not scored yet has none)."""
     policies = {}
     for path in sorted(TUNING.glob(f"learned-{task}-*.json")):
         tuned = json.loads(path.read_text())
@@ -187,7 +188,7 @@ def chosen_policies(task: str, seeds: list[int]) -> dict[str, list[str]]:
         learn_dir = LEARN / f"{task}-{agent}-{chosen}" / "runs" / f"{agent}{LEARNED}"
         episodes = len(tuned["variants"][chosen]["train_seeds"])
         runs = [scoring_dir(learn_dir, episodes, s) for s in seeds]
-        policies[f"{agent}{LEARNED}-{chosen}"] = [str(r) for r in runs if (r / "summary.json").is_file()]
+        policies[f"{agent}{LEARNED}-tuned"] = (chosen, [str(r) for r in runs if (r / "summary.json").is_file()])
     return policies
 
 
@@ -229,8 +230,10 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
         for r, s in zip(best["runs"], best["seeds"])
         if s in args.seeds and (out / Path(r).name / "summary.json").exists()
     ]
-    learned = chosen_policies(task, args.seeds)
-    runs = {m: r for m, r in {**runs, **learned}.items() if r}
+    policies = chosen_policies(task, args.seeds)
+    runs.update({m: r for m, (_, r) in policies.items()})
+    runs = {m: r for m, r in runs.items() if r}
+    learned = {m: chosen for m, (chosen, r) in policies.items() if r}  # the rows' variants, for the header
     if not runs:
         return
     (out / "compare.json").write_text(json.dumps({"methods": list(runs), "seeds": args.seeds, "runs": runs}, indent=2))
@@ -250,11 +253,12 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
     header = [f"# Task `{task}` ({results['date']})", "", f"Command: `{command}` on {machine}.", ""]
     if not results["complete"]:
         header += ["**Partial**: not every method has run with every seed yet; rerun without --report-only.", ""]
-    if any(learned.values()):
+    for m, chosen in learned.items():
+        agent = m.removesuffix(f"{LEARNED}-tuned")
         header += [
-            "Rows `<agent>-learned-<variant>`: the policy `benchmarks/learned_tuning.py` chose on validation "
-            f"(`results/tuning/learned-{task}-<agent>.md`), frozen and scored on these test seeds; its runs' records "
-            f"are in `results/learn/{task}-<agent>-<variant>/runs/`.",
+            f"Row `{m}`: the variant `{chosen}` that `benchmarks/learned_tuning.py` chose on validation "
+            f"(`results/tuning/learned-{task}-{agent}.md`), frozen and scored on these test seeds; its runs' records "
+            f"are in `results/learn/{task}-{agent}-{chosen}/runs/`.",
             "",
         ]
     if refs:
@@ -273,8 +277,13 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
     rundir.write_text(RESULTS / f"{task}.md", "\n".join(header) + (out / "report.md").read_text())
     plots = RESULTS / task
     plots.mkdir(exist_ok=True)
-    for png in out.glob("*.png"):
-        shutil.copy(png, plots / png.name)
+    # the report's plots: a method's weights only while it is in the report (``out`` keeps earlier reports' too)
+    made = {p.name for p in out.glob("*.png") if not p.name.startswith("weights_") or p.stem[len("weights_") :] in runs}
+    for png in plots.glob("*.png"):
+        if png.name not in made:
+            png.unlink()
+    for name in made:
+        shutil.copy(out / name, plots / name)
     print((RESULTS / f"{task}.md").read_text())
 
 
