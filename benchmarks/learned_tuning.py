@@ -138,9 +138,12 @@ def best_static(refs: dict | None, domains: list[str]) -> list[float] | None:
 
 def reward_agreement(play: dict | None, refs: dict | None) -> float | None:
     """Spearman's rank correlation of the mean W per domain with the best static mixture's weights: does the
-    reward rank the domains as the search's winner weights them? (None without references.)"""
+    reward rank the domains as the search's winner weights them? (None without references, or where the best
+    static mixture is uniform and ranks nothing.)"""
     best = best_static(refs, play["domains"]) if play else None
-    return float(spearmanr(play["vector_reward"], best).statistic) if best else None
+    if not best or np.ptp(best) == 0:
+        return None
+    return float(spearmanr(play["vector_reward"], best).statistic)
 
 
 def keep(out: Path, method: str, dst: Path) -> dict:
@@ -233,7 +236,8 @@ def played_lines(variants: dict, refs: dict | None) -> list[str]:
         "",
         "What each variant played in its last training episode (mean weight per domain over its steps, %) and what its "
         "reward pointed at (mean W per domain, x 1000); last column: Spearman's rank correlation of that W with the "
-        "best static mixture's weights (+1: the reward ranks the domains as the search's winner weights them).",
+        "best static mixture's weights (+1: the reward ranks the domains as the search's winner weights them; "
+        "empty where that mixture is uniform).",
         "",
         f"| variant | | {' | '.join(domains)} | W ~ best static |",
         f"|---|---|{'---|' * len(domains)}---|",

@@ -60,17 +60,21 @@ REPORTS = {
     },
     **{
         f"tuning/learned-{task}-acodm": f"A learned policy on {task.capitalize()}, chosen on validation: the anchored "
-        f"actor (objective fixed) with the prior pull λ at {grid}{what}, 5 training episodes each (`python "
+        f"actor (objective fixed) with the prior pull λ at {grid}, 5 training episodes each (`python "
         f"benchmarks/learned_tuning.py --task {task} --variants {variants} --score learn.episodes=5 train.threads=1`)"
-        for task, grid, what, variants in [
+        for task, grid, variants in [
             (
                 "target",
-                "1, 3, 10 or 30",
-                ", rewarded by the evaluated domain (λ = 1 added after λ = 3's test figures were read; it lost on "
-                "validation, so the choice and its test figures stand)",
+                "1, 3, 10 or 30, rewarded by the evaluated domain (λ = 1 added after λ = 3's test figures were read; "
+                "it lost on validation, so the choice and its test figures stand)",
                 "anchored-eval,anchored-eval-lambda-1,anchored-eval-lambda-10,anchored-eval-lambda-30",
             ),
-            ("skewed", "3, 10 or 30", "", "anchored,anchored-lambda-10,anchored-lambda-30"),
+            ("skewed", "3, 10 or 30", "anchored,anchored-lambda-10,anchored-lambda-30"),
+            (
+                "noisy",
+                "3 with the corpus reward, or at 1, 3 or 10 rewarded by the evaluated domains (the planted ones left out)",
+                "anchored,anchored-eval,anchored-eval-lambda-1,anchored-eval-lambda-10",
+            ),
         ]
     },
     **{
@@ -81,6 +85,7 @@ REPORTS = {
         for task, variant, lam, extra in [
             ("target", "anchored-eval", 3, " env.reward_target=eval_domains"),
             ("skewed", "anchored-lambda-30", 30, " agent.options.prior_coef=30"),
+            ("noisy", "anchored-eval", 3, " env.reward_target=eval_domains"),
         ]
     },
 }
