@@ -11,9 +11,10 @@ call (env and agent built, episode, outputs), timed by the wall clock.
     python benchmarks/episodes.py --tasks skewed --repeats 3 train.threads=1
     python benchmarks/episodes.py --tasks skewed train.total_steps=4 --out /tmp/eps   # a smoke run
 
-Writes ``benchmarks/results/episodes.json`` (``--json PATH``): per task and kind the seconds of each
-repeat, their mean, episodes per hour, and the ratio to the scoring episode's time; and its table,
-``episodes.md`` (``--report-only``: the table of the JSON file alone).
+Writes ``benchmarks/results/episodes.json`` (``--json PATH``): per task, its command, date, machine, agent and
+code version, and per kind the seconds of each repeat, their mean, episodes per hour, and the ratio to the
+scoring episode's time; and its table, ``episodes.md`` (``--report-only``: the table of the JSON file alone). A
+run of some tasks replaces theirs and keeps the other tasks' measurements, each with its own provenance.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 
 from acodm_gym.cli import parse_args
 from acodm_gym.config import load_config
-from acodm_gym.runs import provenance
+from acodm_gym.runs import provenance, rundir
 from acodm_gym.runs.runner import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "episodes.json"
@@ -71,18 +72,22 @@ def time_task(task: str, agent: str, repeats: int, overrides: list[str], out: Pa
 def report(payload: dict) -> str:
     """The markdown table of a results payload: seconds per episode, episodes per hour, ratio to scoring."""
     lines = [
-        f"# Episodes per hour ({payload['date']}, `{payload['command']}`, agent {payload['agent']})",
+        "# Episodes per hour: training and scoring episodes, side by side on each task",
         "",
-        "Each kind of episode timed whole (env and agent built, episode, outputs), the kinds interleaved per repeat.",
-        f"Code version: {provenance.describe(payload.get('code'))}. Issue 22's target: a training episode at most "
-        "0.55x the scoring episode's wall time.",
-        *([f"Note: {payload['note']}"] if payload.get("note") else []),
+        "Each kind of episode timed whole (env and agent built, episode, outputs), the kinds interleaved per repeat. "
+        "Issue 22's target: a training episode at most 0.55x the scoring episode's wall time.",
+        "",
+        *(
+            f"- {task}: `{t['command']}` ({t['date']}, {t['machine']}, agent {t['agent']}); code version "
+            f"{provenance.describe(t.get('code'))}."
+            for task, t in payload["tasks"].items()
+        ),
         "",
         "| task | kind | seconds per episode (each repeat) | mean | episodes per hour | ratio to scoring |",
         "|---|---|---|---|---|---|",
     ]
-    for task, kinds in payload["tasks"].items():
-        for kind, r in kinds.items():
+    for task, t in payload["tasks"].items():
+        for kind, r in t["kinds"].items():
             each = ", ".join(f"{x:.1f}" for x in r["seconds"])
             lines.append(
                 f"| {task} | {kind} | {each} | {r['mean_seconds']:.1f} | {r['episodes_per_hour']:.1f} "
@@ -102,23 +107,22 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides for every run")
     args = parse_args(parser, argv)
     json_path = Path(args.json)
+    payload = json.loads(json_path.read_text()) if json_path.is_file() else {"tasks": {}}
     if not args.report_only:
-        results = {
-            task: time_task(task, args.agent, args.repeats, args.overrides, Path(args.out))
-            for task in args.tasks.split(",")
-        }
-        payload = {
-            "command": "python benchmarks/episodes.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": platform.processor() or platform.machine(),
-            "agent": args.agent,
-            "code": provenance.code_version(),
-            "tasks": results,
-        }
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(payload, indent=2) + "\n")
-    table = report(json.loads(json_path.read_text()))
-    json_path.with_suffix(".md").write_text(table)
+        command = "python benchmarks/episodes.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        for task in args.tasks.split(","):
+            kinds = time_task(task, args.agent, args.repeats, args.overrides, Path(args.out))
+            payload["tasks"][task] = {
+                "command": command,
+                "date": time.strftime("%Y-%m-%d"),
+                "machine": platform.processor() or platform.machine(),
+                "agent": args.agent,
+                "code": provenance.code_version(),
+                "kinds": kinds,
+            }
+            rundir.write_text(json_path, json.dumps(payload, indent=2) + "\n")  # each task's as soon as it is timed
+    table = report(payload)
+    rundir.write_text(json_path.with_suffix(".md"), table)
     print(table)
     return 0
 
