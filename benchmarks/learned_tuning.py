@@ -49,6 +49,7 @@ from acodm_gym.runs.provenance import code_version
 from acodm_gym.runs.records import save_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
+TUNING = RESULTS / "tuning"  # each choice: learned-<task>-<agent>.{json,md}
 ANCHORED = ["agent.options.actor=anchored", "agent.options.anchor=uniform"]
 EVAL_REWARD = ["env.reward_target=eval_domains"]
 # name -> overrides. λ = agent.options.prior_coef, the pull of the anchored actor's log-weights towards π₀
@@ -89,14 +90,14 @@ def main(argv=None) -> int:
     configs = {
         v: load_config(None, ["run.progress=false", *VARIANTS[v], *args.overrides], task=args.task) for v in variants
     }
+    where = {v: Path(args.out) / args.task / v for v in variants}  # a variant's runs; its learn directory inside
     curves = {}
     for v, cfg in configs.items():  # training only: the curve's validation proxy, no test seed
         print(f"== {args.task} {v}: {cfg.learn.episodes} training episodes")
-        where = Path(args.out) / args.task / v
         curves[v] = learn.learn(
             for_agent(cfg, args.agent),
             cfg.learn.episodes,
-            where / method,
+            where[v] / method,
             test_seeds=[],
             first_seed=cfg.learn.first_seed,
             keep_stale=args.keep_stale,
@@ -105,12 +106,10 @@ def main(argv=None) -> int:
     chosen = min(values, key=values.get)
     scored = None
     if args.score:
-        out = compare(
-            configs[chosen], args.seeds, [method], Path(args.out) / args.task / chosen, keep_stale=args.keep_stale
-        )
-        scored = keep(out, method, RESULTS / "learn" / f"{args.task}-{args.agent}-{chosen}")
+        out = compare(configs[chosen], args.seeds, [method], where[chosen], keep_stale=args.keep_stale)
+        scored = keep(out, method, kept_dir(args.task, args.agent, chosen))
     refs = read_references(configs[chosen].task)  # the task's references, as every run of it reads them
-    plays = {v: played(Path(args.out) / args.task / v / method, len(c["train"])) for v, c in curves.items()}
+    plays = {v: played(where[v] / method, len(c["train"])) for v, c in curves.items()}
     write_results(args.task, args.agent, refs, curves, values, plays, chosen, scored, command)
     return 0
 
@@ -144,6 +143,12 @@ def reward_agreement(play: dict | None, refs: dict | None) -> float | None:
     if not best or np.ptp(best) == 0:
         return None
     return float(spearmanr(play["vector_reward"], best).statistic)
+
+
+def kept_dir(task: str, agent: str, variant: str) -> Path:
+    """Where a scored variant's report, results, curve and run records are kept (``runs/``: its learn directory's
+    records, as ``<agent>-learned/`` under it); ``tasks.py`` reads its test runs from there."""
+    return RESULTS / "learn" / f"{task}-{agent}-{variant}"
 
 
 def keep(out: Path, method: str, dst: Path) -> dict:
@@ -192,9 +197,8 @@ def write_results(
         "date": time.strftime("%Y-%m-%d"),
         "code": code_version(),
     }
-    target = RESULTS / "tuning"
-    target.mkdir(parents=True, exist_ok=True)
-    rundir.write_text(target / f"learned-{task}-{agent}.json", json.dumps(payload, indent=2))  # atomically
+    TUNING.mkdir(parents=True, exist_ok=True)
+    rundir.write_text(TUNING / f"learned-{task}-{agent}.json", json.dumps(payload, indent=2))  # atomically
     lines = [
         f"# Learned `{agent}` variants on `{task}`: chosen on validation ({payload['date']})",
         "",
@@ -220,7 +224,7 @@ def write_results(
             f"**Test split of the chosen variant** (`{chosen}`, frozen, picked before its test figures were read): "
             f"normalised score {mean}per seed {', '.join(f'{s:.1f}' for s in scored['score'])}; seeds {scored['seeds']}).",
         ]
-    rundir.write_text(target / f"learned-{task}-{agent}.md", "\n".join(lines) + "\n")
+    rundir.write_text(TUNING / f"learned-{task}-{agent}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from learned_tuning import TUNING, kept_dir  # benchmarks/learned_tuning.py: its choices and kept runs
 from results_md import write as write_results_md  # benchmarks/results_md.py, beside this script
 
 from acodm_gym.cli import parse_args
@@ -64,8 +65,6 @@ from acodm_gym.runs.reference import references
 RESULTS = Path(__file__).resolve().parent / "results" / "tasks"
 ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")  # the sweep's default: compare's, and these
 RECORDS = RESULTS / "runs"
-TUNING = RESULTS.parent / "tuning"  # learned_tuning.py's choices on validation: learned-<task>-<agent>.json
-LEARN = RESULTS.parent / "learn"  # and the chosen policies' kept runs: <task>-<agent>-<variant>/runs/
 
 
 def main(argv=None) -> int:
@@ -177,18 +176,22 @@ def _code_lines(tasks: dict[str, dict]) -> list[str]:
     return [*lines, ""]
 
 
-def chosen_policies(task: str, seeds: list[int]) -> dict[str, tuple[str, list[str]]]:
+def chosen_policies(task: str, seeds: list[int]) -> dict[str, dict]:
     """The learned policies that ``learned_tuning.py`` chose on validation and scored frozen, as rows of the task's
-    table: ``<agent>-learned-tuned`` -> (the chosen variant, the kept records of its test runs of ``seeds``; a
-    choice not scored yet has none)."""
+    table: ``<agent>-learned-tuned`` -> its agent, the chosen variant and the kept records of its test runs of
+    ``seeds`` (none for a choice not scored yet)."""
     policies = {}
-    for path in sorted(TUNING.glob(f"learned-{task}-*.json")):
+    for path in sorted(TUNING.glob(f"learned-{task}-*.json")):  # learned_tuning's learned-<task>-<agent>.json
         tuned = json.loads(path.read_text())
         agent, chosen = tuned["agent"], tuned["chosen"]
-        learn_dir = LEARN / f"{task}-{agent}-{chosen}" / "runs" / f"{agent}{LEARNED}"
+        learn_dir = kept_dir(task, agent, chosen) / "runs" / f"{agent}{LEARNED}"
         episodes = len(tuned["variants"][chosen]["train_seeds"])
         runs = [scoring_dir(learn_dir, episodes, s) for s in seeds]
-        policies[f"{agent}{LEARNED}-tuned"] = (chosen, [str(r) for r in runs if (r / "summary.json").is_file()])
+        policies[f"{agent}{LEARNED}-tuned"] = {
+            "agent": agent,
+            "variant": chosen,
+            "runs": [str(r) for r in runs if (r / "summary.json").is_file()],
+        }
     return policies
 
 
@@ -230,10 +233,9 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
         for r, s in zip(best["runs"], best["seeds"])
         if s in args.seeds and (out / Path(r).name / "summary.json").exists()
     ]
-    policies = chosen_policies(task, args.seeds)
-    runs.update({m: r for m, (_, r) in policies.items()})
+    learned = {m: p for m, p in chosen_policies(task, args.seeds).items() if p["runs"]}
+    runs.update({m: p["runs"] for m, p in learned.items()})
     runs = {m: r for m, r in runs.items() if r}
-    learned = {m: chosen for m, (chosen, r) in policies.items() if r}  # the rows' variants, for the header
     if not runs:
         return
     (out / "compare.json").write_text(json.dumps({"methods": list(runs), "seeds": args.seeds, "runs": runs}, indent=2))
@@ -253,12 +255,11 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
     header = [f"# Task `{task}` ({results['date']})", "", f"Command: `{command}` on {machine}.", ""]
     if not results["complete"]:
         header += ["**Partial**: not every method has run with every seed yet; rerun without --report-only.", ""]
-    for m, chosen in learned.items():
-        agent = m.removesuffix(f"{LEARNED}-tuned")
+    for m, p in learned.items():
         header += [
-            f"Row `{m}`: the variant `{chosen}` that `benchmarks/learned_tuning.py` chose on validation "
-            f"(`results/tuning/learned-{task}-{agent}.md`), frozen and scored on these test seeds; its runs' records "
-            f"are in `results/learn/{task}-{agent}-{chosen}/runs/`.",
+            f"Row `{m}`: the variant `{p['variant']}` that `benchmarks/learned_tuning.py` chose on validation "
+            f"(`results/tuning/learned-{task}-{p['agent']}.md`), frozen and scored on these test seeds; its runs' "
+            f"records are in `results/learn/{task}-{p['agent']}-{p['variant']}/runs/`.",
             "",
         ]
     if refs:
