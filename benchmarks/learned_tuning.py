@@ -11,18 +11,23 @@ metric of each training episode's last validation, by a rule fixed before any fi
 
 With ``--score`` the chosen variant alone is then scored, frozen, on ``--seeds`` (the test seeds) by compare's
 ``<agent>-learned`` method in the variant's directory, which reuses its training episodes. So the test
-figures are read once, after the choice; the other variants never meet a test seed.
+figures are read once, after the choice; the other variants never meet a test seed. With ``--train-runs N``
+the chosen variant is trained N times, training run r on the levels ``learn.first_seed + 1000·r``, ... (its
+agent seeded by the first of them), each frozen and scored on the same test seeds: the spread over training
+runs, which the test seeds of one run do not measure. Run 0 is the one the choice read.
 
     python benchmarks/learned_tuning.py --task target \\
         --variants anchored-eval,anchored-eval-lambda-10,anchored-eval-lambda-30 learn.episodes=5 train.threads=1
     python benchmarks/learned_tuning.py --task target \\
         --variants anchored-eval,anchored-eval-lambda-10,anchored-eval-lambda-30 --score learn.episodes=5 train.threads=1
+    python benchmarks/learned_tuning.py --task target \\
+        --variants anchored-eval,anchored-eval-lambda-10,anchored-eval-lambda-30 --score --train-runs 3 learn.episodes=5
 
 Run the same command again and it continues (finished episodes and runs are reused, a stopped one resumes).
 Writes ``results/tuning/learned-<task>-<agent>.{json,md}`` (every variant's validation curve, the choice, and the
-chosen variant's test scores); the runs go under ``--out/<task>/<variant>/`` (the learn directory is
-``<agent>-learned/`` inside); the scored variant's report, results, curve and run records are kept in
-``results/learn/<task>-<agent>-<variant>/``.
+chosen variant's test scores, per training run); the runs go under ``--out/<task>/<variant>/`` (the learn directory
+is ``<agent>-learned/`` inside; training run r >= 1 under ``run-<r>/``); the scored variant's report, results, curve
+and run records are kept in ``results/learn/<task>-<agent>-<variant>/`` (training run r >= 1: its ``run-<r>/``).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from acodm_gym.runs.records import save_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TUNING = RESULTS / "tuning"  # each choice: learned-<task>-<agent>.{json,md}
+RUN_STRIDE = 1000  # training run r trains on the levels learn.first_seed + RUN_STRIDE·r, ...
 ANCHORED = ["agent.options.actor=anchored", "agent.options.anchor=uniform"]
 EVAL_REWARD = ["env.reward_target=eval_domains"]
 # name -> overrides. λ = agent.options.prior_coef, the pull of the anchored actor's log-weights towards π₀
@@ -77,6 +83,9 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default="anchored-eval,anchored-eval-lambda-10,anchored-eval-lambda-30")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="test seeds (with --score)")
     parser.add_argument("--score", action="store_true", help="score the chosen variant on --seeds")
+    parser.add_argument(
+        "--train-runs", type=int, default=1, help="with --score: training runs of the chosen variant, each scored"
+    )
     parser.add_argument("--keep-stale", action="store_true", help="reuse episodes and runs of other code versions")
     parser.add_argument("--out", default="runs/learned-tuning", help="where the runs go (one folder per task)")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. learn.episodes=5")
@@ -90,6 +99,13 @@ def main(argv=None) -> int:
     configs = {
         v: load_config(None, ["run.progress=false", *VARIANTS[v], *args.overrides], task=args.task) for v in variants
     }
+    episodes = next(iter(configs.values())).learn.episodes
+    if args.train_runs < 1 or (args.train_runs > 1 and not args.score):
+        parser.error(f"--train-runs {args.train_runs}: give at least 1, and more than 1 only with --score")
+    if args.train_runs > 1 and episodes > RUN_STRIDE:
+        parser.error(
+            f"--train-runs: learn.episodes={episodes} would make training runs share levels (at most {RUN_STRIDE})"
+        )
     where = {v: Path(args.out) / args.task / v for v in variants}  # a variant's runs; its learn directory inside
     curves = {}
     for v, cfg in configs.items():  # training only: the curve's validation proxy, no test seed
@@ -105,13 +121,22 @@ def main(argv=None) -> int:
     values = {v: selection_value([p["val_metric"] for p in c["train"]]) for v, c in curves.items()}
     chosen = min(values, key=values.get)
     scored = None
-    if args.score:
-        out = compare(configs[chosen], args.seeds, [method], where[chosen], keep_stale=args.keep_stale)
-        scored = keep(out, method, kept_dir(args.task, args.agent, chosen))
+    runs = []
+    for r in range(args.train_runs if args.score else 0):  # run 0: the one the choice read
+        cfg = load_config(configs[chosen], {"learn": {"first_seed": configs[chosen].learn.first_seed + RUN_STRIDE * r}})
+        out = compare(cfg, args.seeds, [method], run_dir(where[chosen], r), keep_stale=args.keep_stale)
+        runs.append(keep(out, method, run_dir(kept_dir(args.task, args.agent, chosen), r)))
+        runs[-1]["first_seed"] = cfg.learn.first_seed
+    scored = runs[0] if runs else None
     refs = read_references(configs[chosen].task)  # the task's references, as every run of it reads them
     plays = {v: played(where[v] / method, len(c["train"])) for v, c in curves.items()}
-    write_results(args.task, args.agent, refs, curves, values, plays, chosen, scored, command)
+    write_results(args.task, args.agent, refs, curves, values, plays, chosen, scored, command, runs)
     return 0
+
+
+def run_dir(variant_dir: Path, r: int) -> Path:
+    """Where training run ``r`` of a variant lives: the variant's own directory for run 0, ``run-<r>/`` in it after."""
+    return variant_dir if r == 0 else variant_dir / f"run-{r}"
 
 
 def played(learn_dir: Path, episodes: int) -> dict | None:
@@ -173,6 +198,7 @@ def write_results(
     chosen: str,
     scored: dict | None,
     command: str,
+    runs: list[dict] | None = None,
 ) -> None:
     """results/tuning/learned-<task>-<agent>.{json,md}; ``refs``: the task's references (their validation beside the table)."""
     payload = {
@@ -193,6 +219,11 @@ def write_results(
         },
         "chosen": chosen,
         "test": scored,
+        "training_runs": [
+            {"first_seed": r["first_seed"], "score": r["score"], "run_score": float(np.mean(r["score"]))} for r in runs
+        ]
+        if runs and len(runs) > 1 and all(None not in r["score"] for r in runs)
+        else None,
         "command": command,
         "date": time.strftime("%Y-%m-%d"),
         "code": code_version(),
@@ -223,6 +254,19 @@ def write_results(
             "",
             f"**Test split of the chosen variant** (`{chosen}`, frozen, picked before its test figures were read): "
             f"normalised score {mean}per seed {', '.join(f'{s:.1f}' for s in scored['score'])}; seeds {scored['seeds']}).",
+        ]
+    if payload["training_runs"]:
+        per_run = payload["training_runs"]
+        ci = mean_interval([r["run_score"] for r in per_run])
+        lines += [
+            "",
+            f"**Spread over {len(per_run)} training runs** (run r trains on the levels from its first seed, its agent "
+            "seeded by it; each frozen and scored on the same test seeds; a run's score is the mean over them): "
+            + "; ".join(
+                f"first seed {r['first_seed']}: {r['run_score']:.1f} ({', '.join(f'{s:.1f}' for s in r['score'])})"
+                for r in per_run
+            )
+            + (f". Mean over training runs {ci[0]:.1f} ± {ci[1]:.1f} (95 % half-width)." if ci else "."),
         ]
     rundir.write_text(TUNING / f"learned-{task}-{agent}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

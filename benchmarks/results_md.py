@@ -45,6 +45,7 @@ REPORTS = {
     "reward_scale_timing": "The alignment reward at scale: time per step on a quiet machine",
     "reward_scale_mixture": "The alignment reward at scale: AC-ODM with the sketch",
     "episodes": "Episodes per hour: training and scoring episodes",
+    "reward_ranking": "Does the reward rank the domains as the best static mixture weights them?",
     "learn/noisy-acodm-anchored-5ep/report": "A learned policy on Noisy: AC-ODM's anchored actor after 5 training "
     f"episodes, frozen, {BEFORE_FIX} (`acodm-gym compare --task noisy --methods acodm-learned --seeds 0 1 2 3 4 "
     "agent.options.actor=anchored agent.options.anchor=uniform learn.episodes=5 train.threads=1`)",
@@ -324,8 +325,10 @@ def report_section(name: str) -> list[str]:
     data = json.loads(source.read_text()) if source.exists() else {}
     if compared:
         versions = run_versions(data)
-    else:  # eval_noise.json holds one measurement per task, each with its own code version
-        codes = [data.get("code")] if "code" in data or "date" in data else [v.get("code") for v in data.values()]
+    else:  # eval_noise.json holds one measurement per task, each with its own code version; episodes.json and
+        # reward_ranking.json hold theirs under "tasks"
+        per_task = data.get("tasks", data)
+        codes = [data.get("code")] if "code" in data or "date" in data else [v.get("code") for v in per_task.values()]
         versions = {provenance.describe(c): None for c in codes} if data else {}
     body, fence = [], False
     for line in (RESULTS / f"{name}.md").read_text().splitlines():

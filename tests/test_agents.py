@@ -473,6 +473,30 @@ def test_a_bad_schedule_is_refused_before_any_work(weights, fragment):
         prepare_config(load_config(None, {"agent": {"name": "schedule", "weights": weights}}))
 
 
+def test_a_run_seeds_its_agent_unless_the_agent_seed_is_given():
+    """A method's seeds vary its agent too (networks, exploration), as SB3 and CleanRL seed one run with one seed."""
+    from acodm_gym.config import load_config
+    from acodm_gym.runs.runner import prepare_config
+
+    def prepared(run_seed, **options):
+        return prepare_config(
+            load_config(None, {"agent": {"name": "acodm", "options": {**SMALL, **options}}, "run": {"seed": run_seed}})
+        )
+
+    def actor(cfg):
+        return [p.detach().clone() for p in make_agent(cfg.agent, make_spec()).model.actor.parameters()]
+
+    assert prepared(3).agent.options["seed"] == 3
+    assert prepared(3, seed=7).agent.options["seed"] == 7  # given: kept
+    assert (
+        "seed"
+        not in prepare_config(load_config(None, {"agent": {"name": "uniform"}, "run": {"seed": 3}})).agent.options
+    )
+    one, again, other = actor(prepared(1)), actor(prepared(1)), actor(prepared(2))
+    assert all(torch.equal(a, b) for a, b in zip(one, again))
+    assert not all(torch.equal(a, b) for a, b in zip(one, other))
+
+
 # -- frozen actor (proxy → target) ------------------------------------------------------------------
 def test_frozen_actor_acts_like_the_saved_actor_and_refuses_other_envs(tmp_path):
     rng = np.random.default_rng(0)

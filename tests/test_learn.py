@@ -78,6 +78,7 @@ def test_learn_carries_the_agent_across_episodes_and_tests_it_frozen_on_other_se
     ep0, ep1 = tmp_path / "learn" / "train" / "ep-000", tmp_path / "learn" / "train" / "ep-001"
     configs = [yaml.safe_load((d / "config.yaml").read_text()) for d in (ep0, ep1)]
     assert [c["run"]["seed"] for c in configs] == [1000, 1001]  # a fresh model each episode, none a test seed
+    assert [c["agent"]["options"]["seed"] for c in configs] == [1000, 1000]  # one agent, seeded by the first level
     assert [c["env"]["episode"] for c in configs] == ["training", "training"]
     assert configs[0]["agent"]["init_from"] is None and configs[1]["agent"]["init_from"] == str(ep0 / "agent.pt")
     first, last = _agent_state(ep0 / "agent.pt"), _agent_state(ep1 / "agent.pt")

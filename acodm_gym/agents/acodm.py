@@ -74,7 +74,7 @@ class ActorCriticOptions:
     :param holdout_every: every n-th transition is kept out of the replay buffer for
         ``q_return_spearman`` (0: none)
     :param diagnostics_window: steps of the reward signal-to-noise window
-    :param seed: seed of the networks and the exploration noise
+    :param seed: seed of the networks and the exploration noise (a run sets it to ``run.seed`` unless given)
     :param device: torch device of the networks
     """
 

@@ -46,7 +46,7 @@ class AioliOptions:
         themselves accumulate, p ← p ⊙ exp(η · column sums))
     :param normalize: shift A to non-negative entries and divide by its sum (released: on)
     :param init: the weights before the first round is learnt, "uniform" (released) or "natural"
-    :param seed: seed of the burst order
+    :param seed: seed of the burst order (a run sets it to ``run.seed`` unless given)
     """
 
     eta: float = option(1.0, "(0, inf)")

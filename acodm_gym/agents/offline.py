@@ -53,7 +53,7 @@ class OfflineOptions:
     :param batch_size: transitions per gradient step
     :param gamma: discount factor
     :param hidden: hidden layer sizes of every network
-    :param seed: seed of the training
+    :param seed: seed of the training (a run sets it to ``run.seed`` unless given)
     :param device: torch device
     """
 

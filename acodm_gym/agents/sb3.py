@@ -134,7 +134,7 @@ class SB3Options:
     """Options of a stock SB3 agent. Any other key is a keyword of the SB3 algorithm (``learning_rate``,
     ``gamma``, ...), passed to its constructor as given.
 
-    :param seed: the algorithm's seed
+    :param seed: the algorithm's seed (a run sets it to ``run.seed`` unless given)
     :param device: torch device of its networks
     :param algorithm_kwargs: the other keys, gathered here (a key the algorithm does not take is refused)
     """

@@ -6,7 +6,9 @@ training``, no end-of-episode evaluation), and is scored, frozen, on models of t
 (scoring episodes, the evaluation every result uses); the two seed sets never overlap. The env resets
 to a fresh model each episode; the agent persists: episode e starts from episode e − 1's ``agent.pt``
 (``agent.init_from``: networks, target networks, optimisers, replay buffer, counters, RNG); its step
-counters run on, so its schedules (AC-ODM's warm-up and learning-rate decay) span the first episode::
+counters run on, so its schedules (AC-ODM's warm-up and learning-rate decay) span the first episode. It is
+seeded once, by the first episode's model seed (``run.seed``) unless ``agent.options.seed`` is given, so
+``--train-seed`` picks a training run: its levels and its agent's initialisation and exploration::
 
     <learn_dir>/
         train/ep-000/ ...          the training episodes, run directories of the runner
@@ -36,7 +38,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..agents import FrozenActorAgent
+from ..agents import FrozenActorAgent, agent_class
 from ..config import TEST_SEEDS, AgentConfig, Config, LearnConfig, check_seed, load_config
 from ..errors import ConfigError
 from . import plots, rundir
@@ -97,6 +99,8 @@ def train_agent(
     :param keep_stale: reuse finished episodes of other code or corpora (``reuse.train_or_reuse``)
     """
     learn_dir = Path(learn_dir)
+    if seeds and "seed" in agent_class(cfg.agent.name).option_names() and "seed" not in cfg.agent.options:
+        cfg = load_config(cfg, {"agent": {"options": {"seed": seeds[0]}}})  # seeded once; later episodes restore it
     for e, seed in enumerate(seeds):
         log(f"== training episode {e + 1} of {len(seeds)} (model seed {seed})")
         # a restored record has no agent.pt: such an episode is trained again (same seed, same result)

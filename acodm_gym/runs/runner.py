@@ -122,7 +122,8 @@ class RunResult:
 def prepare_config(cfg: Config, agent: Agent | None = None) -> Config:
     """Adapt the env to what the agent declares (``Agent``'s docstring): no probes for an agent without a
     reward or a frozen one (unless ``run.log_transitions``: offline data needs the reward of every behaviour),
-    no floor for ODM, the task's best static mixture in the option that takes it. An agent section
+    no floor for ODM, the run's seed (``run.seed``) as the agent's ``seed`` option unless one is given, the
+    task's best static mixture in the option that takes it. An agent section
     the agent would not use as given is refused here (``Agent.check_config``), before any work.
 
     :param agent: an agent object given to ``train``: its own declarations and name count, not those of
@@ -143,6 +144,9 @@ def prepare_config(cfg: Config, agent: Agent | None = None) -> Config:
         cfg.env.compute_reward = False
     if not declared.exploration_floor:
         cfg.train.exploration_floor = False
+    if agent is None and "seed" in declared.option_names() and "seed" not in cfg.agent.options:
+        # one seed for the whole run, as SB3 and CleanRL seed theirs: a method's seeds vary its agent, not only the LM
+        cfg.agent = dataclasses.replace(cfg.agent, options={**cfg.agent.options, "seed": cfg.run.seed})
     option = declared.target_weights_option
     target = _best_static(cfg) if option and agent is None else None
     if target is not None:  # e.g. the diagnostics' target_cosine: does the actor move towards the task's best mixture?
