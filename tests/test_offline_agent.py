@@ -5,14 +5,18 @@ Skipped where d3rlpy (the optional extra ``offline``) is not installed.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from acodm_gym.agents import EnvSpec, OfflineAgent
+from acodm_gym.agents.offline import metric_rewards
 from acodm_gym.config import load_config
 from acodm_gym.envs import PretrainEnv
 from acodm_gym.errors import AgentError, ConfigError, MissingFileError
+from acodm_gym.runs.logger import read_metrics
 from acodm_gym.runs.runner import train
 
 from conftest import small_config
@@ -25,7 +29,7 @@ RUN = {"plots": False, "tensorboard": False, "log_transitions": True}
 
 @pytest.fixture(scope="module")
 def logged(corpus_text_dir, cache_dir, tmp_path_factory) -> list[str]:
-    """Two logged runs of acodm (its warm-up noise varies the weights), 12 steps each."""
+    """Two logged runs of acodm (its warm-up noise varies the weights), 12 steps each, validated every 4."""
     out, paths = tmp_path_factory.mktemp("logged"), []
     for seed in (0, 1):
         agent = {"name": "acodm", "options": {"warmup_steps": 4, "batch_size": 4, "width": 16, "seed": seed}}
@@ -34,6 +38,7 @@ def logged(corpus_text_dir, cache_dir, tmp_path_factory) -> list[str]:
             cache_dir,
             agent=agent,
             train={"total_steps": 12},
+            env={"eval_interval": 4},
             run={**RUN, "out_dir": str(out), "seed": seed},
         )
         paths.append(str(train(load_config(cfg), log=lambda _: None).run_dir / "transitions.npz"))
@@ -91,3 +96,44 @@ def test_offline_agent_refuses_bad_datasets(config, logged, tmp_path):
     (tmp_path / "text.npz").write_text("not numpy")
     with pytest.raises(AgentError, match="not a transitions file"):
         OfflineAgent(spec, dataset=[str(tmp_path / "text.npz")])
+
+
+def test_the_metric_reward_is_the_task_metrics_fall_between_the_logged_validations(config, logged):
+    """reward=metric learns from the task metric the run logged at its validations (the Data Mixing Agent's
+    signal), not from the alignment reward; the runner logs it with the transitions, as metrics.csv has it."""
+    for path in logged:
+        with np.load(path) as t:
+            logged_val = t["val_metric"]
+        csv_val = read_metrics(Path(path).parent / "metrics.csv")["val_metric"]
+        np.testing.assert_allclose(logged_val, csv_val, rtol=1e-6, equal_nan=True)
+        assert np.isfinite(logged_val).sum() == 3  # steps 4, 8, 12
+    val = np.array([np.nan, 10.0, np.nan, 5.0, np.nan, np.nan, 4.0])
+    rewards = metric_rewards(val)
+    np.testing.assert_allclose(rewards[:2], 0.0)  # before the first validation nothing is known
+    np.testing.assert_allclose(rewards[2:4], np.log(2.0) / 2)  # 10 -> 5 over two steps
+    np.testing.assert_allclose(rewards[4:], np.log(5.0 / 4.0) / 3)
+    assert rewards.sum() == pytest.approx(np.log(10.0 / 4.0))
+
+    env = PretrainEnv(config, {"train": {"total_steps": 3}, "env": {"eval_interval": 0, "compute_reward": False}})
+    spec = EnvSpec.from_env(env)
+    by_metric = OfflineAgent(spec, dataset=logged, reward="metric", **TINY)
+    by_alignment = OfflineAgent(spec, dataset=logged, **TINY)
+    for episode, path in zip(by_metric.episodes, logged):
+        with np.load(path) as t:
+            np.testing.assert_allclose(episode["reward"], metric_rewards(t["val_metric"].astype(np.float64)), rtol=1e-6)
+    assert not np.allclose(by_metric.episodes[0]["reward"], by_alignment.episodes[0]["reward"])
+    obs, _ = env.reset(seed=0)
+    assert by_metric.act(obs).sum() == pytest.approx(1.0)  # it trains on them and acts
+
+
+def test_the_metric_reward_refuses_runs_without_validations(config, logged, tmp_path):
+    env = PretrainEnv(config, {"train": {"total_steps": 3}, "env": {"eval_interval": 0, "compute_reward": False}})
+    spec = EnvSpec.from_env(env)
+    with np.load(logged[0]) as t:
+        arrays = {k: t[k] for k in t.files}
+    np.savez(tmp_path / "old.npz", **{k: v for k, v in arrays.items() if k != "val_metric"})  # logged before
+    with pytest.raises(AgentError, match="0 validations.*eval_interval"):
+        OfflineAgent(spec, dataset=[str(tmp_path / "old.npz")], reward="metric")
+    OfflineAgent(spec, dataset=[str(tmp_path / "old.npz")])  # the alignment reward needs none
+    with pytest.raises(ConfigError, match="reward"):
+        OfflineAgent(spec, dataset=logged, reward="loss")

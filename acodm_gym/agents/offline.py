@@ -8,6 +8,11 @@ The logged weights sit within a few hundredths of their behaviour policy, and fo
 slope outside them is how AC-ODM's actor went wrong (docs/findings.md, "Why AC-ODM does not learn a better
 mixture here"); TD3+BC (``algorithm: td3+bc``) and CQL (``cql``) are there to compare.
 
+What the policy maximises (``reward``): ``alignment``, the logged reward (the env's α-weighted alignment W, a
+first-order proxy of one step's loss change), or ``metric``, the task metric itself, the Data Mixing Agent's
+signal: its fall between the run's periodic validations, ln m_a − ln m_b spread evenly over the steps
+a < t ≤ b (``metric_rewards``; 0 before the first validation), read from the transitions' ``val_metric``.
+
 Each file is one episode (its last step a time-out, not a terminal). Actions are the weights in
 [0, 1]^k, scaled to [−1, 1] for d3rlpy's policies; rewards are standardised (IQL's advantage weights
 depend on their scale, and the alignment reward's varies by orders of magnitude across models). The
@@ -43,12 +48,25 @@ def _d3rlpy():
     return d3rlpy
 
 
+def metric_rewards(val_metric: np.ndarray) -> np.ndarray:
+    """Per step, the task metric's fall between the two validations that enclose it: for validations at steps
+    a < b (indices into ``val_metric``, NaN where a step has none), (ln m_a − ln m_b) / (b − a) at each step
+    a < t <= b, so an episode's rewards sum to ln(first / last); 0 before the first validation."""
+    at = np.flatnonzero(np.isfinite(val_metric))
+    out = np.zeros(len(val_metric))
+    for a, b in zip(at[:-1], at[1:]):
+        out[a + 1 : b + 1] = (np.log(val_metric[a]) - np.log(val_metric[b])) / (b - a)
+    return out
+
+
 @dataclass
 class OfflineOptions:
     """Options of ``offline``.
 
     :param dataset: the transitions.npz files of logged runs (``run.log_transitions``), required
     :param algorithm: "iql" (in-sample: never evaluates unlogged actions), "td3+bc" or "cql"
+    :param reward: "alignment" (the logged reward) or "metric" (the task metric's fall between validations;
+        runs logged with ``env.eval_interval`` > 0)
     :param n_steps: gradient steps of the offline training
     :param batch_size: transitions per gradient step
     :param gamma: discount factor
@@ -59,6 +77,7 @@ class OfflineOptions:
 
     dataset: list[str] = option([])
     algorithm: str = option("iql", tuple(ALGORITHMS))
+    reward: str = option("alignment", ("alignment", "metric"))
     n_steps: int = option(2000, "[1, inf)")
     batch_size: int = option(256, "[1, inf)")
     gamma: float = option(0.95, "[0, 1)")
@@ -108,6 +127,7 @@ class OfflineAgent(Agent):
         try:
             with np.load(path) as data:
                 episode = {key: np.asarray(data[key], dtype=np.float32) for key in ("obs", "action", "reward")}
+                val = np.asarray(data["val_metric"], dtype=np.float64) if "val_metric" in data.files else None
         except (OSError, ValueError, KeyError) as exc:
             raise AgentError(
                 f"{path} is not a transitions file (obs, action, reward arrays; {type(exc).__name__})."
@@ -119,6 +139,14 @@ class OfflineAgent(Agent):
                 f"{episode['action'].shape[1:]}; this environment has ({obs_size},) and ({self.k},), and a run "
                 "needs at least 2 steps."
             )
+        if self.options.reward == "metric":
+            found = 0 if val is None or val.shape != (n,) else int(np.isfinite(val).sum())
+            if found < 2:
+                raise AgentError(
+                    f"{path} logs {found} validations with its transitions; reward=metric needs at least 2: log the "
+                    "runs with env.eval_interval > 0 (by a version that logs val_metric), or use reward=alignment."
+                )
+            episode["reward"] = metric_rewards(val).astype(np.float32)
         return episode
 
     def train(self) -> None:

@@ -10,7 +10,8 @@ or actor–critic — is driven the same way, and writes a run directory:
                                 episode, env.episode=training, has no final evaluation: no test entries)
     runs/<name>/mixture.json    the weight schedule α(t) and its mean (reusable as a static mixture)
     runs/<name>/model/          the trained model and tokenizer in Hugging Face format
-    runs/<name>/transitions.npz with run.log_transitions: obs, action, reward, vector_reward, next_obs per step
+    runs/<name>/transitions.npz with run.log_transitions: obs, action, reward, vector_reward, next_obs per step, and
+                                val_metric (the task metric of that step's validation, NaN where it has none)
     runs/<name>/agent.pt        the agent (for acodm: the actor a target run can load)
     runs/<name>/*.png           domain weights and validation perplexity over steps, test perplexity, diagnostics
     runs/<name>/checkpoints/    every run.checkpoint_interval steps and at the last, what resuming needs (runs/checkpoint.py)
@@ -63,7 +64,7 @@ class _Progress:
     seconds_now: float = 0.0  # of this session, at the last checkpoint
     resumed_at: list[int] = field(default_factory=list)
     obs: np.ndarray | None = None  # the observation the next action is taken on
-    transitions: dict[str, list] | None = None  # run.log_transitions: (s, a, r, vector r, s') per step
+    transitions: dict[str, list] | None = None  # run.log_transitions: (s, a, r, vector r, s', val metric) per step
 
     def record(self, info: StepInfo) -> None:
         self.weights.append(np.asarray(info["domain_weights"], dtype=np.float64).tolist())
@@ -108,6 +109,7 @@ class _Progress:
             "reward": reward,
             "vector_reward": info["vector_reward"],
             "next_obs": next_obs,
+            "val_metric": info.get("val_metric", np.nan),  # what an offline agent may learn from (reward: metric)
         }
         for key, value in row.items():
             self.transitions.setdefault(key, []).append(np.asarray(value, dtype=np.float32).tolist())
