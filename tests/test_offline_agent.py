@@ -137,3 +137,13 @@ def test_the_metric_reward_refuses_runs_without_validations(config, logged, tmp_
     OfflineAgent(spec, dataset=[str(tmp_path / "old.npz")])  # the alignment reward needs none
     with pytest.raises(ConfigError, match="reward"):
         OfflineAgent(spec, dataset=logged, reward="loss")
+
+
+def test_a_dataset_folder_stands_for_every_transitions_file_below_it(config, logged, tmp_path):
+    env = PretrainEnv(config, {"train": {"total_steps": 3}, "env": {"eval_interval": 0, "compute_reward": False}})
+    spec = EnvSpec.from_env(env)
+    folder = Path(logged[0]).parent.parent  # the fixture's out dir: both runs
+    assert OfflineAgent(spec, dataset=[str(folder)], **TINY).files == sorted(Path(p) for p in logged)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingFileError, match="holds no transitions.npz"):
+        OfflineAgent(spec, dataset=[str(tmp_path / "empty")])

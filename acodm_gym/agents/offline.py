@@ -48,6 +48,17 @@ def _d3rlpy():
     return d3rlpy
 
 
+def transitions_files(dataset: list[str]) -> list[Path]:
+    """The transitions files ``dataset`` names: a file as it is, a folder as every transitions.npz below it (sorted)."""
+    files = []
+    for entry in map(Path, dataset):
+        found = sorted(entry.rglob("transitions.npz")) if entry.is_dir() else [entry]
+        if not found:
+            raise MissingFileError(f"{entry} holds no transitions.npz: log its runs with run.log_transitions=true.")
+        files += found
+    return files
+
+
 def metric_rewards(val_metric: np.ndarray) -> np.ndarray:
     """Per step, the task metric's fall between the two validations that enclose it: for validations at steps
     a < b (indices into ``val_metric``, NaN where a step has none), (ln m_a − ln m_b) / (b − a) at each step
@@ -63,7 +74,10 @@ def metric_rewards(val_metric: np.ndarray) -> np.ndarray:
 class OfflineOptions:
     """Options of ``offline``.
 
-    :param dataset: the transitions.npz files of logged runs (``run.log_transitions``), required
+    :param dataset: the transitions.npz files of logged runs (``run.log_transitions``), or folders whose every
+        transitions.npz below is one (a dataset build's ``<run.out_dir>/datasets/<task>/``), required. A finished
+        run is reused by its config, so a folder that has grown since is the same option: score it in a new run
+        directory (``--overwrite`` or another ``run.name``)
     :param algorithm: "iql" (in-sample: never evaluates unlogged actions), "td3+bc" or "cql"
     :param reward: "alignment" (the logged reward) or "metric" (the task metric's fall between validations;
         runs logged with ``env.eval_interval`` > 0)
@@ -97,7 +111,8 @@ class OfflineAgent(Agent):
     def __init__(self, spec: EnvSpec, **options: Any):
         super().__init__(spec)
         o = self.options = self.make_options(options)
-        self.episodes = [self._read(Path(path)) for path in o.dataset]
+        self.files = transitions_files(o.dataset)
+        self.episodes = [self._read(path) for path in self.files]
         d3rlpy = _d3rlpy()
         config = getattr(d3rlpy.algos, ALGORITHMS[o.algorithm])
         encoder = d3rlpy.models.VectorEncoderFactory(hidden_units=list(o.hidden))
