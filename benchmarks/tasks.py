@@ -33,6 +33,10 @@ run directory under ``--out``: rerunning the same command continues where it sto
     python benchmarks/tasks.py --report-only                    # write the results of the runs finished so far
     python benchmarks/tasks.py --keep-stale                     # reuse stale records instead of rerunning them
     python benchmarks/tasks.py --tasks skewed train.threads=1    # config overrides go to every run
+    python benchmarks/tasks.py --tasks skewed --methods offline agent.options.reward=metric train.threads=1
+
+The ``offline`` method learns from the task's dataset episodes (``runs/datasets/<task>/``, what
+``benchmarks/datasets.py`` builds) unless ``agent.options.dataset`` is given.
 
 Two sweeps can share this machine's two cores only with ``train.threads=1`` each: the default
 config asks for two threads, and four threads on two cores run each step about 2.5x slower.
@@ -65,6 +69,7 @@ from acodm_gym.runs.reference import references
 RESULTS = Path(__file__).resolve().parent / "results" / "tasks"
 ALL_METHODS = (*METHODS, "acodm-td3", "doge", "vector-sac")  # the sweep's default: compare's, and these
 RECORDS = RESULTS / "runs"
+DATASETS = Path("runs") / "datasets"  # where benchmarks/datasets.py builds each task's offline episodes
 
 
 def main(argv=None) -> int:
@@ -214,9 +219,12 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
     if args.references_only:
         return
     methods = args.methods.split(",")
+    overrides = args.overrides
+    if "offline" in methods and not any(o.startswith("agent.options.dataset=") for o in overrides):
+        overrides = [*overrides, f"agent.options.dataset=[{DATASETS / task}]"]  # the task's dataset episodes
     if not args.report_only:
         compare(
-            load_config(None, ["run.progress=false", *args.overrides], task=task),
+            load_config(None, ["run.progress=false", *overrides], task=task),
             seeds=args.seeds,
             methods=methods,
             out=out,
@@ -224,7 +232,7 @@ def _sweep(task: str, out: Path, args, command: str, machine: str, started: floa
             keep_stale=args.keep_stale,
         )
     # the report: every finished run of the methods, and the references' best static mixture beside them
-    cfg = load_config(None, args.overrides, task=task)  # where a learned method's runs are: learn.episodes
+    cfg = load_config(None, overrides, task=task)  # where a learned method's runs are: learn.episodes
     where = {m: [method_run_dir(cfg, m, s, out) for s in args.seeds] for m in methods}
     runs = {m: [str(r) for r in rs if (r / "summary.json").exists()] for m, rs in where.items()}
     best = refs["references"]["best_static"] if refs else {"runs": [], "seeds": []}
