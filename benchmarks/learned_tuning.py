@@ -61,6 +61,8 @@ EVAL_REWARD = ["env.reward_target=eval_domains"]
 # name -> overrides. λ = agent.options.prior_coef, the pull of the anchored actor's log-weights towards π₀
 # (default 3): where the critic's values are flat in the action its deviation settles at (centred value gap) / λ.
 VARIANTS = {
+    "own": [],  # the agent's own actor and the corpus reward (an agent without the anchored actor: vector-sac)
+    "own-eval": EVAL_REWARD,
     "anchored": ANCHORED,
     **{f"anchored-lambda-{lam}": [*ANCHORED, f"agent.options.prior_coef={lam}"] for lam in (1, 10, 30)},
     "anchored-eval": [*ANCHORED, *EVAL_REWARD],
