@@ -38,12 +38,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..agents import FrozenActorAgent, agent_class
+from ..agents import FrozenActorAgent
 from ..config import TEST_SEEDS, AgentConfig, Config, LearnConfig, check_seed, load_config
 from ..errors import ConfigError
 from . import plots, rundir
 from .logger import read_metrics
 from .reuse import finished, train_or_reuse
+from .runner import seed_agent
 
 FIRST_TRAIN_SEED = LearnConfig.first_seed
 
@@ -99,8 +100,8 @@ def train_agent(
     :param keep_stale: reuse finished episodes of other code or corpora (``reuse.train_or_reuse``)
     """
     learn_dir = Path(learn_dir)
-    if seeds and "seed" in agent_class(cfg.agent.name).option_names() and "seed" not in cfg.agent.options:
-        cfg = load_config(cfg, {"agent": {"options": {"seed": seeds[0]}}})  # seeded once; later episodes restore it
+    if seeds:  # seeded once, by the first level; later episodes restore its random state
+        cfg = dataclasses.replace(cfg, agent=seed_agent(cfg.agent, seeds[0]))
     for e, seed in enumerate(seeds):
         log(f"== training episode {e + 1} of {len(seeds)} (model seed {seed})")
         # a restored record has no agent.pt: such an episode is trained again (same seed, same result)

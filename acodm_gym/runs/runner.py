@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from ..agents import AGENTS, Agent, EnvSpec, agent_class, make_agent
 from ..agents.static import write_mixture
-from ..config import Config, load_config
+from ..config import AgentConfig, Config, load_config
 from ..data.tokenizer import to_hf_tokenizer
 from ..envs.pretrain_env import PretrainEnv
 from ..envs.state import StepInfo
@@ -146,14 +146,21 @@ def prepare_config(cfg: Config, agent: Agent | None = None) -> Config:
         cfg.env.compute_reward = False
     if not declared.exploration_floor:
         cfg.train.exploration_floor = False
-    if agent is None and "seed" in declared.option_names() and "seed" not in cfg.agent.options:
-        # one seed for the whole run, as SB3 and CleanRL seed theirs: a method's seeds vary its agent, not only the LM
-        cfg.agent = dataclasses.replace(cfg.agent, options={**cfg.agent.options, "seed": cfg.run.seed})
+    if agent is None:
+        cfg.agent = seed_agent(cfg.agent, cfg.run.seed)
     option = declared.target_weights_option
     target = _best_static(cfg) if option and agent is None else None
     if target is not None:  # e.g. the diagnostics' target_cosine: does the actor move towards the task's best mixture?
         cfg.agent = dataclasses.replace(cfg.agent, options={option: target, **cfg.agent.options})
     return cfg
+
+
+def seed_agent(agent: AgentConfig, seed: int) -> AgentConfig:
+    """``agent`` with its ``seed`` option set to ``seed`` unless one is given (for an agent that takes one): one
+    seed for a whole run, as SB3 and CleanRL seed theirs, so a method's seeds vary its agent, not only the LM."""
+    if "seed" not in agent_class(agent.name).option_names() or "seed" in agent.options:
+        return agent
+    return dataclasses.replace(agent, options={**agent.options, "seed": seed})
 
 
 def _best_static(cfg: Config) -> dict[str, float] | None:
