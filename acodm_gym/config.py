@@ -241,7 +241,7 @@ class TaskConfig:
 class RunConfig:
     out_dir: str = "runs"
     name: str | None = None  # None: <agent>-<seed>
-    seed: int = 0
+    seed: int = 0  # the model, its batches, and the agent unless agent.options.seed is given (runner.seed_agent)
     progress: bool = True
     tensorboard: bool = True
     plots: bool = True
