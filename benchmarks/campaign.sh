@@ -6,8 +6,15 @@
 # later session; a step already done takes seconds. One training process at a time: on 2 CPU cores the whole
 # campaign takes about 50 hours (the hours per step below were measured here, train.threads=1).
 #
+# A session's machine is gone when the session ends: before that, `save` keeps what finished (benchmarks/carry.py:
+# every finished run's record and the references' Optuna journal, into benchmarks/results/tasks/runs/), then commit
+# benchmarks/results. The campaign restores those first. Its code version is package digest 6b5a94f0206ea5dc
+# (commit e5bf878): where main's acodm_gym/ has moved on, run it from a worktree whose package is that one
+# (`git checkout e5bf878 -- acodm_gym`), or every record is stale.
+#
 #     OMP_NUM_THREADS=1 nohup bash benchmarks/campaign.sh > campaign.log 2>&1 &
 #     bash benchmarks/campaign.sh references     # one step: references|tasks|learned|datasets|offline|agents|report
+#     bash benchmarks/campaign.sh save           # before the session ends (also while the campaign runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python)}  # make install's venv, else PATH's
@@ -24,8 +31,15 @@ declare -A VARIANTS=(
 step=${1:-all}
 run() { [[ $step == all || $step == "$1" ]]; }
 
+if [[ $step == save ]]; then
+    exec $PY benchmarks/carry.py save
+fi
 if run references; then  # Optuna's search, then natural, uniform and the best static mixture (~2.4, 2.4, 1.7 h)
-    for task in "${TASKS[@]}"; do $PY -m acodm_gym.cli reference --task "$task" --ship run.progress=false "${T[@]}"; done
+    $PY benchmarks/carry.py restore
+    for task in "${TASKS[@]}"; do
+        $PY -m acodm_gym.cli reference --task "$task" --ship run.progress=false "${T[@]}"
+        $PY benchmarks/carry.py save --tasks "$task"
+    done
 fi
 if run tasks; then  # every method on 5 test seeds (~3.3 h per task)
     for task in "${TASKS[@]}"; do

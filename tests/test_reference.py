@@ -3,6 +3,7 @@ a study that continues after a stop, and the search budget every reference file 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -266,6 +267,41 @@ def test_a_stopped_search_continues_without_redoing_finished_trials(small_task, 
             **{**SEARCH, "search_steps": 4},
         )
     assert (out / reference.JOURNAL).read_bytes() == journal
+
+
+def _carry():
+    """benchmarks/carry.py, the campaign's save and restore across sessions."""
+    spec = importlib.util.spec_from_file_location("carry", REPO / "benchmarks" / "carry.py")
+    carry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(carry)
+    return carry
+
+
+def test_a_stopped_search_carried_to_another_machine_continues_from_its_records(small_task, searched, tmp_path):
+    carry, labels = _carry(), [label for label, _ in _candidates(small_task)]
+    trials, out, records = len(labels) + 2, tmp_path / "session-1" / "ref", tmp_path / "records"
+    killed = _kill_at(small_task, out, labels[3], trials)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    with (out / reference.JOURNAL).open("ab") as journal:
+        journal.write(b'{"op_code": 5, "worker_id"')  # a line being appended as the save reads it
+    finished = [f"search-{label}" for label in labels[:3] if (out / f"search-{label}" / "summary.json").is_file()]
+    assert finished and sorted(carry.save(out, records)) == sorted([*finished, reference.JOURNAL])  # not the pruned
+    assert not any((records / run / "model").exists() for run in finished)  # records only
+    assert (records / reference.JOURNAL).read_bytes().endswith(b"\n")  # up to its last complete line
+    assert carry.save(out, records) == []  # nothing new
+
+    moved = tmp_path / "session-2" / "ref"
+    assert sorted(carry.restore(records, moved)) == sorted([*finished, reference.JOURNAL])
+    logged: list[str] = []
+    result = references(str(small_task), _overrides(small_task), out=moved, trials=trials, log=logged.append, **SEARCH)
+    started = [line for line in logged if line.startswith("== search-")]
+    assert not any(line.startswith(f"== search-{label}:") for label in labels[:3] for line in started)
+    assert any(line.startswith(f"== search-{labels[3]}:") for line in started)  # the killed trial, queued again
+    uninterrupted = {r["candidate"]: r["val_metric"] for r in searched[1]["trials"] if r["state"] == "complete"}
+    carried = {r["candidate"]: r["val_metric"] for r in result["trials"] if r["state"] == "complete"}
+    both = [label for label in labels if label in carried and label in uninterrupted]
+    assert both and all(carried[label] == uninterrupted[label] for label in both)  # the same runs, the same figures
+    assert carry.restore(records, moved) == []  # what is there is left as it is
 
 
 @pytest.mark.parametrize("budget", ["missing", "a list of runs (the legacy format)"])
