@@ -13,7 +13,7 @@
 # (`git checkout e5bf878 -- acodm_gym`), or every record is stale.
 #
 #     OMP_NUM_THREADS=1 nohup bash benchmarks/campaign.sh > campaign.log 2>&1 &
-#     bash benchmarks/campaign.sh references     # one step: references|tasks|learned|datasets|offline|agents|report
+#     bash benchmarks/campaign.sh references     # one step: references|datasets|tasks|offline|learned|agents|report
 #     bash benchmarks/campaign.sh save           # before the session ends (also while the campaign runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,11 +34,20 @@ run() { [[ $step == all || $step == "$1" ]]; }
 if [[ $step == save ]]; then
     exec $PY benchmarks/carry.py save
 fi
+$PY benchmarks/carry.py restore  # what earlier sessions finished and kept
 if run references; then  # Optuna's search, then natural, uniform and the best static mixture (~2.4, 2.4, 1.7 h)
-    $PY benchmarks/carry.py restore
     for task in "${TASKS[@]}"; do
         $PY -m acodm_gym.cli reference --task "$task" --ship run.progress=false "${T[@]}"
         $PY benchmarks/carry.py save --tasks "$task"
+    done
+fi
+if run datasets; then  # 104 episodes per task, 13 of each of 8 behaviours (~7 h per task), each behaviour kept
+    behaviours=$($PY -c "from acodm_gym.runs.offline import BEHAVIOURS; print(' '.join(BEHAVIOURS))")
+    for task in "${TASKS[@]}"; do
+        for behaviour in $behaviours; do
+            $PY benchmarks/datasets.py --tasks "$task" --behaviours "$behaviour" "${T[@]}"
+            $PY benchmarks/carry.py save --tasks "$task"
+        done
     done
 fi
 if run tasks; then  # every method on 5 test seeds (~3.3 h per task)
@@ -46,19 +55,16 @@ if run tasks; then  # every method on 5 test seeds (~3.3 h per task)
         $PY benchmarks/tasks.py --tasks "$task" --methods "$METHODS" --seeds "${SEEDS[@]}" "${T[@]}"
     done
 fi
-if run learned; then  # AC-ODM's anchored actor chosen on validation, 3 training runs scored (~2.5 h per task)
-    for task in "${TASKS[@]}"; do
-        $PY benchmarks/learned_tuning.py --task "$task" --variants "${VARIANTS[$task]}" --score --train-runs 3 \
-            learn.episodes=5 "${T[@]}"
-    done
-fi
-if run datasets; then  # 104 episodes per task of 8 behaviours (~7 h per task)
-    $PY benchmarks/datasets.py "${T[@]}"
-fi
 if run offline; then  # the offline agent on each task's dataset, learning from the task metric (~20 min per task)
     for task in "${TASKS[@]}"; do
         $PY benchmarks/tasks.py --tasks "$task" --methods "$METHODS,offline" --seeds "${SEEDS[@]}" \
             agent.options.reward=metric "${T[@]}"
+    done
+fi
+if run learned; then  # AC-ODM's anchored actor chosen on validation, 3 training runs scored (~2.5 h per task)
+    for task in "${TASKS[@]}"; do
+        $PY benchmarks/learned_tuning.py --task "$task" --variants "${VARIANTS[$task]}" --score --train-runs 3 \
+            learn.episodes=5 "${T[@]}"
     done
 fi
 if run agents; then  # TD3 (with the variant AC-ODM's choice picked) and the vector SAC across 20 episodes (~1 h each)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sysconfig
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 DOMAIN_BYTES = 160_000
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 # What torchrun / the deepspeed launcher set: cleared from the environment of a child that must start alone.
 LAUNCH_VARS = (
     "RANK",
@@ -22,6 +24,14 @@ LAUNCH_VARS = (
     "MASTER_ADDR",
     "MASTER_PORT",
 )
+
+
+def benchmark_script(name: str):
+    """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _write_domain(root: Path, name: str, files: list[Path], budget: int = DOMAIN_BYTES) -> None:

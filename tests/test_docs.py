@@ -3,7 +3,6 @@ fails), and benchmarks/RESULTS.md equal to what the results files give."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -12,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import benchmark_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,9 +56,7 @@ def test_the_docs_build_strict_and_a_broken_link_or_anchor_fails_the_build(tmp_p
 
 
 def test_results_md_is_generated_from_the_results_files(capsys):
-    spec = importlib.util.spec_from_file_location("results_md", ROOT / "benchmarks" / "results_md.py")
-    results_md = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(results_md)
+    results_md = benchmark_script("results_md")
     assert results_md.main(["--check"]) == 0, capsys.readouterr().out
     text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     for path in sorted((ROOT / "benchmarks" / "results" / "tasks").glob("*.json")):

@@ -14,7 +14,10 @@ from acodm_gym.config import load_config
 from acodm_gym.runs.logger import read_metrics
 from acodm_gym.runs.offline import build
 
+from conftest import benchmark_script
+
 minari = pytest.importorskip("minari", reason="offline datasets need: pip install -e '.[offline]'")
+DATASET = "acodm/small/dirichlet-natural-v0"
 
 
 @pytest.fixture()
@@ -64,6 +67,35 @@ def test_a_dataset_loads_with_minari_and_its_episodes_are_the_logged_transitions
     assert sum("finished earlier with this config: reused" in line for line in lines) == 2
     assert again["episodes"][:2] == manifest["episodes"] and again["total_episodes"] == 3
     assert minari.load_dataset("acodm/small/dirichlet-natural-v0").total_episodes == 3
+
+
+def test_a_dataset_carried_to_another_machine_is_written_again_from_its_records_without_rerunning(task, tmp_path):
+    """The campaign's carry (benchmarks/carry.py): a dataset's finished episodes kept as records (config, summary,
+    transitions, validation metric; no model) and put back on a fresh machine give the same Minari dataset."""
+    carry, cfg = benchmark_script("carry"), _cfg(task, tmp_path)
+    build(cfg, "dirichlet-natural", 2, log=lambda _: None)
+    first = [(e.observations, e.actions, e.rewards, e.infos) for e in minari.load_dataset(DATASET).iterate_episodes()]
+    minari.delete_dataset(DATASET)
+    runs, records = tmp_path / "runs" / "datasets" / "small", tmp_path / "records" / "small"
+    assert carry.save_datasets(runs, records) == ["dirichlet-natural/ep-000", "dirichlet-natural/ep-001"]
+    assert carry.save_datasets(runs, records) == []  # nothing new
+    kept = records / "dirichlet-natural" / "ep-000"
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "metrics.csv", "summary.json", "transitions.npz"]
+    assert kept.joinpath("metrics.csv").read_text().splitlines()[0] == "step,val_metric"
+
+    moved = tmp_path / "moved"
+    assert carry.restore(records, moved / "datasets" / "small") == ["dirichlet-natural"]
+    lines: list[str] = []
+    build(load_config(cfg, [f"run.out_dir={moved}"]), "dirichlet-natural", 2, log=lines.append)
+    assert sum("finished earlier with this config: reused" in line for line in lines) == 2  # nothing trained
+    again = list(minari.load_dataset(DATASET).iterate_episodes())
+    assert len(again) == len(first) == 2
+    for (obs, actions, rewards, infos), episode in zip(first, again):
+        np.testing.assert_array_equal(episode.observations, obs)
+        np.testing.assert_array_equal(episode.actions, actions)
+        np.testing.assert_array_equal(episode.rewards, rewards)
+        for key in ("vector_reward", "val_metric"):
+            np.testing.assert_array_equal(episode.infos[key], infos[key])
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ a study that continues after a stop, and the search budget every reference file 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -23,6 +22,8 @@ from acodm_gym.envs.task import load_references, normalised_score, read_referenc
 from acodm_gym.runs import provenance, reference
 from acodm_gym.runs.logger import read_metrics
 from acodm_gym.runs.reference import references, structured_candidates, to_params, to_weights
+
+from conftest import benchmark_script
 
 REPO = Path(__file__).resolve().parent.parent
 SEARCH = {"seeds": (0, 1), "finalists": 2, "search_steps": 8}  # validated at steps 2, 4, 6 and 8
@@ -269,26 +270,20 @@ def test_a_stopped_search_continues_without_redoing_finished_trials(small_task, 
     assert (out / reference.JOURNAL).read_bytes() == journal
 
 
-def _carry():
-    """benchmarks/carry.py, the campaign's save and restore across sessions."""
-    spec = importlib.util.spec_from_file_location("carry", REPO / "benchmarks" / "carry.py")
-    carry = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(carry)
-    return carry
-
-
 def test_a_stopped_search_carried_to_another_machine_continues_from_its_records(small_task, searched, tmp_path):
-    carry, labels = _carry(), [label for label, _ in _candidates(small_task)]
+    carry, labels = benchmark_script("carry"), [label for label, _ in _candidates(small_task)]
     trials, out, records = len(labels) + 2, tmp_path / "session-1" / "ref", tmp_path / "records"
     killed = _kill_at(small_task, out, labels[3], trials)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     with (out / reference.JOURNAL).open("ab") as journal:
         journal.write(b'{"op_code": 5, "worker_id"')  # a line being appended as the save reads it
     finished = [f"search-{label}" for label in labels[:3] if (out / f"search-{label}" / "summary.json").is_file()]
-    assert finished and sorted(carry.save(out, records)) == sorted([*finished, reference.JOURNAL])  # not the pruned
+    assert finished and sorted(carry.save_tasks(out, records)) == sorted(
+        [*finished, reference.JOURNAL]
+    )  # not the pruned
     assert not any((records / run / "model").exists() for run in finished)  # records only
     assert (records / reference.JOURNAL).read_bytes().endswith(b"\n")  # up to its last complete line
-    assert carry.save(out, records) == []  # nothing new
+    assert carry.save_tasks(out, records) == []  # nothing new
 
     moved = tmp_path / "session-2" / "ref"
     assert sorted(carry.restore(records, moved)) == sorted([*finished, reference.JOURNAL])
