@@ -35,8 +35,16 @@ if [[ $step == save ]]; then
     exec $PY benchmarks/carry.py save
 fi
 $PY benchmarks/carry.py restore  # what earlier sessions finished and kept
+# whether a task ships references this code version's search made (then its step is done: nothing to redo)
+shipped() {
+    $PY -c "import json, sys; from acodm_gym.config import TASK_DIR; from acodm_gym.runs.provenance import code_version
+path = TASK_DIR / f'{sys.argv[1]}.references.json'
+code = json.loads(path.read_text())['search'].get('code') if path.is_file() else None
+sys.exit(0 if code and code['source'] == code_version()['source'] else 1)" "$1"
+}
 if run references; then  # Optuna's search, then natural, uniform and the best static mixture (~2.4, 2.4, 1.7 h)
     for task in "${TASKS[@]}"; do
+        shipped "$task" && continue
         $PY -m acodm_gym.cli reference --task "$task" --ship run.progress=false "${T[@]}"
         $PY benchmarks/carry.py save --tasks "$task"
     done
