@@ -7,8 +7,8 @@
 # campaign takes about 50 hours (the hours per step below were measured here, train.threads=1).
 #
 # A session's machine is gone when the session ends: before that, `save` keeps what finished (benchmarks/carry.py:
-# every finished run's record and the references' Optuna journal, into benchmarks/results/tasks/runs/), then commit
-# benchmarks/results. The campaign restores those first. Its code version is package digest 6b5a94f0206ea5dc
+# every finished run's record and the references' Optuna journal into benchmarks/results/tasks/runs/, the dataset
+# episodes into benchmarks/results/datasets/), then commit benchmarks/results. The campaign restores those first. Its code version is package digest 6b5a94f0206ea5dc
 # (commit e5bf878): where main's acodm_gym/ has moved on, run it from a worktree whose package is that one
 # (`git checkout e5bf878 -- acodm_gym`), or every record is stale.
 #

@@ -30,6 +30,7 @@ import io
 import sys
 from pathlib import Path
 
+from acodm_gym.runs import rundir
 from acodm_gym.runs.records import finished_runs, restore_records, save_records
 from acodm_gym.runs.reference import JOURNAL
 
@@ -39,13 +40,11 @@ EPISODE_METRICS = ("step", "val_metric")  # what a dataset episode's record keep
 
 
 def _write_if_changed(dst: Path, data: bytes) -> bool:
-    """``data`` into ``dst`` atomically, unless it holds them already; whether it changed."""
+    """``data`` into ``dst`` atomically (``rundir.write_file``), unless it holds them already; whether it changed."""
     if dst.is_file() and dst.read_bytes() == data:
         return False
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f"{dst.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(dst)
+    rundir.write_file(dst, lambda tmp: tmp.write_bytes(data))
     return True
 
 
@@ -107,11 +106,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     runs, results = Path(args.runs), Path(args.results)
     for task in args.tasks.split(","):
-        pairs = {
-            save_tasks: (runs / "tasks" / task, results / "tasks" / "runs" / task),
-            save_datasets: (runs / "datasets" / task, results / "datasets" / task),
-        }
-        for save, (out, records) in pairs.items():
+        kept = (  # what to save it with, where the campaign runs it, where its records are committed
+            (save_tasks, runs / "tasks" / task, results / "tasks" / "runs" / task),
+            (save_datasets, runs / "datasets" / task, results / "datasets" / task),
+        )
+        for save, out, records in kept:
             if args.action == "save":
                 done, where = save(out, records), f"{out} -> {records}"
             else:

@@ -277,10 +277,9 @@ def test_a_stopped_search_carried_to_another_machine_continues_from_its_records(
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     with (out / reference.JOURNAL).open("ab") as journal:
         journal.write(b'{"op_code": 5, "worker_id"')  # a line being appended as the save reads it
+    # the finished runs are kept, not the pruned ones
     finished = [f"search-{label}" for label in labels[:3] if (out / f"search-{label}" / "summary.json").is_file()]
-    assert finished and sorted(carry.save_tasks(out, records)) == sorted(
-        [*finished, reference.JOURNAL]
-    )  # not the pruned
+    assert finished and sorted(carry.save_tasks(out, records)) == sorted([*finished, reference.JOURNAL])
     assert not any((records / run / "model").exists() for run in finished)  # records only
     assert (records / reference.JOURNAL).read_bytes().endswith(b"\n")  # up to its last complete line
     assert carry.save_tasks(out, records) == []  # nothing new
